@@ -1,0 +1,3 @@
+from attn.cli.main import main
+
+main()

@@ -1,0 +1,52 @@
+"""The Typer application behind the `attn` script.
+
+Nothing heavy is imported here: `attn --help` must stay fast, so torch and the
+model code are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from attn import __version__
+
+app = typer.Typer(
+    name="attn",
+    help="Train and run small encoder-decoder transformers: translate, summarize, sentiment.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"attn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """attn: a small-model text tool. Results go to stdout, progress and errors to stderr."""
+
+
+def _register() -> None:
+    from attn.cli import info, stubs
+
+    info.register(app)
+    stubs.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()
