@@ -1,0 +1,130 @@
+"""Model directories: one writer and one loader for config, tokenizer and weights.
+
+A model directory holds `config.json`, `tokenizer.model`, `model.safetensors` (the best
+weights) and, while or after training, `last/` with the latest weights and the trainer state.
+Weights are safetensors only: nothing executes on load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attn.model.config import ConfigError, ModelConfig, load_config, save_config
+from attn.model.io import atomic_write
+from attn.model.transformer import Transformer
+
+CONFIG = "config.json"
+TOKENIZER = "tokenizer.model"
+WEIGHTS = "model.safetensors"
+
+
+class ModelError(ValueError):
+    """A model directory is missing, incomplete, corrupt or for another task."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference: network (eval mode), its config and tokenizer."""
+
+    model: Transformer
+    config: ModelConfig
+    tokenizer: Any
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """Write a model's weights as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_write(Path(path), lambda tmp: save_file(state, str(tmp)))
+
+
+def load_weights(model: torch.nn.Module, path: Path, device: torch.device | str = "cpu") -> None:
+    """Load safetensors weights into `model`, checking names and shapes.
+
+    Raises:
+        ModelError: missing, truncated or mismatched file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file")
+    try:
+        state = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a readable safetensors file ({e})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ModelError(
+            f"{path}: weights do not match the config (missing: {missing[:3]}, "
+            f"unexpected: {unexpected[:3]})"
+        )
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise ModelError(
+                f"{path}: {name} has shape {tuple(tensor.shape)}, the config needs "
+                f"{tuple(expected[name].shape)}"
+            )
+    model.load_state_dict(state)
+
+
+def save_model_config(model_dir: Path, config: ModelConfig, **extra: Any) -> None:
+    save_config(config, Path(model_dir) / CONFIG, **extra)
+
+
+def load_model(
+    model_dir: str | Path,
+    *,
+    task: str | None = None,
+    device: torch.device | str = "cpu",
+    weights: str = WEIGHTS,
+) -> LoadedModel:
+    """Load a model directory for inference.
+
+    Args:
+        model_dir: the directory `attn train` wrote.
+        task: if given, the task the caller needs; another task's model is refused.
+        device: where to put the weights.
+        weights: file name of the weights inside the directory.
+
+    Raises:
+        ModelError: with a one-line message saying what is wrong and how to fix it.
+    """
+    from attn.tokenizer import Tokenizer, TokenizerError
+
+    model_dir = Path(model_dir)
+    if not model_dir.exists():
+        raise ModelError(f"model directory {model_dir} does not exist")
+    if not model_dir.is_dir():
+        raise ModelError(f"{model_dir} is not a directory")
+    if not (model_dir / CONFIG).is_file():
+        raise ModelError(f"{model_dir} is not an attn model directory (no {CONFIG})")
+    try:
+        config, meta = load_config(model_dir / CONFIG)
+    except ConfigError as e:
+        raise ModelError(str(e)) from None
+    if task is not None and config.task != task:
+        raise ModelError(f"{model_dir} holds a {config.task} model, not a {task} model")
+    try:
+        tokenizer = Tokenizer.load(model_dir / TOKENIZER)
+    except TokenizerError as e:
+        raise ModelError(str(e)) from None
+    if tokenizer.vocab_size != config.vocab_size:
+        raise ModelError(
+            f"{model_dir}: tokenizer has {tokenizer.vocab_size} pieces but the config says "
+            f"vocab_size {config.vocab_size}; the directory is inconsistent"
+        )
+    model = Transformer(config)
+    load_weights(model, model_dir / weights)
+    model.to(device).eval()
+    return LoadedModel(model=model, config=config, tokenizer=tokenizer, path=model_dir, meta=meta)

@@ -1,0 +1,272 @@
+"""The encoder-decoder transformer (pre-LayerNorm) and the sentiment classifier on its encoder.
+
+Shared embeddings: one matrix embeds source and target pieces and is the output projection.
+Positions are sinusoidal. Masks are boolean, True = may attend (see `attention.py`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attn.model.attention import KVCache, MultiHeadAttention
+from attn.model.config import ModelConfig
+
+
+@dataclass
+class AttentionRecord:
+    """Weights one attention layer used in a forward pass.
+
+    kind: "encoder" (self), "decoder" (masked self) or "cross" (decoder to encoder).
+    weights: (B, h, T_q, T_k).
+    """
+
+    kind: str
+    layer: int
+    weights: Tensor
+
+
+# Per decoder layer: the self-attention cache and the cross-attention (memory) cache.
+DecoderCache = list[dict[str, KVCache]]
+
+
+def sinusoidal_positions(length: int, d_model: int) -> Tensor:
+    """The fixed positional encodings of "Attention Is All You Need".
+
+    Shape: returns (length, d_model).
+    """
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)  # (L, 1)
+    div = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model)
+    )
+    pe = torch.zeros(length, d_model)
+    pe[:, 0::2] = torch.sin(position * div)
+    pe[:, 1::2] = torch.cos(position * div[: d_model // 2])
+    return pe
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward network: Linear, activation, dropout, Linear."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(d_model, d_ff)
+        self.w2 = nn.Linear(d_ff, d_model)
+        self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(self.dropout(self.act(self.w1(x))))  # (B, T, d_model)
+
+
+class EncoderLayer(nn.Module):
+    """Pre-LN: x + SelfAttn(LN(x)), then x + FFN(LN(x))."""
+
+    def __init__(self, c: ModelConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(c.d_model)
+        self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, c.dropout)
+        self.norm2 = nn.LayerNorm(c.d_model)
+        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def forward(
+        self, x: Tensor, mask: Tensor, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        h = self.norm1(x)
+        a, weights = self.self_attn(h, h, mask, need_weights=need_weights)
+        x = x + self.dropout(a)
+        x = x + self.dropout(self.ff(self.norm2(x)))
+        return x, weights  # (B, S, d_model)
+
+
+class DecoderLayer(nn.Module):
+    """Pre-LN: masked self-attention, cross-attention to the memory, feed-forward."""
+
+    def __init__(self, c: ModelConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(c.d_model)
+        self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, c.dropout)
+        self.norm2 = nn.LayerNorm(c.d_model)
+        self.cross_attn = MultiHeadAttention(c.d_model, c.n_heads, c.dropout)
+        self.norm3 = nn.LayerNorm(c.d_model)
+        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        memory_mask: Tensor,
+        cache: dict[str, KVCache] | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        h = self.norm1(x)
+        a, self_w = self.self_attn(
+            h,
+            h,
+            causal=True,
+            cache=None if cache is None else cache["self"],
+            need_weights=need_weights,
+        )
+        x = x + self.dropout(a)
+        a, cross_w = self.cross_attn(
+            self.norm2(x),
+            memory,
+            memory_mask,
+            cache=None if cache is None else cache["cross"],
+            static_kv=True,
+            need_weights=need_weights,
+        )
+        x = x + self.dropout(a)
+        x = x + self.dropout(self.ff(self.norm3(x)))
+        return x, self_w, cross_w  # (B, T, d_model)
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder transformer with shared embeddings, and a classification head.
+
+    Args:
+        config: the architecture; `config.task == "sentiment"` builds the encoder and a
+            classification head (masked mean-pool, linear) and no decoder.
+
+    Shape:
+        src: (B, S) piece ids, padded with `config.pad_id`; src_mask: (B, S) True = real piece.
+        tgt: (B, T) decoder input ids (BOS first); logits: (B, T, vocab_size).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.embed = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.register_buffer(
+            "positions", sinusoidal_positions(c.max_length + 2, c.d_model), persistent=False
+        )
+        self.emb_dropout = nn.Dropout(c.dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(c) for _ in range(c.n_encoder_layers))
+        self.encoder_norm = nn.LayerNorm(c.d_model)
+        if c.task == "sentiment":
+            self.decoder = nn.ModuleList()
+            self.classifier = nn.Linear(c.d_model, c.n_classes)
+        else:
+            self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.n_decoder_layers))
+            self.decoder_norm = nn.LayerNorm(c.d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for name, p in self.named_parameters():
+            if p.dim() > 1 and name != "embed.weight":
+                nn.init.xavier_uniform_(p)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+        nn.init.normal_(self.embed.weight, std=self.config.d_model**-0.5)
+        with torch.no_grad():
+            self.embed.weight[self.config.pad_id].zero_()
+
+    def _embed(self, ids: Tensor, offset: int = 0) -> Tensor:
+        t = ids.size(1)
+        if offset + t > self.positions.size(0):
+            raise ValueError(
+                f"sequence of {offset + t} pieces is longer than max_length "
+                f"{self.config.max_length}"
+            )
+        x = self.embed(ids) * math.sqrt(self.config.d_model)  # (B, T, d_model)
+        x = x + self.positions[offset : offset + t]
+        return self.emb_dropout(x)
+
+    def encode(
+        self, src: Tensor, src_mask: Tensor, attn: list[AttentionRecord] | None = None
+    ) -> Tensor:
+        """Run the encoder.
+
+        Args:
+            attn: if a list is given, each layer appends its self-attention weights
+                (computed on the reference path).
+
+        Shape: src, src_mask: (B, S); returns memory (B, S, d_model).
+        """
+        mask = src_mask[:, None, None, :]  # (B, 1, 1, S)
+        x = self._embed(src)
+        for i, layer in enumerate(self.encoder):
+            x, w = layer(x, mask, need_weights=attn is not None)
+            if attn is not None:
+                attn.append(AttentionRecord("encoder", i, w))
+        return self.encoder_norm(x)
+
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        src_mask: Tensor,
+        cache: DecoderCache | None = None,
+        attn: list[AttentionRecord] | None = None,
+    ) -> Tensor:
+        """Run the decoder and the (tied) output projection.
+
+        Args:
+            tgt: decoder input ids. With a `cache`, only the new positions (usually one).
+            cache: from `new_cache()`; updated in place, so that each step reuses the
+                keys/values of earlier steps and of the memory.
+            attn: if a list is given, each layer appends its masked self-attention and
+                cross-attention weights.
+
+        Shape: tgt (B, T); memory (B, S, d_model); src_mask (B, S); returns (B, T, vocab).
+        """
+        offset = 0
+        if cache is not None and "k" in cache[0]["self"]:
+            offset = cache[0]["self"]["k"].size(2)
+        mask = src_mask[:, None, None, :]  # (B, 1, 1, S)
+        x = self._embed(tgt, offset)
+        for i, layer in enumerate(self.decoder):
+            x, self_w, cross_w = layer(
+                x,
+                memory,
+                mask,
+                cache=None if cache is None else cache[i],
+                need_weights=attn is not None,
+            )
+            if attn is not None:
+                attn.append(AttentionRecord("decoder", i, self_w))
+                attn.append(AttentionRecord("cross", i, cross_w))
+        x = self.decoder_norm(x)
+        return F.linear(x, self.embed.weight)  # (B, T, vocab)
+
+    def new_cache(self) -> DecoderCache:
+        """An empty key/value cache for incremental decoding."""
+        return [{"self": {}, "cross": {}} for _ in self.decoder]
+
+    def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
+        """Teacher-forced logits for training. Shape: src (B, S), tgt (B, T) -> (B, T, vocab)."""
+        src_mask = src != self.config.pad_id
+        return self.decode(tgt, self.encode(src, src_mask), src_mask)
+
+    def classify(
+        self, src: Tensor, src_mask: Tensor, attn: list[AttentionRecord] | None = None
+    ) -> Tensor:
+        """Class logits from the masked mean of the encoder output.
+
+        Shape: src, src_mask (B, S) -> (B, n_classes).
+        """
+        memory = self.encode(src, src_mask, attn)  # (B, S, d_model)
+        m = src_mask.unsqueeze(-1).to(memory.dtype)  # (B, S, 1)
+        pooled = (memory * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, d_model)
+        return self.classifier(self.emb_dropout(pooled))
+
+
+def reorder_cache(cache: DecoderCache, index: Tensor) -> None:
+    """Select batch rows of every cached tensor in place (beam search reordering).
+
+    Shape: index (B',) of row indices into the current batch.
+    """
+    for layer in cache:
+        for kv in layer.values():
+            for key, t in kv.items():
+                kv[key] = t.index_select(0, index)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
