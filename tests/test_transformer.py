@@ -1,0 +1,213 @@
+"""The transformer as a whole: masking, padding, caching, learning, config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attn.model.config import ConfigError, ModelConfig, load_config, preset, save_config
+from attn.model.transformer import Transformer, reorder_cache
+
+PAD, BOS, EOS = 0, 2, 3
+V = 24
+
+
+def _model(seed=0, **overrides) -> Transformer:
+    torch.manual_seed(seed)
+    fields = {**preset("tiny"), "vocab_size": V, "dropout": 0.0, "max_length": 64}
+    return Transformer(ModelConfig(**{**fields, **overrides})).eval()
+
+
+def _ids(*rows):
+    return torch.tensor(rows)
+
+
+def test_presets_have_the_documented_sizes():
+    assert (preset("tiny")["d_model"], preset("tiny")["n_encoder_layers"]) == (128, 2)
+    small = preset("small")
+    assert (small["d_model"], small["n_encoder_layers"], small["n_heads"], small["d_ff"]) == (
+        256,
+        3,
+        4,
+        1024,
+    )
+    base = preset("base")
+    assert (base["d_model"], base["n_decoder_layers"], base["n_heads"], base["d_ff"]) == (
+        512,
+        6,
+        8,
+        2048,
+    )
+
+
+def test_changing_a_future_target_token_never_changes_earlier_outputs():
+    model = _model()
+    src = _ids([5, 6, 7, 8, EOS])
+    tgt = _ids([BOS, 9, 10, 11, 12, 13])
+    base = model(src, tgt)
+    for t in range(1, tgt.size(1)):
+        changed = tgt.clone()
+        changed[0, t:] = torch.randint(4, V, (tgt.size(1) - t,), generator=torch.Generator())
+        changed[0, t] = 4 if tgt[0, t] != 4 else 5
+        out = model(src, changed)
+        torch.testing.assert_close(out[:, :t], base[:, :t], atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(out[:, t], base[:, t])
+
+
+def test_padding_does_not_change_real_token_outputs():
+    model = _model()
+    src_a, tgt_a = [5, 6, 7, EOS], [BOS, 8, 9]
+    src_b, tgt_b = [10, 11, 12, 13, 14, 15, 16, EOS], [BOS, 17, 18, 19, 20, 21]
+    alone = model(_ids(src_a), _ids(tgt_a))
+    batch = model(_ids(src_a + [PAD] * 4, src_b), _ids(tgt_a + [PAD] * 3, tgt_b))  # (2, 6, V)
+    torch.testing.assert_close(batch[0, :3], alone[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batch[1:], model(_ids(src_b), _ids(tgt_b)), atol=1e-5, rtol=1e-5)
+
+
+def test_padding_does_not_change_classifier_output():
+    model = _model(task="sentiment", labels=("neg", "pos"), n_decoder_layers=0)
+    src = _ids([5, 6, 7, EOS])
+    padded = _ids([5, 6, 7, EOS, PAD, PAD, PAD])
+    alone = model.classify(src, src != PAD)
+    with_pad = model.classify(padded, padded != PAD)
+    torch.testing.assert_close(alone, with_pad, atol=1e-5, rtol=1e-5)
+    assert alone.shape == (1, 2)
+
+
+def test_incremental_decoding_with_cache_equals_full_recomputation():
+    model = _model()
+    src = _ids([5, 6, 7, 8, EOS], [9, 10, EOS, PAD, PAD])
+    src_mask = src != PAD
+    tgt = _ids([BOS, 11, 12, 13, 14], [BOS, 15, 16, 17, 18])
+    with torch.inference_mode():
+        memory = model.encode(src, src_mask)
+        full = model.decode(tgt, memory, src_mask)
+        cache = model.new_cache()
+        steps = [model.decode(tgt[:, t : t + 1], memory, src_mask, cache) for t in range(5)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_reorder_cache_selects_rows():
+    model = _model()
+    src = _ids([5, 6, EOS], [7, 8, EOS])
+    mask = src != PAD
+    memory = model.encode(src, mask)
+    cache = model.new_cache()
+    model.decode(_ids([BOS], [BOS]), memory, mask, cache)
+    before = cache[0]["self"]["k"].clone()
+    reorder_cache(cache, torch.tensor([1, 1, 0]))
+    assert cache[0]["self"]["k"].shape[0] == 3
+    torch.testing.assert_close(cache[0]["self"]["k"][2], before[0])
+    torch.testing.assert_close(cache[1]["cross"]["v"][0], cache[1]["cross"]["v"][1])
+
+
+def test_attention_records_cover_every_layer_and_kind():
+    model = _model()
+    src, tgt = _ids([5, 6, 7, EOS]), _ids([BOS, 8, 9])
+    records: list = []
+    mask = src != PAD
+    memory = model.encode(src, mask, attn=records)
+    logits = model.decode(tgt, memory, mask, attn=records)
+    torch.testing.assert_close(logits, model(src, tgt), atol=1e-5, rtol=1e-5)
+    kinds = [(r.kind, r.layer, tuple(r.weights.shape)) for r in records]
+    assert kinds == [
+        ("encoder", 0, (1, 4, 4, 4)),
+        ("encoder", 1, (1, 4, 4, 4)),
+        ("decoder", 0, (1, 4, 3, 3)),
+        ("cross", 0, (1, 4, 3, 4)),
+        ("decoder", 1, (1, 4, 3, 3)),
+        ("cross", 1, (1, 4, 3, 4)),
+    ]
+
+
+def _greedy(model: Transformer, src: torch.Tensor, max_len: int) -> list[list[int]]:
+    """Plain greedy decoding by full recomputation: the simplest correct decoder."""
+    mask = src != PAD
+    memory = model.encode(src, mask)
+    out = torch.full((src.size(0), 1), BOS)
+    for _ in range(max_len):
+        nxt = model.decode(out, memory, mask)[:, -1].argmax(-1, keepdim=True)
+        out = torch.cat([out, nxt], dim=1)
+    result = []
+    for row in out[:, 1:].tolist():
+        result.append(row[: row.index(EOS)] if EOS in row else row)
+    return result
+
+
+def test_tiny_model_overfits_a_reverse_task_and_greedy_reproduces_it():
+    torch.manual_seed(0)
+    model = _model(d_model=64, d_ff=128, n_heads=4).train()
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(3, 8, (16,), generator=g)
+    seqs = [torch.randint(4, V, (int(n),), generator=g).tolist() for n in lengths]
+    width = max(len(s) for s in seqs) + 1
+    src = _ids(*[s + [EOS] + [PAD] * (width - len(s) - 1) for s in seqs])
+    targets = [s[::-1] for s in seqs]
+    tgt_in = _ids(*[[BOS, *t] + [PAD] * (width - len(t) - 1) for t in targets])
+    tgt_out = _ids(*[[*t, EOS] + [PAD] * (width - len(t) - 1) for t in targets])
+
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss = F.cross_entropy(model(src, tgt_in).transpose(1, 2), tgt_out, ignore_index=PAD)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+    model.eval()
+    with torch.inference_mode():
+        assert _greedy(model, src, width + 2) == targets
+
+
+def test_untrained_model_does_not_reverse():
+    """The bar above is not met by chance: random weights get the reverse task wrong."""
+    model = _model(d_model=64, d_ff=128)
+    src = _ids([5, 6, 7, 8, EOS])
+    with torch.inference_mode():
+        assert _greedy(model, src, 6) != [[8, 7, 6, 5]]
+
+
+def test_config_json_round_trip(tmp_path):
+    config = ModelConfig(task="sentiment", vocab_size=500, labels=("negative", "positive"))
+    path = tmp_path / "config.json"
+    save_config(config, path, train={"lr": 1e-3})
+    loaded, extra = load_config(path)
+    assert loaded == config
+    assert extra["train"] == {"lr": 1e-3}
+    assert extra["format_version"] == 1
+    data = json.loads(path.read_text())
+    assert data["model"]["labels"] == ["negative", "positive"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"d_model": 10, "n_heads": 3}, "d_model must be divisible by n_heads, got 10 and 3"),
+        ({"d_model": 10**9}, "d_model must be between 8 and 8192, got 1000000000"),
+        ({"max_length": 10**8}, "max_length must be between 8 and 16384"),
+        ({"d_model": "256"}, "d_model must be an integer, got '256'"),
+        ({"dropout": 1.5}, r"dropout must be a number in \[0, 1\)"),
+        ({"task": "poetry"}, "task must be one of translate, summarize, sentiment"),
+        ({"task": "sentiment", "labels": ("only",)}, "at least 2 labels"),
+    ],
+)
+def test_config_rejects_bad_values(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig(**changes)
+
+
+def test_config_from_newer_attn_is_refused(tmp_path):
+    path = tmp_path / "config.json"
+    save_config(ModelConfig(), path)
+    data = json.loads(path.read_text())
+    data["format_version"] = 99
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="newer attn"):
+        load_config(path)
+
+
+def test_unknown_config_field_is_refused():
+    with pytest.raises(ConfigError, match="unknown config field"):
+        ModelConfig.from_dict({"d_model": 128, "n_hedas": 4})
