@@ -1,0 +1,27 @@
+"""Data: readers for the input formats, task datasets, batching, built-in demo corpora."""
+
+from attn.data.batching import restore_order, sorted_chunks, token_batches
+from attn.data.readers import (
+    DataError,
+    read_jsonl,
+    read_lines,
+    read_parallel,
+    read_table,
+)
+from attn.data.tasks import TASKS, Example, TaskData, demo_dir, load_task_data
+
+__all__ = [
+    "TASKS",
+    "DataError",
+    "Example",
+    "TaskData",
+    "demo_dir",
+    "load_task_data",
+    "read_jsonl",
+    "read_lines",
+    "read_parallel",
+    "read_table",
+    "restore_order",
+    "sorted_chunks",
+    "token_batches",
+]

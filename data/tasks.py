@@ -1,0 +1,324 @@
+"""Task datasets: find and read the training and validation data of a task.
+
+A data directory is read by convention (``train.*``, and ``val.*`` or ``dev.*``); test
+splits are never read. Without data, the built-in demo corpus of the task is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from attn.data.readers import (
+    LABEL_FIELDS,
+    TEXT_FIELDS,
+    DataError,
+    jsonl_keys,
+    read_jsonl_numbered,
+    read_parallel,
+    read_table_numbered,
+)
+
+TASKS = ("translate", "summarize", "sentiment")
+
+# Field names guessed in JSONL records, in order of preference.
+SRC_FIELDS = ("dialogue", "document", "text", "source", "src")
+TGT_FIELDS = ("summary", "target", "tgt")
+
+# Suffixes of train.* files that are formats, not languages.
+_FORMAT_SUFFIXES = {"src", "tgt", "jsonl", "tsv", "csv", "json", "txt", "md", "gz", "zip"}
+_VAL_STEMS = ("val", "dev")
+_TABLE_SUFFIXES = (".tsv", ".csv", ".jsonl")
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example: ``src`` is the input text; ``tgt`` the target text or, for sentiment,
+    the label name."""
+
+    src: str
+    tgt: str
+
+
+@dataclass
+class TaskData:
+    """Training and validation examples of a task, and where they came from.
+
+    Attributes:
+        train: training examples (without the held-out slice when ``val_from_train``).
+        val: validation examples.
+        labels: sentiment only: the sorted label names; a label's index is its class id.
+        train_files: the files read for training.
+        val_files: the files read for validation (empty when ``val_from_train``).
+        val_from_train: the validation examples are a seeded slice of the training files.
+    """
+
+    train: list[Example]
+    val: list[Example]
+    labels: list[str] | None
+    train_files: list[Path]
+    val_files: list[Path]
+    val_from_train: bool
+
+
+def demo_dir(task: str) -> Path:
+    """The directory of the built-in demo corpus of ``task``.
+
+    Raises:
+        ValueError: unknown task.
+    """
+    _check_task(task)
+    return Path(__file__).resolve().parent / "demo" / task
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+
+
+def _guess_field(path: Path, wanted: str | None, guesses: Sequence[str], kind: str) -> str:
+    if wanted is not None:
+        return wanted
+    keys = jsonl_keys(path)
+    for guess in guesses:
+        if guess in keys:
+            return guess
+    raise DataError(
+        path,
+        f"cannot tell which field holds the {kind} (fields: {', '.join(keys)}); "
+        f"name it with --{kind}-field",
+        1,
+    )
+
+
+@dataclass
+class _Fields:
+    src: str | None
+    tgt: str | None
+    text: str | None
+    label: str | None
+
+
+def _read_examples(
+    task: str, files: Sequence[Path], fields: _Fields
+) -> Iterator[tuple[Path, int, Example]]:
+    """Yield ``(file, line, example)`` from one split given as files."""
+    if task == "sentiment":
+        for path in files:
+            if path.suffix == ".jsonl":
+                text = _guess_field(path, fields.text, TEXT_FIELDS, "text")
+                label = _guess_field(path, fields.label, LABEL_FIELDS, "label")
+                for line, (src, tgt) in read_jsonl_numbered(path, (text, label)):
+                    yield path, line, Example(src.strip(), tgt.strip())
+            else:
+                for line, src, tgt in read_table_numbered(
+                    path, text_field=fields.text, label_field=fields.label
+                ):
+                    yield path, line, Example(src, tgt)
+    elif len(files) == 1 and files[0].suffix == ".jsonl":
+        path = files[0]
+        src_field = _guess_field(path, fields.src, SRC_FIELDS, "src")
+        tgt_field = _guess_field(path, fields.tgt, TGT_FIELDS, "tgt")
+        for line, (src, tgt) in read_jsonl_numbered(path, (src_field, tgt_field)):
+            yield path, line, Example(src, tgt)
+    elif len(files) == 2:
+        for line, (src, tgt) in enumerate(read_parallel(files[0], files[1]), start=1):
+            yield files[0], line, Example(src, tgt)
+    else:
+        names = ", ".join(str(f) for f in files) or "none"
+        raise ValueError(
+            f"{task} data is two line-aligned files (source, target) or one .jsonl file; "
+            f"got {names}"
+        )
+
+
+def _language_pair(directory: Path, src: str | None, tgt: str | None) -> tuple[str, str]:
+    """The (source, target) suffixes of a translation directory's ``train.*`` files."""
+    found = sorted(
+        p.suffix[1:]
+        for p in directory.glob("train.*")
+        if p.is_file() and p.suffix[1:].lower() not in _FORMAT_SUFFIXES
+    )
+    listed = ", ".join(found) or "none"
+    for lang in (src, tgt):
+        if lang is not None and lang not in found:
+            raise DataError(directory, f"no train.{lang} (languages found: {listed})")
+    if src is not None and tgt is not None:
+        return src, tgt
+    others = [lang for lang in found if lang not in (src, tgt)]
+    if src is not None and len(others) == 1:
+        return src, others[0]
+    if tgt is not None and len(others) == 1:
+        return others[0], tgt
+    if src is None and tgt is None and len(found) == 2 and "en" in found:
+        # Two languages and no choice made: translating out of English is the usual case.
+        other = found[0] if found[1] == "en" else found[1]
+        logger.info("translating en -> %s (pass --src/--tgt to choose)", other)
+        return "en", other
+    raise DataError(
+        directory, f"found languages {listed}; choose the direction with --src and --tgt"
+    )
+
+
+def _split_files(
+    task: str, directory: Path, stem: str, src: str | None, tgt: str | None
+) -> list[Path]:
+    """The files of split ``stem`` (train, val or dev) in ``directory``; [] if none."""
+
+    def present(*names: str) -> list[Path] | None:
+        paths = [directory / name for name in names]
+        return paths if all(p.is_file() for p in paths) else None
+
+    if task == "translate":
+        if src is not None and tgt is not None:
+            return present(f"{stem}.{src}", f"{stem}.{tgt}") or []
+        return present(f"{stem}.src", f"{stem}.tgt") or []
+    if task == "summarize":
+        return present(f"{stem}.src", f"{stem}.tgt") or present(f"{stem}.jsonl") or []
+    for suffix in _TABLE_SUFFIXES:
+        found = present(f"{stem}{suffix}")
+        if found:
+            return found
+    return []
+
+
+def _directory_files(
+    task: str, directory: Path, src: str | None, tgt: str | None
+) -> tuple[list[Path], list[Path]]:
+    """Train and validation files of a data directory, found by convention."""
+    if task == "translate" and not (
+        src is None and tgt is None and (directory / "train.src").is_file()
+    ):
+        src, tgt = _language_pair(directory, src, tgt)
+    train = _split_files(task, directory, "train", src, tgt)
+    if not train:
+        expected = {
+            "translate": "train.SRC and train.TGT (e.g. train.en, train.de) or train.src "
+            "and train.tgt",
+            "summarize": "train.src and train.tgt, or train.jsonl",
+            "sentiment": "train.tsv, train.csv or train.jsonl",
+        }[task]
+        raise DataError(directory, f"no training data found; expected {expected}")
+    for stem in _VAL_STEMS:
+        val = _split_files(task, directory, stem, src, tgt)
+        if val:
+            return train, val
+    return train, []
+
+
+def _sort_labels(labels: set[str]) -> list[str]:
+    """Label names in class-id order: numerically when all are integers, else by name."""
+    try:
+        return sorted(labels, key=int)
+    except ValueError:
+        return sorted(labels)
+
+
+def load_task_data(
+    task: str,
+    data: str | Path | None = None,
+    *,
+    src: str | None = None,
+    tgt: str | None = None,
+    train: Sequence[Path] | None = None,
+    val: Sequence[Path] | None = None,
+    text_field: str | None = None,
+    label_field: str | None = None,
+    src_field: str | None = None,
+    tgt_field: str | None = None,
+    val_fraction: float = 0.05,
+    max_val: int = 2000,
+    seed: int = 0,
+) -> TaskData:
+    """Load the training and validation examples of a task.
+
+    Args:
+        task: ``"translate"``, ``"summarize"`` or ``"sentiment"``.
+        data: a data directory read by convention, or a single ``.jsonl`` (any task) or
+            ``.tsv``/``.csv`` (sentiment) training file. None (and no ``train``): the
+            built-in demo corpus.
+        src, tgt: translation languages, the suffixes of ``train.SRC``/``train.TGT``.
+        train, val: explicit files instead of ``data``: two line-aligned files (source,
+            target) or one ``.jsonl`` for translate/summarize; table or JSONL files for
+            sentiment.
+        text_field, label_field: sentiment column/field names (guessed when None).
+        src_field, tgt_field: JSONL field names for translate/summarize (guessed when None).
+        val_fraction: without validation files, this fraction of train is held out...
+        max_val: ...but at most this many examples.
+        seed: seeds the held-out slice.
+
+    Raises:
+        DataError: bad or missing data files, no training examples, a sentiment label
+            found only in validation, or fewer than two sentiment labels.
+        ValueError: unknown task, bad arguments.
+    """
+    _check_task(task)
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if data is not None and train is not None:
+        raise ValueError("give either a data directory or train files, not both")
+    if train is None and val is not None:
+        raise ValueError("validation files need training files too")
+
+    if train is not None:
+        train_files, val_files = [Path(p) for p in train], [Path(p) for p in val or []]
+    else:
+        directory = demo_dir(task) if data is None else Path(data)
+        if directory.is_dir():
+            train_files, val_files = _directory_files(task, directory, src, tgt)
+        elif directory.suffix in (".jsonl", ".tsv", ".csv") and directory.is_file():
+            train_files, val_files = [directory], []
+        elif not directory.exists():
+            raise DataError(directory, "no such file or directory")
+        else:
+            raise DataError(
+                directory, "expected a data directory, a .jsonl file or (sentiment) a table"
+            )
+
+    fields = _Fields(src_field, tgt_field, text_field, label_field)
+    train_examples = [ex for _, _, ex in _read_examples(task, train_files, fields)]
+    if not train_examples:
+        raise DataError(", ".join(str(f) for f in train_files), "no training examples")
+
+    labels = None
+    if task == "sentiment":
+        labels = _sort_labels({ex.tgt for ex in train_examples})
+        if len(labels) < 2:
+            raise DataError(
+                ", ".join(str(f) for f in train_files),
+                f"only one label ({labels[0]!r}) in the training data; "
+                "sentiment needs at least two",
+            )
+
+    val_examples: list[Example] = []
+    if val_files:
+        for path, line, ex in _read_examples(task, val_files, fields):
+            if labels is not None and ex.tgt not in labels:
+                raise DataError(
+                    path,
+                    f"label {ex.tgt!r} does not occur in the training data "
+                    f"(labels: {', '.join(labels)})",
+                    line,
+                )
+            val_examples.append(ex)
+
+    val_from_train = not val_files and val_fraction > 0 and len(train_examples) > 1
+    if val_from_train:
+        n_val = min(max_val, max(1, round(len(train_examples) * val_fraction)))
+        held = set(random.Random(seed).sample(range(len(train_examples)), n_val))
+        val_examples = [ex for i, ex in enumerate(train_examples) if i in held]
+        train_examples = [ex for i, ex in enumerate(train_examples) if i not in held]
+
+    return TaskData(
+        train=train_examples,
+        val=val_examples,
+        labels=labels,
+        train_files=train_files,
+        val_files=val_files,
+        val_from_train=val_from_train,
+    )
