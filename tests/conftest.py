@@ -1,0 +1,71 @@
+"""Shared fixtures: models trained once per test session on the built-in demo corpora.
+
+Each is trained through the installed `attn` script, as a user would, so every test that
+uses one also proves that `attn train` works end to end.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ATTN = str(Path(sys.executable).parent / "attn")
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Steps that take each task past its accuracy bar on the demo corpus (see test_train.py).
+DEMO_STEPS = {"translate": 600, "summarize": 600, "sentiment": 300}
+
+
+def _train(task: str, directory: Path) -> Path:
+    model_dir = directory / task
+    cmd = [
+        ATTN,
+        "train",
+        task,
+        "--model-dir",
+        str(model_dir),
+        "--preset",
+        "tiny",
+        "--max-steps",
+        str(DEMO_STEPS[task]),
+        "--seed",
+        "0",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def trained_models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def translate_model(trained_models_dir) -> Path:
+    """A tiny translation model trained on the demo en->de corpus."""
+    return _train("translate", trained_models_dir)
+
+
+@pytest.fixture(scope="session")
+def summarize_model(trained_models_dir) -> Path:
+    """A tiny summarization model trained on the demo reports."""
+    return _train("summarize", trained_models_dir)
+
+
+@pytest.fixture(scope="session")
+def sentiment_model(trained_models_dir) -> Path:
+    """A tiny sentiment model trained on the demo reviews."""
+    return _train("sentiment", trained_models_dir)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real datasets beside the project; tests using them skip when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared datasets not found at {SHARED_DATA}")
+    return SHARED_DATA
