@@ -1,0 +1,359 @@
+"""Sequence generation: greedy search and batched beam search with a key/value cache.
+
+The encoder runs once per batch. The decoder then runs one position at a time and, with the
+cache (`Transformer.new_cache()`), only on the newest token: self-attention keys and values
+grow step by step, cross-attention keys and values of the memory are computed on the first
+step and reused. `use_cache=False` recomputes the whole prefix at every step instead; it exists
+as the reference that the cached path must equal (tests).
+
+Scores: `logprob` is the sum of the log-probabilities of the generated pieces, EOS included.
+`score` ranks hypotheses: `logprob / lp(len)` with the GNMT length penalty
+lp(len) = ((5 + len) / 6) ** alpha, where len counts the generated pieces and EOS
+(alpha = 0 ranks by the plain sum, larger alpha favours longer outputs).
+
+Both searches work on whole batches: no Python loop over sentences or beams runs per step.
+Sentences that are done leave the batch (their rows are dropped from the cache, the memory
+and the masks), so a long sentence does not keep short ones decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from attn.model.transformer import DecoderCache, Transformer, reorder_cache
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How to search.
+
+    Args:
+        beam: beam size; 1 = greedy search.
+        n_best: hypotheses returned per sentence (<= beam).
+        length_penalty: alpha of the GNMT length penalty ((5 + len) / 6) ** alpha; 0 = none.
+        no_repeat_ngram: forbid repeating any n-gram of this size within an output; 0 = off.
+        max_length: absolute cap on generated pieces (EOS not counted); None = relative rule.
+        max_length_a, max_length_b: the relative rule, a * source_pieces + b, capped by the
+            model's max_length (and by `max_length` when given).
+    """
+
+    beam: int = 4
+    n_best: int = 1
+    length_penalty: float = 0.6
+    no_repeat_ngram: int = 0
+    max_length: int | None = None
+    max_length_a: float = 1.5
+    max_length_b: int = 10
+
+    def __post_init__(self) -> None:
+        if self.beam < 1:
+            raise ValueError(f"beam must be >= 1, got {self.beam}")
+        if not 1 <= self.n_best <= self.beam:
+            raise ValueError(
+                f"n_best must be between 1 and the beam size {self.beam}, got {self.n_best}"
+            )
+        if self.length_penalty < 0:
+            raise ValueError(f"length_penalty must be >= 0, got {self.length_penalty}")
+        if self.no_repeat_ngram < 0:
+            raise ValueError(f"no_repeat_ngram must be >= 0, got {self.no_repeat_ngram}")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+
+
+@dataclass
+class Hypothesis:
+    """One generated sequence.
+
+    tokens: generated piece ids, without BOS and EOS.
+    logprob: sum of log-probabilities of the pieces and of EOS.
+    score: logprob divided by the length penalty; hypotheses are ranked by it.
+    """
+
+    tokens: list[int]
+    logprob: float
+    score: float
+
+
+def length_penalty(length: Tensor | float, alpha: float) -> Tensor | float:
+    """GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al., 2016)."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def max_lengths(src_mask: Tensor, options: GenerationOptions, model_max: int) -> Tensor:
+    """Per-sentence cap on generated pieces: a * source_pieces + b, capped.
+
+    Shape: src_mask (B, S) -> (B,) long, each in [1, cap].
+    """
+    cap = model_max if options.max_length is None else min(options.max_length, model_max)
+    src_len = src_mask.sum(1).to(torch.float32)  # (B,)
+    if options.max_length is not None:
+        return torch.full_like(src_len, cap, dtype=torch.long)
+    relative = (options.max_length_a * src_len + options.max_length_b).floor().long()
+    return relative.clamp(1, cap)
+
+
+@torch.inference_mode()
+def generate(
+    model: Transformer,
+    src: Tensor,
+    src_mask: Tensor,
+    options: GenerationOptions,
+    *,
+    use_cache: bool = True,
+) -> list[list[Hypothesis]]:
+    """Generate outputs for a batch of source sentences.
+
+    Args:
+        model: an encoder-decoder `Transformer` (eval mode).
+        src, src_mask: source ids ending with EOS, and True where a piece is real.
+        options: search settings; beam 1 runs greedy search.
+        use_cache: decode incrementally with the key/value cache (False: recompute, reference).
+
+    Shape: src, src_mask (B, S).
+
+    Returns:
+        Per sentence, in batch order, up to `options.n_best` hypotheses, best first.
+    """
+    limits = max_lengths(src_mask, options, model.config.max_length)  # (B,)
+    if options.beam == 1:
+        return greedy_search(model, src, src_mask, limits, options, use_cache=use_cache)
+    return beam_search(model, src, src_mask, limits, options, use_cache=use_cache)
+
+
+def _next_log_probs(
+    model: Transformer,
+    seqs: Tensor,
+    memory: Tensor,
+    src_mask: Tensor,
+    cache: DecoderCache | None,
+    t: int,
+    limits: Tensor,
+    no_repeat_ngram: int,
+) -> Tensor:
+    """Log-probabilities of the next piece, with forbidden pieces at -inf.
+
+    PAD and BOS are never generated; rows that reached their length limit may only end (EOS);
+    `no_repeat_ngram` blocks pieces that would repeat an n-gram.
+
+    Shape: seqs (R, t + 1) BOS first; memory (R, S, d); limits (R,); returns (R, V) float32.
+    """
+    c = model.config
+    if cache is None:
+        logits = model.decode(seqs, memory, src_mask)[:, -1]  # (R, V)
+    else:
+        logits = model.decode(seqs[:, -1:], memory, src_mask, cache)[:, -1]  # (R, V)
+    logp = F.log_softmax(logits.float(), dim=-1)  # (R, V)
+    logp[:, [c.pad_id, c.bos_id]] = -torch.inf
+    if no_repeat_ngram:
+        _block_repeats(logp, seqs[:, 1:], no_repeat_ngram)
+    at_limit = limits <= t  # (R,)
+    if bool(at_limit.any()):
+        eos_logp = logp[:, c.eos_id].clone()  # (R,)
+        logp[at_limit] = -torch.inf
+        logp[:, c.eos_id] = eos_logp
+    return logp
+
+
+def _block_repeats(logp: Tensor, generated: Tensor, n: int) -> None:
+    """Set to -inf every piece that would complete an n-gram already in `generated`.
+
+    Shape: logp (R, V), modified in place; generated (R, t) pieces so far, BOS excluded.
+    """
+    t = generated.size(1)
+    if t < n:
+        return
+    ngrams = generated.unfold(1, n, 1)  # (R, t - n + 1, n)
+    prefix = generated[:, t - n + 1 :]  # (R, n - 1): the n-gram the next piece would complete
+    seen = (ngrams[:, :, :-1] == prefix[:, None, :]).all(-1)  # (R, t - n + 1)
+    # scatter_add, not scatter: the same piece can follow several matching prefixes.
+    banned = torch.zeros_like(logp).scatter_add_(1, ngrams[:, :, -1], seen.to(logp.dtype))
+    logp.masked_fill_(banned > 0, -torch.inf)
+
+
+def greedy_search(
+    model: Transformer,
+    src: Tensor,
+    src_mask: Tensor,
+    limits: Tensor,
+    options: GenerationOptions,
+    *,
+    use_cache: bool = True,
+) -> list[list[Hypothesis]]:
+    """Pick the most probable piece at every step.
+
+    Shape: src, src_mask (B, S); limits (B,) cap on generated pieces per sentence.
+    Returns one hypothesis per sentence.
+    """
+    c = model.config
+    b, device = src.size(0), src.device
+    memory = model.encode(src, src_mask)  # (B, S, d)
+    cache = model.new_cache() if use_cache else None
+    seqs = torch.full((b, 1), c.bos_id, dtype=torch.long, device=device)  # (R, t + 1)
+    logprob = torch.zeros(b, device=device)  # (R,)
+    rows = torch.arange(b, device=device)  # original sentence of each live row
+    width = int(limits.max()) + 1
+    out_tokens = torch.full((b, width), c.pad_id, dtype=torch.long, device=device)
+    out_logprob = torch.zeros(b, device=device)
+    out_length = torch.zeros(b, dtype=torch.long, device=device)
+    for t in range(width):
+        logp = _next_log_probs(
+            model, seqs, memory, src_mask, cache, t, limits, options.no_repeat_ngram
+        )
+        step_logp, token = logp.max(-1)  # (R,)
+        logprob = logprob + step_logp
+        seqs = torch.cat([seqs, token[:, None]], dim=1)  # (R, t + 2)
+        done = token == c.eos_id  # (R,)
+        if not bool(done.any()):
+            continue
+        finished = rows[done]
+        out_tokens[finished, : t + 1] = seqs[done, 1:]
+        out_logprob[finished] = logprob[done]
+        out_length[finished] = t + 1
+        keep = (~done).nonzero().squeeze(1)  # (R',)
+        if keep.numel() == 0:
+            break
+        seqs, logprob, rows, limits = seqs[keep], logprob[keep], rows[keep], limits[keep]
+        memory, src_mask = memory.index_select(0, keep), src_mask.index_select(0, keep)
+        if cache is not None:
+            reorder_cache(cache, keep)
+    scores = out_logprob / length_penalty(out_length.float(), options.length_penalty)
+    return [
+        [Hypothesis(tokens[: n - 1], lp, s)]
+        for tokens, n, lp, s in zip(
+            out_tokens.tolist(),
+            out_length.tolist(),
+            out_logprob.tolist(),
+            scores.tolist(),
+            strict=True,
+        )
+    ]
+
+
+def beam_search(
+    model: Transformer,
+    src: Tensor,
+    src_mask: Tensor,
+    limits: Tensor,
+    options: GenerationOptions,
+    *,
+    use_cache: bool = True,
+) -> list[list[Hypothesis]]:
+    """Batched beam search with a length penalty and n-best lists.
+
+    Each step takes the top 2k of the k * V extensions of every sentence (one topk over the
+    flattened beams): extensions ending in EOS among the best k join the sentence's finished
+    list (kept at n_best, ranked by `score`), the best k others continue. A sentence is done
+    when its n_best-th finished score beats anything its live beams could still reach: their
+    log-probability can only fall and the penalty is largest at the length limit, so
+    best_live_logprob / lp(limit + 1) bounds every continuation. The result is therefore what
+    the beam finds without an arbitrary cut-off.
+
+    Shape: src, src_mask (B, S); limits (B,) cap on generated pieces per sentence.
+    """
+    c = model.config
+    k, n_best, alpha = options.beam, options.n_best, options.length_penalty
+    b, device = src.size(0), src.device
+    memory = model.encode(src, src_mask).repeat_interleave(k, 0)  # (B*k, S, d)
+    src_mask = src_mask.repeat_interleave(k, 0)  # (B*k, S)
+    cache = model.new_cache() if use_cache else None
+    width = int(limits.max()) + 2  # BOS, at most `limit` pieces, EOS
+    seqs = torch.full((b * k, 1), c.bos_id, dtype=torch.long, device=device)  # (R, t + 1)
+    # All beams start as copies of BOS; only the first may extend, or the beam would fill
+    # with k copies of the same hypothesis.
+    beam_logprob = torch.full((b, k), -torch.inf, device=device)  # (B', k)
+    beam_logprob[:, 0] = 0.0
+    fin_score = torch.full((b, n_best), -torch.inf, device=device)  # (B', n)
+    fin_logprob = torch.zeros(b, n_best, device=device)
+    fin_tokens = torch.full((b, n_best, width), c.pad_id, dtype=torch.long, device=device)
+    rows = torch.arange(b, device=device)  # original sentence of each live sentence
+    out_score = torch.full((b, n_best), -torch.inf, device=device)
+    out_logprob = torch.zeros(b, n_best, device=device)
+    out_tokens = torch.full((b, n_best, width), c.pad_id, dtype=torch.long, device=device)
+    beam_offsets = torch.arange(k, device=device)  # (k,)
+    for t in range(width - 1):
+        bb = rows.numel()
+        row_limits = limits[rows].repeat_interleave(k)  # (R,)
+        logp = _next_log_probs(
+            model, seqs, memory, src_mask, cache, t, row_limits, options.no_repeat_ngram
+        )  # (R, V)
+        vocab = logp.size(1)
+        first_row = torch.arange(bb, device=device)[:, None] * k  # (B', 1): row of beam 0
+        cand = (beam_logprob.view(-1, 1) + logp).view(bb, k * vocab)  # (B', k*V)
+        top_logprob, top_index = cand.topk(2 * k, dim=1)  # (B', 2k)
+        origin, token = top_index // vocab, top_index % vocab  # (B', 2k)
+        is_eos = token == c.eos_id
+
+        # Finished: EOS among the best k joins the n-best list of its sentence.
+        new_fin = is_eos[:, :k] & (top_logprob[:, :k] > -torch.inf)  # (B', k)
+        if bool(new_fin.any()):
+            new_score = (top_logprob[:, :k] / length_penalty(t + 1.0, alpha)).masked_fill(
+                ~new_fin, -torch.inf
+            )  # (B', k)
+            parent = (origin[:, :k] + first_row).view(-1)  # (B'*k,)
+            new_tokens = torch.cat(
+                [seqs.index_select(0, parent), token[:, :k].reshape(-1, 1)], dim=1
+            )  # (B'*k, t + 2)
+            new_tokens = F.pad(new_tokens, (0, width - t - 2), value=c.pad_id).view(bb, k, width)
+            all_score = torch.cat([fin_score, new_score], dim=1)  # (B', n + k)
+            fin_score, pick = all_score.topk(n_best, dim=1)  # (B', n)
+            fin_logprob = torch.cat([fin_logprob, top_logprob[:, :k]], dim=1).gather(1, pick)
+            fin_tokens = torch.cat([fin_tokens, new_tokens], dim=1).gather(
+                1, pick[:, :, None].expand(-1, -1, width)
+            )  # (B', n, width)
+
+        # Live: the best k extensions that do not end.
+        live_logprob, pick = top_logprob.masked_fill(is_eos, -torch.inf).topk(k, dim=1)  # (B', k)
+        parent = origin.gather(1, pick) + first_row  # (B', k) rows in the current batch
+        next_token = token.gather(1, pick)  # (B', k)
+
+        bound = live_logprob[:, 0] / length_penalty(limits[rows].float() + 1.0, alpha)  # (B',)
+        done = fin_score[:, -1] >= bound  # (B',)
+        if bool(done.any()):
+            finished = rows[done]
+            out_score[finished], out_logprob[finished] = fin_score[done], fin_logprob[done]
+            out_tokens[finished] = fin_tokens[done]
+            keep = (~done).nonzero().squeeze(1)  # (B'',)
+            if keep.numel() == 0:
+                break
+            rows, parent, next_token = rows[keep], parent[keep], next_token[keep]
+            live_logprob, fin_score = live_logprob[keep], fin_score[keep]
+            fin_logprob, fin_tokens = fin_logprob[keep], fin_tokens[keep]
+            kept_rows = (keep[:, None] * k + beam_offsets).view(-1)  # (B''*k,)
+            memory, src_mask = (
+                memory.index_select(0, kept_rows),
+                src_mask.index_select(0, kept_rows),
+            )
+            if cache is not None:
+                # Cross-attention keys/values are equal across the beams of a sentence, so
+                # only dropping sentences touches them; the self-attention cache follows parents.
+                reorder_cache([{"cross": layer["cross"]} for layer in cache], kept_rows)
+        parent = parent.view(-1)  # (R,)
+        seqs = torch.cat([seqs.index_select(0, parent), next_token.view(-1, 1)], dim=1)
+        beam_logprob = live_logprob
+        if cache is not None:
+            reorder_cache([{"self": layer["self"]} for layer in cache], parent)
+    return _hypotheses(out_tokens, out_logprob, out_score, c.eos_id)
+
+
+def _hypotheses(
+    tokens: Tensor, logprob: Tensor, score: Tensor, eos_id: int
+) -> list[list[Hypothesis]]:
+    """Unpack the n-best tensors into per-sentence lists (BOS and EOS stripped).
+
+    Shape: tokens (B, n, width) BOS first, EOS-terminated then padded; logprob, score (B, n).
+    """
+    results = []
+    for seqs, lps, scores in zip(tokens.tolist(), logprob.tolist(), score.tolist(), strict=True):
+        hyps = []
+        for seq, lp, s in zip(seqs, lps, scores, strict=True):
+            if s == -float("inf"):
+                continue
+            body = seq[1:]
+            end = body.index(eos_id) if eos_id in body else len(body)
+            hyps.append(Hypothesis(body[:end], lp, s))
+        results.append(hyps)
+    return results

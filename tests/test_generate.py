@@ -1,0 +1,212 @@
+"""Greedy and beam search: the cache changes nothing, batching changes nothing, beams help."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from attn.model.config import ModelConfig
+from attn.model.generate import GenerationOptions, Hypothesis, generate, length_penalty
+from attn.model.transformer import Transformer
+
+PAD, BOS, EOS = 0, 2, 3
+FIRST, VOCAB = 4, 16  # pieces 4..15 are "words"
+
+
+def _reverse_batch(g: torch.Generator, n: int, max_len: int = 8) -> tuple[torch.Tensor, ...]:
+    """Random word sequences and their reversal: src + EOS, BOS + tgt, tgt + EOS."""
+    lengths = torch.randint(2, max_len + 1, (n,), generator=g)
+    src = torch.full((n, max_len + 1), PAD)
+    tgt_in = torch.full((n, max_len + 1), PAD)
+    tgt_out = torch.full((n, max_len + 1), PAD)
+    for i, n_words in enumerate(lengths.tolist()):
+        words = torch.randint(FIRST, VOCAB, (n_words,), generator=g)
+        src[i, :n_words], src[i, n_words] = words, EOS
+        tgt_in[i, 0], tgt_in[i, 1 : n_words + 1] = BOS, words.flip(0)
+        tgt_out[i, :n_words], tgt_out[i, n_words] = words.flip(0), EOS
+    return src, tgt_in, tgt_out
+
+
+@pytest.fixture(scope="module")
+def trained() -> Transformer:
+    """A tiny model trained for a few seconds to reverse sequences: good, not perfect."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        task="translate",
+        vocab_size=VOCAB,
+        d_model=64,
+        n_heads=4,
+        n_encoder_layers=2,
+        n_decoder_layers=2,
+        d_ff=128,
+        dropout=0.0,
+        max_length=24,
+    )
+    model = Transformer(config)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(250):
+        src, tgt_in, tgt_out = _reverse_batch(g, 64)
+        logits = model(src, tgt_in)  # (B, T, V)
+        loss = torch.nn.functional.cross_entropy(
+            logits.view(-1, VOCAB), tgt_out.view(-1), ignore_index=PAD
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def sources() -> tuple[torch.Tensor, torch.Tensor]:
+    src, _, _ = _reverse_batch(torch.Generator().manual_seed(1), 24, max_len=10)
+    return src, src != PAD
+
+
+@torch.inference_mode()
+def _reference_greedy(model: Transformer, src: torch.Tensor, limit: int) -> Hypothesis:
+    """One sentence, no cache, no batching: the textbook loop."""
+    ids = [BOS]
+    logprob = 0.0
+    memory = model.encode(src[None], (src != PAD)[None])
+    for t in range(limit + 1):
+        logits = model.decode(torch.tensor([ids]), memory, (src != PAD)[None])[0, -1]
+        logp = logits.log_softmax(-1)
+        logp[[PAD, BOS]] = -torch.inf
+        token = EOS if t == limit else int(logp.argmax())
+        logprob += float(logp[token])
+        ids.append(token)
+        if token == EOS:
+            break
+    return Hypothesis(ids[1:-1], logprob, logprob / length_penalty(len(ids) - 1, 0.6))
+
+
+def _same(a: list[list[Hypothesis]], b: list[list[Hypothesis]], tol: float = 1e-4) -> None:
+    assert [[h.tokens for h in hyps] for hyps in a] == [[h.tokens for h in hyps] for hyps in b]
+    for hyps_a, hyps_b in zip(a, b, strict=True):
+        for ha, hb in zip(hyps_a, hyps_b, strict=True):
+            assert ha.logprob == pytest.approx(hb.logprob, abs=tol)
+            assert ha.score == pytest.approx(hb.score, abs=tol)
+
+
+def test_the_model_learned_to_reverse(trained, sources):
+    src, mask = sources
+    out = generate(trained, src, mask, GenerationOptions(beam=1))
+    correct = 0
+    for row, hyps in zip(src.tolist(), out, strict=True):
+        words = row[: row.index(EOS)]
+        correct += hyps[0].tokens == words[::-1]
+    assert correct >= len(out) // 2
+
+
+def test_greedy_matches_a_reference_loop(trained, sources):
+    src, mask = sources
+    out = generate(trained, src, mask, GenerationOptions(beam=1, max_length=12))
+    for row, hyps in zip(src, out, strict=True):
+        _same([hyps], [[_reference_greedy(trained, row, 12)]])
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_cached_decoding_equals_full_recomputation(trained, sources, beam):
+    src, mask = sources
+    options = GenerationOptions(beam=beam, n_best=beam)
+    _same(
+        generate(trained, src, mask, options, use_cache=True),
+        generate(trained, src, mask, options, use_cache=False),
+    )
+
+
+def test_beam_one_is_greedy(trained, sources):
+    src, mask = sources
+    from attn.model.generate import beam_search, greedy_search, max_lengths
+
+    options = GenerationOptions(beam=1, length_penalty=0.0)
+    limits = max_lengths(mask, options, trained.config.max_length)
+    with torch.inference_mode():
+        _same(
+            beam_search(trained, src, mask, limits, options),
+            greedy_search(trained, src, mask, limits, options),
+        )
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_beam_never_scores_below_greedy(trained, sources, alpha):
+    src, mask = sources
+    greedy = generate(trained, src, mask, GenerationOptions(beam=1, length_penalty=alpha))
+    beam = generate(trained, src, mask, GenerationOptions(beam=4, length_penalty=alpha))
+    for g, b in zip(greedy, beam, strict=True):
+        assert b[0].score >= g[0].score - 1e-5
+
+
+def test_n_best_lists_are_sorted_and_distinct(trained, sources):
+    src, mask = sources
+    out = generate(trained, src, mask, GenerationOptions(beam=5, n_best=3))
+    for hyps in out:
+        assert len(hyps) == 3
+        scores = [h.score for h in hyps]
+        assert scores == sorted(scores, reverse=True)
+        assert len({tuple(h.tokens) for h in hyps}) == 3
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_batching_does_not_change_outputs(trained, sources, beam):
+    src, mask = sources
+    options = GenerationOptions(beam=beam, n_best=beam)
+    short = int(mask.sum(1).argmin())
+    batch = generate(trained, src, mask, options)
+    n = int(mask[short].sum())
+    alone = generate(trained, src[short : short + 1, :n], mask[short : short + 1, :n], options)
+    _same([batch[short]], alone)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_no_repeat_ngram_blocks_repeats(beam):
+    # An untrained model loves repeating itself; blocking must forbid any repeated bigram.
+    torch.manual_seed(3)
+    config = ModelConfig(
+        task="summarize",
+        vocab_size=VOCAB,
+        d_model=32,
+        n_heads=2,
+        n_encoder_layers=1,
+        n_decoder_layers=1,
+        d_ff=64,
+        dropout=0.0,
+        max_length=30,
+    )
+    model = Transformer(config).eval()
+    src = torch.tensor([[5, 6, 7, 8, EOS]])
+    mask = src != PAD
+    free = generate(model, src, mask, GenerationOptions(beam=beam, max_length=25))
+    blocked = generate(
+        model, src, mask, GenerationOptions(beam=beam, max_length=25, no_repeat_ngram=2)
+    )
+
+    def bigrams(tokens: list[int]) -> list[tuple[int, int]]:
+        return list(itertools.pairwise(tokens))
+
+    assert len(set(bigrams(free[0][0].tokens))) < len(bigrams(free[0][0].tokens))
+    tokens = blocked[0][0].tokens
+    assert len(set(bigrams(tokens))) == len(bigrams(tokens))
+
+
+def test_max_length_is_relative_to_the_source_and_capped(trained):
+    from attn.model.generate import max_lengths
+
+    mask = torch.tensor([[True] * 2 + [False] * 8, [True] * 10])
+    options = GenerationOptions(max_length_a=1.5, max_length_b=3)
+    assert max_lengths(mask, options, 100).tolist() == [6, 18]
+    assert max_lengths(mask, options, 10).tolist() == [6, 10]
+    assert max_lengths(mask, GenerationOptions(max_length=4), 100).tolist() == [4, 4]
+    src = torch.tensor([[5, 6, EOS]])
+    out = generate(trained, src, src != PAD, GenerationOptions(beam=2, max_length=1))
+    assert len(out[0][0].tokens) <= 1
+
+
+def test_invalid_options_are_refused():
+    with pytest.raises(ValueError, match="n_best"):
+        GenerationOptions(beam=2, n_best=3)
+    with pytest.raises(ValueError, match="beam"):
+        GenerationOptions(beam=0)
