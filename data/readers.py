@@ -10,8 +10,8 @@ import csv
 import json
 import re
 import sys
-from contextlib import closing
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import IO
 
@@ -53,7 +53,7 @@ def _open_binary(path: str | Path) -> IO[bytes]:
     if str(path) == STDIN:
         return sys.stdin.buffer
     try:
-        return open(path, "rb")  # noqa: SIM115 - the caller's generator closes it
+        return open(path, "rb")
     except FileNotFoundError as e:
         raise DataError(path, "no such file") from e
     except IsADirectoryError as e:
@@ -203,18 +203,10 @@ def _table_records(path: str | Path) -> Iterator[tuple[int, list[str]]]:
     name = _display_name(path)
     lines = read_lines(path)
     if Path(str(path)).suffix.lower() == ".csv":
-        numbered = enumerate(lines, start=1)
-        current = 0
-
-        def feed() -> Iterator[str]:
-            nonlocal current
-            for current, line in numbered:
-                # The terminator lets a quoted field that spans lines keep its line break.
-                yield line + "\n"
-
-        reader = csv.reader(feed(), strict=True)
+        # The terminator lets a quoted field that spans lines keep its line break.
+        reader = csv.reader((line + "\n" for line in lines), strict=True)
         while True:
-            start = current + 1
+            start = reader.line_num + 1
             try:
                 row = next(reader)
             except StopIteration:
