@@ -147,10 +147,6 @@ def read_lines(path: str | Path, *, errors: str = "strict") -> Iterator[str]:
             stream.close()
 
 
-def _count_rest(lines: Iterator[str], counted: int) -> int:
-    return counted + sum(1 for _ in lines)
-
-
 def read_parallel(src_path: str | Path, tgt_path: str | Path) -> Iterator[tuple[str, str]]:
     """Yield ``(source, target)`` pairs from two line-aligned files.
 
@@ -161,14 +157,19 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> Iterator[tuple[
     src_lines = read_lines(src_path)
     tgt_lines = read_lines(tgt_path)
     n = 0
-    for n, (src, tgt) in enumerate(zip(src_lines, tgt_lines, strict=False), start=1):
+    while True:
+        # Not zip(): it would swallow a line of the longer file and miscount it.
+        src = next(src_lines, None)
+        tgt = next(tgt_lines, None)
+        if src is None or tgt is None:
+            break
+        n += 1
         for text, path in ((src, src_path), (tgt, tgt_path)):
             if not text.strip():
                 raise DataError(_display_name(path), "empty line", n)
         yield src, tgt
-    # zip stopped at the shorter file; one of the two may still have lines left.
-    n_src = _count_rest(src_lines, n)
-    n_tgt = _count_rest(tgt_lines, n)
+    n_src = n + (src is not None) + sum(1 for _ in src_lines)
+    n_tgt = n + (tgt is not None) + sum(1 for _ in tgt_lines)
     if n_src != n_tgt:
         raise DataError(
             _display_name(src_path),
