@@ -33,7 +33,7 @@ def token_batches(
         max_tokens: the token budget per batch (padding included).
         shuffle: randomize (training); False keeps a fixed order (evaluation).
         seed: the seed for shuffling; the same seed gives the same batches.
-        window: examples sorted together; default about 100 batches' worth.
+        window: examples sorted together; default about 100 batches' worth (>= 1000).
 
     Returns:
         the batches, each a list of indices into ``lengths``.
@@ -47,7 +47,7 @@ def token_batches(
         raise ValueError("lengths must not be negative")
     if window is None:
         mean = max(1, sum(lengths) // max(1, len(lengths)))
-        window = max(1, 100 * (max_tokens // mean))
+        window = max(1000, 100 * max_tokens // mean)
     if window < 1:
         raise ValueError(f"window must be at least 1, got {window}")
     rng = random.Random(seed)
