@@ -280,6 +280,9 @@ def load_task_data(
                 directory, "expected a data directory, a .jsonl file or (sentiment) a table"
             )
 
+    if task == "translate":
+        # A translation JSONL file names its fields after the languages: {"en": .., "de": ..}.
+        src_field, tgt_field = src_field or src, tgt_field or tgt
     fields = _Fields(src_field, tgt_field, text_field, label_field)
     train_examples = [ex for _, _, ex in _read_examples(task, train_files, fields)]
     if not train_examples:

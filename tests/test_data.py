@@ -376,3 +376,9 @@ def test_shared_dialogsum_jsonl(tmp_path: Path) -> None:
     jsonl = _shared("summarization/dialogsum") / "val.jsonl"
     rows = list(read_jsonl(jsonl, ["dialogue", "summary"]))
     assert len(rows) == 500 and "\n" in rows[0][0]
+
+
+def test_translate_jsonl_fields_default_to_languages(tmp_path: Path) -> None:
+    path = write(tmp_path / "pairs.jsonl", '{"en": "a dog", "de": "ein Hund"}\n')
+    data = load_task_data("translate", path, src="en", tgt="de", val_fraction=0)
+    assert data.train == [Example("a dog", "ein Hund")]
