@@ -41,12 +41,10 @@ def _root(
 
 
 def _register() -> None:
-    from attn.cli import info, sentiment, stubs, summarize, translate
+    from attn.cli import attention, info, stubs
 
+    attention.register(app)
     info.register(app)
-    translate.register(app)
-    summarize.register(app)
-    sentiment.register(app)
     stubs.register(app)
 
 
