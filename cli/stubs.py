@@ -7,10 +7,6 @@ import typer
 from attn.cli.common import fail
 
 PENDING = {
-    "train": "Train a model: attn train translate [--data DIR --src en --tgt de]",
-    "translate": "Translate lines: echo 'A man rides a bike.' | attn translate",
-    "summarize": "Summarize documents: attn summarize dialogues.jsonl --format jsonl",
-    "sentiment": "Classify sentiment: attn sentiment tweets.txt --format tsv",
     "evaluate": "Score a model: attn evaluate translate --data test.en --ref test.de",
 }
 
