@@ -41,16 +41,14 @@ def _root(
 
 
 def _register() -> None:
-    from attn.cli import attention, data, info, sentiment, stubs, summarize, train, translate
+    from attn.cli import attention, info, sentiment, stubs, summarize, translate
 
     attention.register(app)
     info.register(app)
-    train.register(app)
     translate.register(app)
     summarize.register(app)
     sentiment.register(app)
     stubs.register(app)
-    app.add_typer(data.app, name="data")
 
 
 _register()
