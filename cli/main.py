@@ -50,7 +50,6 @@ def _register() -> None:
     sentiment.register(app)
     stubs.register(app)
 
-
 _register()
 
 
