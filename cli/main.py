@@ -50,6 +50,7 @@ def _register() -> None:
     sentiment.register(app)
     stubs.register(app)
 
+
 _register()
 
 

@@ -8,7 +8,6 @@ from attn.cli.common import fail
 
 PENDING = {
     "train": "Train a model: attn train translate [--data DIR --src en --tgt de]",
-    "train": "Train a model: attn train translate [--data DIR --src en --tgt de]",
     "evaluate": "Score a model: attn evaluate translate --data test.en --ref test.de",
 }
 
