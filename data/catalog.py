@@ -117,8 +117,8 @@ DATASETS: dict[str, Dataset] = {
                 )
                 for stem, sha in _MULTI30K_SHA256.items()
             ),
-            license="non-commercial research and education (Flickr Terms of Use)",
-            citation="Elliott et al. 2016 (en/de), Elliott et al. 2017 (fr)",
+            license="non-commercial research or education",
+            citation="Elliott et al. 2016, 2017",
             homepage="https://github.com/multi30k/dataset",
             train_args=("--src", "en", "--tgt", "de"),
         ),
@@ -134,8 +134,8 @@ DATASETS: dict[str, Dataset] = {
                     size=7_439_277,
                 ),
             ),
-            license="none stated (GLUE/SST ship no data license)",
-            citation="Socher et al. 2013; Wang et al. 2018 (GLUE)",
+            license="none stated",
+            citation="Socher et al. 2013; Wang et al. 2018",
             homepage="https://gluebenchmark.com/tasks",
         ),
         Dataset(
@@ -150,8 +150,8 @@ DATASETS: dict[str, Dataset] = {
                     size=84_125_825,
                 ),
             ),
-            license="none stated; cite the paper",
-            citation="Maas et al. 2011 (ACL)",
+            license="none stated",
+            citation="Maas et al. 2011",
             homepage="https://ai.stanford.edu/~amaas/data/sentiment/",
         ),
         Dataset(
@@ -168,7 +168,7 @@ DATASETS: dict[str, Dataset] = {
                 )
             ),
             license="CC BY-NC-SA 4.0",
-            citation="Chen et al. 2021 (Findings of ACL)",
+            citation="Chen et al. 2021",
             homepage="https://github.com/cylnlp/dialogsum",
         ),
     )

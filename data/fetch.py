@@ -469,8 +469,9 @@ def _convert_imdb(paths: Mapping[str, Path], out: Path) -> list[str]:
     reviews: dict[str, dict[_ReviewKey, str]] = {"train": {}, "test": {}}
     urls: dict[str, list[str]] = {}
     with _damaged(path):
-        # Stream mode: one pass through the gzip, no seeking, nothing written to disk.
-        with tarfile.open(path, "r|*") as archive:
+        # Stream mode: one pass, no seeking, nothing written to disk. tarfile's own gzip
+        # reader ends quietly on a truncated file; GzipFile raises EOFError instead.
+        with gzip.open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as archive:
             for member in archive:
                 review = _IMDB_REVIEW.fullmatch(member.name)
                 url_list = _IMDB_URLS.fullmatch(member.name)
