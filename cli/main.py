@@ -41,7 +41,7 @@ def _root(
 
 
 def _register() -> None:
-    from attn.cli import attention, info, sentiment, stubs, summarize, translate
+    from attn.cli import attention, data, info, sentiment, stubs, summarize, translate
 
     attention.register(app)
     info.register(app)
@@ -49,6 +49,7 @@ def _register() -> None:
     summarize.register(app)
     sentiment.register(app)
     stubs.register(app)
+    app.add_typer(data.app, name="data")
 
 
 _register()
