@@ -31,7 +31,8 @@ Out = TypeVar("Out")  # a model output for one text
 R = TypeVar("R")  # a result object
 P = TypeVar("P", bound="_Pipeline")
 
-# Called after each batch with (sentences, output pieces) done in it, for progress displays.
+# Called after each batch with the sentences done in it and the pieces generated for them
+# (best hypotheses, EOS not counted), for progress displays and benchmarks.
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -55,6 +56,8 @@ class Generation:
         logprob: the sum of the log-probabilities of the output pieces and EOS; None if empty.
         n_best: the hypotheses found, best first (the first is `text`); [] for an empty input.
         truncated: the input was longer than the model's max_length and was cut.
+        alignment: (source word, output word) pairs of `text`, when asked for
+            (`attn.model.attention_maps.align_text`); None otherwise.
     """
 
     source: str
@@ -63,6 +66,7 @@ class Generation:
     logprob: float | None = None
     n_best: list[Candidate] = field(default_factory=list)
     truncated: bool = False
+    alignment: list[tuple[int, int]] | None = None
 
 
 @dataclass
@@ -215,7 +219,7 @@ class _Seq2Seq(_Pipeline):
 
         def process(src: Tensor, mask: Tensor) -> tuple[list[list[Hypothesis]], int]:
             hyps = generate(self.model, src, mask, options)
-            return hyps, sum(len(h[0].tokens) + 1 for h in hyps)
+            return hyps, sum(len(h[0].tokens) for h in hyps)
 
         def make(text: str, hyps: list[Hypothesis] | None, truncated: bool) -> Generation:
             if not hyps:
