@@ -249,10 +249,12 @@ def _download(
             attempt += 1
             if attempt > retries:
                 kept = part.stat().st_size if part.exists() else 0
-                raise DownloadError(
-                    f"{url}: {e} (tried {attempt} times); {kept} bytes are kept in {part}: "
-                    "run the same command again to resume"
-                ) from None
+                advice = (
+                    f"{kept} bytes are kept in {part}: run the same command again to resume"
+                    if kept
+                    else "check the network connection, or use a mirror"
+                )
+                raise DownloadError(f"{url}: {e} (tried {attempt} times); {advice}") from None
             report(FetchEvent("retry", name, message=f"{e}; retry {attempt} of {retries}"))
             time.sleep(retry_wait * 2 ** (attempt - 1))
     os.replace(part, target)
@@ -273,8 +275,8 @@ def _download_once(
         )
     except urllib.error.HTTPError as e:
         if e.code == 416 and offset:
-            # The part already holds the whole file (a run stopped before renaming it),
-            # or more than the file: then it is not this file, so start over.
+            # Nothing left to send: the part is whole (a run stopped before renaming it),
+            # or longer than the file, so it is not this file and starts over.
             if e.headers.get("Content-Range", "") == f"bytes */{offset}":
                 return offset, offset
             part.unlink()

@@ -203,6 +203,17 @@ def test_404_names_the_url(server, tmp_path):
     assert str(err.value) == f"{server.url}val.en.gz: HTTP 404 Not Found"
 
 
+def test_an_unreachable_host_is_retried_then_reported(tmp_path):
+    dataset = dataclasses.replace(
+        DATASETS["sst2"], files=(RemoteFile("SST-2.zip", f"{UNREACHABLE}SST-2.zip"),)
+    )
+    events = []
+    with pytest.raises(DownloadError, match=r"tried 2 times\); check the network connection"):
+        fetch(dataset, tmp_path, progress=events.append, retries=1, retry_wait=0)
+    assert [e.kind for e in events] == ["retry"]
+    assert _leftovers(tmp_path / ".downloads") == []
+
+
 def test_mirror_directory_needs_no_server(server, tmp_path):
     dataset = _multi30k(server)
     mirror = tmp_path / "mirror"
