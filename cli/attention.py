@@ -87,7 +87,7 @@ def attention(
 
     from attn.cli import heatmap
     from attn.cli.common import err_console
-    from attn.model.attention_maps import AXES, attention_maps
+    from attn.model.attention_maps import AXES, attention_maps, format_alignment
     from attn.model.checkpoint import ModelError, load_model
     from attn.model.device import resolve_device
     from attn.model.home import default_model_dir
@@ -143,6 +143,7 @@ def attention(
         console.print(f"label: {maps.output} ({maps.probability:.2f})", soft_wrap=True)
     else:
         console.print(f"output: {maps.output}", soft_wrap=True)
+        console.print(f"alignment: {format_alignment(maps.alignment())}", soft_wrap=True)
     heatmap.render_scale(console)
     cut = set()
     for m in chosen:

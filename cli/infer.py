@@ -316,6 +316,8 @@ def render_generation(result: Generation, fmt: Format, n_best: int) -> str:
     tsv: source, then output and score for each hypothesis.
     jsonl: source, output, score, logprob; and n_best (a list of those) when n_best > 1.
     An empty input gives an empty line (text), empty fields (tsv) or a null score (jsonl).
+    With an alignment (--align): a last column of "s-t" word pairs (text, tsv), or
+    "alignment": [[s, t], ...] (jsonl).
     """
     hyps = result.n_best[:n_best]
     if fmt is Format.jsonl:
@@ -329,11 +331,19 @@ def render_generation(result: Generation, fmt: Format, n_best: int) -> str:
             record["n_best"] = [
                 {"output": h.text, "score": h.score, "logprob": h.logprob} for h in hyps
             ]
+        if result.alignment is not None:
+            record["alignment"] = [list(pair) for pair in result.alignment]
         return json_line(record)
     pairs = [f"{one_line(h.text, tabs=True)}\t{score_text(h.score)}" for h in hyps]
     if fmt is Format.tsv:
-        return "\t".join([one_line(result.source, tabs=True), *(pairs or ["\t"])])
-    return "\t".join(pairs) if n_best > 1 else one_line(result.text)
+        line = "\t".join([one_line(result.source, tabs=True), *(pairs or ["\t"])])
+    else:
+        line = "\t".join(pairs) if n_best > 1 else one_line(result.text)
+    if result.alignment is None:
+        return line
+    from attn.model.attention_maps import format_alignment
+
+    return f"{line}\t{format_alignment(result.alignment)}"
 
 
 def one_line(text: str, *, tabs: bool = False) -> str:

@@ -50,6 +50,14 @@ def translate(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     errors: ErrorsOpt = Errors.strict,
+    align: Annotated[
+        bool,
+        typer.Option(
+            "--align",
+            help="Add word alignments from cross-attention: s-t pairs (0-based source-output "
+            'word indices) as a last column, or "alignment" in jsonl.',
+        ),
+    ] = False,
 ) -> None:
     """Translate text: one line out per line in, in order (an empty line stays empty).
 
@@ -66,7 +74,7 @@ def translate(
         return Translator.load(model, device=device, threads=threads)
 
     def infer(translator, texts, chunk_size, progress):
-        return translator.translate(
+        results = translator.translate(
             texts,
             beam=beam,
             n_best=n_best,
@@ -77,6 +85,15 @@ def translate(
             batch_tokens=batch_tokens,
             chunk_size=chunk_size,
             progress=progress,
+        )
+        if not align:
+            return results
+        from dataclasses import replace
+
+        from attn.model.attention_maps import align_text
+
+        return (
+            replace(r, alignment=align_text(translator.loaded, r.source, r.text)) for r in results
         )
 
     from attn.data.tasks import SRC_FIELDS

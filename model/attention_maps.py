@@ -132,6 +132,12 @@ class AttentionMaps:
                     chosen.append(AttentionMap(kind, layer, head, rows, columns, w[layer, head]))
         return chosen
 
+    def alignment(self) -> list[tuple[int, int]]:
+        """Word alignment of the text and the output (`align`); [] for sentiment."""
+        if "cross" not in self.weights:
+            return []
+        return align(self.source_tokens[:-1], self.output_tokens[:-1], self.weights["cross"])
+
     def to_dict(self, maps: Sequence[AttentionMap], digits: int = 6) -> dict[str, Any]:
         """JSON-ready data: the token lists and the chosen maps (head "mean" when averaged)."""
         return {
@@ -142,6 +148,11 @@ class AttentionMaps:
             "source_tokens": self.source_tokens,
             "target_tokens": self.target_tokens,
             "output_tokens": self.output_tokens,
+            **(
+                {"alignment": [list(p) for p in self.alignment()]}
+                if "cross" in self.weights
+                else {}
+            ),
             "maps": [
                 {
                     "kind": m.kind,
@@ -286,6 +297,32 @@ def align(
     best = w[:t, :s].argmax(-1).tolist()  # (t,): source piece per target piece
     src_word, tgt_word = word_index(src_pieces), word_index(tgt_pieces)
     return sorted({(src_word[j], tgt_word[i]) for i, j in enumerate(best)})
+
+
+def align_text(loaded: LoadedModel, source: str, output: str) -> list[tuple[int, int]]:
+    """Word alignment of a source text and its translation, from one teacher-forced pass.
+
+    The output is encoded again rather than taken from the search, so this works on any
+    output text; the alignment refers to the whitespace words of `source` and `output`.
+
+    Args:
+        loaded: a sequence-to-sequence model (eval mode).
+
+    Returns:
+        (source word, output word) pairs as from `align`; [] when either text is empty.
+    """
+    if not source.strip() or not output.strip():
+        return []
+    config, tok = loaded.config, loaded.tokenizer
+    device = next(loaded.model.parameters()).device
+    src = tok.encode_batch([source], max_length=config.max_length, device=device)
+    tgt = tok.encode_batch(
+        [output], max_length=config.max_length, add_bos=True, add_eos=False, device=device
+    ).ids  # (1, T): BOS, then the output pieces
+    _, weights = record_attention(loaded.model, src.ids, src.mask, tgt)
+    src_pieces = [tok.id_to_piece(i) for i in src.ids[0, :-1].tolist()]  # EOS dropped
+    tgt_pieces = [tok.id_to_piece(i) for i in tgt[0, 1:].tolist()]
+    return align(src_pieces, tgt_pieces, weights["cross"][0])
 
 
 def format_alignment(pairs: Sequence[tuple[int, int]]) -> str:

@@ -18,7 +18,13 @@ from typer.testing import CliRunner
 
 from attn.cli.main import app
 from attn.data import demo_dir, read_lines, read_table
-from attn.model.attention_maps import align, attention_maps, format_alignment, record_attention
+from attn.model.attention_maps import (
+    align,
+    align_text,
+    attention_maps,
+    format_alignment,
+    record_attention,
+)
 from attn.model.checkpoint import TOKENIZER, WEIGHTS, load_model, save_model_config, save_weights
 from attn.model.config import ModelConfig
 from attn.model.transformer import Transformer
@@ -205,8 +211,12 @@ def test_table_shows_tokens_and_weights_when_piped(translate_dir):
     assert set(first_row.split()[2:]) == {"."}
 
 
-def test_json_lists_tokens_and_matrices(translate_dir):
-    out = _run(TEXT, "-m", str(translate_dir), "--format", "json", "--kind", "cross", "--heads")
+def test_json_and_png(translate_dir, tmp_path):
+    from matplotlib.image import imread
+
+    png = tmp_path / "attention.png"
+    args = ["-m", str(translate_dir), "--kind", "cross", "--heads", "--format", "json"]
+    out = _run(TEXT, *args, "--png", str(png))
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["task"] == "translate"
@@ -220,24 +230,21 @@ def test_json_lists_tokens_and_matrices(translate_dir):
     assert len(m["matrix"]) == len(data["output_tokens"])
     assert all(len(row) == len(data["source_tokens"]) for row in m["matrix"])
     assert all(abs(sum(row) - 1) < 1e-4 for row in m["matrix"])
+    assert {t for _, t in data["alignment"]} == set(range(len(data["output"].split())))
+    image = imread(png)  # one image: a row per layer, a column per head
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > image.shape[0]
 
 
-def test_png_and_out_dir_write_images(translate_dir, tmp_path):
-    from matplotlib.image import imread
-
-    png, out_dir = tmp_path / "attention.png", tmp_path / "maps"
-    out = _run(TEXT, "-m", str(translate_dir), "--png", str(png), "--out-dir", str(out_dir))
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == ""  # images only, unless --format asks for more
-    image = imread(png)
-    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 300
+def test_out_dir_writes_one_image_per_map_and_prints_nothing(translate_dir, tmp_path):
+    out_dir = tmp_path / "maps"
+    args = ["--layer", "0", "--head", "1", "--out-dir", str(out_dir)]
+    result = runner.invoke(app, ["attention", TEXT, "-m", str(translate_dir), *args])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert f"wrote 3 images to {out_dir}" in " ".join(result.stderr.split())
     names = sorted(p.name for p in out_dir.iterdir())
-    assert names == sorted(
-        f"{kind}-layer{layer}-mean.png"
-        for kind in ("encoder", "decoder", "cross")
-        for layer in (0, 1)
-    )
-    assert imread(out_dir / "cross-layer1-mean.png").ndim == 3
+    assert names == [f"{kind}-layer0-1.png" for kind in ("cross", "decoder", "encoder")]
+    assert (out_dir / "decoder-layer0-1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_sentiment_table(sentiment_dir):
@@ -278,3 +285,32 @@ def test_user_mistakes_are_one_line_errors(translate_dir, sentiment_dir, tmp_pat
     assert result.stderr.startswith("Error: ")
     assert message in " ".join(result.stderr.split())
     assert result.stdout == ""
+
+
+def test_align_text_aligns_every_output_word(translate_dir):
+    loaded = load_model(translate_dir)
+    pairs = align_text(loaded, TEXT, "Sein kleiner Vogel malt ihr schnelles Boot.")
+    assert {t for _, t in pairs} == set(range(7))
+    assert all(0 <= s < 7 for s, _ in pairs)
+    assert align_text(loaded, TEXT, "") == []
+
+
+def test_translate_align_adds_word_pairs(translate_dir, tmp_path):
+    lines = [TEXT, "", "Birds are beautiful."]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cmd = [ATTN, "translate", str(source), "-m", str(translate_dir), "--beam", "1", "--align"]
+    out = subprocess.run([*cmd, "--format", "jsonl"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["source"] for r in records] == lines
+    assert records[1]["alignment"] == []
+    for r in (records[0], records[2]):
+        n_src, n_out = len(r["source"].split()), len(r["output"].split())
+        assert r["alignment"] and r["alignment"] == sorted(r["alignment"])
+        assert {t for _, t in r["alignment"]} == set(range(n_out))  # every output word
+        assert all(0 <= s < n_src for s, _ in r["alignment"])
+    result = runner.invoke(app, [*cmd[1:], "--format", "tsv"])
+    assert result.exit_code == 0, result.output
+    columns = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [c[-1] for c in columns] == [format_alignment(r["alignment"]) for r in records]
