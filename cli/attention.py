@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from attn.cli.common import fail
+
+if TYPE_CHECKING:
+    from attn.model.attention_maps import AttentionMaps
 
 
 class Task(str, Enum):
@@ -126,12 +129,15 @@ def attention(
         )
 
     title = f"{text} \u2192 {maps.output}"
-    if png is not None:
-        heatmap.save_png(chosen, png, maps.n_heads, AXES, title)
-        err_console.print(f"wrote {png}", soft_wrap=True, highlight=False)
-    if out_dir is not None:
-        written = heatmap.save_pngs(chosen, out_dir, maps.n_heads, AXES, title)
-        err_console.print(f"wrote {len(written)} images to {out_dir}", soft_wrap=True)
+    try:
+        if png is not None:
+            heatmap.save_png(chosen, png, maps.n_heads, AXES, title)
+            err_console.print(f"wrote {png}", soft_wrap=True, highlight=False)
+        if out_dir is not None:
+            written = heatmap.save_pngs(chosen, out_dir, maps.n_heads, AXES, title)
+            err_console.print(f"wrote {len(written)} images to {out_dir}", soft_wrap=True)
+    except OSError as e:
+        fail(f"cannot write {e.filename or png or out_dir}: {e.strerror or e}")
     if output_format is None and (png is not None or out_dir is not None):
         return
     if output_format is Format.json:
@@ -159,7 +165,7 @@ def attention(
         )
 
 
-def _shape(maps) -> str:
+def _shape(maps: AttentionMaps) -> str:
     layers = ", ".join(f"{maps.n_layers(k)} {k} layers" for k in maps.kinds)
     return f"{layers}, {maps.n_heads} heads"
 

@@ -165,7 +165,7 @@ def save_png(
                 panels[r][c].axis("off")
     fig.colorbar(image, ax=panels, shrink=0.6, label="attention weight")
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, format="png")
 
 
 def save_pngs(

@@ -276,6 +276,7 @@ def test_long_text_is_cut_to_the_width_and_said_on_stderr(translate_dir):
         (["hi", "-m", "{translate}", "--head", "1", "--heads"], "exclude each other"),
         (["hi", "-m", "{sentiment}", "--kind", "cross"], "no cross attention"),
         (["hi", "-m", "{sentiment}", "--task", "translate"], "not a translate model"),
+        (["hi", "-m", "{translate}", "--png", "{missing}/a.png"], "cannot write"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(translate_dir, sentiment_dir, tmp_path, args, message):
