@@ -41,10 +41,11 @@ def _root(
 
 
 def _register() -> None:
-    from attn.cli import attention, data, info, sentiment, stubs, summarize, translate
+    from attn.cli import attention, data, info, sentiment, stubs, summarize, train, translate
 
     attention.register(app)
     info.register(app)
+    train.register(app)
     translate.register(app)
     summarize.register(app)
     sentiment.register(app)

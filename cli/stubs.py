@@ -7,7 +7,6 @@ import typer
 from attn.cli.common import fail
 
 PENDING = {
-    "train": "Train a model: attn train translate [--data DIR --src en --tgt de]",
     "evaluate": "Score a model: attn evaluate translate --data test.en --ref test.de",
 }
 
