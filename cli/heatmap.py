@@ -120,7 +120,13 @@ def render_scale(console: Console) -> None:
 
 
 def _draw(ax, m: AttentionMap, n_heads: int, axes: tuple[str, str]):
-    image = ax.imshow(m.matrix.numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    import matplotlib
+    import numpy as np
+
+    # Exactly 0 only where a mask hid the key (the future, padding): leave those cells blank.
+    hidden = np.ma.masked_equal(m.matrix.numpy(), 0.0)  # (T_q, T_k)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
+    image = ax.imshow(hidden, vmin=0.0, vmax=1.0, cmap=cmap, aspect="auto")
     ax.set_xticks(range(len(m.columns)), [readable(t) for t in m.columns], rotation=90)
     ax.set_yticks(range(len(m.rows)), [readable(t) for t in m.rows])
     ax.set_xlabel(AXIS_NAMES[axes[1]])
@@ -141,7 +147,11 @@ def save_png(
     axes: dict[str, tuple[str, str]],
     title: str,
 ) -> None:
-    """Write all maps into one PNG: a row per kind and layer, a column per head.
+    """Write all maps into one PNG.
+
+    One map per kind and layer (heads averaged, or one head): a row per layer, a column per
+    kind, so the three kinds of a layer sit side by side. Several heads: a row per kind and
+    layer, a column per head.
 
     Args:
         axes: kind -> names of the row and column token lists (`attention_maps.AXES`).
@@ -152,12 +162,19 @@ def save_png(
     grid: dict[tuple[str, int], list[AttentionMap]] = {}
     for m in maps:
         grid.setdefault((m.kind, m.layer), []).append(m)
-    n_rows, n_cols = len(grid), max(len(v) for v in grid.values())
+    if all(len(group) == 1 for group in grid.values()):
+        by_layer: dict[int, list[AttentionMap]] = {}
+        for m in maps:
+            by_layer.setdefault(m.layer, []).append(m)
+        rows = list(by_layer.values())
+    else:
+        rows = list(grid.values())
+    n_rows, n_cols = len(rows), max(len(row) for row in rows)
     size = max(_panel_inches(m) for m in maps)
     fig = Figure(figsize=(size * n_cols + 1.0, size * n_rows + 0.6), layout="constrained")
     panels = fig.subplots(n_rows, n_cols, squeeze=False)
     image = None
-    for r, row in enumerate(grid.values()):
+    for r, row in enumerate(rows):
         for c in range(n_cols):
             if c < len(row):
                 image = _draw(panels[r][c], row[c], n_heads, axes[row[c].kind])

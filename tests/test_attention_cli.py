@@ -1,7 +1,8 @@
 """`attn attention`: the maps are the weights the model used, and every output renders them.
 
-The numeric tests use tiny models with random weights (shapes, sums and masks do not depend on
-training); the command runs through the installed `attn` script.
+The numeric tests use tiny models with random weights (shapes, sums, masks and the computation
+by hand do not depend on training); the command runs on the demo-trained models of conftest.py,
+through the installed `attn` script.
 """
 
 from __future__ import annotations
@@ -190,8 +191,8 @@ def test_align_rejects_weights_smaller_than_the_pieces():
 # The command, through the installed script.
 
 
-def test_table_shows_tokens_and_weights_when_piped(translate_dir):
-    out = _run(TEXT, "-m", str(translate_dir), "--layer", "1")
+def test_table_shows_tokens_and_weights_when_piped(translate_model):
+    out = _run(TEXT, "-m", str(translate_model), "--layer", "1")
     assert out.returncode == 0, out.stderr
     assert "\x1b[" not in out.stdout  # no colour codes in a pipe
     lines = out.stdout.splitlines()
@@ -201,7 +202,7 @@ def test_table_shows_tokens_and_weights_when_piped(translate_dir):
     assert "layer 1, mean of 4 heads" in out.stdout
     rows = [line.split() for line in lines if line.lstrip().startswith("\u00b7small ")]
     assert len(rows) == 1  # the encoder's row of "·small": its weights x 100
-    n_source = len(Tokenizer.load(translate_dir / TOKENIZER).pieces(TEXT)) + 1  # and </s>
+    n_source = len(Tokenizer.load(translate_model / TOKENIZER).pieces(TEXT)) + 1  # and </s>
     assert len(rows[0]) == 1 + n_source
     assert all(0 <= int(v) <= 100 for v in rows[0][1:])
     # Decoder self-attention: the first output step sees only <s>, the rest is ".".
@@ -211,16 +212,16 @@ def test_table_shows_tokens_and_weights_when_piped(translate_dir):
     assert set(first_row.split()[2:]) == {"."}
 
 
-def test_json_and_png(translate_dir, tmp_path):
+def test_json_and_png(translate_model, tmp_path):
     from matplotlib.image import imread
 
     png = tmp_path / "attention.png"
-    args = ["-m", str(translate_dir), "--kind", "cross", "--heads", "--format", "json"]
+    args = ["-m", str(translate_model), "--kind", "cross", "--heads", "--format", "json"]
     out = _run(TEXT, *args, "--png", str(png))
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["task"] == "translate"
-    pieces = Tokenizer.load(translate_dir / TOKENIZER).pieces(TEXT)
+    pieces = Tokenizer.load(translate_model / TOKENIZER).pieces(TEXT)
     assert data["source_tokens"] == [*pieces, "</s>"]  # raw pieces, "▁" kept
     assert [(m["kind"], m["layer"], m["head"]) for m in data["maps"]] == [
         ("cross", layer, head) for layer in range(2) for head in range(4)
@@ -235,10 +236,10 @@ def test_json_and_png(translate_dir, tmp_path):
     assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > image.shape[0]
 
 
-def test_out_dir_writes_one_image_per_map_and_prints_nothing(translate_dir, tmp_path):
+def test_out_dir_writes_one_image_per_map_and_prints_nothing(translate_model, tmp_path):
     out_dir = tmp_path / "maps"
     args = ["--layer", "0", "--head", "1", "--out-dir", str(out_dir)]
-    result = runner.invoke(app, ["attention", TEXT, "-m", str(translate_dir), *args])
+    result = runner.invoke(app, ["attention", TEXT, "-m", str(translate_model), *args])
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert f"wrote 3 images to {out_dir}" in " ".join(result.stderr.split())
@@ -247,8 +248,8 @@ def test_out_dir_writes_one_image_per_map_and_prints_nothing(translate_dir, tmp_
     assert (out_dir / "decoder-layer0-1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_sentiment_table(sentiment_dir):
-    out = _run("The service was great.", "-m", str(sentiment_dir), "--head", "3")
+def test_sentiment_table(sentiment_model):
+    out = _run("The service was great.", "-m", str(sentiment_model), "--head", "3")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("label: ")
     assert "encoder self-attention, layer 0, head 3" in out.stdout
@@ -296,11 +297,11 @@ def test_align_text_aligns_every_output_word(translate_dir):
     assert align_text(loaded, TEXT, "") == []
 
 
-def test_translate_align_adds_word_pairs(translate_dir, tmp_path):
+def test_translate_align_adds_word_pairs(translate_model, tmp_path):
     lines = [TEXT, "", "Birds are beautiful."]
     source = tmp_path / "in.txt"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    cmd = [ATTN, "translate", str(source), "-m", str(translate_dir), "--beam", "1", "--align"]
+    cmd = [ATTN, "translate", str(source), "-m", str(translate_model), "--beam", "1", "--align"]
     out = subprocess.run([*cmd, "--format", "jsonl"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     records = [json.loads(line) for line in out.stdout.splitlines()]
