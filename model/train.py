@@ -97,6 +97,10 @@ STOP_KEYS = ("max_steps", "epochs", "time_budget")
 ARCHITECTURE_KEYS = ("preset", "overrides", "vocab_size")
 
 
+# Config fields that come from the task, the tokenizer or the data, not from --set.
+_NOT_OVERRIDABLE = {"task", "vocab_size", "labels", "pad_id", "bos_id", "eos_id"}
+
+
 class TrainError(ValueError):
     """Training cannot start: bad settings, or a model directory in the way."""
 
@@ -159,7 +163,17 @@ class TrainSettings:
             raise TrainError(
                 f"overrides must be a mapping of config fields, got {self.overrides!r}"
             )
-        preset(self.preset)
+        allowed = {f.name for f in dataclasses.fields(ModelConfig)} - _NOT_OVERRIDABLE
+        unknown = sorted(set(self.overrides) - allowed)
+        if unknown:
+            raise TrainError(
+                f"cannot set {', '.join(unknown)}; model config fields are "
+                f"{', '.join(sorted(allowed))} (vocabulary: --vocab-size)"
+            )
+        try:
+            preset(self.preset)
+        except ValueError as e:
+            raise TrainError(str(e)) from None
 
     @property
     def is_demo(self) -> bool:
@@ -609,9 +623,8 @@ class _Run:
         objective: nn.Module = _Objective(self.model, s.label_smoothing)
         if self.dist.enabled:
             ids = [self.dist.local_rank] if self.device.type == "cuda" else None
-            # The only buffer (sinusoidal positions) is constant: no need to broadcast it.
             objective = nn.parallel.DistributedDataParallel(
-                objective, device_ids=ids, broadcast_buffers=False
+                objective, device_ids=ids, **_no_buffer_sync()
             )
         self.objective = objective
 
@@ -850,6 +863,7 @@ class _Run:
     def _validate_and_save(self, n_batches: int) -> bool:
         """Validate on rank 0, keep best and last; returns whether to stop early (all ranks)."""
         stop = False
+        self.validated_step = self.step
         if self.dist.main:
             self.emit({"event": "stage", "message": f"validating at step {self.step}"})
             scores = self._validate()
@@ -860,7 +874,6 @@ class _Run:
                 self.best_value, self.best_step, self.bad_validations = value, self.step, 0
             else:
                 self.bad_validations += 1
-            self.validated_step = self.step
             train_loss = None
             if self.val_loss_count:
                 train_loss = round(self.val_loss_sum.item() / self.val_loss_count, 4)
@@ -1072,6 +1085,16 @@ class _Run:
             scores=self.scores,
             example=example,
         )
+
+
+def _no_buffer_sync() -> dict[str, bool]:
+    """DDP arguments that skip syncing buffers every forward: the only buffer (sinusoidal
+    positions) is constant. Newer torch renamed the argument."""
+    import inspect
+
+    params = inspect.signature(nn.parallel.DistributedDataParallel).parameters
+    name = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+    return {name: False}
 
 
 def _token_batches(lengths: Sequence[int], max_tokens: int, seed: int | None) -> list[list[int]]:

@@ -1,0 +1,380 @@
+"""`attn train`: real learning on the demo corpora, settings, resume, early stopping, budgets.
+
+Fast tests train in-process on small slices of the demo corpora with one thread (so that
+they are deterministic and do not fight other processes for the two cores).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from attn.cli.main import app
+from attn.cli.train import parse_duration, parse_overrides, read_config_file
+from attn.data import demo_dir
+from attn.model.checkpoint import load_model
+from attn.model.train import (
+    DEMO_DEFAULTS,
+    TrainError,
+    lr_at,
+    read_metrics,
+    resolve_settings,
+    train,
+)
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """`train(threads=1)` sets torch's global thread count; give the next test its own back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def slice_translate(tmp_path: Path, n_train: int = 300, n_val: int = 16) -> Path:
+    """The first lines of the demo en->de corpus, as a data directory."""
+    out = tmp_path / "mt"
+    out.mkdir()
+    demo = demo_dir("translate")
+    for split, n in (("train", n_train), ("val", n_val)):
+        for lang in ("en", "de"):
+            lines = (demo / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()[:n]
+            (out / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def slice_sentiment(tmp_path: Path, n_train: int = 400, n_val: int = 40) -> Path:
+    out = tmp_path / "sst"
+    out.mkdir()
+    demo = demo_dir("sentiment")
+    for split, n in (("train", n_train), ("val", n_val)):
+        lines = (demo / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[: n + 1]
+        (out / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def quick(data: Path, **extra) -> dict:
+    """Options for a fast run on a data slice."""
+    return {
+        "data": str(data),
+        "preset": "tiny",
+        "vocab_size": 400,
+        "batch_tokens": 512,
+        "warmup": 10,
+        "max_steps": 20,
+        "val_every": 1000,
+        **extra,
+    }
+
+
+def last_weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "last" / "model.safetensors"))
+
+
+# --- settings and helpers ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("20m", 1200), ("1h30m", 5400), ("1.5h", 5400), ("3600", 3600), (45, 45)],
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "10x", "0", "-5", "m"])
+def test_parse_duration_refuses_garbage(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_parse_overrides_types():
+    assert parse_overrides(["d_model=384", "dropout=0.2", "activation=gelu"]) == {
+        "d_model": 384,
+        "dropout": 0.2,
+        "activation": "gelu",
+    }
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        parse_overrides(["d_model"])
+
+
+def test_lr_warmup_then_inverse_sqrt():
+    assert lr_at(1, 1e-3, 100) == pytest.approx(1e-5)
+    assert lr_at(100, 1e-3, 100) == pytest.approx(1e-3)
+    assert lr_at(400, 1e-3, 100) == pytest.approx(5e-4)
+    assert lr_at(7, 1e-3, 0) == 1e-3
+
+
+def test_settings_defaults_depend_on_data_and_stop_flags_replace_defaults():
+    demo = resolve_settings({})
+    assert demo.preset == "tiny" and demo.max_steps == DEMO_DEFAULTS["max_steps"]
+    data = resolve_settings({"data": "somewhere"})
+    assert data.preset == "small" and data.epochs is not None
+    budget = resolve_settings({"time_budget": 60.0})
+    assert budget.max_steps is None and budget.time_budget == 60.0
+    with pytest.raises(TrainError, match="unknown training setting"):
+        resolve_settings({"bogus": 1})
+    with pytest.raises(TrainError, match="batch_tokens"):
+        resolve_settings({"batch_tokens": 0})
+    with pytest.raises(TrainError, match="fixed when resuming"):
+        resolve_settings({"preset": "base"}, saved=resolve_settings({}).to_dict())
+
+
+def test_config_file_toml_relative_paths(tmp_path):
+    (tmp_path / "run.toml").write_text(
+        'data = "corpus"\nbatch-tokens = 1024\nset = ["d_model=64"]\n', encoding="utf-8"
+    )
+    options = read_config_file(tmp_path / "run.toml")
+    assert options == {
+        "data": str(tmp_path / "corpus"),
+        "batch_tokens": 1024,
+        "set": ["d_model=64"],
+    }
+
+
+# --- learning: the demo corpora, through the session fixtures (the `attn train` CLI) -------
+
+
+def _final(model_dir: Path) -> dict:
+    records = read_metrics(model_dir)
+    assert records, "no validation logged"
+    return records[-1]
+
+
+def test_translate_demo_learns(translate_model):
+    from attn.model.generate import GenerationOptions, generate
+
+    final = _final(translate_model)
+    assert final["bleu"] >= 60, final
+    loaded = load_model(translate_model, task="translate")
+    val = demo_dir("translate")
+    sources = (val / "val.en").read_text(encoding="utf-8").splitlines()[:40]
+    refs = (val / "val.de").read_text(encoding="utf-8").splitlines()[:40]
+    batch = loaded.tokenizer.encode_batch(sources)
+    hyps = generate(loaded.model, batch.ids, batch.mask, GenerationOptions(beam=1))
+    outs = loaded.tokenizer.decode([h[0].tokens for h in hyps])
+    exact = sum(o == r for o, r in zip(outs, refs, strict=True))
+    assert exact >= 16, list(zip(outs, refs, strict=True))[:5]
+
+
+def test_summarize_demo_learns(summarize_model):
+    from attn.model.metrics import rouge_scores
+
+    val = demo_dir("summarize")
+    sources = (val / "val.src").read_text(encoding="utf-8").splitlines()
+    refs = (val / "val.tgt").read_text(encoding="utf-8").splitlines()
+    copying = rouge_scores(sources, refs)["rougeL"]
+    final = _final(summarize_model)
+    assert final["rougeL"] >= max(80, copying + 30), (final, copying)
+
+
+def test_sentiment_demo_learns(sentiment_model):
+    final = _final(sentiment_model)
+    assert final["accuracy"] >= 95, final
+    assert final["macro_f1"] >= 95, final
+
+
+def test_model_dir_contents(translate_model):
+    config = json.loads((translate_model / "config.json").read_text(encoding="utf-8"))
+    assert config["train"]["preset"] == "tiny"
+    assert config["best"]["metric"] == "bleu"
+    (entry,) = [d for d in config["data"]["train"] if d["file"].endswith("train.en")]
+    assert len(entry["sha256"]) == 64 and entry["bytes"] > 0
+    assert (translate_model / "training.png").stat().st_size > 1000
+    state = torch.load(translate_model / "last" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == config["train"]["max_steps"]
+    assert not [p for p in translate_model.rglob("*") if p.name.startswith(".")]
+
+
+# --- resume, early stopping, budgets -------------------------------------------------------
+
+
+def test_resume_reaches_the_same_weights(tmp_path):
+    data = slice_translate(tmp_path)
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    train("translate", whole, quick(data, max_steps=12), threads=1, device="cpu")
+    train("translate", split, quick(data, max_steps=5), threads=1, device="cpu")
+    result = train("translate", split, {"max_steps": 12}, resume=True, threads=1, device="cpu")
+    assert result.step == 12
+    a, b = last_weights(whole), last_weights(split)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+    # The resumed run keeps the settings of the first one.
+    config = json.loads((split / "config.json").read_text(encoding="utf-8"))
+    assert config["train"]["batch_tokens"] == 512
+    assert [r["step"] for r in read_metrics(split)] == [5, 12]
+
+
+def test_resume_with_accumulation_across_an_epoch_boundary(tmp_path):
+    data = slice_sentiment(tmp_path, n_train=200)
+    opts = quick(data, accum=2, batch_tokens=256)
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    train("sentiment", whole, {**opts, "max_steps": 14}, threads=1, device="cpu")
+    first = train("sentiment", split, {**opts, "max_steps": 6}, threads=1, device="cpu")
+    assert (
+        first.epoch
+        < 1
+        < train("sentiment", split, {"max_steps": 14}, resume=True, threads=1, device="cpu").epoch
+    )
+    a, b = last_weights(whole), last_weights(split)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_early_stopping(tmp_path):
+    data = slice_sentiment(tmp_path)
+    # A learning rate too small to change any prediction: the metric never improves.
+    result = train(
+        "sentiment",
+        tmp_path / "m",
+        quick(data, lr=1e-12, val_every=2, patience=2, max_steps=100),
+        threads=1,
+        device="cpu",
+    )
+    assert result.stopped == "early_stopping"
+    assert result.step == 6
+    assert [r["step"] for r in read_metrics(tmp_path / "m")] == [2, 4, 6]
+    assert result.best_step == 2
+
+
+def test_time_budget_is_respected(tmp_path):
+    import time
+
+    data = slice_sentiment(tmp_path)
+    start = time.monotonic()
+    result = train(
+        "sentiment",
+        tmp_path / "m",
+        quick(data, max_steps=None, time_budget=2.0),
+        threads=1,
+        device="cpu",
+    )
+    wall = time.monotonic() - start
+    assert result.stopped == "time_budget"
+    assert 2.0 <= result.elapsed < 2.0 + 3.0
+    assert wall < 20, wall
+    assert read_metrics(tmp_path / "m")[-1]["step"] == result.step
+
+
+def test_events_and_metrics_file(tmp_path):
+    data = slice_sentiment(tmp_path)
+    events: list[dict] = []
+    train(
+        "sentiment",
+        tmp_path / "m",
+        quick(data, max_steps=60, val_every=30),
+        threads=1,
+        device="cpu",
+        on_event=events.append,
+    )
+    kinds = [e["event"] for e in events]
+    assert kinds.count("validation") == 2 and kinds.count("log") == 1
+    assert kinds.index("start") < kinds.index("progress")
+    (log,) = [e for e in events if e["event"] == "log"]
+    assert log["loss"] > 0 and log["tgt_tokens_per_s"] > 0
+    records = read_metrics(tmp_path / "m")
+    assert [r["step"] for r in records] == [30, 60]
+    assert {"epoch", "time", "train_loss", "val_loss", "accuracy", "macro_f1", "lr"} <= set(
+        records[0]
+    )
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+
+def cli(*args: str):
+    return runner.invoke(app, ["train", *args])
+
+
+def test_cli_refuses_an_existing_model_dir(tmp_path):
+    data = slice_sentiment(tmp_path)
+    model = tmp_path / "m"
+    common = ["--data", str(data), "--preset", "tiny", "--vocab-size", "400", "--threads", "1"]
+    common += ["--batch-tokens", "512", "--max-steps", "2"]
+    result = cli("sentiment", "--model-dir", str(model), *common)
+    assert result.exit_code == 0, result.output
+    assert "Try it: echo" in result.output and f"-m {model}" in result.output
+
+    again = cli("sentiment", "--model-dir", str(model), *common)
+    assert again.exit_code == 1
+    assert "Error:" in again.output and "--resume" in again.output and "--overwrite" in again.output
+
+    other = cli("translate", "--model-dir", str(model), *common)
+    assert other.exit_code == 1 and "holds a sentiment model" in other.output
+
+    assert cli("sentiment", "--model-dir", str(model), "--overwrite", *common).exit_code == 0
+    resumed = cli("sentiment", "--model-dir", str(model), "--resume", "--max-steps", "3")
+    assert resumed.exit_code == 0, resumed.output
+    assert "resumed at step 2" in resumed.output
+
+    nothing = cli("sentiment", "--model-dir", str(tmp_path / "empty"), "--resume")
+    assert nothing.exit_code == 1 and "nothing to resume" in nothing.output
+
+
+def test_cli_config_file_and_flags_win(tmp_path):
+    data = slice_sentiment(tmp_path)
+    (tmp_path / "run.json").write_text(
+        json.dumps(
+            {
+                "data": str(data),
+                "preset": "tiny",
+                "vocab-size": 400,
+                "batch-tokens": 512,
+                "max-steps": 2,
+                "set": {"d_model": 64},
+                "threads": 1,
+            }
+        ),
+        encoding="utf-8",
+    )
+    model = tmp_path / "m"
+    result = cli(
+        "sentiment",
+        "--config",
+        str(tmp_path / "run.json"),
+        "--max-steps",
+        "3",
+        "--model-dir",
+        str(model),
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    assert config["model"]["d_model"] == 64
+    assert config["train"]["max_steps"] == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--time-budget", "soon"], "not a duration"),
+        (["--set", "d_model"], "FIELD=VALUE"),
+        (["--set", "colour=red"], "colour"),
+        (["--batch-tokens", "0"], "batch_tokens"),
+        (["--device", "tpu"], "unknown device"),
+    ],
+)
+def test_cli_bad_settings_are_one_line_errors(tmp_path, args, message):
+    data = slice_sentiment(tmp_path)
+    result = cli("sentiment", "--data", str(data), "--model-dir", str(tmp_path / "m"), *args)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error:") and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_data_without_examples(tmp_path):
+    data = tmp_path / "empty"
+    data.mkdir()
+    (data / "train.tsv").write_text("text\tlabel\n", encoding="utf-8")
+    result = cli("sentiment", "--data", str(data), "--model-dir", str(tmp_path / "m"))
+    assert result.exit_code == 1
+    error = result.output.splitlines()[-1]
+    assert error.startswith("Error:") and "no training examples" in error
+    assert not (tmp_path / "m" / "config.json").exists()

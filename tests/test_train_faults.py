@@ -1,0 +1,132 @@
+"""`attn train` under faults: Ctrl-C, kill -9 at any moment, and two processes under torchrun.
+
+These run the installed `attn` script in a subprocess, as a user (or a cluster) would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_train import slice_translate
+
+from attn.model.checkpoint import load_model
+from attn.model.train import read_metrics
+from attn.model.trainer_state import find_last
+
+BIN = Path(sys.executable).parent
+ATTN = str(BIN / "attn")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def args(data: Path, model_dir: Path, *extra: str) -> list[str]:
+    return [
+        ATTN, "train", "translate", "--data", str(data), "--model-dir", str(model_dir),
+        "--preset", "tiny", "--vocab-size", "400", "--batch-tokens", "512", "--warmup", "10",
+        "--threads", "1", *extra,
+    ]  # fmt: skip
+
+
+def start(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
+    data, model = slice_translate(tmp_path), tmp_path / "m"
+    proc = start(args(data, model, "--max-steps", "100000", "--val-every", "1000"))
+    wait_for(model / "config.json", proc)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"attn train translate --resume --model-dir {model}" in err
+    assert "Traceback" not in err
+
+    state = torch.load(model / "last" / "trainer_state.pt", weights_only=True)
+    assert state["step"] >= 1
+    load_model(model, task="translate")
+
+    resumed = subprocess.run(
+        [ATTN, "train", "translate", "--model-dir", str(model), "--resume", "--threads", "1",
+         "--max-steps", str(state["step"] + 3)],
+        capture_output=True, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed at step {state['step']}" in resumed.stderr
+    final = torch.load(model / "last" / "trainer_state.pt", weights_only=True)
+    assert final["step"] == state["step"] + 3
+
+
+@pytest.mark.parametrize("delay", [-1.0, 0.0, 0.3, 1.5])
+def test_kill_9_never_leaves_a_broken_model_dir(tmp_path, delay):
+    """Killed before the first checkpoint (delay < 0) or that long after it, with a
+    validation (best + last + config writes) every other step."""
+    data, model = slice_translate(tmp_path, n_val=4), tmp_path / "m"
+    proc = start(args(data, model, "--max-steps", "100000", "--val-every", "2"))
+    if delay < 0:
+        time.sleep(1.0)
+    else:
+        wait_for(model / "config.json", proc)
+        time.sleep(delay)
+    proc.kill()
+    proc.communicate()
+    if (model / "config.json").exists():
+        load_model(model, task="translate")
+        assert find_last(model) is not None
+        resumed = subprocess.run(
+            [ATTN, "train", "translate", "--model-dir", str(model), "--resume", "--threads",
+             "1", "--max-steps", "1000000", "--time-budget", "0.5s"],
+            capture_output=True, text=True, env=ENV, timeout=120,
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr
+    else:
+        # Nothing was promised yet: the directory holds no model, and a new run may use it.
+        fresh = subprocess.run(
+            args(data, model, "--max-steps", "2"), capture_output=True, text=True, env=ENV
+        )
+        assert fresh.returncode == 0, fresh.stderr
+    load_model(model, task="translate")
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo(tmp_path):
+    data, model = slice_translate(tmp_path), tmp_path / "m"
+    cmd = [
+        str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "attn",
+        *args(data, model, "--device", "cpu", "--max-steps", "30", "--val-every", "10")[1:],
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # One writer: one summary, one line per validation, one set of files, no leftovers.
+    assert result.stderr.count("Done (") == 1, result.stderr
+    assert " x2" in result.stderr
+    records = read_metrics(model)
+    assert [r["step"] for r in records] == [10, 20, 30]
+    assert records[-1]["val_loss"] < records[0]["val_loss"]
+    names = sorted(p.name for p in model.iterdir())
+    assert names == [
+        "config.json", "last", "metrics.jsonl", "model.safetensors", "tokenizer.model",
+        "training.png",
+    ]  # fmt: skip
+    assert sorted(p.name for p in (model / "last").iterdir()) == [
+        "model.safetensors",
+        "trainer_state.pt",
+    ]
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    assert config["best"]["step"] is not None
+    load_model(model, task="translate")
