@@ -157,13 +157,30 @@ class _Pipeline:
             make: (text, its output or None for an empty text, truncated) -> the result.
 
         Shape: process gets src, src_mask (B, S), trimmed to the longest row of the batch.
-        """
-        from attn.data import restore_order, sorted_chunks
 
+        Raises:
+            ValueError: a batch or chunk size below 1 (at the call, not at the first result).
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if batch_tokens is not None and batch_tokens < 1:
             raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        return self._results(texts, process, make, batch_size, batch_tokens, chunk_size, progress)
+
+    def _results(
+        self,
+        texts: Iterable[str],
+        process: Callable[[Tensor, Tensor], tuple[list[Out], int]],
+        make: Callable[[str, Out | None, bool], R],
+        batch_size: int,
+        batch_tokens: int | None,
+        chunk_size: int,
+        progress: ProgressCallback | None,
+    ) -> Iterator[R]:
+        from attn.data import restore_order, sorted_chunks
+
         # Characters are a cheap proxy for pieces when sorting: the chunk is encoded once, after.
         for chunk, order in sorted_chunks(texts, chunk_size, key=len):
             results = [make(text, None, False) for text in chunk]

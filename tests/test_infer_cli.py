@@ -176,11 +176,12 @@ def test_summarize(summarize_model):
 
 def test_a_closed_pipe_ends_quietly(translate_model, tmp_path):
     big = tmp_path / "big.txt"
-    big.write_text("A fast cow is beautiful.\n" * 3000, encoding="utf-8")
-    command = f'"{ATTN}" translate -m "{translate_model}" --beam 1 "{big}"'
+    # Two chunks of input: by the second, `head` has surely gone. Short outputs keep it quick.
+    big.write_text("A fast cow is beautiful.\n" * 1500, encoding="utf-8")
+    command = f'"{ATTN}" translate -m "{translate_model}" --beam 1 --max-length 3 "{big}"'
     script = f"{command} | head -1; exit ${{PIPESTATUS[0]}}"
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
-    assert result.stdout == "Eine schnelle Kuh ist schön.\n"
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.stdout.count("\n") == 1
     assert result.returncode in (0, 141)
     assert "Traceback" not in result.stderr and "Error" not in result.stderr
 
