@@ -366,10 +366,16 @@ class _Objective(nn.Module):
         return F.cross_entropy(
             logits.float(),
             target,
-            ignore_index=c.pad_id,
+            ignore_index=_ignored(c),
             label_smoothing=self.label_smoothing,
             reduction="sum",
         )
+
+
+def _ignored(config: ModelConfig) -> int:
+    """The target id the loss skips: padding for seq2seq; none for sentiment, where the
+    targets are class ids and class 0 shares its number with the pad id."""
+    return -100 if config.task == "sentiment" else config.pad_id
 
 
 def _file_digests(paths: Sequence[Path]) -> list[dict[str, Any]]:
@@ -926,7 +932,7 @@ class _Run:
                     logits = model(src, tgt_in).flatten(0, 1)
                     target = target.flatten()
             total += F.cross_entropy(
-                logits.float(), target, ignore_index=self.config.pad_id, reduction="sum"
+                logits.float(), target, ignore_index=_ignored(self.config), reduction="sum"
             ).item()
             count += n_tgt
         scores = {"val_loss": total / max(1, count)}

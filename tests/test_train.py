@@ -378,3 +378,19 @@ def test_cli_data_without_examples(tmp_path):
     error = result.output.splitlines()[-1]
     assert error.startswith("Error:") and "no training examples" in error
     assert not (tmp_path / "m" / "config.json").exists()
+
+
+def test_sentiment_loss_counts_class_zero():
+    """Class id 0 equals the pad id: the classification loss must not skip it."""
+    from attn.model.config import ModelConfig
+    from attn.model.train import _Objective
+    from attn.model.transformer import Transformer
+
+    config = ModelConfig(
+        task="sentiment", vocab_size=50, d_model=16, n_heads=2, n_encoder_layers=1,
+        d_ff=32, labels=("negative", "positive"),
+    )  # fmt: skip
+    objective = _Objective(Transformer(config), label_smoothing=0.0)
+    src = torch.tensor([[5, 6, 3], [7, 3, 0]])
+    loss = objective(src, torch.zeros(0, dtype=torch.long), torch.tensor([0, 0]))
+    assert loss.item() > 0.1

@@ -1,0 +1,118 @@
+"""Training speed: source and target tokens/s of `attn train` (a benchmark, not a test).
+
+Trains the `small` preset on Multi30k en->de with 4096-token batches, the setting of the
+OpenNMT-py peer baseline in shared/peers (about 2,550 target tokens/s on 2 CPU threads).
+Tokens are real SentencePiece pieces, padding not counted (target: pieces + EOS). The first
+`--warmup-steps` are not measured; the run then stops itself (as Ctrl-C would) so no
+validation time is counted.
+
+    python bench/train_speed.py --threads 2 [--steps 100] [--device cpu]
+
+Writes bench/results/train_speed.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MULTI30K = ROOT.parent / "shared" / "data" / "translation" / "multi30k"
+
+
+def measure(args: argparse.Namespace) -> dict:
+    import torch
+
+    from attn.model.train import LOG_EVERY, train
+
+    logs: list[dict] = []
+    step = 0
+    # Throughput is only reported every LOG_EVERY steps: measure whole intervals.
+    warmup = -(-args.warmup_steps // LOG_EVERY) * LOG_EVERY
+    total = warmup + -(-args.steps // LOG_EVERY) * LOG_EVERY
+
+    def on_event(event: dict) -> None:
+        nonlocal step
+        if event["event"] == "progress":
+            step = event["step"]
+        elif event["event"] == "log":
+            logs.append(event)
+            print(
+                f"step {event['step']}: {event['tgt_tokens_per_s']:,.0f} tgt tok/s",
+                file=sys.stderr,
+            )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        train(
+            "translate",
+            Path(tmp) / "model",
+            {
+                "data": str(MULTI30K),
+                "src": "en",
+                "tgt": "de",
+                "preset": "small",
+                "batch_tokens": args.batch_tokens,
+                "max_steps": total + 1,
+                "val_every": 10**9,
+                "seed": 0,
+            },
+            device=args.device,
+            threads=args.threads,
+            on_event=on_event,
+            stop_requested=lambda: step >= total,
+        )
+        wall = time.monotonic() - started
+    measured = [e for e in logs if e["step"] > warmup]
+    (start,) = [e for e in logs if e["step"] == warmup]
+    tgt = statistics.mean(e["tgt_tokens_per_s"] for e in measured)
+    src = statistics.mean(e["src_tokens_per_s"] for e in measured)
+    return {
+        "benchmark": "train_speed",
+        "data": "multi30k en->de train",
+        "preset": "small",
+        "batch_tokens": args.batch_tokens,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "warmup_steps": warmup,
+        "measured_steps": measured[-1]["step"] - warmup,
+        "tgt_tokens_per_s": round(tgt),
+        "src_tokens_per_s": round(src),
+        "seconds_per_step": round(
+            (measured[-1]["elapsed"] - start["elapsed"]) / (measured[-1]["step"] - warmup), 3
+        ),
+        "wall_s": round(wall, 1),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-tokens", type=int, default=4096)
+    parser.add_argument("--warmup-steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train_speed.json")
+    args = parser.parse_args()
+    if not MULTI30K.is_dir():
+        sys.exit(f"Multi30k not found at {MULTI30K}")
+    result = measure(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
