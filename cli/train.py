@@ -372,7 +372,7 @@ class _View:
         self.bar: Any = None
         self.max_steps: int | None = None
         self.loss: float | None = None
-        self.tps: float | None = None
+        self.tps: tuple[str, float] | None = None
         self.last_val = ""
         self.started = time.monotonic()
 
@@ -388,7 +388,9 @@ class _View:
             if self.progress is not None:
                 self.progress.update(self.bar, completed=event["step"], info=self._line(event))
         elif kind == "log":
-            self.loss, self.tps = event["loss"], event["tgt_tokens_per_s"]
+            # Sentiment has no target pieces: its throughput is in source pieces.
+            side = "src" if self.task == "sentiment" else "tgt"
+            self.loss, self.tps = event["loss"], (side, event[f"{side}_tokens_per_s"])
             if self.progress is None:
                 self._print(self._line(event))
         elif kind == "validation":
@@ -403,7 +405,7 @@ class _View:
         self.max_steps = s["max_steps"]
         where = e["device"] + (f" x{e['world_size']}" if e["world_size"] > 1 else "")
         if e["device"] == "cpu":
-            where += f", {e['threads']} threads"
+            where += f", {e['threads']} thread" + ("s" if e["threads"] > 1 else "")
         resumed = f", resumed at step {e['resumed_from']}" if e["resumed_from"] is not None else ""
         data = "demo corpus" if e["demo"] else "data"
         self._print(
@@ -431,7 +433,7 @@ class _View:
             parts.append(f"loss {self.loss:.3f}")
         parts.append(f"lr {e['lr']:.2e}")
         if self.tps is not None:
-            parts.append(f"{self.tps:,.0f} tgt tok/s")
+            parts.append(f"{self.tps[1]:,.0f} {self.tps[0]} tok/s")
         parts.append(f"ETA {_fmt_time(e.get('eta'))}")
         if self.last_val:
             parts.append(self.last_val)

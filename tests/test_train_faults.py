@@ -110,11 +110,20 @@ def test_torchrun_two_processes_gloo(tmp_path):
         str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "attn",
         *args(data, model, "--device", "cpu", "--max-steps", "30", "--val-every", "10")[1:],
     ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # Its own process group, so that a hang cannot leave orphaned workers behind.
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
     # One writer: one summary, one line per validation, one set of files, no leftovers.
-    assert result.stderr.count("Done (") == 1, result.stderr
-    assert " x2" in result.stderr
+    assert err.count("Done (") == 1, err
+    assert " x2" in err
     records = read_metrics(model)
     assert [r["step"] for r in records] == [10, 20, 30]
     assert records[-1]["val_loss"] < records[0]["val_loss"]
