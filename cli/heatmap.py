@@ -92,17 +92,15 @@ def render_map(
 
     console.print(Text(map_title(m, n_heads), style="bold"), soft_wrap=True)
     for line in range(height):
-        text = Text(" " * (label_w + 1))
-        for h in headers:
-            char = h[line - (height - len(h))] if line >= height - len(h) else " "
-            text.append(f"{char:>3} ")
-        console.print(text, no_wrap=True, crop=True)
+        chars = [h[line - (height - len(h))] if line >= height - len(h) else " " for h in headers]
+        header = " " * label_w + "".join(f" {c:>3}" for c in chars)
+        console.print(Text(header.rstrip()), no_wrap=True, crop=True)
     matrix = m.matrix[:, :shown].tolist()  # (T_q, shown)
     for label, weights in zip(rows, matrix, strict=True):
-        text = Text(f"{label:>{label_w}} ")
+        text = Text(f"{label:>{label_w}}")
         for w in weights:
-            text.append_text(_cell(w, colour, values))
             text.append(" ")
+            text.append_text(_cell(w, colour, values))
         console.print(text, no_wrap=True, crop=True)
     return shown if shown < len(m.columns) else None
 
