@@ -205,11 +205,15 @@ def test_table_shows_tokens_and_weights_when_piped(translate_model):
     n_source = len(Tokenizer.load(translate_model / TOKENIZER).pieces(TEXT)) + 1  # and </s>
     assert len(rows[0]) == 1 + n_source
     assert all(0 <= int(v) <= 100 for v in rows[0][1:])
-    # Decoder self-attention: the first output step sees only <s>, the rest is ".".
-    decoder = lines[next(i for i, line in enumerate(lines) if "decoder masked" in line) :]
-    first_row = next(line for line in decoder if line.split() and line.split()[-1] == ".")
-    assert first_row.split()[1] == "100"
-    assert set(first_row.split()[2:]) == {"."}
+    # Decoder self-attention: step i sees <s> and the i pieces before it; the rest is ".".
+    start = next(i for i, line in enumerate(lines) if "decoder masked" in line)
+    block = [line.split() for line in lines[start + 1 : lines.index("", start)]]
+    width = max(len(cells) for cells in block)  # a row: its label and one cell per column
+    rows = [cells[1:] for cells in block if len(cells) == width]
+    assert len(rows) == width - 1 > 2
+    assert rows[0][0] == "100"
+    for i, row in enumerate(rows):
+        assert "." not in row[: i + 1] and set(row[i + 1 :]) <= {"."}
 
 
 def test_json_and_png(translate_model, tmp_path):
@@ -312,6 +316,9 @@ def test_translate_align_adds_word_pairs(translate_model, tmp_path):
         assert r["alignment"] and r["alignment"] == sorted(r["alignment"])
         assert {t for _, t in r["alignment"]} == set(range(n_out))  # every output word
         assert all(0 <= s < n_src for s, _ in r["alignment"])
+    # "Sein kleiner Vogel malt ihr schnelles Boot.": the trained model keeps the word order.
+    assert records[0]["output"] == "Sein kleiner Vogel malt ihr schnelles Boot."
+    assert sum(s == t for s, t in records[0]["alignment"]) >= 5
     result = runner.invoke(app, [*cmd[1:], "--format", "tsv"])
     assert result.exit_code == 0, result.output
     columns = [line.split("\t") for line in result.stdout.splitlines()]
