@@ -107,9 +107,11 @@ def attention(
             task=task_name,
             device=torch_device,
         )
-    except (ModelError, ValueError) as e:
+    except ModelError as e:
         hint = "" if model else "; train one with `attn train` or pass -m DIR"
         fail(f"{e}{hint}")
+    except ValueError as e:
+        fail(str(e))
 
     maps = attention_maps(loaded, text)
     kinds = None if kind is Kind.all else [kind.value]
@@ -126,16 +128,19 @@ def attention(
             f"attention: the text is longer than the model's {loaded.config.max_length} "
             "pieces; only its beginning was used",
             soft_wrap=True,
+            markup=False,
         )
 
     title = f"{text} \u2192 {maps.output}"
     try:
         if png is not None:
             heatmap.save_png(chosen, png, maps.n_heads, AXES, title)
-            err_console.print(f"wrote {png}", soft_wrap=True, highlight=False)
+            err_console.print(f"wrote {png}", soft_wrap=True, markup=False)
         if out_dir is not None:
             written = heatmap.save_pngs(chosen, out_dir, maps.n_heads, AXES, title)
-            err_console.print(f"wrote {len(written)} images to {out_dir}", soft_wrap=True)
+            err_console.print(
+                f"wrote {len(written)} images to {out_dir}", soft_wrap=True, markup=False
+            )
     except OSError as e:
         fail(f"cannot write {e.filename or png or out_dir}: {e.strerror or e}")
     if output_format is None and (png is not None or out_dir is not None):
@@ -144,7 +149,7 @@ def attention(
         sys.stdout.write(json.dumps(maps.to_dict(chosen), ensure_ascii=False) + "\n")
         return
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, markup=False)
     if maps.task == "sentiment":
         console.print(f"label: {maps.output} ({maps.probability:.2f})", soft_wrap=True)
     else:
@@ -162,6 +167,7 @@ def attention(
             f"attention: the terminal fits {shown} of {total} columns; the rest are cut "
             "(widen the terminal, or use --png or --format json)",
             soft_wrap=True,
+            markup=False,
         )
 
 
