@@ -31,9 +31,9 @@ SUMMARIES = {
     "Tom baked a birthday cake. It was Wednesday. He did it at the office. Maria was not "
     "there.": "Tom baked a birthday cake at the office on Wednesday.",
 }
-REVIEWS = {
+REVIEWS = {  # the second is from the demo validation set, the first is new
     "The soup was wonderful. I would recommend this restaurant.": "positive",
-    "The service was terrible and the food was cold.": "negative",
+    "The camera was terrible. I would not recommend this phone.": "negative",
 }
 
 
