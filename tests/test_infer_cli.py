@@ -55,11 +55,10 @@ def test_translate_a_demo_sentence_through_a_pipe(translate_model):
     assert result.stderr == ""
 
 
-@pytest.mark.parametrize("beam", ["1", "4"])
-def test_translations_of_unseen_demo_sentences(translate_model, beam):
-    result = invoke(
-        "translate", "-m", str(translate_model), "--beam", beam, stdin="\n".join(TRANSLATIONS)
-    )
+@pytest.mark.parametrize("options", [["--beam", "1"], ["--beam", "4"], ["--batch-tokens", "16"]])
+def test_translations_of_unseen_demo_sentences(translate_model, options):
+    stdin = "\n".join(TRANSLATIONS)
+    result = invoke("translate", "-m", str(translate_model), *options, stdin=stdin)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == list(TRANSLATIONS.values())
 
