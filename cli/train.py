@@ -186,7 +186,10 @@ def train(
     warmup: Annotated[
         int | None, typer.Option(help="Warmup steps. Default: 100 demo, 400 data.")
     ] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(help="Stop after this many steps (default 300 on the demo corpus)."),
+    ] = None,
     epochs: Annotated[
         float | None, typer.Option(help="Stop after this many epochs (default 20 on data).")
     ] = None,
@@ -195,7 +198,7 @@ def train(
         typer.Option(help="Stop after this much training time: 90s, 20m, 1h30m or seconds."),
     ] = None,
     val_every: Annotated[
-        int | None, typer.Option(help="Validate every N steps. Default: 200 demo, 500 data.")
+        int | None, typer.Option(help="Validate every N steps. Default: 100 demo, 500 data.")
     ] = None,
     patience: Annotated[
         int | None,

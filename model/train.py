@@ -79,8 +79,8 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "batch_tokens": 2048,
     "lr": 2e-3,
     "warmup": 100,
-    "max_steps": 600,
-    "val_every": 200,
+    "max_steps": 300,
+    "val_every": 100,
 }
 DATA_DEFAULTS: dict[str, Any] = {
     "preset": "small",
