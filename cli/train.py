@@ -172,7 +172,8 @@ def train(
         typer.Option("--set", help="Override a model config field: --set d_model=384 (repeat)."),
     ] = None,
     vocab_size: Annotated[
-        int | None, typer.Option(help="SentencePiece pieces. Default: 1000 demo, 8000 data.")
+        int | None,
+        typer.Option(help="SentencePiece pieces. Default: 8000 (less on the demo corpus)."),
     ] = None,
     batch_tokens: Annotated[
         int | None, typer.Option(help="Padded tokens per batch. Default: 2048 demo, 4096 data.")

@@ -75,13 +75,15 @@ STOP_SYNC_EVERY = 10
 # minute on two CPU cores. Real data gets the `small` preset and a stop by epochs.
 DEMO_DEFAULTS: dict[str, Any] = {
     "preset": "tiny",
-    "vocab_size": 1000,
     "batch_tokens": 2048,
     "lr": 2e-3,
     "warmup": 100,
     "max_steps": 300,
     "val_every": 100,
 }
+# About the largest vocabulary each demo corpus supports (a larger one is shrunk, with a
+# warning that a first run should not show).
+DEMO_VOCAB = {"translate": 680, "summarize": 440, "sentiment": 360}
 DATA_DEFAULTS: dict[str, Any] = {
     "preset": "small",
     "vocab_size": 8000,
@@ -196,12 +198,13 @@ def _check_number(name: str, value: Any, kind: type, *, low: float, open_low: bo
 
 
 def resolve_settings(
-    options: Mapping[str, Any], saved: Mapping[str, Any] | None = None
+    options: Mapping[str, Any], saved: Mapping[str, Any] | None = None, task: str = "translate"
 ) -> TrainSettings:
     """Settings from the options the user gave, over the saved ones (resume) or the defaults.
 
-    Defaults depend on the data: the demo corpus gets `DEMO_DEFAULTS`, real data
-    `DATA_DEFAULTS`. A stop criterion given explicitly replaces all default or saved ones.
+    Defaults depend on the data: the demo corpus gets `DEMO_DEFAULTS` (and the `DEMO_VOCAB`
+    of `task`), real data `DATA_DEFAULTS`. A stop criterion given explicitly replaces all
+    default or saved ones.
 
     Raises:
         TrainError: an unknown option, a bad value, or an architecture change on resume.
@@ -220,7 +223,7 @@ def resolve_settings(
                 )
     else:
         demo = options.get("data") is None and not options.get("train")
-        base = dict(DEMO_DEFAULTS if demo else DATA_DEFAULTS)
+        base = {**DEMO_DEFAULTS, "vocab_size": DEMO_VOCAB[task]} if demo else dict(DATA_DEFAULTS)
     if any(options.get(key) is not None for key in STOP_KEYS):
         base.update(dict.fromkeys(STOP_KEYS))
     try:
@@ -475,7 +478,7 @@ class _Run:
         self.stop_requested = stop_requested or (lambda: False)
         saved = self._check_dir(resume, overwrite)
         self.resume = resume
-        self.settings = resolve_settings(options, saved[1].get("train") if saved else None)
+        self.settings = resolve_settings(options, saved[1].get("train") if saved else None, task)
         self.saved_config = saved[0] if saved else None
         self.saved_meta = saved[1] if saved else {}
         self.metric = PRIMARY_METRIC[task]
