@@ -563,7 +563,15 @@ class _Run:
                     f"({self.settings.vocab_size} pieces) on {len(texts)} texts",
                 }
             )
-            Tokenizer.train(texts, path, self.settings.vocab_size, seed=self.settings.seed)
+            try:
+                Tokenizer.train(texts, path, self.settings.vocab_size, seed=self.settings.seed)
+            except RuntimeError as e:
+                # SentencePiece's own refusals (e.g. fewer pieces than distinct characters).
+                reason = str(e).splitlines()[0].rpartition("] ")[2].partition(". ")[0]
+                raise TrainError(
+                    f"cannot train a tokenizer of {self.settings.vocab_size} pieces on this "
+                    f"text ({reason}); choose another --vocab-size"
+                ) from None
         self.dist.barrier()
         return Tokenizer.load(path)
 
