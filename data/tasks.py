@@ -1,7 +1,8 @@
 """Task datasets: find and read the training and validation data of a task.
 
 A data directory is read by convention (``train.*``, and ``val.*`` or ``dev.*``); test
-splits are never read. Without data, the built-in demo corpus of the task is used.
+splits are never read for training. Without data, the built-in demo corpus of the task is
+used. ``load_split`` reads one named split (``val``, ``test2016``, ...) for evaluation.
 """
 
 from __future__ import annotations
@@ -137,17 +138,19 @@ def _read_examples(
         )
 
 
-def _language_pair(directory: Path, src: str | None, tgt: str | None) -> tuple[str, str]:
-    """The (source, target) suffixes of a translation directory's ``train.*`` files."""
+def _language_pair(
+    directory: Path, src: str | None, tgt: str | None, stem: str = "train"
+) -> tuple[str, str]:
+    """The (source, target) suffixes of a translation directory's ``{stem}.*`` files."""
     found = sorted(
         p.suffix[1:]
-        for p in directory.glob("train.*")
+        for p in directory.glob(f"{stem}.*")
         if p.is_file() and p.suffix[1:].lower() not in _FORMAT_SUFFIXES
     )
     listed = ", ".join(found) or "none"
     for lang in (src, tgt):
         if lang is not None and lang not in found:
-            raise DataError(directory, f"no train.{lang} (languages found: {listed})")
+            raise DataError(directory, f"no {stem}.{lang} (languages found: {listed})")
     if src is not None and tgt is not None:
         return src, tgt
     others = [lang for lang in found if lang not in (src, tgt)]
@@ -324,4 +327,77 @@ def load_task_data(
         train_files=train_files,
         val_files=val_files,
         val_from_train=val_from_train,
+    )
+
+
+def load_split(
+    task: str,
+    data: str | Path,
+    *,
+    split: str | None = None,
+    src: str | None = None,
+    tgt: str | None = None,
+    text_field: str | None = None,
+    label_field: str | None = None,
+    src_field: str | None = None,
+    tgt_field: str | None = None,
+) -> tuple[list[Example], list[Path]]:
+    """The examples of one split, for evaluation, and the files they were read from.
+
+    Args:
+        task: ``"translate"``, ``"summarize"`` or ``"sentiment"``.
+        data: a data directory, where the split's files are found by the training
+            convention (``{split}.SRC``/``{split}.TGT`` or ``{split}.src``/``{split}.tgt``,
+            ``{split}.jsonl``, ``{split}.tsv``/``.csv``); or a single ``.jsonl`` (any task)
+            or ``.tsv``/``.csv`` (sentiment) file, which is the whole split.
+        split: the file stem of the split in a directory; None = ``val``, else ``dev``.
+        src, tgt: translation languages; guessed from the split's files when None.
+        text_field, label_field, src_field, tgt_field: as for `load_task_data`.
+
+    Raises:
+        DataError: no such split or file, bad rows, or an empty split.
+        ValueError: unknown task.
+    """
+    _check_task(task)
+    path = Path(data)
+    if path.is_dir():
+        files = _named_split_files(task, path, split, src, tgt)
+    elif path.is_file() and path.suffix in _TABLE_SUFFIXES:
+        files = [path]
+    elif not path.exists():
+        raise DataError(path, "no such file or directory")
+    else:
+        raise DataError(path, "expected a data directory, a .jsonl file or (sentiment) a table")
+    if task == "translate":
+        src_field, tgt_field = src_field or src, tgt_field or tgt
+    fields = _Fields(src_field, tgt_field, text_field, label_field)
+    examples = [ex for _, _, ex in _read_examples(task, files, fields)]
+    if not examples:
+        raise DataError(", ".join(str(f) for f in files), "no examples")
+    return examples, files
+
+
+def _named_split_files(
+    task: str, directory: Path, split: str | None, src: str | None, tgt: str | None
+) -> list[Path]:
+    """The files of `split` (None: val, else dev) in a data directory."""
+    stems = [split] if split is not None else list(_VAL_STEMS)
+    for stem in stems:
+        if task == "translate" and not (
+            src is None and tgt is None and (directory / f"{stem}.src").is_file()
+        ):
+            if not any(directory.glob(f"{stem}.*")):
+                continue
+            pair = _language_pair(directory, src, tgt, stem)
+            files = _split_files(task, directory, stem, *pair)
+        else:
+            files = _split_files(task, directory, stem, src, tgt)
+        if files:
+            return files
+    found = sorted({p.name.split(".", 1)[0] for p in directory.iterdir() if "." in p.name})
+    wanted = split if split is not None else "val or dev"
+    raise DataError(
+        directory,
+        f"no {wanted} split for {task} (splits here: {', '.join(found) or 'none'}); "
+        "name one with --split",
     )
