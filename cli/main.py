@@ -41,7 +41,7 @@ def _root(
 
 
 def _register() -> None:
-    from attn.cli import attention, data, info, sentiment, stubs, summarize, train, translate
+    from attn.cli import attention, data, evaluate, info, sentiment, summarize, train, translate
 
     attention.register(app)
     info.register(app)
@@ -49,7 +49,7 @@ def _register() -> None:
     translate.register(app)
     summarize.register(app)
     sentiment.register(app)
-    stubs.register(app)
+    evaluate.register(app)
     app.add_typer(data.app, name="data")
 
 
