@@ -41,7 +41,17 @@ def _root(
 
 
 def _register() -> None:
-    from attn.cli import attention, data, evaluate, info, sentiment, summarize, train, translate
+    from attn.cli import (
+        attention,
+        average,
+        data,
+        evaluate,
+        info,
+        sentiment,
+        summarize,
+        train,
+        translate,
+    )
 
     attention.register(app)
     info.register(app)
@@ -50,6 +60,7 @@ def _register() -> None:
     summarize.register(app)
     sentiment.register(app)
     evaluate.register(app)
+    average.register(app)
     app.add_typer(data.app, name="data")
 
 

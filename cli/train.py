@@ -208,6 +208,13 @@ def train(
     label_smoothing: Annotated[
         float | None, typer.Option(help="Label smoothing. Default: 0.1.")
     ] = None,
+    keep_checkpoints: Annotated[
+        int | None,
+        typer.Option(
+            help="Keep the weights of the last N validations in checkpoints/ "
+            "(for attn average). Default: 0, none."
+        ),
+    ] = None,
     device: Annotated[
         str | None, typer.Option(help="auto, cpu, cuda or mps. Default: auto.")
     ] = None,
@@ -257,6 +264,7 @@ def train(
         "val_every": val_every,
         "patience": patience,
         "label_smoothing": label_smoothing,
+        "keep_checkpoints": keep_checkpoints,
         "device": device,
         "threads": threads,
         "seed": seed,

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attn.model.average import BACKUP, CHECKPOINTS, save_step_checkpoint
 from attn.model.checkpoint import CONFIG, TOKENIZER, WEIGHTS, save_model_config, save_weights
 from attn.model.config import ModelConfig, load_config, preset
 from attn.model.io import atomic_write, atomic_write_bytes
@@ -117,7 +119,9 @@ class TrainSettings:
     Optimisation: `batch_tokens` per batch, `accum` batches per step, peak `lr`, `warmup`
     steps, `label_smoothing`. Stopping: `max_steps`, `epochs`, `time_budget` (seconds of
     training in total, resumed runs included); validation every `val_every` steps, early
-    stop after `patience` validations without improvement. `seed` seeds everything.
+    stop after `patience` validations without improvement. `keep_checkpoints` > 0 keeps the
+    weights of that many latest validations in `checkpoints/` (for `attn average`).
+    `seed` seeds everything.
     """
 
     data: str | None = None
@@ -142,6 +146,7 @@ class TrainSettings:
     time_budget: float | None = None
     val_every: int = 500
     patience: int | None = None
+    keep_checkpoints: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -151,6 +156,7 @@ class TrainSettings:
             _check_number(name, getattr(self, name), int, low=1)
         _check_number("warmup", self.warmup, int, low=0)
         _check_number("seed", self.seed, int, low=0)
+        _check_number("keep_checkpoints", self.keep_checkpoints, int, low=0)
         _check_number("lr", self.lr, float, low=0.0, open_low=True)
         _check_number("label_smoothing", self.label_smoothing, float, low=0.0)
         if self.label_smoothing >= 1:
@@ -524,9 +530,10 @@ class _Run:
 
     def _clear_dir(self) -> None:
         """--overwrite: config.json goes first, so the directory never points at missing files."""
-        for name in (CONFIG, WEIGHTS, TOKENIZER, METRICS, PLOT):
+        for name in (CONFIG, WEIGHTS, TOKENIZER, METRICS, PLOT, BACKUP):
             (self.dir / name).unlink(missing_ok=True)
         remove_training_files(self.dir)
+        shutil.rmtree(self.dir / CHECKPOINTS, ignore_errors=True)
 
     def _load_data(self) -> Any:
         from attn.data import load_task_data
@@ -909,6 +916,10 @@ class _Run:
                 save_weights(self.model, self.dir / WEIGHTS)
                 self._write_config()
             save_last(self.dir, self.model, self._state())
+            if self.settings.keep_checkpoints:
+                save_step_checkpoint(
+                    self.dir, self.model, self.step, self.settings.keep_checkpoints
+                )
             self.emit(
                 {
                     "event": "validation",

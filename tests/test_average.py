@@ -1,0 +1,104 @@
+"""`attn train --keep-checkpoints` and `attn average`: kept step checkpoints, their mean."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from attn.cli.main import app
+from attn.data import demo_dir
+
+ATTN = str(Path(sys.executable).parent / "attn")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A 40-step run validated every 10 steps, keeping 3 checkpoints. A slice of the demo
+    corpus keeps the validations (greedy decoding of an untrained model) short."""
+    root = tmp_path_factory.mktemp("average")
+    data = root / "data"
+    data.mkdir()
+    demo = demo_dir("translate")
+    for split, n in (("train", 400), ("val", 20)):
+        for lang in ("en", "de"):
+            lines = (demo / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()[:n]
+            (data / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    model_dir = root / "model"
+    cmd = [ATTN, "train", "translate", "--data", str(data), "--model-dir", str(model_dir)]
+    cmd += ["--preset", "tiny", "--vocab-size", "400", "--batch-tokens", "512"]
+    cmd += ["--max-steps", "40", "--val-every", "10", "--keep-checkpoints", "3", "--threads", "1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return model_dir
+
+
+def test_training_keeps_the_last_checkpoints(run_dir: Path) -> None:
+    kept = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert kept == [f"step-0000{s}.safetensors" for s in (20, 30, 40)]
+    # The last validation's checkpoint is the weights `last/` holds.
+    last = load_file(str(run_dir / "last" / "model.safetensors"))
+    newest = load_file(str(run_dir / "checkpoints" / "step-000040.safetensors"))
+    assert all(torch.equal(last[k], newest[k]) for k in last)
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["train"]["keep_checkpoints"] == 3
+
+
+def test_average_into_a_new_directory_loads_and_translates(run_dir: Path, tmp_path) -> None:
+    out = tmp_path / "averaged"
+    result = runner.invoke(app, ["average", "-m", str(run_dir), "--last", "3", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "steps 20, 30, 40" in result.output
+    states = [load_file(str(p)) for p in sorted((run_dir / "checkpoints").iterdir())]
+    averaged = load_file(str(out / "model.safetensors"))
+    assert set(averaged) == set(states[0])
+    for name, tensor in averaged.items():
+        mean = sum(s[name].float() for s in states) / 3
+        torch.testing.assert_close(tensor, mean, rtol=0, atol=1e-6)
+    # The mean is not just the newest checkpoint.
+    assert any(not torch.equal(averaged[k], states[-1][k]) for k in averaged)
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["averaged"]["steps"] == [20, 30, 40]
+
+    from attn import Translator
+
+    translator = Translator.load(out, device="cpu")
+    results = list(translator.translate(["A dog runs.", "", "The red car."], beam=2))
+    assert [r.source for r in results] == ["A dog runs.", "", "The red car."]
+    assert results[1].text == ""
+    assert results[0].score is not None
+
+
+def test_average_in_place_keeps_the_first_backup(run_dir: Path, tmp_path) -> None:
+    import shutil
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(run_dir, model_dir)
+    best = (model_dir / "model.safetensors").read_bytes()
+    result = runner.invoke(app, ["average", "-m", str(model_dir), "--last", "2"])
+    assert result.exit_code == 0, result.output
+    assert (model_dir / "model.before-average.safetensors").read_bytes() == best
+    result = runner.invoke(app, ["average", "-m", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    assert "Averaged 3 checkpoints" in result.output
+    # A second average leaves the backup of the trained weights alone.
+    assert (model_dir / "model.before-average.safetensors").read_bytes() == best
+
+
+def test_average_errors_are_one_line(run_dir: Path, tmp_path) -> None:
+    result = runner.invoke(app, ["average", "-m", str(run_dir), "--last", "5"])
+    assert result.exit_code == 1
+    assert "holds 3 step checkpoint(s), need 5" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["average", "-m", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "not an attn model directory" in result.output
+    result = runner.invoke(app, ["average", "-m", str(run_dir), "-o", str(run_dir)])
+    assert result.exit_code == 1
