@@ -1154,7 +1154,8 @@ def read_metrics(model_dir: str | Path) -> list[dict[str, Any]]:
 
 def write_plot(model_dir: str | Path) -> Path | None:
     """Draw `training.png` from `metrics.jsonl`: losses and the task metrics per step."""
-    records = read_metrics(model_dir)
+    # `attn evaluate` appends its own lines (no step): they are not part of the curves.
+    records = [r for r in read_metrics(model_dir) if not r.get("evaluate")]
     if not records:
         return None
     import matplotlib
