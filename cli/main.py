@@ -48,6 +48,7 @@ def _register() -> None:
         evaluate,
         info,
         sentiment,
+        serve,
         summarize,
         train,
         translate,
@@ -61,6 +62,7 @@ def _register() -> None:
     sentiment.register(app)
     evaluate.register(app)
     average.register(app)
+    serve.register(app)
     app.add_typer(data.app, name="data")
 
 

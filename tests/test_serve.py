@@ -1,0 +1,289 @@
+"""`attn serve`: a real uvicorn server on a loopback port, real HTTP requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+
+from attn.cli.main import app as cli_app  # noqa: E402
+from attn.model.serve import Limits, MicroBatcher, create_app  # noqa: E402
+
+ATTN = str(Path(sys.executable).parent / "attn")
+LIMITS = Limits(max_texts=8, max_chars=300, max_body_bytes=4096)
+SENTENCES = [
+    "A dog runs.",
+    "His small bird paints her fast boat.",
+    "The red car is in the garden.",
+    "My white horse sits next to the street.",
+    "A woman reads a book.",
+    "The children play in the park.",
+]
+
+
+@contextmanager
+def running(app: Any) -> Iterator[str]:
+    """Serve `app` with uvicorn in a thread on a free 127.0.0.1 port; stop it on exit."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+        assert not thread.is_alive(), "server did not stop"
+
+
+def request(base: str, path: str, body: Any = None, *, raw: bytes | None = None) -> tuple[int, Any]:
+    """(status, parsed JSON body) of a GET (no body) or POST."""
+    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        base + path, data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.fixture(scope="module")
+def pipelines(translate_model: Path, sentiment_model: Path) -> dict[str, Any]:
+    from attn import SentimentClassifier, Translator
+
+    return {
+        "translate": Translator.load(translate_model, device="cpu"),
+        "sentiment": SentimentClassifier.load(sentiment_model, device="cpu"),
+    }
+
+
+@pytest.fixture(scope="module")
+def expected(pipelines) -> dict[str, Any]:
+    """Answers computed directly, before the server runs, to compare the server's with."""
+    translator, classifier = pipelines["translate"], pipelines["sentiment"]
+    return {
+        "greedy": {r.source: r for r in translator.translate(SENTENCES, beam=1)},
+        "beam2": {r.source: r for r in translator.translate(SENTENCES, beam=2, n_best=2)},
+        "sentiment": list(classifier.classify(["I loved it.", "It was not good at all."])),
+    }
+
+
+@pytest.fixture(scope="module")
+def server(pipelines, expected) -> Iterator[str]:
+    # A wait long enough that concurrent test requests really share batches.
+    with running(create_app(pipelines, limits=LIMITS, max_wait=0.02)) as base:
+        yield base
+
+
+def test_health_lists_the_loaded_models(server, translate_model, sentiment_model) -> None:
+    status, body = request(server, "/health")
+    assert status == 200
+    assert body["status"] == "ok"
+    assert body["tasks"] == ["translate", "sentiment"]
+    assert body["models"]["translate"]["path"] == str(translate_model)
+    assert body["models"]["sentiment"]["labels"] == ["negative", "positive"]
+
+
+def test_translate_one_text(server, expected) -> None:
+    status, body = request(server, "/translate", {"text": "A dog runs.", "beam": 1})
+    assert status == 200
+    want = expected["greedy"]["A dog runs."]
+    assert set(body) == {"source", "output", "score", "logprob"}
+    assert body["source"] == "A dog runs."
+    assert body["output"] == want.text
+    assert body["score"] == pytest.approx(want.score, abs=1e-4)
+
+
+def test_translate_many_with_n_best(server, expected) -> None:
+    texts = [SENTENCES[2], "", SENTENCES[0]]
+    status, body = request(server, "/translate", {"texts": texts, "beam": 2, "n_best": 2})
+    assert status == 200
+    results = body["results"]
+    assert [r["source"] for r in results] == texts
+    assert results[1] == {"source": "", "output": "", "score": None, "logprob": None, "n_best": []}
+    for r in (results[0], results[2]):
+        want = expected["beam2"][r["source"]]
+        assert r["output"] == want.text
+        assert [h["output"] for h in r["n_best"]] == [c.text for c in want.n_best]
+        assert len(r["n_best"]) == 2
+
+
+def test_sentiment_with_probs(server, expected) -> None:
+    texts = ["I loved it.", "It was not good at all."]
+    status, body = request(server, "/sentiment", {"texts": texts, "probs": True})
+    assert status == 200
+    for got, want in zip(body["results"], expected["sentiment"], strict=True):
+        assert got["label"] == want.label
+        assert set(got["probs"]) == {"negative", "positive"}
+        assert sum(got["probs"].values()) == pytest.approx(1.0, abs=1e-4)
+    status, body = request(server, "/sentiment", {"text": texts[0]})
+    assert set(body) == {"source", "label", "prob"}
+
+
+def test_concurrent_requests_get_their_own_answers(server, expected) -> None:
+    """Many clients at once, with two different beam sizes (never batched together): every
+    response holds the answer to its own request, in its order."""
+    jobs = []
+    for i in range(16):
+        texts = [SENTENCES[(i + k) % len(SENTENCES)] for k in range(1 + i % 3)]
+        jobs.append(({"texts": texts, "beam": 1 if i % 2 else 2}, texts))
+
+    def send(job: tuple[dict, list[str]]) -> tuple[int, Any]:
+        return request(server, "/translate", job[0])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(send, jobs, timeout=120))
+    for (body, texts), (status, answer) in zip(jobs, answers, strict=True):
+        assert status == 200
+        assert [r["source"] for r in answer["results"]] == texts
+        table = expected["greedy" if body["beam"] == 1 else "beam2"]
+        assert [r["output"] for r in answer["results"]] == [table[t].text for t in texts]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "message"),
+    [
+        (b'{"text": "A dog', 400, "not valid JSON"),
+        (b"\xff\xfe", 400, "not valid JSON"),
+        (b'["A dog runs."]', 400, "JSON object"),
+        (b"{}", 422, 'give "text"'),
+        (b'{"text": "a", "texts": ["b"]}', 422, "not both"),
+        (b'{"text": 5}', 422, "text: "),
+        (b'{"text": "a", "beam": 100}', 422, "beam: "),
+        (b'{"text": "a", "beam": 2, "n_best": 3}', 422, "n_best 3 is more than beam 2"),
+        (b'{"text": "a", "beem": 2}', 422, "beem: "),
+    ],
+)
+def test_bad_requests_get_a_message(server, raw, status, message) -> None:
+    got, body = request(server, "/translate", raw=raw)
+    assert got == status
+    assert message in body["error"]
+
+
+def test_oversized_requests_get_413(server) -> None:
+    status, body = request(server, "/translate", {"texts": ["a"] * 9})
+    assert status == 413
+    assert "9 texts in one request; at most 8" in body["error"]
+    status, body = request(server, "/sentiment", {"texts": ["fine", "x" * 301]})
+    assert status == 413
+    assert "text 1 has 301 characters" in body["error"]
+    status, body = request(server, "/translate", raw=b'{"text": "' + b"a" * 5000 + b'"}')
+    assert status == 413
+    assert "over 4096 bytes" in body["error"]
+
+
+def test_missing_model_or_endpoint_is_404(server) -> None:
+    status, body = request(server, "/summarize", {"text": "Anna went home."})
+    assert status == 404
+    assert body["error"] == "no summarize model is loaded (loaded: translate, sentiment)"
+    status, body = request(server, "/nope", {"text": "a"})
+    assert status == 404
+    assert body["error"]
+
+
+def test_micro_batcher_groups_jobs_with_equal_options() -> None:
+    calls: list[tuple[list[str], dict]] = []
+
+    def run(texts: list[str], options: dict) -> list[str]:
+        calls.append((texts, options))
+        if "boom" in texts:
+            raise RuntimeError("boom")
+        return [f"{t}/{options['beam']}" for t in texts]
+
+    batcher = MicroBatcher(run, max_wait=0.2)
+    try:
+        futures = [batcher.submit([f"t{i}", f"u{i}"], {"beam": i % 2}) for i in range(10)]
+        results = [f.result(timeout=10) for f in futures]
+        assert results == [[f"t{i}/{i % 2}", f"u{i}/{i % 2}"] for i in range(10)]
+        # Two option sets: the jobs submitted together need two calls, never one mixed call.
+        assert len(calls) == 2
+        assert all(int(t[1:]) % 2 == options["beam"] for texts, options in calls for t in texts)
+        failed = batcher.submit(["boom"], {"beam": 1})
+        with pytest.raises(RuntimeError, match="boom"):
+            failed.result(timeout=10)
+        # The worker survives a failed batch.
+        assert batcher.submit(["ok"], {"beam": 1}).result(timeout=10) == ["ok/1"]
+    finally:
+        batcher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.submit(["late"], {"beam": 1})
+
+
+def test_serve_without_the_extra_says_how_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    result = CliRunner().invoke(cli_app, ["serve", "-m", "anything"])
+    assert result.exit_code == 1
+    assert "pip install 'attn[serve]'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_refuses_bad_model_options(tmp_path, translate_model) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli_app, ["serve", "-m", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "not an attn model directory" in result.output
+    result = runner.invoke(
+        cli_app, ["serve", "-m", str(translate_model), "--translate-model", str(translate_model)]
+    )
+    assert result.exit_code == 1
+    assert "two translate models" in result.output
+
+
+def test_attn_serve_command_end_to_end(translate_model, tmp_path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "ATTN_HOME": str(tmp_path)}
+    cmd = [ATTN, "serve", "-m", str(translate_model), "--port", str(port), "--threads", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "attn serve did not answer within 60 s"
+            try:
+                status, body = request(base, "/health")
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert body["tasks"] == ["translate"]
+        status, body = request(base, "/translate", {"text": "A dog runs.", "beam": 1})
+        assert status == 200
+        assert body["output"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    assert proc.returncode == 0
+    assert b"Serving translate" in proc.stderr.read()
