@@ -302,6 +302,9 @@ def create_app(
         limits: request size limits (default `Limits()`).
         max_wait: seconds a request waits for others to share its batch.
 
+    The models run in worker threads started by the app's lifespan (uvicorn runs it by
+    default) and stopped when the server shuts down.
+
     Raises:
         ValueError: a pipeline filed under another task.
     """
@@ -336,6 +339,11 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": _describe(exc.errors())}, 422)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # uvicorn logs the traceback; the client learns only that the server failed.
+        return JSONResponse({"error": f"internal server error ({type(exc).__name__})"}, 500)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

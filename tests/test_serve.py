@@ -236,6 +236,24 @@ def test_micro_batcher_groups_jobs_with_equal_options() -> None:
         batcher.submit(["late"], {"beam": 1})
 
 
+def test_a_failing_model_gives_500_with_a_json_error() -> None:
+    from attn import Translator
+
+    class Broken(Translator):
+        def translate(self, texts, **options):
+            raise RuntimeError("out of memory")
+
+    # No model behind it: the request fails inside the worker, as a real failure would.
+    broken = Broken.__new__(Broken)
+    with running(create_app({"translate": broken})) as base:
+        status, body = request(base, "/translate", {"text": "A dog runs."})
+        assert status == 500
+        assert body == {"error": "internal server error (RuntimeError)"}
+        # The worker is still there for the next request.
+        status, _ = request(base, "/translate", {"text": "again"})
+        assert status == 500
+
+
 def test_serve_without_the_extra_says_how_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "fastapi", None)
     result = CliRunner().invoke(cli_app, ["serve", "-m", "anything"])
