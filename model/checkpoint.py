@@ -55,27 +55,50 @@ def load_weights(model: torch.nn.Module, path: Path, device: torch.device | str 
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such file")
+    _check_shapes(path, {k: tuple(v.shape) for k, v in model.state_dict().items()})
     try:
         state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelError(f"{path}: not a readable safetensors file ({e})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    model.load_state_dict(state)
+
+
+def check_weights(config: ModelConfig, path: Path) -> None:
+    """Check that the weights file fits `config` before a model is built from it.
+
+    Only the file's header is read and the model is laid out on the meta device, so a
+    config.json edited to absurd (but individually valid) sizes fails here instead of
+    allocating them.
+
+    Raises:
+        ModelError: missing, truncated or mismatched file.
+    """
+    with torch.device("meta"):
+        skeleton = Transformer(config)
+    _check_shapes(Path(path), {k: tuple(v.shape) for k, v in skeleton.state_dict().items()})
+
+
+def _check_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = f.keys()  # a safe_open handle is not iterable
+            found = {name: tuple(f.get_slice(name).get_shape()) for name in names}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a readable safetensors file ({e})") from None
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
     if missing or unexpected:
         raise ModelError(
             f"{path}: weights do not match the config (missing: {missing[:3]}, "
             f"unexpected: {unexpected[:3]})"
         )
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape:
-            raise ModelError(
-                f"{path}: {name} has shape {tuple(tensor.shape)}, the config needs "
-                f"{tuple(expected[name].shape)}"
-            )
-    model.load_state_dict(state)
+    for name, shape in found.items():
+        if shape != expected[name]:
+            raise ModelError(f"{path}: {name} has shape {shape}, the config needs {expected[name]}")
 
 
 def save_model_config(model_dir: Path, config: ModelConfig, **extra: Any) -> None:
@@ -124,6 +147,7 @@ def load_model(
             f"{model_dir}: tokenizer has {tokenizer.vocab_size} pieces but the config says "
             f"vocab_size {config.vocab_size}; the directory is inconsistent"
         )
+    check_weights(config, model_dir / weights)
     model = Transformer(config)
     load_weights(model, model_dir / weights)
     model.to(device).eval()

@@ -40,11 +40,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attn.model.average import BACKUP, CHECKPOINTS, save_step_checkpoint
-from attn.model.checkpoint import CONFIG, TOKENIZER, WEIGHTS, save_model_config, save_weights
+from attn.model.checkpoint import (
+    CONFIG,
+    TOKENIZER,
+    WEIGHTS,
+    check_weights,
+    save_model_config,
+    save_weights,
+)
 from attn.model.config import ModelConfig, load_config, preset
 from attn.model.io import atomic_write, atomic_write_bytes
 from attn.model.metrics import PRIMARY_METRIC, task_scores
 from attn.model.trainer_state import (
+    find_last,
     load_last,
     remove_training_files,
     rng_state,
@@ -516,6 +524,10 @@ class _Run:
                     f"{self.dir} holds a {config.task} model; resume it with "
                     f"`attn train {config.task} --resume`"
                 )
+            last = find_last(self.dir)
+            if last is not None:
+                # Before the model is built: a config edited to absurd sizes is not allocated.
+                check_weights(config, last / WEIGHTS)
             return config, meta
         if config_path.is_file() and not overwrite:
             held = _task_in(config_path)
