@@ -351,8 +351,12 @@ def _run(task: str, options: dict[str, Any]) -> None:
         )
     except KeyboardInterrupt:
         fail(f"aborted; the last checkpoint in {model_dir} is intact", code=130)
-    except (ValueError, OSError) as e:
+    except ValueError as e:
         fail(str(e))
+    except OSError as e:
+        # Disk full, read-only or vanished directory: every write is atomic, so what was
+        # saved before stays whole.
+        fail(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e))
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -7,6 +7,8 @@ Weights are safetensors only: nothing executes on load.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,11 +40,27 @@ class LoadedModel:
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
-    """Write a model's weights as safetensors, atomically."""
+    """Write a model's weights as safetensors, atomically.
+
+    Raises:
+        OSError: the file cannot be written (disk full, read-only directory, ...).
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(Path(path), lambda tmp: save_file(state, str(tmp)))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(state, str(tmp))
+        except SafetensorError as e:
+            # safetensors reports a failed write (e.g. disk full) as "... (os error 28)".
+            code = re.search(r"os error (\d+)", str(e))
+            if code is None:
+                raise OSError(f"{path}: cannot write weights ({e})") from None
+            raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
+
+    atomic_write(Path(path), write)
 
 
 def load_weights(model: torch.nn.Module, path: Path, device: torch.device | str = "cpu") -> None:

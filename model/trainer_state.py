@@ -10,10 +10,11 @@ loads with `torch.load(..., weights_only=True)`.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -55,13 +56,50 @@ def save_last(model_dir: Path, model: torch.nn.Module, state: dict[str, Any]) ->
     model_dir = Path(model_dir)
     staging, last, old = model_dir / _STAGING, model_dir / LAST, model_dir / _OLD
     shutil.rmtree(staging, ignore_errors=True)
-    save_weights(model, staging / WEIGHTS)
-    atomic_write(staging / STATE, lambda tmp: torch.save({**state, "version": STATE_VERSION}, tmp))
+    try:
+        save_weights(model, staging / WEIGHTS)
+        atomic_write(
+            staging / STATE, lambda tmp: _save_state({**state, "version": STATE_VERSION}, tmp)
+        )
+    except BaseException:
+        # A disk that filled up gets its space back; `last/` was not touched.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if last.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(last, old)
     os.replace(staging, last)
     shutil.rmtree(old, ignore_errors=True)
+
+
+class _KeepWriteError:
+    """A file wrapper that remembers the OSError of a failed write."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _save_state(state: dict[str, Any], path: Path) -> None:
+    """torch.save, raising the OSError (e.g. disk full) that torch reports as a RuntimeError."""
+    with open(path, "wb") as f:
+        out = _KeepWriteError(f)
+        try:
+            torch.save(state, out)
+        except RuntimeError:
+            if out.error is not None:
+                raise OSError(out.error.errno, out.error.strerror, str(path)) from None
+            raise
 
 
 def find_last(model_dir: Path) -> Path | None:
@@ -89,8 +127,15 @@ def load_last(
     load_weights(model, last / WEIGHTS, device)
     try:
         state = torch.load(last / STATE, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # weights_only refused an object that unpickling would have to construct (or call).
+        raise ModelError(
+            f"{last / STATE}: refused: it holds Python objects, not only tensors and plain "
+            "values, and loading them could run code; train without --resume"
+        ) from None
     except Exception as e:  # torch raises several unrelated types for a damaged file
-        raise ModelError(f"{last / STATE}: not a readable trainer state ({e})") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{last / STATE}: not a readable trainer state ({reason})") from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise ModelError(f"{last / STATE}: written by an incompatible attn version")
     return state
