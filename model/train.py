@@ -630,10 +630,6 @@ class _Run:
 
     def execute(self) -> TrainResult:
         s = self.settings
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if self.dist.main and not self.resume:
-            self._clear_dir()
-        self.dist.barrier()
         random.seed(s.seed)
         torch.manual_seed(s.seed)
 
@@ -641,6 +637,11 @@ class _Run:
         data = self._load_data()
         if not data.val:
             raise TrainError("no validation examples: give validation files or more training data")
+        # Only read and checked data may replace a model (--overwrite): bad data keeps it.
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.main and not self.resume:
+            self._clear_dir()
+        self.dist.barrier()
         self.data = data
         tokenizer = self._tokenizer(data)
         self.tokenizer = tokenizer
