@@ -1080,9 +1080,12 @@ class _Run:
 
     def _truncate_metrics(self) -> None:
         """Drop validations logged after the checkpoint we resume from: they will be redone."""
+        path = self.dir / METRICS
+        raw = path.read_text(encoding="utf-8") if path.is_file() else ""
         records = read_metrics(self.dir)
         kept = [r for r in records if r.get("step", 0) <= self.step]
-        if len(kept) != len(records):
+        # A line cut short by a kill goes too: the next record would be appended onto it.
+        if len(kept) != len(raw.splitlines()) or (raw and not raw.endswith("\n")):
             text = "".join(json.dumps(r) + "\n" for r in kept)
             atomic_write_bytes(self.dir / METRICS, text.encode())
 
