@@ -52,6 +52,8 @@ class ModelConfig:
     eos_id: int = 3
 
     def __post_init__(self) -> None:
+        if not isinstance(self.labels, (list, tuple)):
+            raise ConfigError(f"labels must be a list of strings, got {self.labels!r}")
         object.__setattr__(self, "labels", tuple(self.labels))
         self.validate()
 
