@@ -17,6 +17,7 @@ from attn.cli.infer import (
     FilesArg,
     Format,
     FormatOpt,
+    Int8Opt,
     IOOptions,
     LengthPenaltyOpt,
     MaxLengthOpt,
@@ -25,9 +26,11 @@ from attn.cli.infer import (
     OutputDirOpt,
     OutputOpt,
     ThreadsOpt,
+    WorkersOpt,
     check_n_best,
     render_generation,
     run,
+    worker_processes,
 )
 
 
@@ -49,6 +52,8 @@ def translate(
     batch_tokens: BatchTokensOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
+    workers: WorkersOpt = None,
+    int8: Int8Opt = False,
     errors: ErrorsOpt = Errors.strict,
     align: Annotated[
         bool,
@@ -71,7 +76,7 @@ def translate(
     def load():
         from attn.model.pipeline import Translator
 
-        return Translator.load(model, device=device, threads=threads)
+        return Translator.load(model, device=device, threads=threads, int8=int8)
 
     def infer(translator, texts, chunk_size, progress):
         results = translator.translate(
@@ -85,6 +90,7 @@ def translate(
             batch_tokens=batch_tokens,
             chunk_size=chunk_size,
             progress=progress,
+            workers=worker_processes(workers, chunk_size),
         )
         if not align:
             return results

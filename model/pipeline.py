@@ -16,10 +16,14 @@ caller writing one line per result keeps its lines aligned with the input.
 
 from __future__ import annotations
 
+import itertools
+import os
+import signal
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -34,6 +38,15 @@ P = TypeVar("P", bound="_Pipeline")
 # Called after each batch with the sentences done in it and the pieces generated for them
 # (best hypotheses, EOS not counted), for progress displays and benchmarks.
 ProgressCallback = Callable[[int, int], None]
+
+# With workers="auto", inputs up to this many texts run in this process: forking workers
+# costs more than it saves on a few sentences.
+AUTO_WORKERS_MIN_TEXTS = 64
+
+# A batch: its texts, their piece ids and masks as lists (B, S), and their truncation flags.
+_Job = tuple[list[str], list[list[int]], list[list[bool]], list[bool]]
+# What a forked worker runs on a job: (results, pieces generated). Set before the fork.
+_worker_run: Callable[[_Job], tuple[list[Any], int]] | None = None
 
 
 @dataclass
@@ -109,13 +122,16 @@ class _Pipeline:
         *,
         device: str = "auto",
         threads: int | None = None,
+        int8: bool = False,
     ) -> P:
         """Load a model directory for this task.
 
         Args:
             model_dir: the directory `attn train` wrote; None = the default model of the task.
             device: "auto", "cpu", "cuda" or "mps".
-            threads: CPU threads for torch (None keeps torch's default).
+            threads: CPU threads for torch (None keeps torch's default); with workers, the
+                threads of all workers together.
+            int8: quantize the linear layers to int8 (CPU only; about twice as fast).
 
         Raises:
             ModelError: no model (with a hint to run `attn train`), or a broken one, or a
@@ -137,7 +153,34 @@ class _Pipeline:
                     f"no {cls.task} model at {model_dir}; train one with `attn train "
                     f"{cls.task}` or pass -m/--model DIR"
                 )
-        return cls(load_model(model_dir, task=cls.task, device=resolved), resolved)
+        if int8 and resolved.type != "cpu":
+            raise ValueError(
+                f"int8 inference runs on the CPU, not {resolved.type}; add --device cpu"
+            )
+        loaded = load_model(model_dir, task=cls.task, device=resolved)
+        if int8:
+            from attn.model.quantize import quantize_int8
+
+            quantize_int8(loaded.model)
+        return cls(loaded, resolved)
+
+    def worker_count(self, workers: int | None, texts: int | None = None) -> int:
+        """How many worker processes a run uses.
+
+        Args:
+            workers: a number, or None for automatic: on the CPU, one per torch thread
+                (each worker then runs one thread) when there are more than
+                `AUTO_WORKERS_MIN_TEXTS` texts; else 1 (this process).
+            texts: the number of texts, when known (None: many).
+        """
+        # Forked workers share the CPU weights; a GPU does not survive a fork.
+        if self.device.type != "cpu" or not _can_fork():
+            return 1
+        if workers is not None:
+            return workers
+        if texts is not None and texts <= AUTO_WORKERS_MIN_TEXTS:
+            return 1
+        return max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0))))
 
     def _run(
         self,
@@ -149,17 +192,21 @@ class _Pipeline:
         batch_tokens: int | None,
         chunk_size: int,
         progress: ProgressCallback | None,
+        workers: int | None = 1,
     ) -> Iterator[R]:
         """Chunk, sort by length, batch, run `process` per batch, yield results in input order.
 
         Args:
             process: (src, src_mask) on the device -> (one output per row, pieces generated).
             make: (text, its output or None for an empty text, truncated) -> the result.
+            workers: processes that run batches side by side (see `worker_count`); each is
+                forked after the model is loaded, so it shares the weights.
 
         Shape: process gets src, src_mask (B, S), trimmed to the longest row of the batch.
 
         Raises:
-            ValueError: a batch or chunk size below 1 (at the call, not at the first result).
+            ValueError: a batch, chunk or worker count below 1 (at the call, not at the
+                first result).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -167,40 +214,133 @@ class _Pipeline:
             raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        return self._results(texts, process, make, batch_size, batch_tokens, chunk_size, progress)
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+
+        def run_job(job: _Job) -> tuple[list[R], int]:
+            batch_texts, ids, mask, truncated = job
+            src = torch.tensor(ids, device=self.device)  # (B, S)
+            src_mask = torch.tensor(mask, device=self.device)  # (B, S)
+            outputs, pieces = process(src, src_mask)
+            results = [
+                make(text, output, cut)
+                for text, output, cut in zip(batch_texts, outputs, truncated, strict=True)
+            ]
+            return results, pieces
+
+        return self._results(
+            texts, run_job, make, batch_size, batch_tokens, chunk_size, progress, workers
+        )
+
+    def _jobs(
+        self, chunk: list[str], batch_size: int, batch_tokens: int | None
+    ) -> list[tuple[list[int], _Job]]:
+        """The batches of a sorted chunk: (positions in the chunk, job); empty texts skipped."""
+        real = [i for i, text in enumerate(chunk) if text.strip()]
+        if not real:
+            return []
+        enc = self.tokenizer.encode_batch(
+            [chunk[i] for i in real], max_length=self.config.max_length
+        )  # ids, mask (N, T)
+        lengths = enc.mask.sum(1).tolist()  # (N,)
+        jobs = []
+        for batch in _batches(lengths, batch_size, batch_tokens):
+            width = max(lengths[j] for j in batch)
+            rows = torch.tensor(batch)
+            jobs.append(
+                (
+                    [real[j] for j in batch],
+                    (
+                        [chunk[real[j]] for j in batch],
+                        enc.ids[rows, :width].tolist(),  # (B, S)
+                        enc.mask[rows, :width].tolist(),  # (B, S)
+                        [enc.truncated[j] for j in batch],
+                    ),
+                )
+            )
+        return jobs
 
     def _results(
         self,
         texts: Iterable[str],
-        process: Callable[[Tensor, Tensor], tuple[list[Out], int]],
+        run_job: Callable[[_Job], tuple[list[R], int]],
         make: Callable[[str, Out | None, bool], R],
         batch_size: int,
         batch_tokens: int | None,
         chunk_size: int,
         progress: ProgressCallback | None,
+        workers: int | None,
     ) -> Iterator[R]:
         from attn.data import restore_order, sorted_chunks
 
+        texts = iter(texts)
+        head: list[str] = []
+        if workers is None:
+            head = list(itertools.islice(texts, AUTO_WORKERS_MIN_TEXTS + 1))
+            done = len(head) <= AUTO_WORKERS_MIN_TEXTS
+            n_workers = self.worker_count(None, len(head) if done else None)
+        else:
+            n_workers = self.worker_count(workers)
         # Characters are a cheap proxy for pieces when sorting: the chunk is encoded once, after.
-        for chunk, order in sorted_chunks(texts, chunk_size, key=len):
+        chunks = sorted_chunks(itertools.chain(head, texts), chunk_size, key=len)
+        if n_workers > 1:
+            yield from self._parallel(
+                chunks, run_job, make, batch_size, batch_tokens, n_workers, progress
+            )
+            return
+        for chunk, order in chunks:
             results = [make(text, None, False) for text in chunk]
-            real = [i for i, text in enumerate(chunk) if text.strip()]
-            if real:
-                enc = self.tokenizer.encode_batch(
-                    [chunk[i] for i in real], max_length=self.config.max_length
-                )  # ids, mask (N, T)
-                lengths = enc.mask.sum(1)  # (N,)
-                for batch in _batches(lengths.tolist(), batch_size, batch_tokens):
-                    rows = torch.tensor(batch)
-                    width = int(lengths[rows].max())
-                    src = enc.ids[rows, :width].to(self.device)  # (B, S)
-                    mask = enc.mask[rows, :width].to(self.device)  # (B, S)
-                    outputs, pieces = process(src, mask)
-                    for j, output in zip(batch, outputs, strict=True):
-                        results[real[j]] = make(chunk[real[j]], output, enc.truncated[j])
-                    if progress is not None:
-                        progress(len(batch), pieces)
+            for positions, job in self._jobs(chunk, batch_size, batch_tokens):
+                done_results, pieces = run_job(job)
+                for i, result in zip(positions, done_results, strict=True):
+                    results[i] = result
+                if progress is not None:
+                    progress(len(positions), pieces)
             yield from restore_order(results, order)
+
+    def _parallel(
+        self,
+        chunks: Iterator[tuple[list[str], list[int]]],
+        run_job: Callable[[_Job], tuple[list[R], int]],
+        make: Callable[[str, Out | None, bool], R],
+        batch_size: int,
+        batch_tokens: int | None,
+        n_workers: int,
+        progress: ProgressCallback | None,
+    ) -> Iterator[R]:
+        """`_results` with forked workers: the batches of two chunks are in flight at a time
+        (so no worker waits while a chunk ends), and a chunk's results are yielded in input
+        order once all its batches are back. Workers end with the iterator, also when it is
+        closed early or interrupted."""
+        import multiprocessing
+
+        from attn.data import restore_order
+
+        global _worker_run
+        threads = max(1, torch.get_num_threads() // n_workers)
+        _worker_run = run_job
+        pool = multiprocessing.get_context("fork").Pool(
+            n_workers, initializer=_init_worker, initargs=(threads,)
+        )
+        _worker_run = None
+        finished = False
+        try:
+            pending: deque = deque()
+            for chunk, order in chunks:
+                jobs = self._jobs(chunk, batch_size, batch_tokens)
+                running = [(pos, pool.apply_async(_work, (job,))) for pos, job in jobs]
+                pending.append((chunk, order, running))
+                while len(pending) > 1:
+                    yield from _collect(*pending.popleft(), make, restore_order, progress)
+            while pending:
+                yield from _collect(*pending.popleft(), make, restore_order, progress)
+            finished = True
+        finally:
+            if finished:
+                pool.close()
+            else:
+                pool.terminate()
+            pool.join()
 
 
 class _Seq2Seq(_Pipeline):
@@ -223,6 +363,7 @@ class _Seq2Seq(_Pipeline):
         batch_tokens: int | None,
         chunk_size: int,
         progress: ProgressCallback | None,
+        workers: int | None,
     ) -> Iterator[Generation]:
         options = GenerationOptions(
             beam=beam,
@@ -254,6 +395,7 @@ class _Seq2Seq(_Pipeline):
             batch_tokens=batch_tokens,
             chunk_size=chunk_size,
             progress=progress,
+            workers=workers,
         )
 
 
@@ -277,6 +419,7 @@ class Translator(_Seq2Seq):
         batch_tokens: int | None = None,
         chunk_size: int = 1000,
         progress: ProgressCallback | None = None,
+        workers: int | None = 1,
     ) -> Iterator[Generation]:
         """Translate texts; yields one `Generation` per text, in input order.
 
@@ -293,6 +436,9 @@ class Translator(_Seq2Seq):
                 (padding included).
             chunk_size: texts read and sorted by length together.
             progress: called after each batch with (sentences, output pieces).
+            workers: processes translating batches side by side, each forked from this one
+                after loading (CPU; torch's threads are split among them); None = automatic
+                (one per thread for more than 64 texts, see `worker_count`).
 
         Raises:
             ValueError: an option is out of range.
@@ -308,6 +454,7 @@ class Translator(_Seq2Seq):
             batch_tokens=batch_tokens,
             chunk_size=chunk_size,
             progress=progress,
+            workers=workers,
         )
 
 
@@ -331,6 +478,7 @@ class Summarizer(_Seq2Seq):
         batch_tokens: int | None = None,
         chunk_size: int = 1000,
         progress: ProgressCallback | None = None,
+        workers: int | None = 1,
     ) -> Iterator[Generation]:
         """Summarize texts; yields one `Generation` per text, in input order.
 
@@ -349,6 +497,7 @@ class Summarizer(_Seq2Seq):
             batch_tokens=batch_tokens,
             chunk_size=chunk_size,
             progress=progress,
+            workers=workers,
         )
 
 
@@ -365,12 +514,14 @@ class SentimentClassifier(_Pipeline):
         batch_tokens: int | None = None,
         chunk_size: int = 1000,
         progress: ProgressCallback | None = None,
+        workers: int | None = 1,
     ) -> Iterator[Classification]:
         """Classify texts; yields one `Classification` per text, in input order.
 
         Args:
             texts: a list or an iterator of texts (read lazily, `chunk_size` at a time).
-            batch_size / batch_tokens / chunk_size / progress: as for `Translator.translate`.
+            batch_size / batch_tokens / chunk_size / progress / workers: as for
+                `Translator.translate`.
 
         Raises:
             ValueError: an option is out of range.
@@ -398,7 +549,44 @@ class SentimentClassifier(_Pipeline):
             batch_tokens=batch_tokens,
             chunk_size=chunk_size,
             progress=progress,
+            workers=workers,
         )
+
+
+def _can_fork() -> bool:
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _init_worker(threads: int) -> None:
+    # Ctrl-C reaches the whole process group: the parent handles it and ends the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+
+
+def _work(job: _Job) -> tuple[list[Any], int]:
+    assert _worker_run is not None, "workers are forked with their job function set"
+    return _worker_run(job)
+
+
+def _collect(
+    chunk: list[str],
+    order: list[int],
+    running: list,
+    make: Callable[[str, Any, bool], R],
+    restore_order: Callable[[list[R], list[int]], list[R]],
+    progress: ProgressCallback | None,
+) -> list[R]:
+    """Wait for a chunk's batches and return its results in input order."""
+    results = [make(text, None, False) for text in chunk]
+    for positions, pending in running:
+        done_results, pieces = pending.get()
+        for i, result in zip(positions, done_results, strict=True):
+            results[i] = result
+        if progress is not None:
+            progress(len(positions), pieces)
+    return restore_order(results, order)
 
 
 def _batches(lengths: Sequence[int], batch_size: int, batch_tokens: int | None) -> list[list[int]]:

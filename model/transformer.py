@@ -155,6 +155,9 @@ class Transformer(nn.Module):
         else:
             self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.n_decoder_layers))
             self.decoder_norm = nn.LayerNorm(c.d_model)
+        # The output projection is the embedding matrix (tied); `quantize_int8` sets a
+        # quantized copy here for inference.
+        self.output_proj: nn.Module | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -233,6 +236,8 @@ class Transformer(nn.Module):
                 attn.append(AttentionRecord("decoder", i, self_w))
                 attn.append(AttentionRecord("cross", i, cross_w))
         x = self.decoder_norm(x)
+        if self.output_proj is not None:
+            return self.output_proj(x)  # (B, T, vocab)
         return F.linear(x, self.embed.weight)  # (B, T, vocab)
 
     def new_cache(self) -> DecoderCache:
