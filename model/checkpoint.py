@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from attn.model.config import ConfigError, ModelConfig, load_config, save_config
 from attn.model.io import atomic_write
@@ -81,6 +82,26 @@ def load_weights(model: torch.nn.Module, path: Path, device: torch.device | str 
     model.load_state_dict(state)
 
 
+class _SkipInit(TorchFunctionMode):
+    """Leaves tensors as allocated where modules would initialize them at random."""
+
+    _fills = frozenset(
+        {torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.zero_, torch.Tensor.fill_}
+    )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self._fills or getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else next(iter(kwargs.values()))
+        return func(*args, **(kwargs or {}))
+
+
+def _without_init() -> _SkipInit:
+    """Build modules without their random initialization, for weights that are loaded next
+    (or only looked at on the meta device). Saves the init itself, and on the meta device
+    the import of torch._dynamo that its random fills trigger (about 1 s of start-up)."""
+    return _SkipInit()
+
+
 def check_weights(config: ModelConfig, path: Path) -> None:
     """Check that the weights file fits `config` before a model is built from it.
 
@@ -91,7 +112,7 @@ def check_weights(config: ModelConfig, path: Path) -> None:
     Raises:
         ModelError: missing, truncated or mismatched file.
     """
-    with torch.device("meta"):
+    with torch.device("meta"), _without_init():
         skeleton = Transformer(config)
     _check_shapes(Path(path), {k: tuple(v.shape) for k, v in skeleton.state_dict().items()})
 
@@ -166,7 +187,8 @@ def load_model(
             f"vocab_size {config.vocab_size}; the directory is inconsistent"
         )
     check_weights(config, model_dir / weights)
-    model = Transformer(config)
+    with _without_init():
+        model = Transformer(config)
     load_weights(model, model_dir / weights)
     model.to(device).eval()
     return LoadedModel(model=model, config=config, tokenizer=tokenizer, path=model_dir, meta=meta)

@@ -37,13 +37,18 @@ DecoderCache = list[dict[str, KVCache]]
 def sinusoidal_positions(length: int, d_model: int) -> Tensor:
     """The fixed positional encodings of "Attention Is All You Need".
 
+    Computed on the CPU whatever the default device (the buffer follows `.to()`): on the
+    meta device these ops would import torch._dynamo, a second of start-up.
+
     Shape: returns (length, d_model).
     """
-    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)  # (L, 1)
+    cpu = torch.device("cpu")
+    position = torch.arange(length, dtype=torch.float32, device=cpu).unsqueeze(1)  # (L, 1)
     div = torch.exp(
-        torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model)
+        torch.arange(0, d_model, 2, dtype=torch.float32, device=cpu)
+        * (-math.log(10000.0) / d_model)
     )
-    pe = torch.zeros(length, d_model)
+    pe = torch.zeros(length, d_model, device=cpu)
     pe[:, 0::2] = torch.sin(position * div)
     pe[:, 1::2] = torch.cos(position * div[: d_model // 2])
     return pe
