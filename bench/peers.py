@@ -1,0 +1,285 @@
+"""attn next to OpenNMT-py and CTranslate2 on Multi30k en->de (a benchmark, not a test).
+
+Measures, in one run on this machine:
+- translation throughput on test2016 (target tokens/s = output SentencePiece pieces, EOS not
+  counted), beam 4 and greedy, float32 and --int8, 1 process x 1 thread and
+  N workers x 1 thread (--threads N);
+- whole-process times: `python -c "import torch"`, `attn --help`,
+  `echo "A dog runs." | attn translate`, and `attn translate test2016.en` (beam 4, defaults);
+- optionally (--train-steps N) training throughput of the `small` preset (bench/train_speed.py).
+
+The peers run when their venv exists (shared/peers/setup.sh) and a checkpoint is there:
+onmt_translate and CTranslate2 (converted from the same checkpoint) on test2016, and
+onmt_train's own tokens/s from a log (--onmt-train-log). Without them their reference
+figures from shared/peers/README.md (an idle machine) are shown, labelled "reference".
+Compare ratios only between figures measured in the same run.
+
+    python bench/peers.py [-m MODEL_DIR] [--threads 2] [--sentences 1000] [--train-steps 40]
+
+Without -m it uses a `small` model with random weights (see bench/translate_speed.py).
+Writes bench/results/peers.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MULTI30K = ROOT.parent / "shared" / "data" / "translation" / "multi30k"
+PEERS_VENV = Path(os.environ.get("PEERS_VENV", Path.home() / ".cache/attn-peers/venv"))
+PEERS_WORK = Path(os.environ.get("PEERS_WORK", Path.home() / ".cache/attn-peers/work")) / "mt"
+ATTN = str(Path(sys.executable).parent / "attn")
+
+# shared/peers/README.md, 2026-11-25, 2 CPU threads, idle machine.
+REFERENCE = {
+    "onmt_translate beam 4": 1467,
+    "onmt_translate greedy": 3194,
+    "ct2 float32 beam 4 (2 workers x 1 thread)": 3212,
+    "ct2 float32 greedy (2 workers x 1 thread)": 9963,
+    "ct2 int8 beam 4 (2 workers x 1 thread)": 5714,
+    "ct2 int8 greedy (2 workers x 1 thread)": 21673,
+    "onmt_train tgt tok/s": 2554,
+    "onmt_translate test2016 beam 4 wall s": 11.3,
+    "python -c 'import torch' s": 1.43,
+}
+
+
+def attn_translation(model_dir: Path, sources: list[str], threads: int, trained: bool) -> list:
+    import torch
+
+    from attn.model.pipeline import Translator
+
+    refs = (MULTI30K / "test2016.de").read_text(encoding="utf-8").splitlines()[: len(sources)]
+    runs = []
+    for int8 in (False, True):
+        translator = Translator.load(model_dir, device="cpu", int8=int8)
+        for beam in (4, 1):
+            # One thread per process: at this model size a second intra-op thread gains little,
+            # and on a shared machine it costs (threads that spin-wait for a busy core).
+            for workers in (1, threads):
+                torch.set_num_threads(workers)
+                list(translator.translate(sources[:8], beam=beam))
+                pieces = 0
+
+                def count(_sentences: int, generated: int) -> None:
+                    nonlocal pieces
+                    pieces += generated
+
+                start = time.perf_counter()
+                outputs = [
+                    r.text
+                    for r in translator.translate(
+                        sources, beam=beam, batch_size=32, progress=count, workers=workers
+                    )
+                ]
+                seconds = time.perf_counter() - start
+                run = {
+                    "precision": "int8" if int8 else "float32",
+                    "beam": beam,
+                    "layout": f"{workers} x 1 thread",
+                    "seconds": round(seconds, 2),
+                    "target_tokens_per_s": round(pieces / seconds),
+                    "sentences_per_s": round(len(sources) / seconds, 1),
+                }
+                if trained:
+                    import sacrebleu
+
+                    run["bleu"] = round(sacrebleu.corpus_bleu(outputs, [refs]).score, 2)
+                print(f"attn {run}", file=sys.stderr)
+                runs.append(run)
+            if workers == 1 and threads == 1:
+                break
+    return runs
+
+
+def wall(cmd: list[str], runs: int = 3, stdin: str | None = None, env: dict | None = None) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=True, env=env)
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times), 3)
+
+
+def whole_process(model_dir: Path, source: Path, threads: int) -> dict:
+    t = ["--threads", str(threads)]
+    return {
+        "python -c 'import torch' s": wall([sys.executable, "-c", "import torch"]),
+        "attn --help s": wall([ATTN, "--help"]),
+        "echo 'A dog runs.' | attn translate s": wall(
+            [ATTN, "translate", "-m", str(model_dir), *t], stdin="A dog runs.\n"
+        ),
+        f"attn translate {source.name} (beam 4) wall s": wall(
+            [ATTN, "translate", "-m", str(model_dir), *t, str(source)], runs=1
+        ),
+    }
+
+
+def peers_translation(threads: int) -> dict:
+    """onmt_translate and CTranslate2 on the newest checkpoint in the peers' work dir."""
+    python = PEERS_VENV / "bin" / "python"
+    checkpoints = sorted(PEERS_WORK.glob("run/model_step_*.pt"), key=os.path.getmtime)
+    if not python.exists() or not checkpoints:
+        return {}
+    ckpt = checkpoints[-1]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
+    }
+    out: dict = {"checkpoint": str(ckpt)}
+    for beam, name in ((4, "beam 4"), (1, "greedy")):
+        log = subprocess.run(
+            [
+                str(PEERS_VENV / "bin" / "onmt_translate"),
+                "-model",
+                str(ckpt),
+                "-src",
+                "test2016.sp.en",
+                "-output",
+                f"/tmp/onmt.b{beam}.txt",
+                "-beam_size",
+                str(beam),
+                "-report_time",
+            ],
+            cwd=PEERS_WORK,
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stderr
+        found = re.search(r"Tokens per second: ([\d.]+)", log)
+        out[f"onmt_translate {name}"] = round(float(found.group(1))) if found else None
+    for q in ("float32", "int8"):
+        target = PEERS_WORK / f"ct2_bench_{q}"
+        shutil.rmtree(target, ignore_errors=True)
+        subprocess.run(
+            [
+                str(PEERS_VENV / "bin" / "ct2-opennmt-py-converter"),
+                "--model_path",
+                str(ckpt),
+                "--output_dir",
+                str(target),
+                "--quantization",
+                q,
+                "--unsafe_deserialization",
+            ],
+            capture_output=True,
+            check=True,
+            env=env,
+        )
+        shutil.rmtree(PEERS_WORK / f"ct2_{q}", ignore_errors=True)
+        target.rename(PEERS_WORK / f"ct2_{q}")
+    (PEERS_WORK / "eval").mkdir(exist_ok=True)
+    bench = ROOT.parent / "shared" / "peers" / "mt" / "ct2_bench.py"
+    text = subprocess.run(
+        [str(python), str(bench), "1", "inter2"],
+        cwd=PEERS_WORK,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
+    for q, beam, rate in re.findall(r"ct2 inter2 (\w+) beam(\d).*?-> (\d+) tgt tok/s", text):
+        name = "beam 4" if beam == "4" else "greedy"
+        out[f"ct2 {q} {name} (2 workers x 1 thread)"] = int(rate)
+    return out
+
+
+def onmt_train_rate(log: Path | None) -> int | None:
+    """Median target tokens/s of an onmt_train log ("... src/tgt tok/s" lines)."""
+    if log is None or not log.is_file():
+        return None
+    rates = [int(tgt) for _, tgt in re.findall(r"(\d+)/\s*(\d+) tok/s", log.read_text())]
+    return round(statistics.median(rates[1:] or rates)) if rates else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-m", "--model", type=Path, help="a trained translate model dir")
+    parser.add_argument("--threads", type=int, default=2, help="threads in total")
+    parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--train-steps", type=int, default=0, help="0 = skip training")
+    parser.add_argument("--onmt-train-log", type=Path, help="an onmt_train log of this run")
+    parser.add_argument("--no-peers", action="store_true", help="do not run the peers")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "peers.json")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "bench"))
+
+    import torch
+    from translate_speed import build_random_model
+
+    sources = (MULTI30K / "test2016.en").read_text(encoding="utf-8").splitlines()
+    sources = sources[: args.sentences]
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model or build_random_model(Path(tmp), 8000)
+        source = Path(tmp) / "test2016.en"
+        source.write_text("".join(f"{s}\n" for s in sources), encoding="utf-8")
+        translation = attn_translation(model_dir, sources, args.threads, args.model is not None)
+        process = whole_process(model_dir, source, args.threads)
+    peers = {} if args.no_peers else peers_translation(args.threads)
+    training = None
+    if args.train_steps:
+        from train_speed import measure
+
+        training = measure(
+            argparse.Namespace(
+                threads=args.threads,
+                device="cpu",
+                batch_tokens=4096,
+                warmup_steps=10,
+                steps=args.train_steps,
+            )
+        )
+        peers["onmt_train tgt tok/s"] = onmt_train_rate(args.onmt_train_log)
+
+    result = {
+        "benchmark": "peers",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": args.threads,
+        },
+        "model": str(args.model) if args.model else "random weights (small preset)",
+        "sentences": len(sources),
+        "attn_translation": translation,
+        "attn_process": process,
+        "attn_training": training,
+        "peers_measured": {k: v for k, v in peers.items() if v is not None},
+        "peers_reference": REFERENCE,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+    print(f"model: {result['model']}; {len(sources)} sentences of test2016; {args.threads} threads")
+    print(f"{'attn':<44} {'tgt tok/s':>9} {'sent/s':>7} {'BLEU':>6}")
+    for run in translation:
+        name = f"{run['precision']} {'greedy' if run['beam'] == 1 else 'beam 4'}, {run['layout']}"
+        print(
+            f"{name:<44} {run['target_tokens_per_s']:>9} {run['sentences_per_s']:>7} "
+            f"{run.get('bleu', ''):>6}"
+        )
+    for name, value in process.items():
+        print(f"{name:<44} {value:>9}")
+    if training:
+        print(f"{'attn train small, tgt tok/s':<44} {training['tgt_tokens_per_s']:>9}")
+    print(f"{'peer':<44} {'measured':>9} {'reference':>9}")
+    for name, value in REFERENCE.items():
+        print(f"{name:<44} {peers.get(name) or '-':>9} {value:>9}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
