@@ -132,12 +132,14 @@ def _next_log_probs(
     cache: DecoderCache | None,
     t: int,
     limits: Tensor,
+    shortest: int,
     no_repeat_ngram: int,
 ) -> Tensor:
     """Log-probabilities of the next piece, with forbidden pieces at -inf.
 
     PAD and BOS are never generated; rows that reached their length limit may only end (EOS);
-    `no_repeat_ngram` blocks pieces that would repeat an n-gram.
+    `no_repeat_ngram` blocks pieces that would repeat an n-gram. `shortest` is the smallest of
+    `limits`, kept by the caller as a Python int, so that no step waits on the device to ask.
 
     Shape: seqs (R, t + 1) BOS first; memory (R, S, d); limits (R,); returns (R, V) float32.
     """
@@ -147,13 +149,15 @@ def _next_log_probs(
     else:
         logits = model.decode(seqs[:, -1:], memory, src_mask, cache)[:, -1]  # (R, V)
     logp = F.log_softmax(logits.float(), dim=-1)  # (R, V)
-    logp[:, [c.pad_id, c.bos_id]] = -torch.inf
+    # Scalar indices and masked_fill_: no index tensor copied to the device, no sync per step.
+    logp[:, c.pad_id] = -torch.inf
+    logp[:, c.bos_id] = -torch.inf
     if no_repeat_ngram:
         _block_repeats(logp, seqs[:, 1:], no_repeat_ngram)
-    at_limit = limits <= t  # (R,)
-    if bool(at_limit.any()):
+    if t >= shortest:
+        at_limit = limits <= t  # (R,)
         eos_logp = logp[:, c.eos_id].clone()  # (R,)
-        logp[at_limit] = -torch.inf
+        logp.masked_fill_(at_limit[:, None], -torch.inf)
         logp[:, c.eos_id] = eos_logp
     return logp
 
@@ -196,12 +200,13 @@ def greedy_search(
     logprob = torch.zeros(b, device=device)  # (R,)
     rows = torch.arange(b, device=device)  # original sentence of each live row
     width = int(limits.max()) + 1
+    shortest = int(limits.min())
     out_tokens = torch.full((b, width), c.pad_id, dtype=torch.long, device=device)
     out_logprob = torch.zeros(b, device=device)
     out_length = torch.zeros(b, dtype=torch.long, device=device)
     for t in range(width):
         logp = _next_log_probs(
-            model, seqs, memory, src_mask, cache, t, limits, options.no_repeat_ngram
+            model, seqs, memory, src_mask, cache, t, limits, shortest, options.no_repeat_ngram
         )
         step_logp, token = logp.max(-1)  # (R,)
         logprob = logprob + step_logp
@@ -217,6 +222,7 @@ def greedy_search(
         if keep.numel() == 0:
             break
         seqs, logprob, rows, limits = seqs[keep], logprob[keep], rows[keep], limits[keep]
+        shortest = int(limits.min())
         memory, src_mask = memory.index_select(0, keep), src_mask.index_select(0, keep)
         if cache is not None:
             reorder_cache(cache, keep)
@@ -274,11 +280,12 @@ def beam_search(
     out_logprob = torch.zeros(b, n_best, device=device)
     out_tokens = torch.full((b, n_best, width), c.pad_id, dtype=torch.long, device=device)
     beam_offsets = torch.arange(k, device=device)  # (k,)
+    row_limits = limits.repeat_interleave(k)  # (R,)
+    shortest = int(limits.min())
     for t in range(width - 1):
         bb = rows.numel()
-        row_limits = limits[rows].repeat_interleave(k)  # (R,)
         logp = _next_log_probs(
-            model, seqs, memory, src_mask, cache, t, row_limits, options.no_repeat_ngram
+            model, seqs, memory, src_mask, cache, t, row_limits, shortest, options.no_repeat_ngram
         )  # (R, V)
         vocab = logp.size(1)
         first_row = torch.arange(bb, device=device)[:, None] * k  # (B', 1): row of beam 0
@@ -320,6 +327,8 @@ def beam_search(
             if keep.numel() == 0:
                 break
             rows, parent, next_token = rows[keep], parent[keep], next_token[keep]
+            row_limits = limits[rows].repeat_interleave(k)  # (R,)
+            shortest = int(limits[rows].min())
             live_logprob, fin_score = live_logprob[keep], fin_score[keep]
             fin_logprob, fin_tokens = fin_logprob[keep], fin_tokens[keep]
             kept_rows = (keep[:, None] * k + beam_offsets).view(-1)  # (B''*k,)
