@@ -21,10 +21,10 @@ from attn.model.checkpoint import (
     TOKENIZER,
     WEIGHTS,
     ModelError,
+    read_model_config,
     save_model_config,
     save_weights,
 )
-from attn.model.config import ConfigError, load_config
 from attn.model.transformer import Transformer
 
 CHECKPOINTS = "checkpoints"
@@ -140,12 +140,7 @@ def average_checkpoints(
             match the model's config.
     """
     model_dir = Path(model_dir)
-    if not (model_dir / CONFIG).is_file():
-        raise ModelError(f"{model_dir} is not an attn model directory (no {CONFIG})")
-    try:
-        config, meta = load_config(model_dir / CONFIG)
-    except ConfigError as e:
-        raise ModelError(str(e)) from None
+    config, meta = read_model_config(model_dir)
     found = step_checkpoints(model_dir)
     if last is not None and last < 1:
         raise ModelError(f"--last must be at least 1, got {last}")

@@ -144,6 +144,25 @@ def save_model_config(model_dir: Path, config: ModelConfig, **extra: Any) -> Non
     save_config(config, Path(model_dir) / CONFIG, **extra)
 
 
+def read_model_config(model_dir: Path) -> tuple[ModelConfig, dict[str, Any]]:
+    """The config and the other config.json entries of a model directory.
+
+    Raises:
+        ModelError: the directory is missing, is not a model directory, or its config.json
+            is unreadable or invalid.
+    """
+    if not model_dir.exists():
+        raise ModelError(f"model directory {model_dir} does not exist")
+    if not model_dir.is_dir():
+        raise ModelError(f"{model_dir} is not a directory")
+    if not (model_dir / CONFIG).is_file():
+        raise ModelError(f"{model_dir} is not an attn model directory (no {CONFIG})")
+    try:
+        return load_config(model_dir / CONFIG)
+    except ConfigError as e:
+        raise ModelError(str(e)) from None
+
+
 def load_model(
     model_dir: str | Path,
     *,
@@ -165,16 +184,7 @@ def load_model(
     from attn.tokenizer import Tokenizer, TokenizerError
 
     model_dir = Path(model_dir)
-    if not model_dir.exists():
-        raise ModelError(f"model directory {model_dir} does not exist")
-    if not model_dir.is_dir():
-        raise ModelError(f"{model_dir} is not a directory")
-    if not (model_dir / CONFIG).is_file():
-        raise ModelError(f"{model_dir} is not an attn model directory (no {CONFIG})")
-    try:
-        config, meta = load_config(model_dir / CONFIG)
-    except ConfigError as e:
-        raise ModelError(str(e)) from None
+    config, meta = read_model_config(model_dir)
     if task is not None and config.task != task:
         raise ModelError(f"{model_dir} holds a {config.task} model, not a {task} model")
     try:

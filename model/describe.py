@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from attn.model.average import step_checkpoints
-from attn.model.checkpoint import CONFIG, ModelError
-from attn.model.config import PRESETS, ConfigError, ModelConfig, load_config
+from attn.model.checkpoint import read_model_config
+from attn.model.config import PRESETS, ModelConfig
 from attn.model.metrics import PRIMARY_METRIC
 from attn.model.transformer import Transformer, count_parameters
 
@@ -30,12 +30,7 @@ def describe_model(model_dir: str | Path) -> dict[str, Any]:
     from attn.model.train import read_metrics
 
     model_dir = Path(model_dir)
-    if not (model_dir / CONFIG).is_file():
-        raise ModelError(f"{model_dir} is not an attn model directory (no {CONFIG})")
-    try:
-        config, meta = load_config(model_dir / CONFIG)
-    except ConfigError as e:
-        raise ModelError(str(e)) from None
+    config, meta = read_model_config(model_dir)
     train = meta.get("train") or {}
     records = read_metrics(model_dir)
     # `attn evaluate` logs its runs in the same file, marked "evaluate".
