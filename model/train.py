@@ -50,6 +50,7 @@ from attn.model.checkpoint import (
 )
 from attn.model.config import ModelConfig, load_config, preset
 from attn.model.io import atomic_write, atomic_write_bytes
+from attn.model.loss import smoothed_cross_entropy
 from attn.model.metrics import PRIMARY_METRIC, task_scores
 from attn.model.trainer_state import (
     find_last,
@@ -378,8 +379,17 @@ class _Objective(nn.Module):
         if c.task == "sentiment":
             logits = self.model.classify(src, src != c.pad_id)  # (B, C)
         else:
-            logits = self.model(src, tgt_in).flatten(0, 1)  # (B * T, V)
+            states = self.model(src, tgt_in, hidden=True)  # (B, T, d_model)
+            if states.device.type == "cpu":
+                # Project only the positions that have a target: padding would cost a
+                # (vocab x d_model) product and a softmax over the vocabulary each. (On a
+                # GPU the boolean index would sync with the host, so padding is projected.)
+                keep = target != c.pad_id  # (B, T)
+                states, target = states[keep], target[keep]  # (N, d_model), (N,)
+            logits = self.model.project(states).flatten(0, -2)  # (N, V)
             target = target.flatten()
+            if logits.device.type == "cpu":
+                return smoothed_cross_entropy(logits.float(), target, self.label_smoothing)
         return F.cross_entropy(
             logits.float(),
             target,

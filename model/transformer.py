@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from attn.model.attention import KVCache, MultiHeadAttention
 from attn.model.config import ModelConfig
+from attn.model.dropout import Dropout
 
 
 @dataclass
@@ -62,7 +63,7 @@ class FeedForward(nn.Module):
         self.w1 = nn.Linear(d_model, d_ff)
         self.w2 = nn.Linear(d_ff, d_model)
         self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.w2(self.dropout(self.act(self.w1(x))))  # (B, T, d_model)
@@ -77,7 +78,7 @@ class EncoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, c.dropout)
         self.norm2 = nn.LayerNorm(c.d_model)
         self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
 
     def forward(
         self, x: Tensor, mask: Tensor, need_weights: bool = False
@@ -100,7 +101,7 @@ class DecoderLayer(nn.Module):
         self.cross_attn = MultiHeadAttention(c.d_model, c.n_heads, c.dropout)
         self.norm3 = nn.LayerNorm(c.d_model)
         self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
 
     def forward(
         self,
@@ -151,7 +152,7 @@ class Transformer(nn.Module):
         self.register_buffer(
             "positions", sinusoidal_positions(c.max_length + 2, c.d_model), persistent=False
         )
-        self.emb_dropout = nn.Dropout(c.dropout)
+        self.emb_dropout = Dropout(c.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(c) for _ in range(c.n_encoder_layers))
         self.encoder_norm = nn.LayerNorm(c.d_model)
         if c.task == "sentiment":
@@ -212,6 +213,7 @@ class Transformer(nn.Module):
         src_mask: Tensor,
         cache: DecoderCache | None = None,
         attn: list[AttentionRecord] | None = None,
+        hidden: bool = False,
     ) -> Tensor:
         """Run the decoder and the (tied) output projection.
 
@@ -221,8 +223,11 @@ class Transformer(nn.Module):
                 keys/values of earlier steps and of the memory.
             attn: if a list is given, each layer appends its masked self-attention and
                 cross-attention weights.
+            hidden: return the final decoder states, before the output projection
+                (training projects only the positions that have a target).
 
-        Shape: tgt (B, T); memory (B, S, d_model); src_mask (B, S); returns (B, T, vocab).
+        Shape: tgt (B, T); memory (B, S, d_model); src_mask (B, S); returns (B, T, vocab),
+            or (B, T, d_model) with `hidden`.
         """
         offset = 0
         if cache is not None and "k" in cache[0]["self"]:
@@ -241,18 +246,25 @@ class Transformer(nn.Module):
                 attn.append(AttentionRecord("decoder", i, self_w))
                 attn.append(AttentionRecord("cross", i, cross_w))
         x = self.decoder_norm(x)
+        return x if hidden else self.project(x)
+
+    def project(self, x: Tensor) -> Tensor:
+        """The (tied) output projection. Shape: (..., d_model) -> (..., vocab)."""
         if self.output_proj is not None:
-            return self.output_proj(x)  # (B, T, vocab)
-        return F.linear(x, self.embed.weight)  # (B, T, vocab)
+            return self.output_proj(x)
+        return F.linear(x, self.embed.weight)
 
     def new_cache(self) -> DecoderCache:
         """An empty key/value cache for incremental decoding."""
         return [{"self": {}, "cross": {}} for _ in self.decoder]
 
-    def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
-        """Teacher-forced logits for training. Shape: src (B, S), tgt (B, T) -> (B, T, vocab)."""
+    def forward(self, src: Tensor, tgt: Tensor, hidden: bool = False) -> Tensor:
+        """Teacher-forced logits (or, with `hidden`, decoder states) for training.
+
+        Shape: src (B, S), tgt (B, T) -> (B, T, vocab) or (B, T, d_model).
+        """
         src_mask = src != self.config.pad_id
-        return self.decode(tgt, self.encode(src, src_mask), src_mask)
+        return self.decode(tgt, self.encode(src, src_mask), src_mask, hidden=hidden)
 
     def classify(
         self, src: Tensor, src_mask: Tensor, attn: list[AttentionRecord] | None = None
