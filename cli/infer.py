@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -160,7 +162,8 @@ def run(
     """
     jobs = _plan(io)
     try:
-        pipeline = load()
+        with _interrupt_noted():
+            pipeline = load()
         # Read a terminal line by line, so each typed line is answered at once.
         interactive = sys.stdin.isatty() and any(f == "-" for inputs, _ in jobs for f in inputs)
         chunk_size = 1 if interactive else 1000
@@ -193,6 +196,33 @@ def run(
         # DataError, ModelError, ConfigError, TokenizerError and bad devices are all
         # ValueErrors whose message already says what is wrong.
         fail(str(e))
+
+
+@contextmanager
+def _interrupt_noted() -> Iterator[None]:
+    """Make a Ctrl-C during the block count even if the code inside swallows it.
+
+    Importing torch (numpy, during the model load) catches a KeyboardInterrupt raised in
+    the middle of its imports and goes on, so a Ctrl-C in the first half second would be
+    lost and the command would run to the end. The handler notes the signal as well as
+    raising; a noted signal raises again when the block ends.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        noted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if noted:
+        raise KeyboardInterrupt
 
 
 def _plan(io: IOOptions) -> list[tuple[list[str], Path | None]]:
@@ -244,7 +274,7 @@ def _texts(path: str, field: str | None, errors: Errors, guess: Sequence[str]) -
     """
     from attn.data import DataError, read_lines
 
-    lines = read_lines(path, errors=errors.value)
+    lines = read_lines(path, errors=errors.value, hint="use --errors replace to substitute it")
     if field is None and not path.endswith(".jsonl"):
         yield from lines
         return

@@ -94,7 +94,12 @@ def _raw_lines(stream: IO[bytes], name: str) -> Iterator[bytes]:
         yield buf.removesuffix(b"\r")
 
 
-def _decode(raw: bytes, name: str, lineno: int, errors: str) -> str:
+# What a strict read suggests for invalid UTF-8 or a NUL byte. Commands that offer
+# `--errors replace` pass their own hint.
+REENCODE_HINT = "convert the file to UTF-8 (for example with iconv)"
+
+
+def _decode(raw: bytes, name: str, lineno: int, errors: str, hint: str) -> str:
     if errors == "replace":
         return raw.decode("utf-8", errors="replace").replace("\0", "\ufffd")
     try:
@@ -103,22 +108,22 @@ def _decode(raw: bytes, name: str, lineno: int, errors: str) -> str:
         column = len(raw[: e.start].decode("utf-8")) + 1
         raise DataError(
             name,
-            f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at column {column}); "
-            "use --errors replace to substitute it",
+            f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at column {column}); {hint}",
             lineno,
         ) from e
     nul = text.find("\0")
     if nul >= 0:
         raise DataError(
             name,
-            f"NUL byte at column {nul + 1}, which text never contains; "
-            "use --errors replace to substitute it",
+            f"NUL byte at column {nul + 1}, which text never contains; {hint}",
             lineno,
         )
     return text
 
 
-def read_lines(path: str | Path, *, errors: str = "strict") -> Iterator[str]:
+def read_lines(
+    path: str | Path, *, errors: str = "strict", hint: str = REENCODE_HINT
+) -> Iterator[str]:
     """Yield the lines of a UTF-8 text file, streaming.
 
     Each line of the input gives exactly one string (an empty line gives ``""``), without
@@ -129,6 +134,7 @@ def read_lines(path: str | Path, *, errors: str = "strict") -> Iterator[str]:
         path: the file, or ``-`` for stdin.
         errors: ``"strict"`` raises on invalid UTF-8 and NUL bytes; ``"replace"``
             substitutes U+FFFD for each.
+        hint: what the strict error tells the user to do.
 
     Raises:
         DataError: missing file, directory, permission denied, a binary file (NUL byte in
@@ -141,7 +147,7 @@ def read_lines(path: str | Path, *, errors: str = "strict") -> Iterator[str]:
     stream = _open_binary(path)
     try:
         for lineno, raw in enumerate(_raw_lines(stream, name), start=1):
-            yield _decode(raw, name, lineno, errors)
+            yield _decode(raw, name, lineno, errors, hint)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

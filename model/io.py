@@ -26,6 +26,20 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     _fsync_dir(path.parent)
 
 
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Delete the temp files that writes killed mid-way left in `directory` and below.
+
+    Only names `atomic_write` creates (`.NAME.XXXXXXXX.tmp`) are touched. Call it only while
+    no other process writes there (a training run that resumes owns its model directory).
+    """
+    removed = []
+    for tmp in Path(directory).rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically."""
     atomic_write(path, lambda tmp: tmp.write_bytes(data))

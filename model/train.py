@@ -49,7 +49,7 @@ from attn.model.checkpoint import (
     save_weights,
 )
 from attn.model.config import ModelConfig, load_config, preset
-from attn.model.io import atomic_write, atomic_write_bytes
+from attn.model.io import atomic_write, atomic_write_bytes, remove_stale_temp_files
 from attn.model.loss import smoothed_cross_entropy
 from attn.model.metrics import PRIMARY_METRIC, task_scores
 from attn.model.trainer_state import (
@@ -1031,6 +1031,8 @@ class _Run:
         return state
 
     def _restore(self) -> None:
+        if self.dist.main:
+            remove_stale_temp_files(self.dir)  # left by a run killed inside a write
         state = load_last(self.dir, self.model, self.device)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state["scaler"]:

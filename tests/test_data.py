@@ -75,7 +75,8 @@ def test_read_lines_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_read_lines_invalid_utf8(tmp_path: Path) -> None:
     path = write(tmp_path / "bad.txt", b"fine\ncaf\xc3\xa9 \xff!\n")
     assert error_of(lambda: list(read_lines(path))) == (
-        f"{path}:2: invalid UTF-8 (byte 0xff at column 6); use --errors replace to substitute it"
+        f"{path}:2: invalid UTF-8 (byte 0xff at column 6); "
+        "convert the file to UTF-8 (for example with iconv)"
     )
     assert list(read_lines(path, errors="replace")) == ["fine", "café \ufffd!"]
 
@@ -84,7 +85,7 @@ def test_read_lines_nul_after_first_8kb(tmp_path: Path) -> None:
     path = write(tmp_path / "nul.txt", b"a" * 9000 + b"\nb\0c\n")
     assert error_of(lambda: list(read_lines(path))) == (
         f"{path}:2: NUL byte at column 2, which text never contains; "
-        "use --errors replace to substitute it"
+        "convert the file to UTF-8 (for example with iconv)"
     )
     assert list(read_lines(path, errors="replace"))[1] == "b\ufffdc"
 

@@ -190,6 +190,7 @@ def test_kill_9_inside_a_checkpoint_write(tmp_path, point, nth):
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed at step {step}" in resumed.stderr
     assert state_step(model) == step + 2
+    assert list(model.rglob("*.tmp")) == []  # the killed write's temp file is gone
     load_model(model, task="translate")
     # Every metrics line is whole, and the validations after the resume are all there.
     raw = (model / "metrics.jsonl").read_text(encoding="utf-8")
@@ -218,6 +219,23 @@ def test_ctrl_c_during_translation_exits_130_without_traceback(tmp_path, transla
     out = first + rest
     assert out.endswith(b"\n")
     assert 1 <= out.count(b"\n") < 3000
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.5, 0.8, 1.2])
+def test_ctrl_c_while_starting_up_exits_130(tmp_path, translate_model, delay):
+    """Ctrl-C while torch and the model load (imports that swallow KeyboardInterrupt)."""
+    source = tmp_path / "in.txt"
+    source.write_text("A young bird likes the letter.\n" * 3000)  # far more than 1.2 s of work
+    proc = subprocess.Popen(
+        [ATTN, "translate", "-m", str(translate_model), "--threads", "1", str(source)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+    )  # fmt: skip
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err
+    assert out.count(b"\n") < 3000
 
 
 def test_closed_pipe_exits_quietly(tmp_path, translate_model):
