@@ -16,15 +16,18 @@ from attn.cli.infer import (
     FilesArg,
     Format,
     FormatOpt,
+    Int8Opt,
     IOOptions,
     ModelOpt,
     OutputDirOpt,
     OutputOpt,
     ThreadsOpt,
+    WorkersOpt,
     json_line,
     one_line,
     run,
     score_text,
+    worker_processes,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +48,8 @@ def sentiment(
     batch_tokens: BatchTokensOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
+    workers: WorkersOpt = None,
+    int8: Int8Opt = False,
     errors: ErrorsOpt = Errors.strict,
 ) -> None:
     """Classify sentiment: one line out per line in, `label<TAB>probability` (text format).
@@ -59,7 +64,7 @@ def sentiment(
     def load():
         from attn.model.pipeline import SentimentClassifier
 
-        return SentimentClassifier.load(model, device=device, threads=threads)
+        return SentimentClassifier.load(model, device=device, threads=threads, int8=int8)
 
     def infer(classifier, texts, chunk_size, progress):
         return classifier.classify(
@@ -68,6 +73,7 @@ def sentiment(
             batch_tokens=batch_tokens,
             chunk_size=chunk_size,
             progress=progress,
+            workers=worker_processes(workers, chunk_size),
         )
 
     from attn.data.readers import TEXT_FIELDS

@@ -17,6 +17,7 @@ from attn.cli.infer import (
     FilesArg,
     Format,
     FormatOpt,
+    Int8Opt,
     IOOptions,
     LengthPenaltyOpt,
     MaxLengthOpt,
@@ -25,9 +26,11 @@ from attn.cli.infer import (
     OutputDirOpt,
     OutputOpt,
     ThreadsOpt,
+    WorkersOpt,
     check_n_best,
     render_generation,
     run,
+    worker_processes,
 )
 
 
@@ -49,6 +52,8 @@ def summarize(
     batch_tokens: BatchTokensOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
+    workers: WorkersOpt = None,
+    int8: Int8Opt = False,
     errors: ErrorsOpt = Errors.strict,
 ) -> None:
     """Summarize documents: one summary per input line, in order (an empty line stays empty).
@@ -64,7 +69,7 @@ def summarize(
     def load():
         from attn.model.pipeline import Summarizer
 
-        return Summarizer.load(model, device=device, threads=threads)
+        return Summarizer.load(model, device=device, threads=threads, int8=int8)
 
     def infer(summarizer, texts, chunk_size, progress):
         return summarizer.summarize(
@@ -78,6 +83,7 @@ def summarize(
             batch_tokens=batch_tokens,
             chunk_size=chunk_size,
             progress=progress,
+            workers=worker_processes(workers, chunk_size),
         )
 
     from attn.data.tasks import SRC_FIELDS
