@@ -82,6 +82,15 @@ def evaluate(
     ] = None,
     beam: BeamOpt = 4,
     length_penalty: LengthPenaltyOpt = 0.6,
+    no_repeat_ngram: Annotated[
+        int | None,
+        typer.Option(
+            help="Forbid repeating any n-gram of this many pieces; 0 = off. "
+            "Default: as translate (0) or summarize (3) does.",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
     batch_size: BatchSizeOpt = 32,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     output: Annotated[
@@ -129,7 +138,17 @@ def evaluate(
                 refs,
                 split=split,
                 languages=(src, tgt),
-                decoding={"beam": beam, "length_penalty": length_penalty},
+                decoding={
+                    "beam": beam,
+                    "length_penalty": length_penalty,
+                    "no_repeat_ngram": (
+                        no_repeat_ngram
+                        if no_repeat_ngram is not None
+                        else 3
+                        if task.value == "summarize"
+                        else 0
+                    ),
+                },
                 batch_size=batch_size,
                 output=output,
                 device=device,

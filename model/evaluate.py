@@ -248,6 +248,7 @@ def predict(
     *,
     beam: int = 4,
     length_penalty: float = 0.6,
+    no_repeat_ngram: int | None = None,
     batch_size: int = 32,
     progress: ProgressCallback | None = None,
 ) -> tuple[list[str], int]:
@@ -256,6 +257,7 @@ def predict(
     Args:
         pipeline: a `Translator`, `Summarizer` or `SentimentClassifier`.
         beam, length_penalty: the search (ignored for sentiment).
+        no_repeat_ngram: n-gram blocking; None = the task's default (translate 0, summarize 3).
         batch_size: sentences per batch.
         progress: called after each batch with (sentences, output pieces).
 
@@ -268,6 +270,7 @@ def predict(
         outputs = [r.label or "" for r in results]
     else:
         run = pipeline.translate if pipeline.task == "translate" else pipeline.summarize
+        blocking = {} if no_repeat_ngram is None else {"no_repeat_ngram": no_repeat_ngram}
         results = list(
             run(
                 sources,
@@ -275,6 +278,7 @@ def predict(
                 length_penalty=length_penalty,
                 batch_size=batch_size,
                 progress=progress,
+                **blocking,
             )
         )
         outputs = [r.text for r in results]

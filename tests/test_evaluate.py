@@ -243,6 +243,29 @@ def test_a_translation_model_on_the_demo_val_split(translate_model, tmp_path):
     assert record["time"] > 0
 
 
+@pytest.mark.parametrize(("args", "blocking"), [((), 3), (("--no-repeat-ngram", "0"), 0)])
+def test_a_summarization_model_with_ngram_blocking(summarize_model, tmp_path, args, blocking):
+    from rouge_score import rouge_scorer
+
+    model = shutil.copytree(summarize_model, tmp_path / "model")
+    out = tmp_path / "out.txt"
+    data = demo_dir("summarize")
+    result = attn(
+        "evaluate", "summarize", "-m", str(model), "--data", str(data), "--beam", "2",
+        "--format", "json", "-o", str(out), *args,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["no_repeat_ngram"] == blocking
+    outputs = out.read_text(encoding="utf-8").splitlines()
+    refs = (data / "val.tgt").read_text(encoding="utf-8").splitlines()
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    assert len(outputs) == len(refs) == report["n"]
+    f1 = [scorer.score(r, o)["rougeL"].fmeasure for o, r in zip(outputs, refs, strict=True)]
+    assert report["scores"]["rougeL"] == pytest.approx(100 * sum(f1) / len(f1))
+    assert report["scores"]["rougeL"] > 80
+
+
 def test_a_sentiment_model_on_a_demo_table(sentiment_model, tmp_path):
     model = shutil.copytree(sentiment_model, tmp_path / "model")
     table = demo_dir("sentiment") / "val.tsv"
