@@ -154,6 +154,9 @@ class MultiHeadAttention(nn.Module):
                 if not static_kv and "k" in cache:
                     k = torch.cat([cache["k"], k], dim=2)  # (B, h, T_past + T_new, d_k)
                     v = torch.cat([cache["v"], v], dim=2)
+                # Contiguous (B, h, T, d_k): later steps fold (B, h) into one batch dimension
+                # without copying the whole cache each time.
+                k, v = k.contiguous(), v.contiguous()
                 cache["k"], cache["v"] = k, v
         out, weights = scaled_dot_product_attention(
             q,
