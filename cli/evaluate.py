@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from attn.cli.common import err_console, fail
+from attn.cli.common import err_console, reported_errors
 from attn.cli.infer import (
     BatchSizeOpt,
     BeamOpt,
@@ -26,7 +26,6 @@ from attn.cli.train import Task
 if TYPE_CHECKING:
     from attn.model.evaluate import Evaluation
 
-EXIT_INTERRUPTED = 130
 
 # Display names of the metrics, in table order.
 _NAMES = {
@@ -127,7 +126,7 @@ def evaluate(
         )
     if output is not None and any(_same_file(output, p) for p in [data, *refs]):
         raise typer.BadParameter(f"{output} is also an input", param_hint="--output")
-    try:
+    with reported_errors():
         if hyp is not None:
             result = _score_files(task.value, hyp, refs)
         else:
@@ -154,14 +153,6 @@ def evaluate(
                 device=device,
                 threads=threads,
             )
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        fail(f"{where}{e.strerror or e}")
-    except ValueError as e:
-        # DataError, ModelError and bad devices are ValueErrors that say what is wrong.
-        fail(str(e))
     evaluation, facts = result
     if fmt is Format.json:
         sys.stdout.write(json.dumps({**evaluation.to_dict(), **facts}, ensure_ascii=False) + "\n")

@@ -23,14 +23,13 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 
-from attn.cli.common import err_console, fail, stderr_is_terminal
+from attn.cli.common import err_console, fail, reported_errors, stderr_is_terminal
 
 if TYPE_CHECKING:
     from attn.model.pipeline import Generation
 
 # 128 + SIGPIPE: what a shell reports for a command whose reader went away.
 EXIT_BROKEN_PIPE = 141
-EXIT_INTERRUPTED = 130
 
 
 class Format(str, Enum):
@@ -161,41 +160,44 @@ def run(
         render: one result -> one output line (no line break).
     """
     jobs = _plan(io)
-    try:
-        with _interrupt_noted():
-            pipeline = load()
-        # Read a terminal line by line, so each typed line is answered at once.
-        interactive = sys.stdin.isatty() and any(f == "-" for inputs, _ in jobs for f in inputs)
-        chunk_size = 1 if interactive else 1000
-        warned = False
-        with _progress() as progress:
-            for inputs, target in jobs:
-                texts = (t for f in inputs for t in _texts(f, io.field, io.errors, io.guess_fields))
-                with (
-                    _output(target) as out,
-                    closing(infer(pipeline, texts, chunk_size, progress)) as results,
-                ):
-                    for result in results:
-                        if result.truncated and not warned:
-                            warned = True
-                            err_console.print(
-                                "Warning: some inputs are longer than the model's max_length "
-                                f"({pipeline.config.max_length} pieces) and were truncated",
-                                soft_wrap=True,
-                            )
-                        out.write(render(result).encode() + b"\n")
-                        out.flush()
-    except BrokenPipeError:
-        _exit_quietly_on_broken_pipe()
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        fail(f"{where}{e.strerror or e}")
-    except ValueError as e:
-        # DataError, ModelError, ConfigError, TokenizerError and bad devices are all
-        # ValueErrors whose message already says what is wrong.
-        fail(str(e))
+    with reported_errors():
+        try:
+            with _interrupt_noted():
+                pipeline = load()
+            _write_results(pipeline, jobs, io, infer, render)
+        except BrokenPipeError:
+            _exit_quietly_on_broken_pipe()
+
+
+def _write_results(
+    pipeline: Any,
+    jobs: list[tuple[list[str], Path | None]],
+    io: IOOptions,
+    infer: Callable[[Any, Iterable[str], int, ProgressCallback], Iterator[R]],
+    render: Callable[[R], str],
+) -> None:
+    """Each job's inputs through the pipeline into its output, one flushed line per result."""
+    # Read a terminal line by line, so each typed line is answered at once.
+    interactive = sys.stdin.isatty() and any(f == "-" for inputs, _ in jobs for f in inputs)
+    chunk_size = 1 if interactive else 1000
+    warned = False
+    with _progress() as progress:
+        for inputs, target in jobs:
+            texts = (t for f in inputs for t in _texts(f, io.field, io.errors, io.guess_fields))
+            with (
+                _output(target) as out,
+                closing(infer(pipeline, texts, chunk_size, progress)) as results,
+            ):
+                for result in results:
+                    if result.truncated and not warned:
+                        warned = True
+                        err_console.print(
+                            "Warning: some inputs are longer than the model's max_length "
+                            f"({pipeline.config.max_length} pieces) and were truncated",
+                            soft_wrap=True,
+                        )
+                    out.write(render(result).encode() + b"\n")
+                    out.flush()
 
 
 @contextmanager
