@@ -85,7 +85,7 @@ def evaluate(
         int | None,
         typer.Option(
             help="Forbid repeating any n-gram of this many pieces; 0 = off. "
-            "Default: as translate (0) or summarize (3) does.",
+            "Default: as translate (0) or summarize (6) does.",
             min=0,
             show_default=False,
         ),
@@ -143,7 +143,7 @@ def evaluate(
                     "no_repeat_ngram": (
                         no_repeat_ngram
                         if no_repeat_ngram is not None
-                        else 3
+                        else 6
                         if task.value == "summarize"
                         else 0
                     ),

@@ -44,7 +44,7 @@ def summarize(
     n_best: NBestOpt = 1,
     no_repeat_ngram: Annotated[
         int, typer.Option(help="Forbid repeating any n-gram of this size; 0 = off.", min=0)
-    ] = 3,
+    ] = 6,
     max_length: MaxLengthOpt = None,
     fmt: FormatOpt = Format.text,
     field: FieldOpt = None,
@@ -59,7 +59,7 @@ def summarize(
     """Summarize documents: one summary per input line, in order (an empty line stays empty).
 
     Reads FILES or stdin; JSON Lines files take the text from --field (guessed: dialogue,
-    document, text, ...). Beam search, no repeated trigrams by default; a summary has at
+    document, text, ...). Beam search, no repeated 6-piece n-grams by default; a summary has at
     most source pieces + 10 pieces unless --max-length says otherwise.
 
     Example: attn summarize dialogues.jsonl --format jsonl

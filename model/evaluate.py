@@ -257,7 +257,7 @@ def predict(
     Args:
         pipeline: a `Translator`, `Summarizer` or `SentimentClassifier`.
         beam, length_penalty: the search (ignored for sentiment).
-        no_repeat_ngram: n-gram blocking; None = the task's default (translate 0, summarize 3).
+        no_repeat_ngram: n-gram blocking; None = the task's default (translate 0, summarize 6).
         batch_size: sentences per batch.
         progress: called after each batch with (sentences, output pieces).
 

@@ -472,7 +472,7 @@ class Summarizer(_Seq2Seq):
         beam: int = 4,
         n_best: int = 1,
         length_penalty: float = 0.6,
-        no_repeat_ngram: int = 3,
+        no_repeat_ngram: int = 6,
         max_length: int | None = None,
         batch_size: int = 32,
         batch_tokens: int | None = None,
@@ -482,9 +482,10 @@ class Summarizer(_Seq2Seq):
     ) -> Iterator[Generation]:
         """Summarize texts; yields one `Generation` per text, in input order.
 
-        Arguments as for `Translator.translate`, except: `no_repeat_ngram` defaults to 3
-        (summaries otherwise tend to loop), and without `max_length` a summary has at most
-        source pieces + 10 pieces.
+        Arguments as for `Translator.translate`, except: `no_repeat_ngram` defaults to 6
+        pieces (summaries otherwise tend to loop; 3 pieces would forbid writing a name made
+        of several pieces, like DialogSum's `#Person1#`, twice), and without `max_length` a
+        summary has at most source pieces + 10 pieces.
         """
         return self._generate(
             texts,

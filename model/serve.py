@@ -125,7 +125,7 @@ class GenerateRequest(_TextsRequest):
             "length_penalty": self.length_penalty,
             "max_length": self.max_length,
         }
-        # Left out, the task's own default applies (summarize: 3).
+        # Left out, the task's own default applies (summarize: 6).
         if self.no_repeat_ngram is not None:
             options["no_repeat_ngram"] = self.no_repeat_ngram
         return options

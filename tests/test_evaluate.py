@@ -243,7 +243,7 @@ def test_a_translation_model_on_the_demo_val_split(translate_model, tmp_path):
     assert record["time"] > 0
 
 
-@pytest.mark.parametrize(("args", "blocking"), [((), 3), (("--no-repeat-ngram", "0"), 0)])
+@pytest.mark.parametrize(("args", "blocking"), [((), 6), (("--no-repeat-ngram", "0"), 0)])
 def test_a_summarization_model_with_ngram_blocking(summarize_model, tmp_path, args, blocking):
     from rouge_score import rouge_scorer
 
