@@ -35,7 +35,9 @@ class GenerationOptions:
         beam: beam size; 1 = greedy search.
         n_best: hypotheses returned per sentence (<= beam).
         length_penalty: alpha of the GNMT length penalty ((5 + len) / 6) ** alpha; 0 = none.
-        no_repeat_ngram: forbid repeating any n-gram of this size within an output; 0 = off.
+        no_repeat_ngram: forbid repeating any n-gram of this size within an output, and any
+            piece three times in a row (the loops a longer n lets through: "blood blood
+            blood blood"); 0 = off.
         max_length: absolute cap on generated pieces (EOS not counted); None = relative rule.
         max_length_a, max_length_b: the relative rule, a * source_pieces + b, capped by the
             model's max_length (and by `max_length` when given).
@@ -163,11 +165,16 @@ def _next_log_probs(
 
 
 def _block_repeats(logp: Tensor, generated: Tensor, n: int) -> None:
-    """Set to -inf every piece that would complete an n-gram already in `generated`.
+    """Set to -inf every piece that would complete an n-gram already in `generated`, and the
+    last piece where the two last pieces are the same (no piece three times in a row).
 
     Shape: logp (R, V), modified in place; generated (R, t) pieces so far, BOS excluded.
     """
     t = generated.size(1)
+    if t >= 2:
+        last = generated[:, -1:]  # (R, 1)
+        twice = generated[:, -1:] == generated[:, -2:-1]  # (R, 1)
+        logp.scatter_(1, last, logp.gather(1, last).masked_fill(twice, -torch.inf))
     if t < n:
         return
     ngrams = generated.unfold(1, n, 1)  # (R, t - n + 1, n)

@@ -428,7 +428,8 @@ class Translator(_Seq2Seq):
             beam: beam size; 1 = greedy search.
             n_best: hypotheses kept per text (<= beam), in `Generation.n_best`.
             length_penalty: alpha of the GNMT length penalty ((5 + len) / 6) ** alpha.
-            no_repeat_ngram: forbid repeated n-grams of this size in an output; 0 = off.
+            no_repeat_ngram: forbid repeated n-grams of this size in an output, and a piece
+                three times in a row; 0 = off.
             max_length: cap on output pieces; None = 1.5 * source pieces + 10. Both are
                 capped by the model's max_length.
             batch_size: sentences per batch (each holds `beam` hypotheses).

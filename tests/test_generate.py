@@ -192,6 +192,16 @@ def test_no_repeat_ngram_blocks_repeats(beam):
     assert len(set(bigrams(tokens))) == len(bigrams(tokens))
 
 
+def test_blocking_also_stops_a_piece_three_times_in_a_row():
+    from attn.model.generate import _block_repeats
+
+    generated = torch.tensor([[7, 9, 9], [7, 9, 8], [9, 9, 4]])
+    logp = torch.zeros(3, 12)
+    _block_repeats(logp, generated, 6)  # no 6-gram yet: only the run rule applies
+    banned = (logp == -torch.inf).nonzero().tolist()
+    assert banned == [[0, 9]]  # row 0 ends "9 9"; row 2's "9 9" is not at the end
+
+
 def test_max_length_is_relative_to_the_source_and_capped(trained):
     from attn.model.generate import max_lengths
 
