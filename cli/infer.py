@@ -209,7 +209,10 @@ def _interrupt_noted() -> Iterator[None]:
     lost and the command would run to the end. The handler notes the signal as well as
     raising; a noted signal raises again when the block ends.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # started in the background
+    ):
         yield
         return
     noted: list[int] = []

@@ -203,13 +203,19 @@ def test_kill_9_inside_a_checkpoint_write(tmp_path, point, nth):
 # --- signals during inference ------------------------------------------------------------
 
 
+def sigint_default() -> None:
+    """In the child: default Ctrl-C handling, even when the test runner was started with
+    SIGINT ignored (as a shell does for a background job), which Python would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_translation_exits_130_without_traceback(tmp_path, translate_model):
     source = tmp_path / "in.txt"
     source.write_text("".join(f"A young bird likes the letter {i}.\n" for i in range(3000)))
     proc = subprocess.Popen(
         [ATTN, "translate", "-m", str(translate_model), "--threads", "1", "--beam", "1",
          "--max-length", "12", str(source)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, preexec_fn=sigint_default,
     )  # fmt: skip
     first = proc.stdout.readline()  # the first chunk is done: translation is under way
     proc.send_signal(signal.SIGINT)
@@ -228,7 +234,7 @@ def test_ctrl_c_while_starting_up_exits_130(tmp_path, translate_model, delay):
     source.write_text("A young bird likes the letter.\n" * 3000)  # far more than 1.2 s of work
     proc = subprocess.Popen(
         [ATTN, "translate", "-m", str(translate_model), "--threads", "1", str(source)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, preexec_fn=sigint_default,
     )  # fmt: skip
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)

@@ -126,6 +126,8 @@ def test_ctrl_c_with_workers_leaves_no_process(translate_model, tmp_path):
         [ATTN, "translate", "-m", str(translate_model), "--threads", "2", "--workers", "2",
          "--batch-size", "8", str(path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # Default Ctrl-C handling even if the test runner was started with SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert proc.stdout.readline()  # the workers are translating
     workers = children(proc.pid)
