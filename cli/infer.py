@@ -380,19 +380,7 @@ def render_generation(result: Generation, fmt: Format, n_best: int) -> str:
     """
     hyps = result.n_best[:n_best]
     if fmt is Format.jsonl:
-        record: dict[str, Any] = {
-            "source": result.source,
-            "output": result.text,
-            "score": result.score,
-            "logprob": result.logprob,
-        }
-        if n_best > 1:
-            record["n_best"] = [
-                {"output": h.text, "score": h.score, "logprob": h.logprob} for h in hyps
-            ]
-        if result.alignment is not None:
-            record["alignment"] = [list(pair) for pair in result.alignment]
-        return json_line(record)
+        return json_line(result.record(n_best))
     pairs = [f"{one_line(h.text, tabs=True)}\t{score_text(h.score)}" for h in hyps]
     if fmt is Format.tsv:
         line = "\t".join([one_line(result.source, tabs=True), *(pairs or ["\t"])])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -89,14 +89,7 @@ def sentiment(
 def render(result: Classification, fmt: Format, probs: bool) -> str:
     """One output line: text `label<TAB>prob`, tsv `source<TAB>label<TAB>prob`, or JSON."""
     if fmt is Format.jsonl:
-        record: dict[str, Any] = {
-            "source": result.source,
-            "label": result.label,
-            "prob": result.prob,
-        }
-        if probs:
-            record["probs"] = result.probs
-        return json_line(record)
+        return json_line(result.record(probs))
     if fmt is Format.tsv:
         columns = [one_line(result.source, tabs=True), result.label or "", score_text(result.prob)]
         if probs:

@@ -81,6 +81,25 @@ class Generation:
     truncated: bool = False
     alignment: list[tuple[int, int]] | None = None
 
+    def record(self, n_best: int = 1) -> dict[str, Any]:
+        """The JSON fields of this result (`--format jsonl`, `attn serve`): source, output,
+        score, logprob; n_best (a list of output/score/logprob) when n_best > 1; alignment
+        as [[s, t], ...] when there is one."""
+        record: dict[str, Any] = {
+            "source": self.source,
+            "output": self.text,
+            "score": self.score,
+            "logprob": self.logprob,
+        }
+        if n_best > 1:
+            record["n_best"] = [
+                {"output": h.text, "score": h.score, "logprob": h.logprob}
+                for h in self.n_best[:n_best]
+            ]
+        if self.alignment is not None:
+            record["alignment"] = [list(pair) for pair in self.alignment]
+        return record
+
 
 @dataclass
 class Classification:
@@ -99,6 +118,14 @@ class Classification:
     prob: float | None = None
     probs: dict[str, float] = field(default_factory=dict)
     truncated: bool = False
+
+    def record(self, probs: bool = False) -> dict[str, Any]:
+        """The JSON fields of this result (`--format jsonl`, `attn serve`): source, label,
+        prob; probs (every label's) with `probs`."""
+        record: dict[str, Any] = {"source": self.source, "label": self.label, "prob": self.prob}
+        if probs:
+            record["probs"] = self.probs
+        return record
 
 
 class _Pipeline:

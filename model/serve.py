@@ -38,8 +38,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from starlette.exceptions import HTTPException
 
 from attn.model.pipeline import (
-    Classification,
-    Generation,
     SentimentClassifier,
     Summarizer,
     Translator,
@@ -135,33 +133,6 @@ class SentimentRequest(_TextsRequest):
     """A sentiment request; `probs` adds every label's probability."""
 
     probs: bool = False
-
-
-# --- results ---------------------------------------------------------------------------
-
-
-def generation_record(result: Generation, n_best: int) -> dict[str, Any]:
-    """The fields of a `--format jsonl` line of `attn translate`/`summarize`."""
-    record: dict[str, Any] = {
-        "source": result.source,
-        "output": result.text,
-        "score": result.score,
-        "logprob": result.logprob,
-    }
-    if n_best > 1:
-        record["n_best"] = [
-            {"output": h.text, "score": h.score, "logprob": h.logprob}
-            for h in result.n_best[:n_best]
-        ]
-    return record
-
-
-def classification_record(result: Classification, probs: bool) -> dict[str, Any]:
-    """The fields of a `--format jsonl` line of `attn sentiment`."""
-    record: dict[str, Any] = {"source": result.source, "label": result.label, "prob": result.prob}
-    if probs:
-        record["probs"] = result.probs
-    return record
 
 
 # --- micro-batching --------------------------------------------------------------------
@@ -379,19 +350,19 @@ def create_app(
         """Translate `text` or `texts`; options beam, n_best, length_penalty, no_repeat_ngram,
         max_length."""
         req, results = await run("translate", request, GenerateRequest)
-        return reply(req, [generation_record(r, req.n_best) for r in results])
+        return reply(req, [r.record(req.n_best) for r in results])
 
     @app.post("/summarize")
     async def summarize(request: Request) -> dict[str, Any]:
         """Summarize `text` or `texts`; options as for /translate."""
         req, results = await run("summarize", request, GenerateRequest)
-        return reply(req, [generation_record(r, req.n_best) for r in results])
+        return reply(req, [r.record(req.n_best) for r in results])
 
     @app.post("/sentiment")
     async def sentiment(request: Request) -> dict[str, Any]:
         """Classify `text` or `texts`; `probs: true` adds every label's probability."""
         req, results = await run("sentiment", request, SentimentRequest)
-        return reply(req, [classification_record(r, req.probs) for r in results])
+        return reply(req, [r.record(req.probs) for r in results])
 
     return app
 
