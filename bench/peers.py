@@ -57,6 +57,7 @@ REFERENCE = {
 
 def attn_translation(model_dir: Path, sources: list[str], threads: int, trained: bool) -> list:
     import torch
+    from translate_speed import throughput
 
     from attn.model.pipeline import Translator
 
@@ -69,32 +70,19 @@ def attn_translation(model_dir: Path, sources: list[str], threads: int, trained:
             # and on a shared machine it costs (threads that spin-wait for a busy core).
             for workers in (1, threads):
                 torch.set_num_threads(workers)
-                list(translator.translate(sources[:8], beam=beam))
-                pieces = 0
-
-                def count(_sentences: int, generated: int) -> None:
-                    nonlocal pieces
-                    pieces += generated
-
-                start = time.perf_counter()
-                outputs = [
-                    r.text
-                    for r in translator.translate(
-                        sources, beam=beam, batch_size=32, progress=count, workers=workers
-                    )
-                ]
-                seconds = time.perf_counter() - start
+                measured = throughput(translator, sources, beam, 32, workers)
                 run = {
                     "precision": "int8" if int8 else "float32",
                     "beam": beam,
                     "layout": f"{workers} x 1 thread",
-                    "seconds": round(seconds, 2),
-                    "target_tokens_per_s": round(pieces / seconds),
-                    "sentences_per_s": round(len(sources) / seconds, 1),
+                    "seconds": round(measured["seconds"], 2),
+                    "target_tokens_per_s": round(measured["target_tokens_per_s"]),
+                    "sentences_per_s": measured["sentences_per_s"],
                 }
                 if trained:
                     import sacrebleu
 
+                    outputs = measured["outputs"]
                     run["bleu"] = round(sacrebleu.corpus_bleu(outputs, [refs]).score, 2)
                 print(f"attn {run}", file=sys.stderr)
                 runs.append(run)

@@ -52,7 +52,9 @@ def build_random_model(directory: Path, vocab_size: int) -> Path:
     return directory
 
 
-def throughput(translator, sources: list[str], beam: int, batch_size: int) -> dict:
+def throughput(
+    translator, sources: list[str], beam: int, batch_size: int, workers: int = 1
+) -> dict:
     """Translate `sources` once (after a short warm-up); sentences/s and target tokens/s."""
     list(translator.translate(sources[:4], beam=beam, batch_size=batch_size))
     pieces = 0
@@ -64,7 +66,9 @@ def throughput(translator, sources: list[str], beam: int, batch_size: int) -> di
     start = time.perf_counter()
     outputs = [
         r.text
-        for r in translator.translate(sources, beam=beam, batch_size=batch_size, progress=count)
+        for r in translator.translate(
+            sources, beam=beam, batch_size=batch_size, progress=count, workers=workers
+        )
     ]
     seconds = time.perf_counter() - start
     return {

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_faults import sigint_default
 
 from attn.data.tasks import demo_dir
 
@@ -125,9 +126,7 @@ def test_ctrl_c_with_workers_leaves_no_process(translate_model, tmp_path):
     proc = subprocess.Popen(
         [ATTN, "translate", "-m", str(translate_model), "--threads", "2", "--workers", "2",
          "--batch-size", "8", str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        # Default Ctrl-C handling even if the test runner was started with SIGINT ignored.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_default,
     )  # fmt: skip
     assert proc.stdout.readline()  # the workers are translating
     workers = children(proc.pid)
