@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,10 +38,15 @@ def measure(args: argparse.Namespace) -> dict:
     warmup = -(-args.warmup_steps // LOG_EVERY) * LOG_EVERY
     total = warmup + -(-args.steps // LOG_EVERY) * LOG_EVERY
 
+    cuda = args.device.startswith("cuda")
+
     def on_event(event: dict) -> None:
         nonlocal step
         if event["event"] == "progress":
             step = event["step"]
+            if cuda and step == warmup:
+                # From here on, each operation that waits for the GPU is recorded.
+                torch.cuda.set_sync_debug_mode("warn")
         elif event["event"] == "log":
             logs.append(event)
             print(
@@ -48,7 +54,8 @@ def measure(args: argparse.Namespace) -> dict:
                 file=sys.stderr,
             )
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         started = time.monotonic()
         train(
             "translate",
@@ -69,6 +76,9 @@ def measure(args: argparse.Namespace) -> dict:
             stop_requested=lambda: step >= total,
         )
         wall = time.monotonic() - started
+        if cuda:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = sum("synchroniz" in str(w.message) for w in caught)
     measured = [e for e in logs if e["step"] > warmup]
     (start,) = [e for e in logs if e["step"] == warmup]
     tgt = statistics.mean(e["tgt_tokens_per_s"] for e in measured)
@@ -88,6 +98,15 @@ def measure(args: argparse.Namespace) -> dict:
             (measured[-1]["elapsed"] - start["elapsed"]) / (measured[-1]["step"] - warmup), 3
         ),
         "wall_s": round(wall, 1),
+        **(
+            {
+                "gpu": torch.cuda.get_device_name(),
+                "host_syncs_per_step": round(syncs / (measured[-1]["step"] - warmup), 2),
+                "peak_gpu_memory_mib": round(torch.cuda.max_memory_allocated() / 2**20),
+            }
+            if cuda
+            else {}
+        ),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",

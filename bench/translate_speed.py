@@ -18,6 +18,7 @@ Writes bench/results/translate_speed.json and prints a table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import resource
@@ -26,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,13 +85,41 @@ def throughput(
     }
 
 
-def first_output_latency(model_dir: Path, threads: int, repeats: int = 3) -> float:
+@contextlib.contextmanager
+def count_syncs(device: str) -> Iterator[list]:
+    """On CUDA, collect torch's warnings for each operation that waits for the GPU."""
+    found: list = []
+    if not device.startswith("cuda"):
+        yield found
+        return
+    import torch
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield found
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    found.extend(w for w in caught if "synchroniz" in str(w.message))
+
+
+def first_output_latency(model_dir: Path, threads: int, device: str, repeats: int = 3) -> float:
     """Median wall time of `echo x | attn translate -m DIR` (start-up, load, one sentence)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         subprocess.run(
-            [ATTN, "translate", "-m", str(model_dir), "--threads", str(threads)],
+            [
+                ATTN,
+                "translate",
+                "-m",
+                str(model_dir),
+                "--threads",
+                str(threads),
+                "--device",
+                device,
+            ],
             input="x\n",
             capture_output=True,
             text=True,
@@ -98,11 +129,21 @@ def first_output_latency(model_dir: Path, threads: int, repeats: int = 3) -> flo
     return statistics.median(times)
 
 
-def whole_run(model_dir: Path, source: Path, threads: int) -> dict:
+def whole_run(model_dir: Path, source: Path, threads: int, device: str) -> dict:
     """`attn translate FILE` (beam 4) as a user runs it: wall time and the child's peak RSS."""
     start = time.perf_counter()
     subprocess.run(
-        [ATTN, "translate", "-m", str(model_dir), "--threads", str(threads), str(source)],
+        [
+            ATTN,
+            "translate",
+            "-m",
+            str(model_dir),
+            "--threads",
+            str(threads),
+            "--device",
+            device,
+            str(source),
+        ],
         capture_output=True,
         check=True,
     )
@@ -128,6 +169,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=100, help="test sentences, batch 1")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results" / "translate_speed.json"
     )
@@ -144,20 +186,23 @@ def main() -> None:
     sources = list(read_lines(source))[: args.sentences]
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or build_random_model(Path(tmp), args.vocab_size)
-        translator = Translator.load(model_dir, device="cpu", threads=args.threads)
+        translator = Translator.load(model_dir, device=args.device, threads=args.threads)
         runs = []
         for beam in (1, 4):
             for batch_size, n in ((1, args.single), (args.batch_size, len(sources))):
-                run = throughput(translator, sources[:n], beam, batch_size)
+                with count_syncs(args.device) as syncs:
+                    run = throughput(translator, sources[:n], beam, batch_size)
+                if syncs:
+                    run["host_syncs"] = len(syncs)
                 outputs = run.pop("outputs")
                 if args.model is not None and n == len(sources):
                     run["bleu"] = bleu(outputs, MULTI30K / "test2016.de")
                 runs.append(run)
                 print(f"beam {beam} batch {batch_size}: {run}", file=sys.stderr)
-        latency = first_output_latency(model_dir, args.threads)
+        latency = first_output_latency(model_dir, args.threads, args.device)
         subset = Path(tmp) / "source.txt"
         subset.write_text("".join(f"{line}\n" for line in sources), encoding="utf-8")
-        cli = whole_run(model_dir, subset, args.threads)
+        cli = whole_run(model_dir, subset, args.threads, args.device)
         loaded = load_model(model_dir, device="cpu")
         model_info = {
             "path": str(args.model) if args.model else "random weights (small preset)",
@@ -176,6 +221,8 @@ def main() -> None:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "threads": args.threads,
+            "device": args.device,
+            "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
         },
         "model": model_info,
         "input": f"{source.name}, {len(sources)} sentences (batch 1: first {args.single})",
