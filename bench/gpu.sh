@@ -34,3 +34,4 @@ step "$python" bench/translate_speed.py -m "$model" --device cuda --batch-size 6
 step "$python" bench/train_speed.py --device cuda --steps 200 --out "$out/train_speed_cuda.json"
 step "$python" bench/train_speed.py --device cuda --steps 200 --batch-tokens 16384 \
     --out "$out/train_speed_cuda_16k.json"
+step "$python" bench/gpu_syncs.py "$model" "$data/test2016.en"

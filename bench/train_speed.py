@@ -45,8 +45,11 @@ def measure(args: argparse.Namespace) -> dict:
         if event["event"] == "progress":
             step = event["step"]
             if cuda and step == warmup:
-                # From here on, each operation that waits for the GPU is recorded.
+                # From here on, each operation that waits for the GPU is recorded ...
                 torch.cuda.set_sync_debug_mode("warn")
+            elif cuda and step == total:
+                # ... up to the stop (not the final save).
+                torch.cuda.set_sync_debug_mode("default")
         elif event["event"] == "log":
             logs.append(event)
             print(
@@ -76,8 +79,6 @@ def measure(args: argparse.Namespace) -> dict:
             stop_requested=lambda: step >= total,
         )
         wall = time.monotonic() - started
-        if cuda:
-            torch.cuda.set_sync_debug_mode("default")
     syncs = sum("synchroniz" in str(w.message) for w in caught)
     measured = [e for e in logs if e["step"] > warmup]
     (start,) = [e for e in logs if e["step"] == warmup]

@@ -90,7 +90,7 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
-    batch_size: BatchSizeOpt = 32,
+    batch_size: BatchSizeOpt = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     output: Annotated[
         Path | None,
@@ -186,7 +186,7 @@ def _run_model(
     split: str | None,
     languages: tuple[str | None, str | None],
     decoding: dict[str, Any],
-    batch_size: int,
+    batch_size: int | None,
     output: Path | None,
     device: str,
     threads: int | None,

@@ -86,7 +86,10 @@ Int8Opt = Annotated[
         "--int8", help="Run the linear layers in int8 (CPU): faster, nearly the same output."
     ),
 ]
-BatchSizeOpt = Annotated[int, typer.Option(help="Sentences per batch.", min=1)]
+BatchSizeOpt = Annotated[
+    int | None,
+    typer.Option(help="Texts per batch [default: 32, sentiment 64; 8 times that on a GPU].", min=1),
+]
 BatchTokensOpt = Annotated[
     int | None,
     typer.Option(

@@ -44,7 +44,7 @@ def sentiment(
     ] = False,
     fmt: FormatOpt = Format.text,
     field: FieldOpt = None,
-    batch_size: BatchSizeOpt = 64,
+    batch_size: BatchSizeOpt = None,
     batch_tokens: BatchTokensOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,

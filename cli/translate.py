@@ -48,7 +48,7 @@ def translate(
     max_length: MaxLengthOpt = None,
     fmt: FormatOpt = Format.text,
     field: FieldOpt = None,
-    batch_size: BatchSizeOpt = 32,
+    batch_size: BatchSizeOpt = None,
     batch_tokens: BatchTokensOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,

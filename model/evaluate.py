@@ -249,7 +249,7 @@ def predict(
     beam: int = 4,
     length_penalty: float = 0.6,
     no_repeat_ngram: int | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> tuple[list[str], int]:
     """Run a loaded pipeline over the sources.
@@ -258,7 +258,7 @@ def predict(
         pipeline: a `Translator`, `Summarizer` or `SentimentClassifier`.
         beam, length_penalty: the search (ignored for sentiment).
         no_repeat_ngram: n-gram blocking; None = the task's default (translate 0, summarize 6).
-        batch_size: sentences per batch.
+        batch_size: texts per batch; None = the pipeline's default.
         progress: called after each batch with (sentences, output pieces).
 
     Returns:

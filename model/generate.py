@@ -289,6 +289,7 @@ def beam_search(
     beam_offsets = torch.arange(k, device=device)  # (k,)
     row_limits = limits.repeat_interleave(k)  # (R,)
     shortest = int(limits.min())
+    on_gpu = device.type != "cpu"
     for t in range(width - 1):
         bb = rows.numel()
         logp = _next_log_probs(
@@ -303,7 +304,8 @@ def beam_search(
 
         # Finished: EOS among the best k joins the n-best list of its sentence.
         new_fin = is_eos[:, :k] & (top_logprob[:, :k] > -torch.inf)  # (B', k)
-        if bool(new_fin.any()):
+        # On a GPU the merge costs less than asking the host whether it is needed (a sync).
+        if on_gpu or bool(new_fin.any()):
             new_score = (top_logprob[:, :k] / length_penalty(t + 1.0, alpha)).masked_fill(
                 ~new_fin, -torch.inf
             )  # (B', k)

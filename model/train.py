@@ -344,11 +344,13 @@ class _Sequences:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def batch(self, index: Sequence[int], pad_id: int) -> Tensor:
-        """The sequences at `index`, padded. Shape: (B, T), T the longest of them."""
+    def batch(self, index: Sequence[int], pad_id: int, multiple: int = 1, cap: int = 0) -> Tensor:
+        """The sequences at `index`, padded. Shape: (B, T), T the longest of them, rounded up
+        to a multiple of `multiple` where that stays within `cap`."""
         idx = torch.tensor(index, dtype=torch.long)
         lengths = torch.tensor([self.lengths[i] for i in index], dtype=torch.long)  # (B,)
-        pos = torch.arange(int(lengths.max()))  # (T,)
+        longest = int(lengths.max())
+        pos = torch.arange(max(longest, min(-(-longest // multiple) * multiple, cap)))  # (T,)
         gather = (self.offsets[idx, None] + pos).clamp_(max=max(0, len(self.flat) - 1))  # (B, T)
         ids = self.flat[gather].long()
         return ids.masked_fill_(pos >= lengths[:, None], pad_id)
@@ -732,33 +734,30 @@ class _Run:
 
         Sentiment: the decoder input is empty and the target holds the class ids.
         """
-        pad, dev = self.config.pad_id, self.device
+        pad = self.config.pad_id
+        # On a GPU: lengths in multiples of 8 (fewer distinct shapes for the kernels to be
+        # chosen and tuned for, tensor-core friendly), copies from pinned memory that do
+        # not wait for the GPU.
+        cuda = self.device.type == "cuda"
+        multiple, cap = (8 if cuda else 1), self.config.max_length
+
+        def dev(t: Tensor) -> Tensor:
+            return (t.pin_memory() if cuda else t).to(self.device, non_blocking=True)
+
         src_seqs = self.train_src if split == "train" else self.val_src
-        src = src_seqs.batch(index, pad)  # (B, S)
+        src = src_seqs.batch(index, pad, multiple, cap)  # (B, S)
         n_src = sum(src_seqs.lengths[i] for i in index)
         if self.task == "sentiment":
             labels = (self.train_labels if split == "train" else self.val_labels)[list(index)]
             empty = torch.zeros(0, dtype=torch.long)
-            return (
-                src.to(dev, non_blocking=True),
-                empty,
-                labels.to(dev, non_blocking=True),
-                n_src,
-                len(index),
-            )
+            return dev(src), empty, dev(labels), n_src, len(index)
         tgt_seqs = self.train_tgt if split == "train" else self.val_tgt
-        target = tgt_seqs.batch(index, pad)  # (B, T): pieces then EOS
+        target = tgt_seqs.batch(index, pad, multiple, cap)  # (B, T): pieces then EOS
         # Teacher forcing: the decoder reads BOS + target[:-1] (EOS never as input).
         tgt_in = torch.cat([torch.full_like(target[:, :1], self.config.bos_id), target[:, :-1]], 1)
         tgt_in.masked_fill_(tgt_in == self.config.eos_id, pad)
         n_tgt = sum(tgt_seqs.lengths[i] for i in index)
-        return (
-            src.to(dev, non_blocking=True),
-            tgt_in.to(dev, non_blocking=True),
-            target.to(dev, non_blocking=True),
-            n_src,
-            n_tgt,
-        )
+        return dev(src), dev(tgt_in), dev(target), n_src, n_tgt
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         """This rank's batches of `epoch`: every world-th of one seeded list, equal counts."""

@@ -394,3 +394,14 @@ def test_sentiment_loss_counts_class_zero():
     src = torch.tensor([[5, 6, 3], [7, 3, 0]])
     loss = objective(src, torch.zeros(0, dtype=torch.long), torch.tensor([0, 0]))
     assert loss.item() > 0.1
+
+
+def test_padded_batches_round_lengths_up_to_the_multiple_within_the_cap():
+    from attn.model.train import _Sequences
+
+    seqs = _Sequences(iter([[[5, 6, 7], [8], [1] * 9, [2] * 12]]))
+    assert seqs.batch([0, 1], pad_id=0).tolist() == [[5, 6, 7], [8, 0, 0]]
+    rounded = seqs.batch([0, 1], pad_id=0, multiple=8, cap=10)
+    assert rounded.tolist() == [[5, 6, 7, 0, 0, 0, 0, 0], [8, 0, 0, 0, 0, 0, 0, 0]]
+    assert seqs.batch([2], pad_id=0, multiple=8, cap=10).shape == (1, 10)  # capped
+    assert seqs.batch([3], pad_id=0, multiple=8, cap=10).shape == (1, 12)  # never cut
