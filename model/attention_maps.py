@@ -220,7 +220,7 @@ def attention_maps(loaded: LoadedModel, text: str) -> AttentionMaps:
         raise ValueError("the text is empty")
     model, config, tok = loaded.model, loaded.config, loaded.tokenizer
     device = next(model.parameters()).device
-    batch = tok.encode_batch([text], max_length=config.max_length, device=device)
+    batch = tok.encode_batch([text], max_length=config.max_length, device=device, keep=config.keep)
     source = [tok.id_to_piece(i) for i in batch.ids[0].tolist()]
     if config.task == "sentiment":
         logits, weights = record_attention(model, batch.ids, batch.mask)

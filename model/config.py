@@ -10,6 +10,8 @@ from typing import Any
 
 TASKS = ("translate", "summarize", "sentiment")
 ACTIVATIONS = ("gelu", "relu")
+POOLINGS = ("mean", "max", "mean+max")
+KEEPS = ("head", "head+tail")
 # config.json files written by this format version (or older) load; newer ones are refused.
 FORMAT_VERSION = 1
 
@@ -33,6 +35,11 @@ class ModelConfig:
         activation: "gelu" or "relu" in the feed-forward network.
         max_length: the longest sequence (in pieces) the model accepts; longer input is truncated.
         labels: class names for sentiment, index = class id; empty for seq2seq.
+        pooling: sentiment: how the encoder output becomes one vector for the classifier,
+            "mean" or "max" over the pieces, or "mean+max" (both, concatenated).
+        keep: which pieces of an input longer than max_length stay: "head" (the first ones)
+            or "head+tail" (the first quarter and the last three quarters of the budget, for
+            reviews whose verdict comes at the end).
         pad_id / bos_id / eos_id: special ids of the tokenizer.
     """
 
@@ -47,6 +54,8 @@ class ModelConfig:
     activation: str = "relu"
     max_length: int = 256
     labels: tuple[str, ...] = field(default_factory=tuple)
+    pooling: str = "mean"
+    keep: str = "head"
     pad_id: int = 0
     bos_id: int = 2
     eos_id: int = 3
@@ -73,6 +82,8 @@ class ModelConfig:
         """
         _check_choice("task", self.task, TASKS)
         _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("pooling", self.pooling, POOLINGS)
+        _check_choice("keep", self.keep, KEEPS)
         _check_int("vocab_size", self.vocab_size, 8, 1_000_000)
         _check_int("d_model", self.d_model, 8, 8192)
         _check_int("n_heads", self.n_heads, 1, 128)

@@ -273,7 +273,7 @@ class _Pipeline:
         if not real:
             return []
         enc = self.tokenizer.encode_batch(
-            [chunk[i] for i in real], max_length=self.config.max_length
+            [chunk[i] for i in real], max_length=self.config.max_length, keep=self.config.keep
         )  # ids, mask (N, T)
         lengths = enc.mask.sum(1).tolist()  # (N,)
         jobs = []

@@ -356,10 +356,12 @@ class _Sequences:
         return ids.masked_fill_(pos >= lengths[:, None], pad_id)
 
 
-def _encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> _Sequences:
+def _encode(
+    tokenizer: Any, texts: Sequence[str], max_length: int, keep: str = "head"
+) -> _Sequences:
     chunk = 10_000
     return _Sequences(
-        tokenizer.encode(texts[i : i + chunk], max_length=max_length)[0]
+        tokenizer.encode(texts[i : i + chunk], max_length=max_length, keep=keep)[0]
         for i in range(0, len(texts), chunk)
     )
 
@@ -694,8 +696,9 @@ class _Run:
     def _encode_data(self, data: Any, tokenizer: Any, config: ModelConfig) -> None:
         self.emit({"event": "stage", "message": f"encoding {len(data.train)} training examples"})
         n = config.max_length
-        self.train_src = _encode(tokenizer, [ex.src for ex in data.train], n)
-        self.val_src = _encode(tokenizer, [ex.src for ex in data.val], n)
+        keep = config.keep
+        self.train_src = _encode(tokenizer, [ex.src for ex in data.train], n, keep)
+        self.val_src = _encode(tokenizer, [ex.src for ex in data.val], n, keep)
         if self.task == "sentiment":
             index = {label: i for i, label in enumerate(config.labels)}
             self.train_labels = torch.tensor([index[ex.tgt] for ex in data.train])

@@ -157,7 +157,8 @@ class Transformer(nn.Module):
         self.encoder_norm = nn.LayerNorm(c.d_model)
         if c.task == "sentiment":
             self.decoder = nn.ModuleList()
-            self.classifier = nn.Linear(c.d_model, c.n_classes)
+            pooled = c.d_model * (2 if c.pooling == "mean+max" else 1)
+            self.classifier = nn.Linear(pooled, c.n_classes)
         else:
             self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.n_decoder_layers))
             self.decoder_norm = nn.LayerNorm(c.d_model)
@@ -269,14 +270,20 @@ class Transformer(nn.Module):
     def classify(
         self, src: Tensor, src_mask: Tensor, attn: list[AttentionRecord] | None = None
     ) -> Tensor:
-        """Class logits from the masked mean of the encoder output.
+        """Class logits from the encoder output pooled over the pieces (config.pooling).
 
         Shape: src, src_mask (B, S) -> (B, n_classes).
         """
         memory = self.encode(src, src_mask, attn)  # (B, S, d_model)
-        m = src_mask.unsqueeze(-1).to(memory.dtype)  # (B, S, 1)
-        pooled = (memory * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, d_model)
-        return self.classifier(self.emb_dropout(pooled))
+        pooling = self.config.pooling
+        pooled = []
+        if pooling in ("mean", "mean+max"):
+            m = src_mask.unsqueeze(-1).to(memory.dtype)  # (B, S, 1)
+            pooled.append((memory * m).sum(1) / m.sum(1).clamp(min=1.0))  # (B, d_model)
+        if pooling in ("max", "mean+max"):
+            masked = memory.masked_fill(~src_mask.unsqueeze(-1), -torch.inf)  # (B, S, d_model)
+            pooled.append(masked.amax(1).clamp(min=torch.finfo(memory.dtype).min))
+        return self.classifier(self.emb_dropout(torch.cat(pooled, -1)))
 
 
 def reorder_cache(cache: DecoderCache, index: Tensor) -> None:

@@ -103,6 +103,19 @@ def test_truncation_keeps_eos_and_sets_flag(tok: Tokenizer) -> None:
         tok.encode(["x"], max_length=2, add_bos=True)
 
 
+def test_head_and_tail_truncation_keeps_both_ends(tok: Tokenizer) -> None:
+    text = "Der große Hund sieht eine kleine Katze im Garten, und die Katze sieht den Hund."
+    (full,), _ = tok.encode([text], add_eos=False)
+    assert len(full) > 12
+    (ids,), (cut,) = tok.encode([text], max_length=9, keep="head+tail")
+    assert cut and len(ids) == 9
+    assert ids == [*full[:2], *full[-6:], EOS_ID]  # a quarter of 8 from the start, the rest
+    (short,), (cut,) = tok.encode(["Hund"], max_length=9, keep="head+tail")
+    assert not cut and short == tok.encode(["Hund"])[0][0]
+    batch = tok.encode_batch([text], max_length=9, keep="head+tail")
+    assert batch.ids[0].tolist() == ids and batch.truncated == [True]
+
+
 def test_encode_batch_pads_and_masks(tok: Tokenizer) -> None:
     texts = ["Der Hund schläft.", "", "Heute sieht die alte Frau einen Vogel."]
     ids, _ = tok.encode(texts)

@@ -405,3 +405,18 @@ def test_padded_batches_round_lengths_up_to_the_multiple_within_the_cap():
     assert rounded.tolist() == [[5, 6, 7, 0, 0, 0, 0, 0], [8, 0, 0, 0, 0, 0, 0, 0]]
     assert seqs.batch([2], pad_id=0, multiple=8, cap=10).shape == (1, 10)  # capped
     assert seqs.batch([3], pad_id=0, multiple=8, cap=10).shape == (1, 12)  # never cut
+
+
+def test_sentiment_learns_with_max_pooling_and_head_and_tail_truncation(tmp_path):
+    # Inputs cut to 16 pieces (most demo reviews are longer): the first 3 and the last 12.
+    overrides = {"pooling": "mean+max", "keep": "head+tail", "max_length": 16}
+    result = train(
+        "sentiment",
+        tmp_path / "m",
+        {"max_steps": 300, "seed": 0, "overrides": overrides},
+        threads=1,
+        device="cpu",
+    )
+    assert result.best_value >= 95, result
+    config = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
+    assert config["model"]["pooling"] == "mean+max" and config["model"]["keep"] == "head+tail"

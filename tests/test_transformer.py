@@ -77,6 +77,22 @@ def test_padding_does_not_change_classifier_output():
     assert alone.shape == (1, 2)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "max", "mean+max"])
+def test_pooling_reads_only_real_pieces(pooling):
+    model = _model(task="sentiment", labels=("neg", "pos"), n_decoder_layers=0, pooling=pooling)
+    src = _ids([5, 6, 7, EOS, PAD, PAD], [8, 9, 10, 11, 12, EOS])  # (2, 6)
+    mask = src != PAD
+    memory = model.encode(src, mask)  # (2, 6, d)
+    real = memory[0, :4]  # (4, d): the first row without its padding
+    parts = {"mean": [real.mean(0)], "max": [real.amax(0)]}
+    parts["mean+max"] = parts["mean"] + parts["max"]
+    expected = model.classifier(torch.cat(parts[pooling]))  # (2,)
+    logits = model.classify(src, mask)  # (2, 2)
+    torch.testing.assert_close(logits[0], expected, atol=1e-5, rtol=1e-5)
+    alone = model.classify(src[:1, :4], mask[:1, :4])
+    torch.testing.assert_close(logits[:1], alone, atol=1e-5, rtol=1e-5)
+
+
 def test_incremental_decoding_with_cache_equals_full_recomputation():
     model = _model()
     src = _ids([5, 6, 7, 8, EOS], [9, 10, EOS, PAD, PAD])
@@ -191,6 +207,8 @@ def test_config_json_round_trip(tmp_path):
         ({"dropout": 1.5}, r"dropout must be a number in \[0, 1\)"),
         ({"task": "poetry"}, "task must be one of translate, summarize, sentiment"),
         ({"task": "sentiment", "labels": ("only",)}, "at least 2 labels"),
+        ({"pooling": "sum"}, "pooling must be one of mean, max, mean\\+max"),
+        ({"keep": "tail"}, "keep must be one of head, head\\+tail"),
     ],
 )
 def test_config_rejects_bad_values(changes, message):

@@ -255,6 +255,7 @@ class Tokenizer:
         max_length: int | None = None,
         add_bos: bool = False,
         add_eos: bool = True,
+        keep: str = "head",
     ) -> tuple[list[list[int]], list[bool]]:
         """Encode texts to ids.
 
@@ -264,6 +265,8 @@ class Tokenizer:
                 first ids are kept and EOS stays last when ``add_eos``.
             add_bos: start each sequence with ``BOS_ID``.
             add_eos: end each sequence with ``EOS_ID``.
+            keep: what a cut keeps: "head" (the first ids) or "head+tail" (the first quarter
+                of the room and the last ids for the rest).
 
         Returns:
             ids per text, and per text whether it was truncated.
@@ -286,7 +289,12 @@ class Tokenizer:
         for body in bodies:
             cut = max_length is not None and len(body) + n_special > max_length
             if cut:
-                body = body[: max_length - n_special]
+                room = max_length - n_special
+                if keep == "head+tail" and room >= 2:
+                    head = room // 4
+                    body = body[:head] + body[len(body) - (room - head) :]
+                else:
+                    body = body[:room]
             ids.append([BOS_ID] * add_bos + body + [EOS_ID] * add_eos)
             truncated.append(cut)
         return ids, truncated
@@ -299,6 +307,7 @@ class Tokenizer:
         add_bos: bool = False,
         add_eos: bool = True,
         device: str | torch.device | None = None,
+        keep: str = "head",
     ) -> EncodedBatch:
         """Encode texts into one padded batch; see :meth:`encode` for the arguments.
 
@@ -307,7 +316,9 @@ class Tokenizer:
         """
         import torch
 
-        ids, truncated = self.encode(texts, max_length=max_length, add_bos=add_bos, add_eos=add_eos)
+        ids, truncated = self.encode(
+            texts, max_length=max_length, add_bos=add_bos, add_eos=add_eos, keep=keep
+        )
         width = max((len(seq) for seq in ids), default=0)
         batch = torch.full((len(ids), width), PAD_ID, dtype=torch.long)  # (B, T)
         for row, seq in enumerate(ids):
