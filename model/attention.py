@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attn.model.dropout import dropout
+
 # A layer's key/value cache: "k" and "v" of shape (B, h, T_past, d_k).
 KVCache = dict[str, Tensor]
 
@@ -75,14 +77,17 @@ def scaled_dot_product_attention(
         out = F.dropout(weights, p=dropout_p) @ v  # (B, h, T_q, d_v)
         return out, weights
 
-    if t_q == 1 and q.device.type == "cpu" and dropout_p == 0.0:
-        # One query (a decoding step): SDPA's CPU kernel costs ~0.4 ms a call in set-up for
-        # what two small batched products do in a tenth of that. (A causal mask hides
-        # nothing from the last query.)
-        scores = q @ k.transpose(-2, -1) * (q.size(-1) ** -0.5)  # (B, h, 1, T_k)
+    if q.device.type == "cpu" and (t_q == 1 or dropout_p > 0.0):
+        # Two batched products on the CPU where SDPA is slow there. One query (a decoding
+        # step): its kernel costs ~0.4 ms a call in set-up, ten times the products. Dropout
+        # (training): its fused kernel refuses dropout, and its fallback draws the mask with
+        # `bernoulli_`; the byte mask of `dropout` is several times cheaper.
+        scores = q @ k.transpose(-2, -1) * (q.size(-1) ** -0.5)  # (B, h, T_q, T_k)
+        if sdpa_causal and t_q > 1:
+            mask = causal_mask(t_q, t_k, q.device)  # (A causal mask hides nothing from one query.)
         if mask is not None:
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        out = scores.softmax(dim=-1) @ v  # (B, h, 1, d_v)
+        out = dropout(scores.softmax(dim=-1), dropout_p, training=True) @ v  # (B, h, T_q, d_v)
     else:
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=sdpa_causal

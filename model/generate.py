@@ -136,21 +136,26 @@ def _next_log_probs(
     limits: Tensor,
     shortest: int,
     no_repeat_ngram: int,
-) -> Tensor:
-    """Log-probabilities of the next piece, with forbidden pieces at -inf.
+) -> tuple[Tensor, Tensor]:
+    """Scores of the next piece: logits with forbidden pieces at -inf, and the log of the
+    softmax's normalizer, so that a piece's log-probability is `logits - lse`.
 
+    The caller picks its best pieces from the logits and normalizes only those: a full
+    log-softmax would write a (rows x vocabulary) tensor at every step only to be searched.
     PAD and BOS are never generated; rows that reached their length limit may only end (EOS);
     `no_repeat_ngram` blocks pieces that would repeat an n-gram. `shortest` is the smallest of
     `limits`, kept by the caller as a Python int, so that no step waits on the device to ask.
 
-    Shape: seqs (R, t + 1) BOS first; memory (R, S, d); limits (R,); returns (R, V) float32.
+    Shape: seqs (R, t + 1) BOS first; memory (R, S, d); limits (R,); returns logits (R, V)
+    and lse (R, 1), float32.
     """
     c = model.config
     if cache is None:
         logits = model.decode(seqs, memory, src_mask)[:, -1]  # (R, V)
     else:
         logits = model.decode(seqs[:, -1:], memory, src_mask, cache)[:, -1]  # (R, V)
-    logp = F.log_softmax(logits.float(), dim=-1)  # (R, V)
+    logp = logits.float()  # (R, V), changed in place below (the model output is not kept)
+    lse = logp.logsumexp(-1, keepdim=True)  # (R, 1)
     # Scalar indices and masked_fill_: no index tensor copied to the device, no sync per step.
     logp[:, c.pad_id] = -torch.inf
     logp[:, c.bos_id] = -torch.inf
@@ -161,7 +166,7 @@ def _next_log_probs(
         eos_logp = logp[:, c.eos_id].clone()  # (R,)
         logp.masked_fill_(at_limit[:, None], -torch.inf)
         logp[:, c.eos_id] = eos_logp
-    return logp
+    return logp, lse
 
 
 def _block_repeats(logp: Tensor, generated: Tensor, n: int) -> None:
@@ -212,11 +217,11 @@ def greedy_search(
     out_logprob = torch.zeros(b, device=device)
     out_length = torch.zeros(b, dtype=torch.long, device=device)
     for t in range(width):
-        logp = _next_log_probs(
+        logits, lse = _next_log_probs(
             model, seqs, memory, src_mask, cache, t, limits, shortest, options.no_repeat_ngram
         )
-        step_logp, token = logp.max(-1)  # (R,)
-        logprob = logprob + step_logp
+        best, token = logits.max(-1)  # (R,)
+        logprob = logprob + (best - lse.squeeze(1))
         seqs = torch.cat([seqs, token[:, None]], dim=1)  # (R, t + 2)
         done = token == c.eos_id  # (R,)
         if not bool(done.any()):
@@ -292,14 +297,17 @@ def beam_search(
     on_gpu = device.type != "cpu"
     for t in range(width - 1):
         bb = rows.numel()
-        logp = _next_log_probs(
+        logits, lse = _next_log_probs(
             model, seqs, memory, src_mask, cache, t, row_limits, shortest, options.no_repeat_ngram
-        )  # (R, V)
-        vocab = logp.size(1)
+        )  # (R, V), (R, 1)
         first_row = torch.arange(bb, device=device)[:, None] * k  # (B', 1): row of beam 0
-        cand = (beam_logprob.view(-1, 1) + logp).view(bb, k * vocab)  # (B', k*V)
+        # The best 2k extensions of a sentence are among the best 2k of each of its beams.
+        per_row = min(2 * k, logits.size(1))
+        row_best, row_token = logits.topk(per_row, dim=1)  # (R, per_row)
+        cand = (beam_logprob.view(-1, 1) + (row_best - lse)).view(bb, k * per_row)
         top_logprob, top_index = cand.topk(2 * k, dim=1)  # (B', 2k)
-        origin, token = top_index // vocab, top_index % vocab  # (B', 2k)
+        origin = top_index // per_row  # (B', 2k): the beam each extension continues
+        token = row_token.view(bb, k * per_row).gather(1, top_index)  # (B', 2k)
         is_eos = token == c.eos_id
 
         # Finished: EOS among the best k joins the n-best list of its sentence.

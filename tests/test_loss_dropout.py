@@ -59,3 +59,24 @@ def test_cpu_dropout_follows_the_seed_and_is_off_in_eval() -> None:
     assert torch.equal(dropout(x, 0.0, training=True), x)
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(1.5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_dropout_on_cpu_drops_weights_with_the_byte_mask(causal: bool) -> None:
+    from attn.model.attention import scaled_dot_product_attention
+    from attn.model.dropout import random_bytes
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 6, 8, requires_grad=True) for _ in range(3))
+    mask = torch.ones(2, 1, 1, 6, dtype=torch.bool)
+    mask[1, ..., 4:] = False  # the second sequence: 2 padded keys
+    # The reference: the weights without dropout, then the mask drawn from the same seed.
+    _, weights = scaled_dot_product_attention(q, k, v, mask, causal=causal, need_weights=True)
+    torch.manual_seed(7)
+    keep = random_bytes(weights.shape, weights.device) >= 64  # p = 0.25 = 64/256
+    expected = (weights * keep * (256 / 192)) @ v
+    torch.manual_seed(7)
+    out, _ = scaled_dot_product_attention(q, k, v, mask, causal=causal, dropout_p=0.25)
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (q, k, v))
