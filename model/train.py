@@ -307,6 +307,14 @@ class _Dist:
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
         return [bool(v) for v in t.tolist()]
 
+    def gather(self, value: Any) -> list[Any]:
+        """`value` from every rank, in rank order (one item without torchrun)."""
+        if not self.enabled:
+            return [value]
+        values: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(values, value)
+        return values
+
     def from_main(self, value: bool, device: torch.device) -> bool:
         """Rank 0's `value`, on every rank."""
         if not self.enabled:
@@ -834,8 +842,10 @@ class _Run:
         if stopped != "interrupted" and self.validated_step != self.step:
             if self._validate_and_save(len(batches)) and stopped is None:
                 stopped = "early_stopping"
-        elif stopped == "interrupted" and self.dist.main:
-            save_last(self.dir, self.model, self._state())
+        elif stopped == "interrupted":
+            rngs = self.dist.gather(rng_state())
+            if self.dist.main:
+                save_last(self.dir, self.model, self._state(rngs))
         self.dist.barrier()
         return stopped
 
@@ -913,6 +923,7 @@ class _Run:
         """Validate on rank 0, keep best and last; returns whether to stop early (all ranks)."""
         stop = False
         self.validated_step = self.step
+        rngs = self.dist.gather(rng_state())  # validation draws nothing at random
         if self.dist.main:
             self.emit({"event": "stage", "message": f"validating at step {self.step}"})
             scores = self._validate()
@@ -940,7 +951,7 @@ class _Run:
             if improved:
                 save_weights(self.model, self.dir / WEIGHTS)
                 self._write_config()
-            save_last(self.dir, self.model, self._state())
+            save_last(self.dir, self.model, self._state(rngs))
             if self.settings.keep_checkpoints:
                 save_step_checkpoint(
                     self.dir, self.model, self.step, self.settings.keep_checkpoints
@@ -1014,7 +1025,8 @@ class _Run:
 
     # --- checkpoints ---------------------------------------------------------------------
 
-    def _state(self) -> dict[str, Any]:
+    def _state(self, rngs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """What resuming needs; `rngs`: every rank's random generators, in rank order."""
         state: dict[str, Any] = {
             "step": self.step,
             "epoch": self.epoch,
@@ -1029,6 +1041,7 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else {},
             "rng": rng_state(),
+            "rng_ranks": rngs or [rng_state()],
         }
         return state
 
@@ -1052,10 +1065,11 @@ class _Run:
             setattr(self, name, state[name])
         if state["batch_seed"] != self.settings.seed:
             raise TrainError(f"seed is fixed when resuming (the run used {state['batch_seed']})")
-        if self.dist.world == state["world_size"] and not self.dist.enabled:
-            set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks") or [state["rng"]]
+        if self.dist.world == state["world_size"] == len(ranks):
+            set_rng_state(ranks[self.dist.rank])  # each rank's own dropout stream goes on
         else:
-            # Per-rank dropout streams are not saved; continue with fresh, seeded ones.
+            # Another number of processes: fresh, seeded streams.
             torch.manual_seed(self.settings.seed + self.dist.rank + self.step)
         if self.dist.main:
             self._truncate_metrics()

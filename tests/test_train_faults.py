@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from test_train import slice_translate
 
 from attn.model.checkpoint import load_model
@@ -103,12 +104,10 @@ def test_kill_9_never_leaves_a_broken_model_dir(tmp_path, delay):
     load_model(model, task="translate")
 
 
-@pytest.mark.slow
-def test_torchrun_two_processes_gloo(tmp_path):
-    data, model = slice_translate(tmp_path), tmp_path / "m"
+def torchrun(*attn_args: str) -> str:
+    """`attn ...` as two gloo processes under torchrun; returns its stderr."""
     cmd = [
-        str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "attn",
-        *args(data, model, "--device", "cpu", "--max-steps", "30", "--val-every", "10")[1:],
+        str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "attn", *attn_args
     ]  # fmt: skip
     # Its own process group, so that a hang cannot leave orphaned workers behind.
     proc = subprocess.Popen(
@@ -121,6 +120,15 @@ def test_torchrun_two_processes_gloo(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, err[-3000:]
+    return err
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo(tmp_path):
+    data, model = slice_translate(tmp_path), tmp_path / "m"
+    err = torchrun(
+        *args(data, model, "--device", "cpu", "--max-steps", "30", "--val-every", "10")[1:]
+    )
     # One writer: one summary, one line per validation, one set of files, no leftovers.
     assert err.count("Done (") == 1, err
     assert " x2" in err
@@ -139,3 +147,23 @@ def test_torchrun_two_processes_gloo(tmp_path):
     config = json.loads((model / "config.json").read_text(encoding="utf-8"))
     assert config["best"]["step"] is not None
     load_model(model, task="translate")
+
+
+@pytest.mark.slow
+def test_torchrun_resume_continues_every_rank_exactly(tmp_path):
+    """Each rank's dropout stream is saved: 6 + 6 steps give the weights of 12 in one run."""
+    data = slice_translate(tmp_path)
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    common = ("--device", "cpu", "--val-every", "6")
+    torchrun(*args(data, whole, *common, "--max-steps", "12")[1:])
+    torchrun(*args(data, split, *common, "--max-steps", "6")[1:])
+    state = torch.load(split / "last" / "trainer_state.pt", weights_only=True)
+    assert len(state["rng_ranks"]) == 2
+    assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])
+    torchrun("train", "translate", "--model-dir", str(split), "--resume", "--max-steps", "12",
+             "--threads", "1", "--device", "cpu")  # fmt: skip
+    a = load_file(whole / "last" / "model.safetensors")
+    b = load_file(split / "last" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
