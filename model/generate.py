@@ -216,6 +216,7 @@ def greedy_search(
     out_tokens = torch.full((b, width), c.pad_id, dtype=torch.long, device=device)
     out_logprob = torch.zeros(b, device=device)
     out_length = torch.zeros(b, dtype=torch.long, device=device)
+    on_gpu = device.type != "cpu"
     for t in range(width):
         logits, lse = _next_log_probs(
             model, seqs, memory, src_mask, cache, t, limits, shortest, options.no_repeat_ngram
@@ -226,15 +227,18 @@ def greedy_search(
         done = token == c.eos_id  # (R,)
         if not bool(done.any()):
             continue
-        finished = rows[done]
-        out_tokens[finished, : t + 1] = seqs[done, 1:]
-        out_logprob[finished] = logprob[done]
+        # Index tensors, not boolean masks: each boolean index would wait for the device.
+        ended = done.nonzero().squeeze(1)  # (D,)
+        finished = rows[ended]
+        out_tokens[finished, : t + 1] = seqs[ended, 1:]
+        out_logprob[finished] = logprob[ended]
         out_length[finished] = t + 1
         keep = (~done).nonzero().squeeze(1)  # (R',)
         if keep.numel() == 0:
             break
         seqs, logprob, rows, limits = seqs[keep], logprob[keep], rows[keep], limits[keep]
-        shortest = int(limits.min())
+        if not on_gpu:  # a stale (smaller) value only applies the length limit early
+            shortest = int(limits.min())
         memory, src_mask = memory.index_select(0, keep), src_mask.index_select(0, keep)
         if cache is not None:
             reorder_cache(cache, keep)
@@ -337,15 +341,17 @@ def beam_search(
         bound = live_logprob[:, 0] / length_penalty(limits[rows].float() + 1.0, alpha)  # (B',)
         done = fin_score[:, -1] >= bound  # (B',)
         if bool(done.any()):
-            finished = rows[done]
-            out_score[finished], out_logprob[finished] = fin_score[done], fin_logprob[done]
-            out_tokens[finished] = fin_tokens[done]
+            ended = done.nonzero().squeeze(1)  # (D,): index tensors, as in greedy_search
+            finished = rows[ended]
+            out_score[finished], out_logprob[finished] = fin_score[ended], fin_logprob[ended]
+            out_tokens[finished] = fin_tokens[ended]
             keep = (~done).nonzero().squeeze(1)  # (B'',)
             if keep.numel() == 0:
                 break
             rows, parent, next_token = rows[keep], parent[keep], next_token[keep]
             row_limits = limits[rows].repeat_interleave(k)  # (R,)
-            shortest = int(limits[rows].min())
+            if not on_gpu:
+                shortest = int(limits[rows].min())
             live_logprob, fin_score = live_logprob[keep], fin_score[keep]
             fin_logprob, fin_tokens = fin_logprob[keep], fin_tokens[keep]
             kept_rows = (keep[:, None] * k + beam_offsets).view(-1)  # (B''*k,)
