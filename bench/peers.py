@@ -126,7 +126,7 @@ def peers_translation(threads: int) -> dict:
         "OMP_NUM_THREADS": str(threads),
         "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
     }
-    out: dict = {"checkpoint": str(ckpt)}
+    out: dict = {"checkpoint": f"shared/peers/mt/train.sh: {ckpt.name}"}
     for beam, name in ((4, "beam 4"), (1, "greedy")):
         log = subprocess.run(
             [
