@@ -126,7 +126,7 @@ def generate(
     return beam_search(model, src, src_mask, limits, options, use_cache=use_cache)
 
 
-def _next_log_probs(
+def _next_scores(
     model: Transformer,
     seqs: Tensor,
     memory: Tensor,
@@ -218,7 +218,7 @@ def greedy_search(
     out_length = torch.zeros(b, dtype=torch.long, device=device)
     on_gpu = device.type != "cpu"
     for t in range(width):
-        logits, lse = _next_log_probs(
+        logits, lse = _next_scores(
             model, seqs, memory, src_mask, cache, t, limits, shortest, options.no_repeat_ngram
         )
         best, token = logits.max(-1)  # (R,)
@@ -301,7 +301,7 @@ def beam_search(
     on_gpu = device.type != "cpu"
     for t in range(width - 1):
         bb = rows.numel()
-        logits, lse = _next_log_probs(
+        logits, lse = _next_scores(
             model, seqs, memory, src_mask, cache, t, row_limits, shortest, options.no_repeat_ngram
         )  # (R, V), (R, 1)
         first_row = torch.arange(bb, device=device)[:, None] * k  # (B', 1): row of beam 0
