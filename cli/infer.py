@@ -88,7 +88,7 @@ Int8Opt = Annotated[
 ]
 BatchSizeOpt = Annotated[
     int | None,
-    typer.Option(help="Texts per batch [default: 32, sentiment 64; 8 times that on a GPU].", min=1),
+    typer.Option(help="Texts per batch (default: 32, sentiment 64; 8 times that on a GPU).", min=1),
 ]
 BatchTokensOpt = Annotated[
     int | None,
