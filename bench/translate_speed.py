@@ -104,22 +104,19 @@ def count_syncs(device: str) -> Iterator[list]:
     found.extend(w for w in caught if "synchroniz" in str(w.message))
 
 
+def translate_command(model_dir: Path, threads: int, device: str, *extra: str) -> list[str]:
+    """`attn translate` with the model, thread count and device of the benchmark."""
+    cmd = [ATTN, "translate", "-m", str(model_dir), "--threads", str(threads), "--device", device]
+    return [*cmd, *extra]
+
+
 def first_output_latency(model_dir: Path, threads: int, device: str, repeats: int = 3) -> float:
     """Median wall time of `echo x | attn translate -m DIR` (start-up, load, one sentence)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         subprocess.run(
-            [
-                ATTN,
-                "translate",
-                "-m",
-                str(model_dir),
-                "--threads",
-                str(threads),
-                "--device",
-                device,
-            ],
+            translate_command(model_dir, threads, device),
             input="x\n",
             capture_output=True,
             text=True,
@@ -133,17 +130,7 @@ def whole_run(model_dir: Path, source: Path, threads: int, device: str) -> dict:
     """`attn translate FILE` (beam 4) as a user runs it: wall time and the child's peak RSS."""
     start = time.perf_counter()
     subprocess.run(
-        [
-            ATTN,
-            "translate",
-            "-m",
-            str(model_dir),
-            "--threads",
-            str(threads),
-            "--device",
-            device,
-            str(source),
-        ],
+        translate_command(model_dir, threads, device, str(source)),
         capture_output=True,
         check=True,
     )
