@@ -154,19 +154,19 @@ def _next_scores(
         logits = model.decode(seqs, memory, src_mask)[:, -1]  # (R, V)
     else:
         logits = model.decode(seqs[:, -1:], memory, src_mask, cache)[:, -1]  # (R, V)
-    logp = logits.float()  # (R, V), changed in place below (the model output is not kept)
-    lse = logp.logsumexp(-1, keepdim=True)  # (R, 1)
+    scores = logits.float()  # (R, V), changed in place below (the model output is not kept)
+    lse = scores.logsumexp(-1, keepdim=True)  # (R, 1)
     # Scalar indices and masked_fill_: no index tensor copied to the device, no sync per step.
-    logp[:, c.pad_id] = -torch.inf
-    logp[:, c.bos_id] = -torch.inf
+    scores[:, c.pad_id] = -torch.inf
+    scores[:, c.bos_id] = -torch.inf
     if no_repeat_ngram:
-        _block_repeats(logp, seqs[:, 1:], no_repeat_ngram)
+        _block_repeats(scores, seqs[:, 1:], no_repeat_ngram)
     if t >= shortest:
         at_limit = limits <= t  # (R,)
-        eos_logp = logp[:, c.eos_id].clone()  # (R,)
-        logp.masked_fill_(at_limit[:, None], -torch.inf)
-        logp[:, c.eos_id] = eos_logp
-    return logp, lse
+        eos_score = scores[:, c.eos_id].clone()  # (R,)
+        scores.masked_fill_(at_limit[:, None], -torch.inf)
+        scores[:, c.eos_id] = eos_score
+    return scores, lse
 
 
 def _block_repeats(logp: Tensor, generated: Tensor, n: int) -> None:

@@ -1040,7 +1040,6 @@ class _Run:
             "world_size": self.dist.world,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else {},
-            "rng": rng_state(),
             "rng_ranks": rngs or [rng_state()],
         }
         return state
@@ -1065,6 +1064,7 @@ class _Run:
             setattr(self, name, state[name])
         if state["batch_seed"] != self.settings.seed:
             raise TrainError(f"seed is fixed when resuming (the run used {state['batch_seed']})")
+        # "rng": the one state that checkpoints written before "rng_ranks" hold.
         ranks = state.get("rng_ranks") or [state["rng"]]
         if self.dist.world == state["world_size"] == len(ranks):
             set_rng_state(ranks[self.dist.rank])  # each rank's own dropout stream goes on
