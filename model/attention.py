@@ -21,6 +21,10 @@ from torch import Tensor, nn
 
 from attn.model.dropout import dropout
 
+# Up to this many queries per row (a decoding step, the beams of one sentence), attention on
+# the CPU is two batched products instead of SDPA.
+_FEW_QUERIES = 16
+
 # A layer's key/value cache: "k" and "v" of shape (B, h, T_past, d_k).
 KVCache = dict[str, Tensor]
 
@@ -77,8 +81,8 @@ def scaled_dot_product_attention(
         out = F.dropout(weights, p=dropout_p) @ v  # (B, h, T_q, d_v)
         return out, weights
 
-    if q.device.type == "cpu" and (t_q == 1 or dropout_p > 0.0):
-        # Two batched products on the CPU where SDPA is slow there. One query (a decoding
+    if q.device.type == "cpu" and (t_q <= _FEW_QUERIES or dropout_p > 0.0):
+        # Two batched products on the CPU where SDPA is slow there. A few queries (a decoding
         # step): its kernel costs ~0.4 ms a call in set-up, ten times the products. Dropout
         # (training): its fused kernel refuses dropout, and its fallback draws the mask with
         # `bernoulli_`; the byte mask of `dropout` is several times cheaper.
@@ -163,8 +167,11 @@ class MultiHeadAttention(nn.Module):
                 # without copying the whole cache each time.
                 k, v = k.contiguous(), v.contiguous()
                 cache["k"], cache["v"] = k, v
+        # Beam search keeps one memory per sentence for its `groups` beams: their queries
+        # attend together, one product per sentence and head.
+        groups = q.size(0) // k.size(0)
         out, weights = scaled_dot_product_attention(
-            q,
+            _fold_groups(q, groups),
             k,
             v,
             mask,
@@ -172,6 +179,27 @@ class MultiHeadAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             need_weights=need_weights,
         )
+        out = _unfold_groups(out, groups)
+        if weights is not None:
+            weights = _unfold_groups(weights, groups)
         b, _, t_q, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t_q, self.d_model)  # (B, T_q, d_model)
         return self.out_proj(out), weights
+
+
+def _fold_groups(x: Tensor, groups: int) -> Tensor:
+    """Stack the queries of each run of `groups` batch rows. Shape: (B*g, h, T, d) -> (B, h, g*T, d)."""
+    if groups == 1:
+        return x
+    bg, h, t, d = x.shape
+    x = x.view(bg // groups, groups, h, t, d).transpose(1, 2)  # (B, h, g, T, d)
+    return x.reshape(bg // groups, h, groups * t, d)
+
+
+def _unfold_groups(x: Tensor, groups: int) -> Tensor:
+    """Undo `_fold_groups`. Shape: (B, h, g*T, d) -> (B*g, h, T, d)."""
+    if groups == 1:
+        return x
+    b, h, gt, d = x.shape
+    x = x.view(b, h, groups, gt // groups, d).transpose(1, 2)  # (B, g, h, T, d)
+    return x.reshape(b * groups, h, gt // groups, d)

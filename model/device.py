@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import sys
+
 import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+_allocator_tuned = False
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -36,3 +41,26 @@ def resolve_device(name: str = "auto") -> torch.device:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+def keep_freed_memory() -> None:
+    """Let glibc's malloc keep freed blocks of a few MB for reuse (Linux; elsewhere a no-op).
+
+    A decoding step frees and allocates tensors of a few MB (logits over the vocabulary, the
+    key/value cache). By default glibc maps such blocks fresh and gives them back when freed,
+    so every step pays page faults: about a tenth of a beam search on the CPU. With fixed
+    thresholds blocks below 32 MB come from the heap, and up to 256 MB of freed heap stays
+    with the process (peak memory is unchanged: what is kept is reused).
+    """
+    global _allocator_tuned
+    if _allocator_tuned or not sys.platform.startswith("linux"):
+        return
+    _allocator_tuned = True
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    mallopt(m_mmap_threshold, 32 << 20)
+    mallopt(m_trim_threshold, 256 << 20)
+    mallopt(m_top_pad, 16 << 20)

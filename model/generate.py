@@ -146,8 +146,8 @@ def _next_scores(
     `no_repeat_ngram` blocks pieces that would repeat an n-gram. `shortest` is the smallest of
     `limits`, kept by the caller as a Python int, so that no step waits on the device to ask.
 
-    Shape: seqs (R, t + 1) BOS first; memory (R, S, d); limits (R,); returns logits (R, V)
-    and lse (R, 1), float32.
+    Shape: seqs (R, t + 1) BOS first, R = B x beams; memory (B, S, d); limits (R,); returns
+    logits (R, V) and lse (R, 1), float32.
     """
     c = model.config
     if cache is None:
@@ -167,6 +167,38 @@ def _next_scores(
         scores.masked_fill_(at_limit[:, None], -torch.inf)
         scores[:, c.eos_id] = eos_score
     return scores, lse
+
+
+# Columns are split into this many strided groups for `top_columns` (a power of two keeps the
+# group maxima a vectorized reduction).
+_GROUPS = 128
+
+
+def top_columns(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k largest scores of each row and their columns, as `scores.topk(k, dim=1)`.
+
+    On the CPU, `topk` (and `max` with indices) walks every element of a row serially, a
+    millisecond a decoding step at 8k pieces. Here the columns are dealt into `_GROUPS` strided
+    groups: a row's best k lie in its k groups with the highest maxima, so a vectorized
+    maximum over groups, a topk over the group maxima and one over the k chosen groups find
+    them. Same values and columns (ties aside); other devices call topk directly.
+
+    Shape: scores (R, V); returns values and columns (R, k), best first.
+    """
+    rows, vocab = scores.shape
+    size = vocab // _GROUPS  # columns of a group; the last vocab % _GROUPS columns join all
+    if scores.device.type != "cpu" or size == 0 or 4 * k * size > vocab:
+        return scores.topk(k, dim=1)  # (also where the chosen groups would hold much of a row)
+    body = size * _GROUPS
+    group_max = scores[:, :body].view(rows, size, _GROUPS).amax(1)  # (R, G)
+    groups = group_max.topk(k, dim=1).indices  # (R, k)
+    steps = torch.arange(0, body, _GROUPS, device=scores.device)  # (size,)
+    columns = (groups[:, :, None] + steps).view(rows, k * size)  # (R, k * size)
+    if body < vocab:
+        rest = torch.arange(body, vocab, device=scores.device).expand(rows, -1)
+        columns = torch.cat([columns, rest], dim=1)
+    values, pick = scores.gather(1, columns).topk(k, dim=1)  # (R, k)
+    return values, columns.gather(1, pick)
 
 
 def _block_repeats(logp: Tensor, generated: Tensor, n: int) -> None:
@@ -221,7 +253,7 @@ def greedy_search(
         logits, lse = _next_scores(
             model, seqs, memory, src_mask, cache, t, limits, shortest, options.no_repeat_ngram
         )
-        best, token = logits.max(-1)  # (R,)
+        best, token = (x.squeeze(1) for x in top_columns(logits, 1))  # (R,)
         logprob = logprob + (best - lse.squeeze(1))
         seqs = torch.cat([seqs, token[:, None]], dim=1)  # (R, t + 2)
         done = token == c.eos_id  # (R,)
@@ -279,8 +311,8 @@ def beam_search(
     c = model.config
     k, n_best, alpha = options.beam, options.n_best, options.length_penalty
     b, device = src.size(0), src.device
-    memory = model.encode(src, src_mask).repeat_interleave(k, 0)  # (B*k, S, d)
-    src_mask = src_mask.repeat_interleave(k, 0)  # (B*k, S)
+    # One memory per sentence: cross-attention groups the queries of its k beams.
+    memory = model.encode(src, src_mask)  # (B', S, d)
     cache = model.new_cache() if use_cache else None
     width = int(limits.max()) + 2  # BOS, at most `limit` pieces, EOS
     seqs = torch.full((b * k, 1), c.bos_id, dtype=torch.long, device=device)  # (R, t + 1)
@@ -295,7 +327,6 @@ def beam_search(
     out_score = torch.full((b, n_best), -torch.inf, device=device)
     out_logprob = torch.zeros(b, n_best, device=device)
     out_tokens = torch.full((b, n_best, width), c.pad_id, dtype=torch.long, device=device)
-    beam_offsets = torch.arange(k, device=device)  # (k,)
     row_limits = limits.repeat_interleave(k)  # (R,)
     shortest = int(limits.min())
     on_gpu = device.type != "cpu"
@@ -307,7 +338,7 @@ def beam_search(
         first_row = torch.arange(bb, device=device)[:, None] * k  # (B', 1): row of beam 0
         # The best 2k extensions of a sentence are among the best 2k of each of its beams.
         per_row = min(2 * k, logits.size(1))
-        row_best, row_token = logits.topk(per_row, dim=1)  # (R, per_row)
+        row_best, row_token = top_columns(logits, per_row)  # (R, per_row)
         cand = (beam_logprob.view(-1, 1) + (row_best - lse)).view(bb, k * per_row)
         top_logprob, top_index = cand.topk(2 * k, dim=1)  # (B', 2k)
         origin = top_index // per_row  # (B', 2k): the beam each extension continues
@@ -354,15 +385,11 @@ def beam_search(
                 shortest = int(limits[rows].min())
             live_logprob, fin_score = live_logprob[keep], fin_score[keep]
             fin_logprob, fin_tokens = fin_logprob[keep], fin_tokens[keep]
-            kept_rows = (keep[:, None] * k + beam_offsets).view(-1)  # (B''*k,)
-            memory, src_mask = (
-                memory.index_select(0, kept_rows),
-                src_mask.index_select(0, kept_rows),
-            )
+            memory, src_mask = memory.index_select(0, keep), src_mask.index_select(0, keep)
             if cache is not None:
-                # Cross-attention keys/values are equal across the beams of a sentence, so
-                # only dropping sentences touches them; the self-attention cache follows parents.
-                reorder_cache([{"cross": layer["cross"]} for layer in cache], kept_rows)
+                # Cross-attention keys/values (one per sentence) change only when sentences
+                # leave; the self-attention cache follows the parents below.
+                reorder_cache([{"cross": layer["cross"]} for layer in cache], keep)
         parent = parent.view(-1)  # (R,)
         seqs = torch.cat([seqs.index_select(0, parent), next_token.view(-1, 1)], dim=1)
         beam_logprob = live_logprob

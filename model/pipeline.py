@@ -169,7 +169,7 @@ class _Pipeline:
                 model of another task.
             ValueError: the device is unknown or unavailable.
         """
-        from attn.model.device import resolve_device
+        from attn.model.device import keep_freed_memory, resolve_device
         from attn.model.home import default_model_dir
 
         if threads is not None:
@@ -177,6 +177,8 @@ class _Pipeline:
                 raise ValueError(f"threads must be >= 1, got {threads}")
             torch.set_num_threads(threads)
         resolved = resolve_device(device)
+        if resolved.type == "cpu":
+            keep_freed_memory()
         if model_dir is None:
             model_dir = default_model_dir(cls.task)
             if not (model_dir / CONFIG).is_file():

@@ -468,13 +468,15 @@ def train(
         attn.data.DataError: unreadable data or no examples.
         attn.model.checkpoint.ModelError: a damaged checkpoint on resume.
     """
-    from attn.model.device import resolve_device
+    from attn.model.device import keep_freed_memory, resolve_device
 
     if threads is not None:
         torch.set_num_threads(threads)
     dist = _start_distributed(device)
     try:
         target = resolve_device(device)
+        if target.type == "cpu":
+            keep_freed_memory()
         if dist.enabled and target.type == "cuda":
             target = torch.device("cuda", dist.local_rank)
         run = _Run(

@@ -158,6 +158,28 @@ def test_cache_appends_self_attention_keys_and_reuses_cross_attention_keys():
     torch.testing.assert_close(first, again)
 
 
+@pytest.mark.parametrize("t_q", [1, 3])
+def test_beams_sharing_one_memory_equal_a_memory_per_beam(t_q):
+    """Beam search passes one memory per sentence for its k beams (queries grouped)."""
+    torch.manual_seed(3)
+    mha = MultiHeadAttention(16, 2).eval()
+    beams = 4
+    memory = torch.randn(3, 7, 16)  # (B, S, d)
+    valid = torch.arange(7)[None, :] < torch.tensor([7, 4, 1])[:, None]  # (B, S)
+    x = torch.randn(3 * beams, t_q, 16)  # (B * k, T_q, d): row i is a beam of sentence i // k
+    out, weights = mha(x, memory, valid[:, None, None, :], need_weights=True)
+    expected, expected_w = mha(
+        x,
+        memory.repeat_interleave(beams, 0),
+        valid.repeat_interleave(beams, 0)[:, None, None, :],
+        need_weights=True,
+    )
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(weights, expected_w, atol=1e-6, rtol=1e-5)
+    fast, _ = mha(x, memory, valid[:, None, None, :])
+    torch.testing.assert_close(fast, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_heads_must_divide_model_width():
     with pytest.raises(ValueError, match="divisible by n_heads, got 10 and 3"):
         MultiHeadAttention(10, 3)

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from attn.model.config import ModelConfig
-from attn.model.generate import GenerationOptions, Hypothesis, generate, length_penalty
+from attn.model.generate import (
+    GenerationOptions,
+    Hypothesis,
+    generate,
+    length_penalty,
+    top_columns,
+)
 from attn.model.transformer import Transformer
 
 PAD, BOS, EOS = 0, 2, 3
@@ -220,3 +226,19 @@ def test_invalid_options_are_refused():
         GenerationOptions(beam=2, n_best=3)
     with pytest.raises(ValueError, match="beam"):
         GenerationOptions(beam=0)
+
+
+@pytest.mark.parametrize("vocab", [8000, 8003, 1000, 300, 40])
+@pytest.mark.parametrize("k", [1, 2, 8])
+def test_top_columns_equals_topk(vocab, k):
+    """The grouped search finds what topk finds, also in rows that are mostly -inf."""
+    g = torch.Generator().manual_seed(vocab + k)
+    scores = torch.randn(37, vocab, generator=g) * 4
+    scores[:5, 3:] = -torch.inf  # rows at their length limit: a few finite scores
+    scores[5:9, :-2] = -torch.inf  # ... and the finite ones in the columns past the groups
+    values, columns = top_columns(scores, k)
+    expected_values, expected_columns = scores.topk(k, dim=1)
+    assert torch.equal(values, expected_values)
+    finite = expected_values > -torch.inf  # among -inf scores any column will do
+    assert torch.equal(columns[finite], expected_columns[finite])
+    assert torch.equal(scores.gather(1, columns), values)
