@@ -188,7 +188,10 @@ class MultiHeadAttention(nn.Module):
 
 
 def _fold_groups(x: Tensor, groups: int) -> Tensor:
-    """Stack the queries of each run of `groups` batch rows. Shape: (B*g, h, T, d) -> (B, h, g*T, d)."""
+    """Stack the queries of each run of `groups` batch rows.
+
+    Shape: (B*g, h, T, d) -> (B, h, g*T, d).
+    """
     if groups == 1:
         return x
     bg, h, t, d = x.shape
