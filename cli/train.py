@@ -274,7 +274,14 @@ def train(
     options = {k: v for k, v in given.items() if v is not None}
     try:
         if config is not None:
-            options = {**read_config_file(config), **options}
+            from_file = read_config_file(config)
+            if "set" in from_file and "set" in options:
+                # Field by field: --set dropout=0.2 keeps the file's other fields.
+                options["set"] = {
+                    **parse_overrides(from_file["set"]),
+                    **parse_overrides(options["set"]),
+                }
+            options = {**from_file, **options}
         options = _normalize(options)
     except ValueError as e:
         fail(str(e))

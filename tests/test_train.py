@@ -329,7 +329,7 @@ def test_cli_config_file_and_flags_win(tmp_path):
                 "vocab-size": 400,
                 "batch-tokens": 512,
                 "max-steps": 2,
-                "set": {"d_model": 64},
+                "set": {"d_model": 64, "dropout": 0.3},
                 "threads": 1,
             }
         ),
@@ -342,12 +342,16 @@ def test_cli_config_file_and_flags_win(tmp_path):
         str(tmp_path / "run.json"),
         "--max-steps",
         "3",
+        "--set",
+        "dropout=0.2",
         "--model-dir",
         str(model),
     )
     assert result.exit_code == 0, result.output
     config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    # --set wins field by field: the file's d_model stays, its dropout gives way.
     assert config["model"]["d_model"] == 64
+    assert config["model"]["dropout"] == 0.2
     assert config["train"]["max_steps"] == 3
 
 
