@@ -40,6 +40,9 @@ class ModelConfig:
         keep: which pieces of an input longer than max_length stay: "head" (the first ones)
             or "head+tail" (the first quarter and the last three quarters of the budget, for
             reviews whose verdict comes at the end).
+        ngram_buckets: sentiment: 0, or the size of a bag of pieces and piece pairs (hashed)
+            that a linear classifier reads beside the transformer; the model's answer is the
+            mean of the two log-probabilities. Must exceed twice the vocabulary.
         pad_id / bos_id / eos_id: special ids of the tokenizer.
     """
 
@@ -56,6 +59,7 @@ class ModelConfig:
     labels: tuple[str, ...] = field(default_factory=tuple)
     pooling: str = "mean"
     keep: str = "head"
+    ngram_buckets: int = 0
     pad_id: int = 0
     bos_id: int = 2
     eos_id: int = 3
@@ -91,6 +95,14 @@ class ModelConfig:
         _check_int("n_decoder_layers", self.n_decoder_layers, 0, 48)
         _check_int("d_ff", self.d_ff, 8, 65536)
         _check_int("max_length", self.max_length, 8, 16384)
+        _check_int("ngram_buckets", self.ngram_buckets, 0, 1 << 24)
+        if self.ngram_buckets and self.ngram_buckets < 2 * self.vocab_size:
+            raise ConfigError(
+                f"ngram_buckets must be 0 or at least twice vocab_size ({2 * self.vocab_size}),"
+                f" got {self.ngram_buckets}"
+            )
+        if self.ngram_buckets and self.task != "sentiment":
+            raise ConfigError(f"ngram_buckets is for sentiment models, not {self.task}")
         for name in ("pad_id", "bos_id", "eos_id"):
             _check_int(name, getattr(self, name), 0, self.vocab_size - 1)
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:

@@ -75,6 +75,10 @@ BETAS = (0.9, 0.98)
 EPS = 1e-9
 WEIGHT_DECAY = 0.01
 CLIP_NORM = 1.0
+# The bag of n-grams of a sentiment model (config.ngram_buckets) steps this many times the
+# learning rate: a linear model over sparse features, each seen in few examples, learns in
+# one epoch at 2e-2 where the transformer wants 1e-3.
+NGRAM_LR_SCALE = 20.0
 # Validation decodes at most this many examples (the loss uses the whole validation set).
 VAL_SAMPLE = 500
 # Training loss and throughput are reported (one host sync) every this many steps.
@@ -389,23 +393,28 @@ class _Objective(nn.Module):
     def forward(self, src: Tensor, tgt_in: Tensor, target: Tensor) -> Tensor:
         c = self.model.config
         if c.task == "sentiment":
-            logits = self.model.classify(src, src != c.pad_id)  # (B, C)
-        else:
-            states = self.model(src, tgt_in, hidden=True)  # (B, T, d_model)
-            if states.device.type == "cpu":
-                # Project only the positions that have a target: padding would cost a
-                # (vocab x d_model) product and a softmax over the vocabulary each. (On a
-                # GPU the boolean index would sync with the host, so padding is projected.)
-                keep = target != c.pad_id  # (B, T)
-                states, target = states[keep], target[keep]  # (N, d_model), (N,)
-            logits = self.model.project(states).flatten(0, -2)  # (N, V)
-            target = target.flatten()
-            if logits.device.type == "cpu":
-                return smoothed_cross_entropy(logits.float(), target, self.label_smoothing)
+            logits, bag = self.model.class_logits(src, src != c.pad_id)  # (B, C)
+            loss = self._cross_entropy(logits, target)
+            # The bag of n-grams learns from its own loss, as a second model would.
+            return loss if bag is None else loss + self._cross_entropy(bag, target)
+        states = self.model(src, tgt_in, hidden=True)  # (B, T, d_model)
+        if states.device.type == "cpu":
+            # Project only the positions that have a target: padding would cost a
+            # (vocab x d_model) product and a softmax over the vocabulary each. (On a
+            # GPU the boolean index would sync with the host, so padding is projected.)
+            keep = target != c.pad_id  # (B, T)
+            states, target = states[keep], target[keep]  # (N, d_model), (N,)
+        logits = self.model.project(states).flatten(0, -2)  # (N, V)
+        target = target.flatten()
+        if logits.device.type == "cpu":
+            return smoothed_cross_entropy(logits.float(), target, self.label_smoothing)
+        return self._cross_entropy(logits, target, ignore_index=c.pad_id)
+
+    def _cross_entropy(self, logits: Tensor, target: Tensor, ignore_index: int = -100) -> Tensor:
         return F.cross_entropy(
             logits.float(),
             target,
-            ignore_index=_ignored(c),
+            ignore_index=ignore_index,
             label_smoothing=self.label_smoothing,
             reduction="sum",
         )
@@ -636,12 +645,21 @@ class _Run:
             raise TrainError(f"bad model config: {e}") from None
 
     def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        rest = [p for p in model.parameters() if p.dim() < 2]
-        groups = [
+        named = [(n, p) for n, p in model.named_parameters() if not n.startswith("ngrams.")]
+        decay = [p for _, p in named if p.dim() >= 2]
+        rest = [p for _, p in named if p.dim() < 2]
+        groups: list[dict[str, Any]] = [
             {"params": decay, "weight_decay": WEIGHT_DECAY},
             {"params": rest, "weight_decay": 0.0},
         ]
+        if isinstance(model, Transformer) and model.ngrams is not None:
+            groups.append(
+                {
+                    "params": list(model.ngrams.parameters()),
+                    "weight_decay": WEIGHT_DECAY,
+                    "lr_scale": NGRAM_LR_SCALE,
+                }
+            )
         # Fused AdamW runs one kernel per step over all parameters (CPU and CUDA).
         try:
             return torch.optim.AdamW(groups, lr=self.settings.lr, betas=BETAS, eps=EPS, fused=True)
@@ -906,8 +924,9 @@ class _Run:
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             self.loss_sum += loss.detach()
             self.val_loss_sum += loss.detach()
+        lr = lr_at(self.step + 1, self.settings.lr, self.settings.warmup)
         for group_ in self.optimizer.param_groups:
-            group_["lr"] = lr_at(self.step + 1, self.settings.lr, self.settings.warmup)
+            group_["lr"] = lr * group_.get("lr_scale", 1.0)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIP_NORM)

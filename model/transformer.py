@@ -31,6 +31,9 @@ class AttentionRecord:
     weights: Tensor
 
 
+# Multiplier of the pair hash of the bag of n-grams (a prime; ids stay far below 2**63 / it).
+_PAIR_HASH = 1_000_003
+
 # Per decoder layer: the self-attention cache and the cross-attention (memory) cache.
 DecoderCache = list[dict[str, KVCache]]
 
@@ -162,6 +165,10 @@ class Transformer(nn.Module):
         else:
             self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.n_decoder_layers))
             self.decoder_norm = nn.LayerNorm(c.d_model)
+        # The bag-of-n-grams classifier beside the transformer (config.ngram_buckets).
+        self.ngrams = (
+            nn.EmbeddingBag(c.ngram_buckets, c.n_classes, mode="sum") if c.ngram_buckets else None
+        )
         # The output projection is the embedding matrix (tied); `quantize_int8` sets a
         # quantized copy here for inference.
         self.output_proj: nn.Module | None = None
@@ -169,7 +176,9 @@ class Transformer(nn.Module):
 
     def reset_parameters(self) -> None:
         for name, p in self.named_parameters():
-            if p.dim() > 1 and name != "embed.weight":
+            if name.startswith("ngrams."):
+                nn.init.zeros_(p)  # every class equally likely until features say otherwise
+            elif p.dim() > 1 and name != "embed.weight":
                 nn.init.xavier_uniform_(p)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
@@ -270,10 +279,27 @@ class Transformer(nn.Module):
     def classify(
         self, src: Tensor, src_mask: Tensor, attn: list[AttentionRecord] | None = None
     ) -> Tensor:
-        """Class logits from the encoder output pooled over the pieces (config.pooling).
+        """Class scores: the transformer's logits, or with `config.ngram_buckets` the mean of
+        its log-probabilities and those of the bag of n-grams (softmax gives probabilities
+        either way).
 
         Shape: src, src_mask (B, S) -> (B, n_classes).
         """
+        logits, bag = self.class_logits(src, src_mask, attn)
+        if bag is None:
+            return logits
+        return (logits.log_softmax(-1) + bag.log_softmax(-1)) / 2
+
+    def class_logits(
+        self, src: Tensor, src_mask: Tensor, attn: list[AttentionRecord] | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The two classifiers apart (training gives each its own loss): the logits of the
+        encoder output pooled over the pieces (config.pooling), and those of the bag of
+        n-grams (None without one).
+
+        Shape: src, src_mask (B, S) -> (B, n_classes) each.
+        """
+        bag = None if self.ngrams is None else self._ngram_logits(src, src_mask)
         memory = self.encode(src, src_mask, attn)  # (B, S, d_model)
         pooling = self.config.pooling
         pooled = []
@@ -283,7 +309,28 @@ class Transformer(nn.Module):
         if pooling in ("max", "mean+max"):
             masked = memory.masked_fill(~src_mask.unsqueeze(-1), -torch.inf)  # (B, S, d_model)
             pooled.append(masked.amax(1).clamp(min=torch.finfo(memory.dtype).min))
-        return self.classifier(self.emb_dropout(torch.cat(pooled, -1)))
+        return self.classifier(self.emb_dropout(torch.cat(pooled, -1))), bag
+
+    def _ngram_logits(self, src: Tensor, src_mask: Tensor) -> Tensor:
+        """A linear classifier over the set of pieces and adjacent piece pairs of each input.
+
+        A piece is its own bucket; a pair hashes into the buckets above the vocabulary. Each
+        distinct feature counts once, weighted 1 / sqrt(number of features), so long and
+        short inputs score on one scale.
+
+        Shape: src, src_mask (B, S) -> (B, n_classes).
+        """
+        c = self.config
+        span = c.ngram_buckets - c.vocab_size
+        pairs = (src[:, :-1] * _PAIR_HASH + src[:, 1:]) % span + c.vocab_size  # (B, S - 1)
+        pairs = pairs.masked_fill(~(src_mask[:, :-1] & src_mask[:, 1:]), 0)
+        features = torch.cat([src.masked_fill(~src_mask, 0), pairs], dim=1)  # (B, F)
+        features = features.sort(dim=1).values  # 0 (padding) marks no feature
+        fresh = torch.ones_like(features, dtype=torch.bool)
+        fresh[:, 1:] = features[:, 1:] != features[:, :-1]  # first of equal features
+        weights = (fresh & (features != 0)).to(self.ngrams.weight.dtype)  # (B, F)
+        weights = weights / weights.sum(1, keepdim=True).clamp(min=1.0).sqrt()
+        return self.ngrams(features, per_sample_weights=weights)  # (B, C)
 
 
 def reorder_cache(cache: DecoderCache, index: Tensor) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -91,6 +92,30 @@ def test_pooling_reads_only_real_pieces(pooling):
     torch.testing.assert_close(logits[0], expected, atol=1e-5, rtol=1e-5)
     alone = model.classify(src[:1, :4], mask[:1, :4])
     torch.testing.assert_close(logits[:1], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_bag_of_ngrams_counts_each_distinct_piece_and_pair_once():
+    buckets = 4 * V
+    model = _model(
+        task="sentiment", labels=("neg", "pos"), n_decoder_layers=0, ngram_buckets=buckets
+    )
+    with torch.no_grad():
+        model.ngrams.weight.copy_(
+            torch.randn(buckets, 2, generator=torch.Generator().manual_seed(0))
+        )
+    rows = [[5, 6, 5, 6, 7, EOS], [8, 9, EOS]]
+    src = _ids(rows[0], rows[1] + [PAD] * 3)  # (2, 6)
+    mask = src != PAD
+    for row, logits in zip(rows, model._ngram_logits(src, mask), strict=True):
+        pairs = {(a * 1_000_003 + b) % (buckets - V) + V for a, b in itertools.pairwise(row)}
+        features = set(row) | pairs  # [5, 6, 5, 6] repeats the piece 5 and the pair (5, 6)
+        expected = model.ngrams.weight[sorted(features)].sum(0) / len(features) ** 0.5
+        torch.testing.assert_close(logits, expected)
+    # The answer is the mean of the two classifiers' log-probabilities.
+    logits, bag = model.class_logits(src, mask)
+    combined = model.classify(src, mask)
+    torch.testing.assert_close(combined, (logits.log_softmax(-1) + bag.log_softmax(-1)) / 2)
+    torch.testing.assert_close(combined[1:], model.classify(src[1:, :3], mask[1:, :3]))
 
 
 def test_incremental_decoding_with_cache_equals_full_recomputation():
@@ -209,6 +234,8 @@ def test_config_json_round_trip(tmp_path):
         ({"task": "sentiment", "labels": ("only",)}, "at least 2 labels"),
         ({"pooling": "sum"}, "pooling must be one of mean, max, mean\\+max"),
         ({"keep": "tail"}, "keep must be one of head, head\\+tail"),
+        ({"ngram_buckets": 1000}, "ngram_buckets must be 0 or at least twice vocab_size"),
+        ({"ngram_buckets": 1 << 20}, "ngram_buckets is for sentiment models, not translate"),
     ],
 )
 def test_config_rejects_bad_values(changes, message):
