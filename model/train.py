@@ -645,9 +645,9 @@ class _Run:
             raise TrainError(f"bad model config: {e}") from None
 
     def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        named = [(n, p) for n, p in model.named_parameters() if not n.startswith("ngrams.")]
-        decay = [p for _, p in named if p.dim() >= 2]
-        rest = [p for _, p in named if p.dim() < 2]
+        params = [p for n, p in model.named_parameters() if not n.startswith("ngrams.")]
+        decay = [p for p in params if p.dim() >= 2]
+        rest = [p for p in params if p.dim() < 2]
         groups: list[dict[str, Any]] = [
             {"params": decay, "weight_decay": WEIGHT_DECAY},
             {"params": rest, "weight_decay": 0.0},
