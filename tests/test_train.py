@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -400,6 +401,31 @@ def test_sentiment_loss_counts_class_zero():
     src = torch.tensor([[5, 6, 3], [7, 3, 0]])
     loss = objective(src, torch.zeros(0, dtype=torch.long), torch.tensor([0, 0]))
     assert loss.item() > 0.1
+
+
+def test_sentiment_loss_smooths_the_transformer_but_not_the_bag_of_ngrams():
+    from attn.model.config import ModelConfig
+    from attn.model.train import _Objective
+    from attn.model.transformer import Transformer
+
+    config = ModelConfig(
+        task="sentiment", vocab_size=50, d_model=16, n_heads=2, n_encoder_layers=1,
+        d_ff=32, labels=("negative", "positive"), ngram_buckets=1000,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = Transformer(config).eval()
+    with torch.no_grad():
+        model.ngrams.weight.normal_()
+    src = torch.tensor([[5, 6, 3], [7, 3, 0]])
+    target = torch.tensor([0, 1])
+    logits, bag = model.class_logits(src, src != config.pad_id)
+    smoothed = F.cross_entropy(logits, target, label_smoothing=0.2, reduction="sum")
+    plain = F.cross_entropy(bag, target, reduction="sum")
+    loss = _Objective(model, label_smoothing=0.2)(src, torch.zeros(0, dtype=torch.long), target)
+    torch.testing.assert_close(loss, smoothed + plain)
+    assert not torch.allclose(
+        loss, smoothed + F.cross_entropy(bag, target, label_smoothing=0.2, reduction="sum")
+    )
 
 
 def test_padded_batches_round_lengths_up_to_the_multiple_within_the_cap():
