@@ -41,6 +41,9 @@ class GenerationOptions:
         max_length: absolute cap on generated pieces (EOS not counted); None = relative rule.
         max_length_a, max_length_b: the relative rule, a * source_pieces + b, capped by the
             model's max_length (and by `max_length` when given).
+        exhaustive: beam search stops a sentence only when no live beam could still beat its
+            finished ones at any length up to the limit; False (faster) stops it when they
+            beat the best live beam's score were it to end at the next step.
     """
 
     beam: int = 4
@@ -50,6 +53,7 @@ class GenerationOptions:
     max_length: int | None = None
     max_length_a: float = 1.5
     max_length_b: int = 10
+    exhaustive: bool = False
 
     def __post_init__(self) -> None:
         if self.beam < 1:
@@ -301,10 +305,12 @@ def beam_search(
     Each step takes the top 2k of the k * V extensions of every sentence (one topk over the
     flattened beams): extensions ending in EOS among the best k join the sentence's finished
     list (kept at n_best, ranked by `score`), the best k others continue. A sentence is done
-    when its n_best-th finished score beats anything its live beams could still reach: their
-    log-probability can only fall and the penalty is largest at the length limit, so
-    best_live_logprob / lp(limit + 1) bounds every continuation. The result is therefore what
-    the beam finds without an arbitrary cut-off.
+    when its n_best-th finished score reaches best_live_logprob / lp(t + 2): the best live
+    beam's score if it ended at the next step without losing log-probability (the stopping
+    rule of OpenNMT-py and CTranslate2, which stop when the top beam has ended, up to that
+    one step). With `options.exhaustive` it goes on until no live beam could win at any
+    length: their log-probability can only fall and the penalty is largest at the length
+    limit, so best_live_logprob / lp(limit + 1) bounds every continuation.
 
     Shape: src, src_mask (B, S); limits (B,) cap on generated pieces per sentence.
     """
@@ -369,7 +375,9 @@ def beam_search(
         parent = origin.gather(1, pick) + first_row  # (B', k) rows in the current batch
         next_token = token.gather(1, pick)  # (B', k)
 
-        bound = live_logprob[:, 0] / length_penalty(limits[rows].float() + 1.0, alpha)  # (B',)
+        # Live beams have t + 1 pieces; ending adds EOS.
+        reach = limits[rows].float() + 1.0 if options.exhaustive else t + 2.0
+        bound = live_logprob[:, 0] / length_penalty(reach, alpha)  # (B',)
         done = fin_score[:, -1] >= bound  # (B',)
         if bool(done.any()):
             ended = done.nonzero().squeeze(1)  # (D,): index tensors, as in greedy_search

@@ -141,9 +141,41 @@ def test_beam_one_is_greedy(trained, sources):
 def test_beam_never_scores_below_greedy(trained, sources, alpha):
     src, mask = sources
     greedy = generate(trained, src, mask, GenerationOptions(beam=1, length_penalty=alpha))
-    beam = generate(trained, src, mask, GenerationOptions(beam=4, length_penalty=alpha))
+    options = GenerationOptions(beam=4, length_penalty=alpha, exhaustive=True)
+    beam = generate(trained, src, mask, options)
     for g, b in zip(greedy, beam, strict=True):
         assert b[0].score >= g[0].score - 1e-5
+
+
+def test_early_stopping_decodes_fewer_rows_and_only_forgoes_late_hypotheses(trained, sources):
+    """The default rule stops when the finished hypotheses beat the best live beam ending at
+    the next step; the exhaustive one searches on to the length limit. Up to the early stop
+    both take the same steps, so the exhaustive n-best never scores lower."""
+    src, mask = sources
+    rows = []
+    decode = trained.decode
+
+    def counting(tgt, *args, **kwargs):
+        rows[-1] += tgt.size(0)
+        return decode(tgt, *args, **kwargs)
+
+    results = {}
+    for exhaustive in (False, True):
+        rows.append(0)
+        options = GenerationOptions(beam=4, n_best=2, length_penalty=0.6, exhaustive=exhaustive)
+        trained.decode = counting
+        try:
+            results[exhaustive] = generate(trained, src, mask, options)
+        finally:
+            del trained.decode
+    early_rows, exhaustive_rows = rows
+    assert early_rows < exhaustive_rows, rows
+    same = 0
+    for early, full in zip(results[False], results[True], strict=True):
+        for he, hf in zip(early, full, strict=True):
+            assert hf.score >= he.score - 1e-5
+        same += [h.tokens for h in early] == [h.tokens for h in full]
+    assert same >= 0.9 * len(results[False])  # the late finds are rare
 
 
 def test_n_best_lists_are_sorted_and_distinct(trained, sources):
