@@ -43,6 +43,8 @@ class ModelConfig:
         ngram_buckets: sentiment: 0, or the size of a bag of pieces and piece pairs (hashed)
             that a linear classifier reads beside the transformer; the model's answer is the
             mean of the two log-probabilities. Must exceed twice the vocabulary.
+        ngram_order: the longest run of pieces in that bag: 2 (pieces and pairs) or 3 (and
+            triples).
         pad_id / bos_id / eos_id: special ids of the tokenizer.
     """
 
@@ -60,6 +62,7 @@ class ModelConfig:
     pooling: str = "mean"
     keep: str = "head"
     ngram_buckets: int = 0
+    ngram_order: int = 2
     pad_id: int = 0
     bos_id: int = 2
     eos_id: int = 3
@@ -101,6 +104,7 @@ class ModelConfig:
                 f"ngram_buckets must be 0 or at least twice vocab_size ({2 * self.vocab_size}),"
                 f" got {self.ngram_buckets}"
             )
+        _check_int("ngram_order", self.ngram_order, 2, 3)
         if self.ngram_buckets and self.task != "sentiment":
             raise ConfigError(f"ngram_buckets is for sentiment models, not {self.task}")
         for name in ("pad_id", "bos_id", "eos_id"):

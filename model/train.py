@@ -75,10 +75,12 @@ BETAS = (0.9, 0.98)
 EPS = 1e-9
 WEIGHT_DECAY = 0.01
 CLIP_NORM = 1.0
-# The bag of n-grams of a sentiment model (config.ngram_buckets) steps this many times the
-# learning rate: a linear model over sparse features, each seen in few examples, learns in
-# one epoch at 2e-2 where the transformer wants 1e-3.
-NGRAM_LR_SCALE = 20.0
+# The peak learning rate of the bag of n-grams of a sentiment model (config.ngram_buckets),
+# on the transformer's schedule whatever its peak: a linear model over sparse features, each
+# seen in few examples, learns in one epoch at 2e-2 where the transformer wants 1e-3. Best
+# measured on SST-2 (1e-2: 82.3%, 2e-2: 83.0%, bag alone) and IMDB (1e-2: 90.3%, 2e-2: 90.6%,
+# 4e-2: 89.8%).
+NGRAM_LR = 2e-2
 # Validation decodes at most this many examples (the loss uses the whole validation set).
 VAL_SAMPLE = 500
 # Training loss and throughput are reported (one host sync) every this many steps.
@@ -659,7 +661,7 @@ class _Run:
                 {
                     "params": list(model.ngrams.parameters()),
                     "weight_decay": WEIGHT_DECAY,
-                    "lr_scale": NGRAM_LR_SCALE,
+                    "lr_scale": NGRAM_LR / self.settings.lr,
                 }
             )
         # Fused AdamW runs one kernel per step over all parameters (CPU and CUDA).

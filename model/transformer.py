@@ -312,9 +312,10 @@ class Transformer(nn.Module):
         return self.classifier(self.emb_dropout(torch.cat(pooled, -1))), bag
 
     def _ngram_logits(self, src: Tensor, src_mask: Tensor) -> Tensor:
-        """A linear classifier over the set of pieces and adjacent piece pairs of each input.
+        """A linear classifier over the set of pieces and runs of adjacent pieces (pairs, and
+        with `ngram_order` 3 triples) of each input.
 
-        A piece is its own bucket; a pair hashes into the buckets above the vocabulary. Each
+        A piece is its own bucket; a run hashes into the buckets above the vocabulary. Each
         distinct feature counts once, weighted 1 / sqrt(number of features), so long and
         short inputs score on one scale.
 
@@ -322,9 +323,14 @@ class Transformer(nn.Module):
         """
         c = self.config
         span = c.ngram_buckets - c.vocab_size
-        pairs = (src[:, :-1] * _PAIR_HASH + src[:, 1:]) % span + c.vocab_size  # (B, S - 1)
-        pairs = pairs.masked_fill(~(src_mask[:, :-1] & src_mask[:, 1:]), 0)
-        features = torch.cat([src.masked_fill(~src_mask, 0), pairs], dim=1)  # (B, F)
+        features = [src.masked_fill(~src_mask, 0)]
+        hashed, valid = src, src_mask  # (B, S - n + 1) at n = 1
+        for n in range(2, c.ngram_order + 1):
+            hashed = hashed[:, :-1] * _PAIR_HASH + src[:, n - 1 :]  # (B, S - n + 1)
+            valid = valid[:, :-1] & src_mask[:, n - 1 :]
+            runs = (hashed % span + c.vocab_size).masked_fill(~valid, 0)
+            features.append(runs)
+        features = torch.cat(features, dim=1)  # (B, F)
         features = features.sort(dim=1).values  # 0 (padding) marks no feature
         fresh = torch.ones_like(features, dtype=torch.bool)
         fresh[:, 1:] = features[:, 1:] != features[:, :-1]  # first of equal features

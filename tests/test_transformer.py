@@ -94,10 +94,15 @@ def test_pooling_reads_only_real_pieces(pooling):
     torch.testing.assert_close(logits[:1], alone, atol=1e-5, rtol=1e-5)
 
 
-def test_bag_of_ngrams_counts_each_distinct_piece_and_pair_once():
+@pytest.mark.parametrize("order", [2, 3])
+def test_bag_of_ngrams_counts_each_distinct_piece_and_run_once(order):
     buckets = 4 * V
     model = _model(
-        task="sentiment", labels=("neg", "pos"), n_decoder_layers=0, ngram_buckets=buckets
+        task="sentiment",
+        labels=("neg", "pos"),
+        n_decoder_layers=0,
+        ngram_buckets=buckets,
+        ngram_order=order,
     )
     with torch.no_grad():
         model.ngrams.weight.copy_(
@@ -108,7 +113,14 @@ def test_bag_of_ngrams_counts_each_distinct_piece_and_pair_once():
     mask = src != PAD
     for row, logits in zip(rows, model._ngram_logits(src, mask), strict=True):
         pairs = {(a * 1_000_003 + b) % (buckets - V) + V for a, b in itertools.pairwise(row)}
-        features = set(row) | pairs  # [5, 6, 5, 6] repeats the piece 5 and the pair (5, 6)
+        triples = {
+            ((a * 1_000_003 + b) * 1_000_003 + c) % (buckets - V) + V
+            for a, b, c in zip(row, row[1:], row[2:], strict=False)
+        }
+        # [5, 6, 5, 6, 7] repeats the piece 5 and the pair (5, 6): 4 pieces, 4 pairs, 4 triples
+        features = set(row) | pairs | (triples if order == 3 else set())
+        if row is rows[0]:
+            assert len(features) == 4 * order
         expected = model.ngrams.weight[sorted(features)].sum(0) / len(features) ** 0.5
         torch.testing.assert_close(logits, expected)
     # The answer is the mean of the two classifiers' log-probabilities.
@@ -236,6 +248,7 @@ def test_config_json_round_trip(tmp_path):
         ({"keep": "tail"}, "keep must be one of head, head\\+tail"),
         ({"ngram_buckets": 1000}, "ngram_buckets must be 0 or at least twice vocab_size"),
         ({"ngram_buckets": 1 << 20}, "ngram_buckets is for sentiment models, not translate"),
+        ({"ngram_order": 4}, "ngram_order must be"),
     ],
 )
 def test_config_rejects_bad_values(changes, message):
