@@ -31,8 +31,9 @@ class AttentionRecord:
     weights: Tensor
 
 
-# Multiplier of the pair hash of the bag of n-grams (a prime; ids stay far below 2**63 / it).
-_PAIR_HASH = 1_000_003
+# Multiplier of the hash of a run of pieces in the bag of n-grams (a prime). A triple's hash
+# reaches vocab_size * it**2, below 2**63 for any vocabulary ModelConfig allows (<= 1M).
+_RUN_HASH = 1_000_003
 
 # Per decoder layer: the self-attention cache and the cross-attention (memory) cache.
 DecoderCache = list[dict[str, KVCache]]
@@ -326,7 +327,7 @@ class Transformer(nn.Module):
         features = [src.masked_fill(~src_mask, 0)]
         hashed, valid = src, src_mask  # (B, S - n + 1) at n = 1
         for n in range(2, c.ngram_order + 1):
-            hashed = hashed[:, :-1] * _PAIR_HASH + src[:, n - 1 :]  # (B, S - n + 1)
+            hashed = hashed[:, :-1] * _RUN_HASH + src[:, n - 1 :]  # (B, S - n + 1)
             valid = valid[:, :-1] & src_mask[:, n - 1 :]
             runs = (hashed % span + c.vocab_size).masked_fill(~valid, 0)
             features.append(runs)

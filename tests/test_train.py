@@ -387,38 +387,37 @@ def test_cli_data_without_examples(tmp_path):
     assert not (tmp_path / "m" / "config.json").exists()
 
 
-def test_sentiment_loss_counts_class_zero():
-    """Class id 0 equals the pad id: the classification loss must not skip it."""
+def _tiny_sentiment_model(**changes):
     from attn.model.config import ModelConfig
-    from attn.model.train import _Objective
     from attn.model.transformer import Transformer
 
     config = ModelConfig(
         task="sentiment", vocab_size=50, d_model=16, n_heads=2, n_encoder_layers=1,
-        d_ff=32, labels=("negative", "positive"),
+        d_ff=32, labels=("negative", "positive"), **changes,
     )  # fmt: skip
-    objective = _Objective(Transformer(config), label_smoothing=0.0)
+    return Transformer(config)
+
+
+def test_sentiment_loss_counts_class_zero():
+    """Class id 0 equals the pad id: the classification loss must not skip it."""
+    from attn.model.train import _Objective
+
+    objective = _Objective(_tiny_sentiment_model(), label_smoothing=0.0)
     src = torch.tensor([[5, 6, 3], [7, 3, 0]])
     loss = objective(src, torch.zeros(0, dtype=torch.long), torch.tensor([0, 0]))
     assert loss.item() > 0.1
 
 
 def test_sentiment_loss_smooths_the_transformer_but_not_the_bag_of_ngrams():
-    from attn.model.config import ModelConfig
     from attn.model.train import _Objective
-    from attn.model.transformer import Transformer
 
-    config = ModelConfig(
-        task="sentiment", vocab_size=50, d_model=16, n_heads=2, n_encoder_layers=1,
-        d_ff=32, labels=("negative", "positive"), ngram_buckets=1000,
-    )  # fmt: skip
     torch.manual_seed(0)
-    model = Transformer(config).eval()
+    model = _tiny_sentiment_model(ngram_buckets=1000).eval()
     with torch.no_grad():
         model.ngrams.weight.normal_()
     src = torch.tensor([[5, 6, 3], [7, 3, 0]])
     target = torch.tensor([0, 1])
-    logits, bag = model.class_logits(src, src != config.pad_id)
+    logits, bag = model.class_logits(src, src != model.config.pad_id)
     smoothed = F.cross_entropy(logits, target, label_smoothing=0.2, reduction="sum")
     plain = F.cross_entropy(bag, target, reduction="sum")
     loss = _Objective(model, label_smoothing=0.2)(src, torch.zeros(0, dtype=torch.long), target)
