@@ -56,10 +56,15 @@ def build_random_model(directory: Path, vocab_size: int) -> Path:
 
 
 def throughput(
-    translator, sources: list[str], beam: int, batch_size: int, workers: int = 1
+    translator,
+    sources: list[str],
+    beam: int,
+    batch_size: int,
+    workers: int = 1,
+    shortlist: bool = True,
 ) -> dict:
     """Translate `sources` once (after a short warm-up); sentences/s and target tokens/s."""
-    list(translator.translate(sources[:4], beam=beam, batch_size=batch_size))
+    list(translator.translate(sources[:4], beam=beam, batch_size=batch_size, shortlist=shortlist))
     pieces = 0
 
     def count(_sentences: int, generated: int) -> None:
@@ -70,7 +75,12 @@ def throughput(
     outputs = [
         r.text
         for r in translator.translate(
-            sources, beam=beam, batch_size=batch_size, progress=count, workers=workers
+            sources,
+            beam=beam,
+            batch_size=batch_size,
+            progress=count,
+            workers=workers,
+            shortlist=shortlist,
         )
     ]
     seconds = time.perf_counter() - start

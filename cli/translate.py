@@ -54,6 +54,13 @@ def translate(
     threads: ThreadsOpt = None,
     workers: WorkersOpt = None,
     int8: Int8Opt = False,
+    shortlist: Annotated[
+        bool,
+        typer.Option(
+            help="Decode over the target pieces the model's lexical shortlist allows for "
+            "the input (faster); --no-shortlist: over the whole vocabulary.",
+        ),
+    ] = True,
     errors: ErrorsOpt = Errors.strict,
     align: Annotated[
         bool,
@@ -91,6 +98,7 @@ def translate(
             chunk_size=chunk_size,
             progress=progress,
             workers=worker_processes(workers, chunk_size),
+            shortlist=shortlist,
         )
         if not align:
             return results

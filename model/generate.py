@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from attn.model.transformer import DecoderCache, Transformer, reorder_cache
 
@@ -110,6 +110,7 @@ def generate(
     options: GenerationOptions,
     *,
     use_cache: bool = True,
+    allowed: Tensor | None = None,
 ) -> list[list[Hypothesis]]:
     """Generate outputs for a batch of source sentences.
 
@@ -118,6 +119,9 @@ def generate(
         src, src_mask: source ids ending with EOS, and True where a piece is real.
         options: search settings; beam 1 runs greedy search.
         use_cache: decode incrementally with the key/value cache (False: recompute, reference).
+        allowed: the pieces each sentence may generate (`Shortlist.candidates`), EOS always
+            included; log-probabilities are normalized over a sentence's own pieces. None =
+            the whole vocabulary.
 
     Shape: src, src_mask (B, S).
 
@@ -125,9 +129,66 @@ def generate(
         Per sentence, in batch order, up to `options.n_best` hypotheses, best first.
     """
     limits = max_lengths(src_mask, options, model.config.max_length)  # (B,)
-    if options.beam == 1:
-        return greedy_search(model, src, src_mask, limits, options, use_cache=use_cache)
-    return beam_search(model, src, src_mask, limits, options, use_cache=use_cache)
+    output = _Output(model, allowed)
+    search = greedy_search if options.beam == 1 else beam_search
+    return search(model, src, src_mask, limits, options, use_cache=use_cache, output=output)
+
+
+class _Output:
+    """The pieces a search scores: the whole vocabulary, or per sentence a subset of it.
+
+    With `allowed`, scores have one column per piece that some sentence of the batch may use
+    (`token` maps columns back to piece ids), the projection uses only those rows of the
+    output matrix, and `block` holds -inf at each sentence's columns it may not use (0
+    elsewhere): added to the scores before the softmax, so that a sentence's output does not
+    depend on the others in its batch.
+    """
+
+    def __init__(self, model: Transformer, allowed: Tensor | None) -> None:
+        c = model.config
+        self.vocab: Tensor | None = None
+        self.weight: Tensor | None = None  # the projection's rows of the subset
+        self.project: nn.Module | None = None  # or, int8, a projection onto them
+        self.block: Tensor | None = None
+        self.eos, self.never = c.eos_id, (c.pad_id, c.bos_id)
+        if allowed is None:
+            return
+        if allowed.dtype != torch.bool or allowed.dim() != 2 or allowed.size(1) != c.vocab_size:
+            raise ValueError(f"allowed must be a (batch, {c.vocab_size}) boolean tensor")
+        allowed = allowed.to(model.embed.weight.device, copy=True)  # (B, V)
+        allowed[:, c.eos_id] = True  # every sentence may end
+        allowed[:, [c.pad_id, c.bos_id]] = False  # never generated
+        self.never = ()
+        self.vocab = allowed.any(0).nonzero().squeeze(1)  # (N,) sorted
+        if model.output_proj is None:
+            self.weight = model.embed.weight.index_select(0, self.vocab)  # (N, d): tied
+        else:  # int8 (attn.model.quantize): the same rows of its int8 projection
+            from attn.model.quantize import select_rows
+
+            self.project = select_rows(model.output_proj, self.vocab)
+        block = torch.zeros(allowed.size(0), self.vocab.numel(), device=allowed.device)
+        self.block = block.masked_fill_(~allowed[:, self.vocab], -torch.inf)  # (B, N)
+        # Column of each piece of the subset: a search only ever generates those, so every
+        # generated id has one (`_block_repeats` works on columns).
+        self.column = torch.zeros(c.vocab_size, dtype=torch.long, device=self.vocab.device)
+        self.column[self.vocab] = torch.arange(self.vocab.numel(), device=self.vocab.device)
+        self.eos = int(self.column[c.eos_id])
+
+    def logits(self, model: Transformer, states: Tensor) -> Tensor:
+        """Shape: states (R, d_model) -> (R, V or N)."""
+        if self.weight is not None:
+            return F.linear(states, self.weight)
+        if self.project is not None:
+            return self.project(states)
+        return model.project(states)
+
+    def token(self, columns: Tensor) -> Tensor:
+        """Piece ids of score columns (any shape)."""
+        return columns if self.vocab is None else self.vocab[columns]
+
+    def columns(self, tokens: Tensor) -> Tensor:
+        """Score columns of generated piece ids (any shape)."""
+        return tokens if self.vocab is None else self.column[tokens]
 
 
 def _next_scores(
@@ -140,6 +201,8 @@ def _next_scores(
     limits: Tensor,
     shortest: int,
     no_repeat_ngram: int,
+    output: _Output,
+    block: Tensor | None,
 ) -> tuple[Tensor, Tensor]:
     """Scores of the next piece: logits with forbidden pieces at -inf, and the log of the
     softmax's normalizer, so that a piece's log-probability is `logits - lse`.
@@ -149,28 +212,51 @@ def _next_scores(
     PAD and BOS are never generated; rows that reached their length limit may only end (EOS);
     `no_repeat_ngram` blocks pieces that would repeat an n-gram. `shortest` is the smallest of
     `limits`, kept by the caller as a Python int, so that no step waits on the device to ask.
+    Columns are those of `output` (pieces, or the pieces of its subset); `block` is -inf at
+    each row's columns that its sentence may not use, 0 elsewhere.
 
-    Shape: seqs (R, t + 1) BOS first, R = B x beams; memory (B, S, d); limits (R,); returns
-    logits (R, V) and lse (R, 1), float32.
+    Shape: seqs (R, t + 1) BOS first, R = B x beams; memory (B, S, d); limits (R,); block
+    (R, N); returns logits (R, V or N) and lse (R, 1), float32.
     """
-    c = model.config
     if cache is None:
-        logits = model.decode(seqs, memory, src_mask)[:, -1]  # (R, V)
+        states = model.decode(seqs, memory, src_mask, hidden=True)[:, -1]  # (R, d)
     else:
-        logits = model.decode(seqs[:, -1:], memory, src_mask, cache)[:, -1]  # (R, V)
-    scores = logits.float()  # (R, V), changed in place below (the model output is not kept)
-    lse = scores.logsumexp(-1, keepdim=True)  # (R, 1)
+        states = model.decode(seqs[:, -1:], memory, src_mask, cache, hidden=True)[:, -1]
+    # (R, V), changed in place below (the model output is not kept)
+    scores = output.logits(model, states).float()
+    if block is None:
+        lse = scores.logsumexp(-1, keepdim=True)  # (R, 1)
+    else:
+        lse = _masked_logsumexp(scores.add_(block))
     # Scalar indices and masked_fill_: no index tensor copied to the device, no sync per step.
-    scores[:, c.pad_id] = -torch.inf
-    scores[:, c.bos_id] = -torch.inf
+    for column in output.never:
+        scores[:, column] = -torch.inf
     if no_repeat_ngram:
-        _block_repeats(scores, seqs[:, 1:], no_repeat_ngram)
+        _block_repeats(scores, output.columns(seqs[:, 1:]), no_repeat_ngram)
     if t >= shortest:
         at_limit = limits <= t  # (R,)
-        eos_score = scores[:, c.eos_id].clone()  # (R,)
+        eos_score = scores[:, output.eos].clone()  # (R,)
         scores.masked_fill_(at_limit[:, None], -torch.inf)
-        scores[:, c.eos_id] = eos_score
+        scores[:, output.eos] = eos_score
     return scores, lse
+
+
+# Scores further than this below a row's best count as this far in `_masked_logsumexp`.
+_FLOOR = -80.0
+
+
+def _masked_logsumexp(scores: Tensor) -> Tensor:
+    """`scores.logsumexp(-1, keepdim=True)` for rows where most scores are -inf.
+
+    On the CPU, exp of -inf or of anything below about -87 (where float32 underflows) takes a
+    slow path, ten times slower than exp of ordinary values: a shortlisted step would spend
+    more time there than in its projection. Terms below exp(_FLOOR) count as exp(_FLOOR)
+    instead (at most 8k x 2e-35 more in a sum of at least 1).
+
+    Shape: scores (R, N), at least one finite score per row -> (R, 1).
+    """
+    top = scores.amax(-1, keepdim=True)  # (R, 1)
+    return top + (scores - top).clamp_(min=_FLOOR).exp_().sum(-1, keepdim=True).log_()
 
 
 # Columns are split into this many strided groups for `top_columns` (a power of two keeps the
@@ -234,6 +320,7 @@ def greedy_search(
     options: GenerationOptions,
     *,
     use_cache: bool = True,
+    output: _Output | None = None,
 ) -> list[list[Hypothesis]]:
     """Pick the most probable piece at every step.
 
@@ -241,6 +328,7 @@ def greedy_search(
     Returns one hypothesis per sentence.
     """
     c = model.config
+    output = output or _Output(model, None)
     b, device = src.size(0), src.device
     memory = model.encode(src, src_mask)  # (B, S, d)
     cache = model.new_cache() if use_cache else None
@@ -252,12 +340,24 @@ def greedy_search(
     out_tokens = torch.full((b, width), c.pad_id, dtype=torch.long, device=device)
     out_logprob = torch.zeros(b, device=device)
     out_length = torch.zeros(b, dtype=torch.long, device=device)
+    block = output.block  # (R, N) or None
     on_gpu = device.type != "cpu"
     for t in range(width):
         logits, lse = _next_scores(
-            model, seqs, memory, src_mask, cache, t, limits, shortest, options.no_repeat_ngram
+            model,
+            seqs,
+            memory,
+            src_mask,
+            cache,
+            t,
+            limits,
+            shortest,
+            options.no_repeat_ngram,
+            output,
+            block,
         )
-        best, token = (x.squeeze(1) for x in top_columns(logits, 1))  # (R,)
+        best, column = (x.squeeze(1) for x in top_columns(logits, 1))  # (R,)
+        token = output.token(column)
         logprob = logprob + (best - lse.squeeze(1))
         seqs = torch.cat([seqs, token[:, None]], dim=1)  # (R, t + 2)
         done = token == c.eos_id  # (R,)
@@ -276,6 +376,8 @@ def greedy_search(
         if not on_gpu:  # a stale (smaller) value only applies the length limit early
             shortest = int(limits.min())
         memory, src_mask = memory.index_select(0, keep), src_mask.index_select(0, keep)
+        if block is not None:
+            block = block.index_select(0, keep)
         if cache is not None:
             reorder_cache(cache, keep)
     scores = out_logprob / length_penalty(out_length.float(), options.length_penalty)
@@ -299,6 +401,7 @@ def beam_search(
     options: GenerationOptions,
     *,
     use_cache: bool = True,
+    output: _Output | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search with a length penalty and n-best lists.
 
@@ -315,6 +418,7 @@ def beam_search(
     Shape: src, src_mask (B, S); limits (B,) cap on generated pieces per sentence.
     """
     c = model.config
+    output = output or _Output(model, None)
     k, n_best, alpha = options.beam, options.n_best, options.length_penalty
     b, device = src.size(0), src.device
     # One memory per sentence: cross-attention groups the queries of its k beams.
@@ -334,17 +438,30 @@ def beam_search(
     out_logprob = torch.zeros(b, n_best, device=device)
     out_tokens = torch.full((b, n_best, width), c.pad_id, dtype=torch.long, device=device)
     row_limits = limits.repeat_interleave(k)  # (R,)
+    block = output.block  # (B', N) or None
+    row_block = None if block is None else block.repeat_interleave(k, 0)  # (R, N)
     shortest = int(limits.min())
     on_gpu = device.type != "cpu"
     for t in range(width - 1):
         bb = rows.numel()
         logits, lse = _next_scores(
-            model, seqs, memory, src_mask, cache, t, row_limits, shortest, options.no_repeat_ngram
+            model,
+            seqs,
+            memory,
+            src_mask,
+            cache,
+            t,
+            row_limits,
+            shortest,
+            options.no_repeat_ngram,
+            output,
+            row_block,
         )  # (R, V), (R, 1)
         first_row = torch.arange(bb, device=device)[:, None] * k  # (B', 1): row of beam 0
         # The best 2k extensions of a sentence are among the best 2k of each of its beams.
         per_row = min(2 * k, logits.size(1))
-        row_best, row_token = top_columns(logits, per_row)  # (R, per_row)
+        row_best, row_column = top_columns(logits, per_row)  # (R, per_row)
+        row_token = output.token(row_column)
         cand = (beam_logprob.view(-1, 1) + (row_best - lse)).view(bb, k * per_row)
         top_logprob, top_index = cand.topk(2 * k, dim=1)  # (B', 2k)
         origin = top_index // per_row  # (B', 2k): the beam each extension continues
@@ -394,6 +511,9 @@ def beam_search(
             live_logprob, fin_score = live_logprob[keep], fin_score[keep]
             fin_logprob, fin_tokens = fin_logprob[keep], fin_tokens[keep]
             memory, src_mask = memory.index_select(0, keep), src_mask.index_select(0, keep)
+            if block is not None:
+                block = block.index_select(0, keep)
+                row_block = block.repeat_interleave(k, 0)
             if cache is not None:
                 # Cross-attention keys/values (one per sentence) change only when sentences
                 # leave; the self-attention cache follows the parents below.

@@ -385,6 +385,19 @@ class _Seq2Seq(_Pipeline):
     max_length_a: ClassVar[float]
     max_length_b: ClassVar[int]
 
+    def __init__(self, loaded: LoadedModel, device: torch.device) -> None:
+        super().__init__(loaded, device)
+        from attn.model.shortlist import SHORTLIST, Shortlist, ShortlistError
+
+        # Written by training (translation models): see attn.model.shortlist.
+        self.shortlist: Shortlist | None = None
+        path = loaded.path / SHORTLIST
+        if path.is_file():
+            try:
+                self.shortlist = Shortlist.load(path, self.config.vocab_size)
+            except ShortlistError as e:
+                raise ModelError(str(e)) from None
+
     def _generate(
         self,
         texts: Iterable[str],
@@ -399,6 +412,7 @@ class _Seq2Seq(_Pipeline):
         chunk_size: int,
         progress: ProgressCallback | None,
         workers: int | None,
+        shortlist: bool = True,
     ) -> Iterator[Generation]:
         options = GenerationOptions(
             beam=beam,
@@ -410,8 +424,11 @@ class _Seq2Seq(_Pipeline):
             max_length_b=self.max_length_b,
         )
 
+        words = self.shortlist if shortlist else None
+
         def process(src: Tensor, mask: Tensor) -> tuple[list[list[Hypothesis]], int]:
-            hyps = generate(self.model, src, mask, options)
+            allowed = None if words is None else words.candidates(src, mask)
+            hyps = generate(self.model, src, mask, options, allowed=allowed)
             return hyps, sum(len(h[0].tokens) for h in hyps)
 
         def make(text: str, hyps: list[Hypothesis] | None, truncated: bool) -> Generation:
@@ -455,6 +472,7 @@ class Translator(_Seq2Seq):
         chunk_size: int = 1000,
         progress: ProgressCallback | None = None,
         workers: int | None = 1,
+        shortlist: bool = True,
     ) -> Iterator[Generation]:
         """Translate texts; yields one `Generation` per text, in input order.
 
@@ -476,6 +494,9 @@ class Translator(_Seq2Seq):
             workers: processes translating batches side by side, each forked from this one
                 after loading (CPU; torch's threads are split among them); None = automatic
                 (one per thread for more than 64 texts, see `worker_count`).
+            shortlist: decode each batch over the target pieces the model's lexical
+                shortlist allows for its source pieces (faster); False, or a model without
+                one: over the whole vocabulary.
 
         Raises:
             ValueError: an option is out of range.
@@ -492,6 +513,7 @@ class Translator(_Seq2Seq):
             chunk_size=chunk_size,
             progress=progress,
             workers=workers,
+            shortlist=shortlist,
         )
 
 

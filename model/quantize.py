@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from attn.model.transformer import Transformer
 
@@ -37,3 +37,22 @@ def quantize_int8(model: Transformer) -> Transformer:
         warnings.simplefilter("ignore")
         torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
     return model
+
+
+def select_rows(linear: nn.Module, index: Tensor) -> nn.Module:
+    """A dynamic int8 linear layer with the output rows `index` of the int8 layer `linear`
+    (the same int8 values and scale, so the same outputs for those rows).
+
+    Shape: index (N,) long; the layer maps (..., in) -> (..., N).
+    """
+    weight = linear.weight()  # quantized (out, in)
+    rows = torch._make_per_tensor_quantized_tensor(
+        weight.int_repr().index_select(0, index), weight.q_scale(), weight.q_zero_point()
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao deprecation, as above
+        layer = torch.ao.nn.quantized.dynamic.Linear(
+            linear.in_features, index.numel(), bias_=False, dtype=torch.qint8
+        )
+    layer.set_weight_bias(rows, None)
+    return layer

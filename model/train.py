@@ -52,6 +52,7 @@ from attn.model.config import ModelConfig, load_config, preset
 from attn.model.io import atomic_write, atomic_write_bytes, remove_stale_temp_files
 from attn.model.loss import smoothed_cross_entropy
 from attn.model.metrics import PRIMARY_METRIC, task_scores
+from attn.model.shortlist import SHORTLIST, Shortlist
 from attn.model.trainer_state import (
     find_last,
     load_last,
@@ -579,7 +580,7 @@ class _Run:
 
     def _clear_dir(self) -> None:
         """--overwrite: config.json goes first, so the directory never points at missing files."""
-        for name in (CONFIG, WEIGHTS, TOKENIZER, METRICS, PLOT, BACKUP):
+        for name in (CONFIG, WEIGHTS, TOKENIZER, METRICS, PLOT, BACKUP, SHORTLIST):
             (self.dir / name).unlink(missing_ok=True)
         remove_training_files(self.dir)
         shutil.rmtree(self.dir / CHECKPOINTS, ignore_errors=True)
@@ -721,6 +722,8 @@ class _Run:
                 self._write_initial()
             self.dist.barrier()
 
+        if self.dist.main and self.task == "translate" and not (self.dir / SHORTLIST).is_file():
+            self._write_shortlist()
         self.emit(self._start_event(data))
         stopped = self._loop()
         return self._finish(stopped)
@@ -747,6 +750,26 @@ class _Run:
             self.val_lengths = [
                 max(a, b) for a, b in zip(self.val_src.lengths, self.val_tgt.lengths, strict=True)
             ]
+
+    def _write_shortlist(self) -> None:
+        """The lexical shortlist decoding uses (attn.model.shortlist): it depends on the
+        tokenizer and the training pairs only, so it is written once, before training."""
+        self.emit({"event": "stage", "message": "building the lexical shortlist"})
+        c = self.config
+        src, tgt = self.train_src, self.train_tgt
+
+        def pairs() -> Iterator[tuple[list[int], list[int]]]:
+            for i in range(len(src)):
+                a, b = int(src.offsets[i]), int(tgt.offsets[i])
+                yield (
+                    src.flat[a : a + src.lengths[i]].tolist(),
+                    tgt.flat[b : b + tgt.lengths[i]].tolist(),
+                )
+
+        shortlist = Shortlist.build(
+            pairs(), c.vocab_size, eos_id=c.eos_id, skip=(c.pad_id, c.bos_id)
+        )
+        shortlist.save(self.dir / SHORTLIST)
 
     def _setup_precision(self) -> None:
         """bf16 autocast on CUDA GPUs that support it, else fp16 with a gradient scaler."""

@@ -137,8 +137,8 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert records[-1]["val_loss"] < records[0]["val_loss"]
     names = sorted(p.name for p in model.iterdir())
     assert names == [
-        "config.json", "last", "metrics.jsonl", "model.safetensors", "tokenizer.model",
-        "training.png",
+        "config.json", "last", "metrics.jsonl", "model.safetensors", "shortlist.safetensors",
+        "tokenizer.model", "training.png",
     ]  # fmt: skip
     assert sorted(p.name for p in (model / "last").iterdir()) == [
         "model.safetensors",

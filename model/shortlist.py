@@ -1,0 +1,214 @@
+"""A lexical shortlist: the target pieces a translation of a batch may need.
+
+Most of a decoding step over an 8k vocabulary is spent on the output side: the projection
+onto every piece, the softmax's normalizer and the search for the best pieces. A sentence
+about a dog needs a few hundred of those pieces at most. The shortlist, learned from the
+training pairs when a translation model is trained, holds the most frequent target pieces and,
+for every source piece, the target pieces that best go with it: those most often in the
+translations of sentences that hold it, weighted by how specific they are (count of the pair
+x log(all target pieces / count of the target piece), so that "der" does not fill every list).
+A batch decodes over the union of the lists of its source pieces and the source pieces
+themselves (names and numbers are copied), about a third of an 8k vocabulary for 32
+sentences, with scores normalized over that set, as Marian's lexical shortlists and
+CTranslate2's vocabulary maps do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+SHORTLIST = "shortlist.safetensors"
+# Sizes measured on Multi30k en->de (val and test2016, beam 4; see the README): the most
+# frequent target pieces, and the pieces kept per source piece beyond those.
+FREQUENT = 100
+PER_SOURCE = 50
+# Sentence pairs counted per vectorized chunk while building (memory: chunk x S x T keys),
+# and chunks between merges of the counts (memory: the distinct pairs seen).
+_CHUNK = 512
+_MERGE = 64
+
+
+class ShortlistError(Exception):
+    """The shortlist file is unreadable or does not fit the model."""
+
+
+@dataclass(frozen=True)
+class Shortlist:
+    """The always-allowed pieces and, per source piece, the pieces it allows.
+
+    frequent: (F,) long target piece ids, EOS among them.
+    by_source: (V, K) long; row s lists the pieces source piece s allows, padded with EOS.
+    """
+
+    frequent: Tensor
+    by_source: Tensor
+
+    @classmethod
+    def build(
+        cls,
+        pairs: Iterable[tuple[Sequence[int], Sequence[int]]],
+        vocab_size: int,
+        eos_id: int,
+        skip: Sequence[int] = (),
+        frequent: int = FREQUENT,
+        per_source: int = PER_SOURCE,
+    ) -> Shortlist:
+        """Count which target pieces appear in the translations of sentences holding each
+        source piece, and keep the best `per_source` of each (see the module's docstring).
+
+        Args:
+            pairs: (source ids, target ids) of the training sentences.
+            vocab_size: V, shared by both sides.
+            eos_id: always allowed.
+            skip: ids that are never source or target pieces to count (padding, BOS).
+        """
+        skipped = torch.zeros(vocab_size, dtype=torch.bool)
+        skipped[list(skip)] = True
+        skipped[eos_id] = True
+        target_count = torch.zeros(vocab_size, dtype=torch.long)
+        # Distinct keys s * V + t and the number of sentence pairs that hold each.
+        keys, together = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+        pending: list[Tensor] = []
+        chunk: list[tuple[Sequence[int], Sequence[int]]] = []
+        for pair in pairs:
+            chunk.append(pair)
+            if len(chunk) == _CHUNK:
+                pending.append(_pair_keys(chunk, vocab_size, skipped, target_count))
+                chunk = []
+            if len(pending) == _MERGE:
+                keys, together = _merge(keys, together, pending)
+                pending = []
+        if chunk:
+            pending.append(_pair_keys(chunk, vocab_size, skipped, target_count))
+        keys, together = _merge(keys, together, pending)
+        top = target_count.topk(min(frequent, vocab_size)).indices
+        top = top[target_count[top] > 0]
+        always = torch.cat([torch.tensor([eos_id]), top]).unique()
+        by_source = torch.full((vocab_size, per_source), eos_id, dtype=torch.long)
+        if keys.numel():
+            source, target = keys // vocab_size, keys % vocab_size
+            allowed = torch.ones(vocab_size, dtype=torch.bool)
+            allowed[always] = False
+            useful = allowed[target]
+            source, target, together = source[useful], target[useful], together[useful]
+            # Rank each source piece's targets by count x idf, best first, stable for ties.
+            idf = (target_count.sum() / target_count.clamp(min=1).double()).log()  # (V,)
+            order = (together * idf[target]).argsort(descending=True, stable=True)
+            order = order[source[order].argsort(stable=True)]
+            source, target = source[order], target[order]
+            start = torch.searchsorted(source, source, side="left")
+            rank = torch.arange(source.numel()) - start
+            keep = rank < per_source
+            by_source[source[keep], rank[keep]] = target[keep]
+        return cls(frequent=always, by_source=by_source)
+
+    def candidates(self, src: Tensor, src_mask: Tensor) -> Tensor:
+        """The target pieces each sentence may use: the frequent ones, those its source
+        pieces allow, and its source pieces themselves.
+
+        Shape: src, src_mask (B, S) -> (B, V) bool, on src's device.
+        """
+        b, v = src.size(0), self.by_source.size(0)
+        allowed = torch.zeros(b, v, dtype=torch.bool, device=src.device)
+        allowed[:, self.frequent.to(src.device)] = True
+        fill = int(self.frequent[0])  # allowed anyway: stands in for padding
+        pieces = src.masked_fill(~src_mask, fill)  # (B, S)
+        by_source = self.by_source.to(src.device)
+        lists = by_source[pieces].masked_fill(~src_mask[:, :, None], fill).view(b, -1)
+        allowed.scatter_(1, lists, True)
+        # Names and numbers are copied: the vocabulary is shared by both sides.
+        allowed.scatter_(1, pieces, True)
+        return allowed
+
+    def save(self, path: Path) -> None:
+        """Write the shortlist as safetensors, atomically (int32: ids fit, half the size)."""
+        from safetensors.torch import save
+
+        from attn.model.io import atomic_write_bytes
+
+        tensors = {"frequent": self.frequent, "by_source": self.by_source}
+        atomic_write_bytes(path, save({k: v.int().contiguous() for k, v in tensors.items()}))
+
+    @classmethod
+    def load(cls, path: Path, vocab_size: int) -> Shortlist:
+        """Read a shortlist file.
+
+        Raises:
+            ShortlistError: the file is unreadable or does not fit a vocabulary of that size.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(path))
+            frequent, by_source = tensors["frequent"], tensors["by_source"]
+        except (SafetensorError, OSError, KeyError) as e:
+            raise ShortlistError(f"{path}: unreadable shortlist ({e})") from None
+        fits = (
+            frequent.dim() == 1
+            and by_source.dim() == 2
+            and by_source.size(0) == vocab_size
+            and frequent.numel() > 0
+            and not frequent.is_floating_point()
+            and not by_source.is_floating_point()
+            and int(frequent.min()) >= 0
+            and int(frequent.max()) < vocab_size
+            and (by_source.numel() == 0 or 0 <= int(by_source.min()) <= int(by_source.max()))
+            and (by_source.numel() == 0 or int(by_source.max()) < vocab_size)
+        )
+        if not fits:
+            raise ShortlistError(f"{path}: the shortlist does not fit a {vocab_size}-piece model")
+        return cls(frequent=frequent.long(), by_source=by_source.long())
+
+
+def _merge(keys: Tensor, counts: Tensor, pending: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Add the keys of `pending` (one per sentence pair each) to the counted `keys`.
+
+    Shape: keys, counts (P,) -> (P',), (P',).
+    """
+    if not pending:
+        return keys, counts
+    fresh = torch.cat(pending)
+    every = torch.cat([keys, fresh])
+    weight = torch.cat([counts, torch.ones_like(fresh)])
+    merged, inverse = every.unique(return_inverse=True)
+    return merged, torch.zeros_like(merged).scatter_add_(0, inverse, weight)
+
+
+def _pair_keys(
+    chunk: list[tuple[Sequence[int], Sequence[int]]],
+    vocab_size: int,
+    skipped: Tensor,
+    target_count: Tensor,
+) -> Tensor:
+    """The distinct (source piece, target piece) keys s * V + t of each pair of a chunk;
+    adds the chunk's target pieces to `target_count`.
+
+    Shape: skipped, target_count (V,); returns (P,) long.
+    """
+    n = len(chunk)
+    width_s = max(1, max(len(s) for s, _ in chunk))
+    width_t = max(1, max(len(t) for _, t in chunk))
+    src = torch.zeros(n, width_s, dtype=torch.long)
+    tgt = torch.zeros(n, width_t, dtype=torch.long)
+    for i, (s, t) in enumerate(chunk):
+        src[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        tgt[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
+    src_ok = ~skipped[src]
+    tgt_ok = ~skipped[tgt]
+    for i, (s, t) in enumerate(chunk):  # padding beyond each sequence
+        src_ok[i, len(s) :] = False
+        tgt_ok[i, len(t) :] = False
+    target_count += torch.bincount(tgt[tgt_ok], minlength=vocab_size)
+    both = src_ok[:, :, None] & tgt_ok[:, None, :]  # (n, S, T)
+    key = src[:, :, None] * vocab_size + tgt[:, None, :]  # (n, S, T)
+    sentence = torch.arange(n)[:, None, None].expand_as(key)
+    # One count per sentence pair: unique over (sentence, key), then drop the sentence.
+    square = vocab_size * vocab_size
+    distinct = (sentence[both] * square + key[both]).unique()
+    return distinct % square
