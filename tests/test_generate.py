@@ -274,3 +274,52 @@ def test_top_columns_equals_topk(vocab, k):
     finite = expected_values > -torch.inf  # among -inf scores any column will do
     assert torch.equal(columns[finite], expected_columns[finite])
     assert torch.equal(scores.gather(1, columns), values)
+
+
+# --- decoding over per-sentence subsets of the vocabulary (a lexical shortlist) -------------
+
+
+def test_greedy_over_a_subset_holding_its_pieces_picks_the_same_pieces(trained, sources):
+    src, mask = sources
+    full = generate(trained, src, mask, GenerationOptions(beam=1))
+    g = torch.Generator().manual_seed(5)
+    allowed = torch.rand(src.size(0), VOCAB, generator=g) < 0.3  # (B, V) random extras
+    for row, hyps in zip(allowed, full, strict=True):
+        row[hyps[0].tokens] = True
+    sub = generate(trained, src, mask, GenerationOptions(beam=1), allowed=allowed)
+    for a, b in zip(full, sub, strict=True):
+        assert a[0].tokens == b[0].tokens
+        # Normalized over fewer pieces: each step's log-probability can only rise.
+        assert b[0].logprob >= a[0].logprob - 1e-5
+
+
+def test_beam_over_subsets_uses_only_them_and_ignores_the_batch(trained, sources):
+    src, mask = sources
+    g = torch.Generator().manual_seed(6)
+    allowed = torch.rand(src.size(0), VOCAB, generator=g) < 0.6  # (B, V)
+    options = GenerationOptions(beam=3, n_best=2)
+    batch = generate(trained, src, mask, options, allowed=allowed)
+    for i, hyps in enumerate(batch):
+        for h in hyps:
+            assert allowed[i, h.tokens].all()
+        n = int(mask[i].sum())
+        alone = generate(
+            trained, src[i : i + 1, :n], mask[i : i + 1, :n], options, allowed=allowed[i : i + 1]
+        )
+        _same([hyps], alone)
+    # Everything allowed: the same search, normalized without PAD and BOS (never generated).
+    everything = torch.ones(src.size(0), VOCAB, dtype=torch.bool)
+    wide = generate(trained, src, mask, options, allowed=everything)
+    full = generate(trained, src, mask, options)
+    assert [[h.tokens for h in x] for x in wide] == [[h.tokens for h in x] for x in full]
+
+
+def test_masked_logsumexp_matches_torch():
+    from attn.model.generate import _masked_logsumexp
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(6, 50, generator=g) * 8
+    scores[torch.rand(6, 50, generator=g) < 0.8] = -torch.inf
+    scores[:, 0] = 1.0  # a finite score in every row
+    expected = scores.logsumexp(-1, keepdim=True)
+    assert torch.allclose(_masked_logsumexp(scores.clone()), expected, atol=1e-5)
