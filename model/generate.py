@@ -18,11 +18,12 @@ and the masks), so a long sentence does not keep short ones decoding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from attn.model.transformer import DecoderCache, Transformer, reorder_cache
 
@@ -148,7 +149,7 @@ class _Output:
         c = model.config
         self.vocab: Tensor | None = None
         self.weight: Tensor | None = None  # the projection's rows of the subset
-        self.project: nn.Module | None = None  # or, int8, a projection onto them
+        self.project: Callable[[Tensor], Tensor] | None = None  # or, int8, a projection
         self.block: Tensor | None = None
         self.eos, self.never = c.eos_id, (c.pad_id, c.bos_id)
         if allowed is None:

@@ -162,3 +162,22 @@ def test_a_broken_shortlist_is_a_one_line_error(translate_model, tmp_path):
         timeout=120,
     )
     assert result.returncode == 0 and result.stdout.strip(), result.stderr
+
+
+def test_int8_projection_onto_a_subset_equals_those_columns_of_the_whole_one():
+    from attn.model.config import ModelConfig
+    from attn.model.quantize import quantize_int8, select_rows
+    from attn.model.transformer import Transformer
+
+    torch.manual_seed(0)
+    config = ModelConfig(
+        task="translate", vocab_size=64, d_model=32, n_heads=2, n_encoder_layers=1,
+        n_decoder_layers=1, d_ff=64, dropout=0.0,
+    )  # fmt: skip
+    model = quantize_int8(Transformer(config))
+    states = torch.randn(5, 32)
+    index = torch.tensor([3, 7, 8, 40, 63])
+    whole = model.project(states)  # (5, 64), the int8 output projection
+    for _ in range(2):  # the second call reuses the unpacked weight
+        part = select_rows(model.output_proj, index)(states)
+        assert torch.allclose(part, whole[:, index], atol=1e-5)
