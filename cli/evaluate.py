@@ -90,6 +90,13 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    shortlist: Annotated[
+        bool,
+        typer.Option(
+            help="Translate: decode over the model's lexical shortlist, as translate does; "
+            "--no-shortlist: over the whole vocabulary.",
+        ),
+    ] = True,
     batch_size: BatchSizeOpt = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     output: Annotated[
@@ -147,6 +154,7 @@ def evaluate(
                         if task.value == "summarize"
                         else 0
                     ),
+                    **({"shortlist": shortlist} if task.value == "translate" else {}),
                 },
                 batch_size=batch_size,
                 output=output,

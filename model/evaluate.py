@@ -251,6 +251,7 @@ def predict(
     no_repeat_ngram: int | None = None,
     batch_size: int | None = None,
     progress: ProgressCallback | None = None,
+    shortlist: bool = True,
 ) -> tuple[list[str], int]:
     """Run a loaded pipeline over the sources.
 
@@ -258,6 +259,7 @@ def predict(
         pipeline: a `Translator`, `Summarizer` or `SentimentClassifier`.
         beam, length_penalty: the search (ignored for sentiment).
         no_repeat_ngram: n-gram blocking; None = the task's default (translate 0, summarize 6).
+        shortlist: translate over the model's lexical shortlist (when it has one).
         batch_size: texts per batch; None = the pipeline's default.
         progress: called after each batch with (sentences, output pieces).
 
@@ -270,7 +272,11 @@ def predict(
         outputs = [r.label or "" for r in results]
     else:
         run = pipeline.translate if pipeline.task == "translate" else pipeline.summarize
-        blocking = {} if no_repeat_ngram is None else {"no_repeat_ngram": no_repeat_ngram}
+        extra: dict[str, Any] = {}
+        if no_repeat_ngram is not None:
+            extra["no_repeat_ngram"] = no_repeat_ngram
+        if pipeline.task == "translate":
+            extra["shortlist"] = shortlist
         results = list(
             run(
                 sources,
@@ -278,7 +284,7 @@ def predict(
                 length_penalty=length_penalty,
                 batch_size=batch_size,
                 progress=progress,
-                **blocking,
+                **extra,
             )
         )
         outputs = [r.text for r in results]

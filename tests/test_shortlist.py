@@ -181,3 +181,23 @@ def test_int8_projection_onto_a_subset_equals_those_columns_of_the_whole_one():
     for _ in range(2):  # the second call reuses the unpacked weight
         part = select_rows(model.output_proj, index)(states)
         assert torch.allclose(part, whole[:, index], atol=1e-5)
+
+
+def test_evaluate_says_whether_it_used_the_shortlist(translate_model, tmp_path):
+    import json
+    import shutil
+
+    model = shutil.copytree(translate_model, tmp_path / "model")
+    reports = {}
+    for flag in ("--shortlist", "--no-shortlist"):
+        result = subprocess.run(
+            [ATTN, "evaluate", "translate", "-m", str(model), "--data", str(demo_dir("translate")),
+             "--beam", "1", "--threads", "1", "--format", "json", flag],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        reports[flag] = json.loads(result.stdout)
+    assert reports["--shortlist"]["shortlist"] is True
+    assert reports["--no-shortlist"]["shortlist"] is False
+    assert reports["--shortlist"]["scores"]["bleu"] > 80
+    assert reports["--no-shortlist"]["scores"]["bleu"] > 80
