@@ -25,6 +25,7 @@ from attn.model.checkpoint import (
     save_model_config,
     save_weights,
 )
+from attn.model.shortlist import SHORTLIST
 from attn.model.transformer import Transformer
 
 CHECKPOINTS = "checkpoints"
@@ -176,6 +177,8 @@ def average_checkpoints(
             raise ModelError(f"{target} already holds a model; choose another output directory")
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(model_dir / TOKENIZER, target / TOKENIZER)
+        if (model_dir / SHORTLIST).is_file():  # a translation model's; see model.shortlist
+            shutil.copy2(model_dir / SHORTLIST, target / SHORTLIST)
     save_weights(model, target / WEIGHTS)
     # config.json last: the directory points at complete files whenever it is a model.
     save_model_config(target, config, **meta)

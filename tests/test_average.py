@@ -70,6 +70,10 @@ def test_average_into_a_new_directory_loads_and_translates(run_dir: Path, tmp_pa
     from attn import Translator
 
     translator = Translator.load(out, device="cpu")
+    assert (out / "shortlist.safetensors").read_bytes() == (
+        run_dir / "shortlist.safetensors"
+    ).read_bytes()
+    assert translator.shortlist is not None
     results = list(translator.translate(["A dog runs.", "", "The red car."], beam=2))
     assert [r.source for r in results] == ["A dog runs.", "", "The red car."]
     assert results[1].text == ""
