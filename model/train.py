@@ -381,6 +381,11 @@ def _encode(
     )
 
 
+# ModelConfig's smallest vocabulary: every check that depends on the size passes with a larger
+# one whenever it passes with this (ngram_buckets >= 2 x vocab_size, special ids < vocab_size).
+_SMALLEST_VOCAB = 8
+
+
 class _Objective(nn.Module):
     """The training forward pass, as one module so DistributedDataParallel can wrap it.
 
@@ -632,7 +637,7 @@ class _Run:
         self.dist.barrier()
         return Tokenizer.load(path)
 
-    def _model_config(self, tokenizer: Any, labels: list[str] | None) -> ModelConfig:
+    def _model_config(self, vocab_size: int, labels: list[str] | None) -> ModelConfig:
         if self.saved_config is not None:
             return self.saved_config
         from attn.model.config import ConfigError
@@ -642,7 +647,7 @@ class _Run:
         try:
             return ModelConfig(
                 task=self.task,
-                vocab_size=tokenizer.vocab_size,
+                vocab_size=vocab_size,
                 labels=tuple(labels or ()),
                 **fields,
             )
@@ -684,6 +689,9 @@ class _Run:
         data = self._load_data()
         if not data.val:
             raise TrainError("no validation examples: give validation files or more training data")
+        # A config that fails with the smallest vocabulary fails with any: say so before the
+        # tokenizer is trained (minutes on a large corpus). The real size is checked below.
+        self._model_config(_SMALLEST_VOCAB, data.labels)
         # Only read and checked data may replace a model (--overwrite): bad data keeps it.
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.dist.main and not self.resume:
@@ -692,7 +700,7 @@ class _Run:
         self.data = data
         tokenizer = self._tokenizer(data)
         self.tokenizer = tokenizer
-        self.config = config = self._model_config(tokenizer, data.labels)
+        self.config = config = self._model_config(tokenizer.vocab_size, data.labels)
         if tokenizer.vocab_size != config.vocab_size:
             raise TrainError(
                 f"{self.dir / TOKENIZER} has {tokenizer.vocab_size} pieces but the model "

@@ -376,6 +376,33 @@ def test_cli_bad_settings_are_one_line_errors(tmp_path, args, message):
     assert "Traceback" not in result.output
 
 
+def test_a_bad_model_config_is_refused_before_the_tokenizer_is_trained(tmp_path):
+    data = slice_sentiment(tmp_path)
+    model = tmp_path / "m"
+    args = ["--data", str(data), "--model-dir", str(model), "--vocab-size", "400"]
+    result = cli("sentiment", *args, "--set", "ngram_order=5")
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert lines[-1].startswith("Error: bad model config: ngram_order must be between 2")
+    assert not any("tokenizer" in line for line in lines)  # none was trained first
+    assert not model.exists()
+    # A model that --overwrite would replace stays.
+    tiny = ["--preset", "tiny", "--batch-tokens", "512", "--max-steps", "2", "--threads", "1"]
+    assert cli("sentiment", *args, *tiny).exit_code == 0
+    before = (model / "model.safetensors").read_bytes()
+    result = cli("sentiment", *args, *tiny, "--overwrite", "--set", "ngram_order=5")
+    assert result.exit_code == 1 and "ngram_order" in result.output
+    assert (model / "model.safetensors").read_bytes() == before
+    assert (model / "config.json").is_file()
+    # A check that depends on the vocabulary's size waits for the tokenizer's real size.
+    result = cli(
+        "sentiment", *args, "--model-dir", str(tmp_path / "m2"), "--set", "ngram_buckets=500"
+    )
+    assert result.exit_code == 1, result.output
+    assert "ngram_buckets must be 0 or at least twice vocab_size" in result.output
+    assert (tmp_path / "m2" / "tokenizer.model").exists()
+
+
 def test_cli_data_without_examples(tmp_path):
     data = tmp_path / "empty"
     data.mkdir()
