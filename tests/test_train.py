@@ -395,9 +395,8 @@ def test_a_bad_model_config_is_refused_before_the_tokenizer_is_trained(tmp_path)
     assert (model / "model.safetensors").read_bytes() == before
     assert (model / "config.json").is_file()
     # A check that depends on the vocabulary's size waits for the tokenizer's real size.
-    result = cli(
-        "sentiment", *args, "--model-dir", str(tmp_path / "m2"), "--set", "ngram_buckets=500"
-    )
+    other = ["--data", str(data), "--model-dir", str(tmp_path / "m2"), "--vocab-size", "400"]
+    result = cli("sentiment", *other, "--set", "ngram_buckets=500")
     assert result.exit_code == 1, result.output
     assert "ngram_buckets must be 0 or at least twice vocab_size" in result.output
     assert (tmp_path / "m2" / "tokenizer.model").exists()
