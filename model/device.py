@@ -64,3 +64,17 @@ def keep_freed_memory() -> None:
     mallopt(m_mmap_threshold, 32 << 20)
     mallopt(m_trim_threshold, 256 << 20)
     mallopt(m_top_pad, 16 << 20)
+
+
+def column_major_linears(model: torch.nn.Module) -> None:
+    """Store each linear layer's weight transposed in memory (same values and shape).
+
+    `F.linear` multiplies by the transpose of the (out, in) weight; MKL does that product
+    faster when the transpose is the contiguous one, by 6-8% of a decoding step on the
+    `small` model with one thread (bench: same outputs). For CPU inference only: the
+    optimizer and checkpoints expect the usual layout.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.data = module.weight.data.t().contiguous().t()

@@ -162,7 +162,9 @@ class _Output:
         self.never = ()
         self.vocab = allowed.any(0).nonzero().squeeze(1)  # (N,) sorted
         if model.output_proj is None:
-            self.weight = model.embed.weight.index_select(0, self.vocab)  # (N, d): tied
+            weight = model.embed.weight.index_select(0, self.vocab)  # (N, d): tied
+            # On the CPU stored transposed, as `column_major_linears` stores linear layers.
+            self.weight = weight.t().contiguous().t() if weight.is_cpu else weight
         else:  # int8 (attn.model.quantize): the same rows of its int8 projection
             from attn.model.quantize import select_rows
 

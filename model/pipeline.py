@@ -195,6 +195,10 @@ class _Pipeline:
             from attn.model.quantize import quantize_int8
 
             quantize_int8(loaded.model)
+        elif resolved.type == "cpu":
+            from attn.model.device import column_major_linears
+
+            column_major_linears(loaded.model)
         return cls(loaded, resolved)
 
     def worker_count(self, workers: int | None, texts: int | None = None) -> int:

@@ -269,3 +269,17 @@ def test_config_from_newer_attn_is_refused(tmp_path):
 def test_unknown_config_field_is_refused():
     with pytest.raises(ConfigError, match="unknown config field"):
         ModelConfig.from_dict({"d_model": 128, "n_hedas": 4})
+
+
+def test_column_major_linear_weights_change_no_output():
+    from attn.model.device import column_major_linears
+
+    model = _model()
+    src, tgt = _ids([5, 6, 7, EOS], [8, 9, EOS, PAD]), _ids([BOS, 5, 6], [BOS, 8, PAD])
+    with torch.no_grad():
+        before = model(src, tgt)
+        column_major_linears(model)
+        after = model(src, tgt)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.t().is_contiguous() for m in linears)
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
