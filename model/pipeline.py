@@ -398,7 +398,7 @@ class _Seq2Seq(_Pipeline):
         path = loaded.path / SHORTLIST
         if path.is_file():
             try:
-                self.shortlist = Shortlist.load(path, self.config.vocab_size)
+                self.shortlist = Shortlist.load(path, self.config.vocab_size).to(device)
             except ShortlistError as e:
                 raise ModelError(str(e)) from None
 

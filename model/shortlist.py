@@ -107,6 +107,10 @@ class Shortlist:
             by_source[source[keep], rank[keep]] = target[keep]
         return cls(frequent=always, by_source=by_source)
 
+    def to(self, device: torch.device | str) -> Shortlist:
+        """The same shortlist with its tensors on `device` (where the batches are)."""
+        return Shortlist(frequent=self.frequent.to(device), by_source=self.by_source.to(device))
+
     def candidates(self, src: Tensor, src_mask: Tensor) -> Tensor:
         """The target pieces each sentence may use: the frequent ones, those its source
         pieces allow, and its source pieces themselves.
