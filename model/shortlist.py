@@ -7,10 +7,11 @@ training pairs when a translation model is trained, holds the most frequent targ
 for every source piece, the target pieces that best go with it: those most often in the
 translations of sentences that hold it, weighted by how specific they are (count of the pair
 x log(all target pieces / count of the target piece), so that "der" does not fill every list).
-A batch decodes over the union of the lists of its source pieces and the source pieces
-themselves (names and numbers are copied), about a third of an 8k vocabulary for 32
-sentences, with scores normalized over that set, as Marian's lexical shortlists and
-CTranslate2's vocabulary maps do.
+Each sentence decodes over the frequent pieces, the lists of its source pieces and its source
+pieces themselves (names and numbers are copied), about 430 of 8k pieces on Multi30k, with
+scores normalized over that set, as Marian's lexical shortlists and CTranslate2's vocabulary
+maps do; a batch projects once onto the union of its sentences' sets (about a third of the
+vocabulary for 32 sentences).
 """
 
 from __future__ import annotations
