@@ -28,9 +28,7 @@ SHORTLIST = "shortlist.safetensors"
 # frequent target pieces, and the pieces kept per source piece beyond those.
 FREQUENT = 100
 PER_SOURCE = 50
-# Sentence pairs counted per vectorized chunk while building (memory: chunk x S x T keys),
-# and chunks between merges of the counts (memory: the distinct pairs seen).
-_CHUNK = 512
+# Batches of pairs counted between merges of the counts (memory: the distinct pairs seen).
 _MERGE = 64
 
 
@@ -52,7 +50,7 @@ class Shortlist:
     @classmethod
     def build(
         cls,
-        pairs: Iterable[tuple[Sequence[int], Sequence[int]]],
+        batches: Iterable[tuple[Tensor, Tensor]],
         vocab_size: int,
         eos_id: int,
         skip: Sequence[int] = (),
@@ -63,7 +61,8 @@ class Shortlist:
         source piece, and keep the best `per_source` of each (see the module's docstring).
 
         Args:
-            pairs: (source ids, target ids) of the training sentences.
+            batches: source and target ids of the training pairs, (n, S) and (n, T) long,
+                padded with an id of `skip`.
             vocab_size: V, shared by both sides.
             eos_id: always allowed.
             skip: ids that are never source or target pieces to count (padding, BOS).
@@ -75,17 +74,11 @@ class Shortlist:
         # Distinct keys s * V + t and the number of sentence pairs that hold each.
         keys, together = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
         pending: list[Tensor] = []
-        chunk: list[tuple[Sequence[int], Sequence[int]]] = []
-        for pair in pairs:
-            chunk.append(pair)
-            if len(chunk) == _CHUNK:
-                pending.append(_pair_keys(chunk, vocab_size, skipped, target_count))
-                chunk = []
+        for src, tgt in batches:
+            pending.append(_pair_keys(src, tgt, vocab_size, skipped, target_count))
             if len(pending) == _MERGE:
                 keys, together = _merge(keys, together, pending)
                 pending = []
-        if chunk:
-            pending.append(_pair_keys(chunk, vocab_size, skipped, target_count))
         keys, together = _merge(keys, together, pending)
         top = target_count.topk(min(frequent, vocab_size)).indices
         top = top[target_count[top] > 0]
@@ -186,33 +179,19 @@ def _merge(keys: Tensor, counts: Tensor, pending: list[Tensor]) -> tuple[Tensor,
 
 
 def _pair_keys(
-    chunk: list[tuple[Sequence[int], Sequence[int]]],
-    vocab_size: int,
-    skipped: Tensor,
-    target_count: Tensor,
+    src: Tensor, tgt: Tensor, vocab_size: int, skipped: Tensor, target_count: Tensor
 ) -> Tensor:
-    """The distinct (source piece, target piece) keys s * V + t of each pair of a chunk;
-    adds the chunk's target pieces to `target_count`.
+    """The distinct (source piece, target piece) keys s * V + t of each pair of a batch;
+    adds the batch's target pieces to `target_count`.
 
-    Shape: skipped, target_count (V,); returns (P,) long.
+    Shape: src (n, S), tgt (n, T); skipped, target_count (V,); returns (P,) long.
     """
-    n = len(chunk)
-    width_s = max(1, max(len(s) for s, _ in chunk))
-    width_t = max(1, max(len(t) for _, t in chunk))
-    src = torch.zeros(n, width_s, dtype=torch.long)
-    tgt = torch.zeros(n, width_t, dtype=torch.long)
-    for i, (s, t) in enumerate(chunk):
-        src[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-        tgt[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
-    src_ok = ~skipped[src]
-    tgt_ok = ~skipped[tgt]
-    for i, (s, t) in enumerate(chunk):  # padding beyond each sequence
-        src_ok[i, len(s) :] = False
-        tgt_ok[i, len(t) :] = False
+    src, tgt = src.long(), tgt.long()
+    src_ok, tgt_ok = ~skipped[src], ~skipped[tgt]  # padding is skipped too
     target_count += torch.bincount(tgt[tgt_ok], minlength=vocab_size)
     both = src_ok[:, :, None] & tgt_ok[:, None, :]  # (n, S, T)
     key = src[:, :, None] * vocab_size + tgt[:, None, :]  # (n, S, T)
-    sentence = torch.arange(n)[:, None, None].expand_as(key)
+    sentence = torch.arange(src.size(0))[:, None, None].expand_as(key)
     # One count per sentence pair: unique over (sentence, key), then drop the sentence.
     square = vocab_size * vocab_size
     distinct = (sentence[both] * square + key[both]).unique()

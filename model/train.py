@@ -381,6 +381,10 @@ def _encode(
     )
 
 
+# (source piece, target piece) keys counted per batch while building the shortlist (memory:
+# 8 bytes and a few masks each).
+_SHORTLIST_KEYS = 1 << 22
+
 # ModelConfig's smallest vocabulary: every check that depends on the size passes with a larger
 # one whenever it passes with this (ngram_buckets >= 2 x vocab_size, special ids < vocab_size).
 _SMALLEST_VOCAB = 8
@@ -766,16 +770,21 @@ class _Run:
         c = self.config
         src, tgt = self.train_src, self.train_tgt
 
-        def pairs() -> Iterator[tuple[list[int], list[int]]]:
-            for i in range(len(src)):
-                a, b = int(src.offsets[i]), int(tgt.offsets[i])
-                yield (
-                    src.flat[a : a + src.lengths[i]].tolist(),
-                    tgt.flat[b : b + tgt.lengths[i]].tolist(),
-                )
+        def batches() -> Iterator[tuple[Tensor, Tensor]]:
+            start = 0
+            while start < len(src):  # pairs in order, at most _SHORTLIST_KEYS keys a batch
+                end, width_s, width_t = start + 1, src.lengths[start], tgt.lengths[start]
+                while end < len(src):
+                    s, t = max(width_s, src.lengths[end]), max(width_t, tgt.lengths[end])
+                    if (end - start + 1) * s * t > _SHORTLIST_KEYS:
+                        break
+                    end, width_s, width_t = end + 1, s, t
+                index = list(range(start, end))
+                yield src.batch(index, c.pad_id), tgt.batch(index, c.pad_id)
+                start = end
 
         shortlist = Shortlist.build(
-            pairs(), c.vocab_size, eos_id=c.eos_id, skip=(c.pad_id, c.bos_id)
+            batches(), c.vocab_size, eos_id=c.eos_id, skip=(c.pad_id, c.bos_id)
         )
         shortlist.save(self.dir / SHORTLIST)
 

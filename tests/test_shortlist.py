@@ -31,9 +31,19 @@ PAIRS = [
 ]
 
 
-def _build(pairs=PAIRS, frequent=1, per_source=3) -> Shortlist:
+def _padded(pairs) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of (source, target) id lists, padded with PAD."""
+    width_s, width_t = max(len(s) for s, _ in pairs), max(len(t) for _, t in pairs)
+    src = torch.tensor([s + [PAD] * (width_s - len(s)) for s, _ in pairs])
+    tgt = torch.tensor([t + [PAD] * (width_t - len(t)) for _, t in pairs])
+    return src, tgt
+
+
+def _build(pairs=PAIRS, frequent=1, per_source=3, batch=None) -> Shortlist:
+    batch = batch or len(pairs)
+    batches = [_padded(pairs[i : i + batch]) for i in range(0, len(pairs), batch)]
     return Shortlist.build(
-        pairs, V, eos_id=EOS, skip=(PAD, BOS), frequent=frequent, per_source=per_source
+        batches, V, eos_id=EOS, skip=(PAD, BOS), frequent=frequent, per_source=per_source
     )
 
 
@@ -68,9 +78,8 @@ def test_merging_counts_in_steps_gives_the_same_shortlist(monkeypatch):
         for n, m in torch.randint(1, 9, (200, 2), generator=g)
     ]
     whole = _build(pairs, frequent=3, per_source=4)
-    monkeypatch.setattr(shortlist_module, "_CHUNK", 7)
     monkeypatch.setattr(shortlist_module, "_MERGE", 3)
-    steps = _build(pairs, frequent=3, per_source=4)
+    steps = _build(pairs, frequent=3, per_source=4, batch=7)  # 29 batches, merged by 3
     assert torch.equal(whole.frequent, steps.frequent)
     assert torch.equal(whole.by_source, steps.by_source)
 
