@@ -391,16 +391,13 @@ class _Seq2Seq(_Pipeline):
 
     def __init__(self, loaded: LoadedModel, device: torch.device) -> None:
         super().__init__(loaded, device)
-        from attn.model.shortlist import SHORTLIST, Shortlist, ShortlistError
+        from attn.model.shortlist import SHORTLIST, Shortlist
 
         # Written by training (translation models): see attn.model.shortlist.
         self.shortlist: Shortlist | None = None
         path = loaded.path / SHORTLIST
         if path.is_file():
-            try:
-                self.shortlist = Shortlist.load(path, self.config.vocab_size).to(device)
-            except ShortlistError as e:
-                raise ModelError(str(e)) from None
+            self.shortlist = Shortlist.load(path, self.config.vocab_size).to(device)
 
     def _generate(
         self,

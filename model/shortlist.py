@@ -32,10 +32,6 @@ PER_SOURCE = 50
 _MERGE = 64
 
 
-class ShortlistError(Exception):
-    """The shortlist file is unreadable or does not fit the model."""
-
-
 @dataclass(frozen=True)
 class Shortlist:
     """The always-allowed pieces and, per source piece, the pieces it allows.
@@ -137,30 +133,34 @@ class Shortlist:
         """Read a shortlist file.
 
         Raises:
-            ShortlistError: the file is unreadable or does not fit a vocabulary of that size.
+            ModelError: the file is unreadable or does not fit a vocabulary of that size.
         """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        from attn.model.checkpoint import ModelError
+
         try:
             tensors = load_file(str(path))
             frequent, by_source = tensors["frequent"], tensors["by_source"]
-        except (SafetensorError, OSError, KeyError) as e:
-            raise ShortlistError(f"{path}: unreadable shortlist ({e})") from None
+        except (SafetensorError, OSError, ValueError, KeyError) as e:
+            raise ModelError(f"{path}: unreadable shortlist ({e})") from None
+
+        def ids(t: Tensor) -> bool:  # piece ids of this vocabulary
+            return not t.is_floating_point() and (
+                t.numel() == 0 or (int(t.min()) >= 0 and int(t.max()) < vocab_size)
+            )
+
         fits = (
             frequent.dim() == 1
+            and frequent.numel() > 0
             and by_source.dim() == 2
             and by_source.size(0) == vocab_size
-            and frequent.numel() > 0
-            and not frequent.is_floating_point()
-            and not by_source.is_floating_point()
-            and int(frequent.min()) >= 0
-            and int(frequent.max()) < vocab_size
-            and (by_source.numel() == 0 or 0 <= int(by_source.min()) <= int(by_source.max()))
-            and (by_source.numel() == 0 or int(by_source.max()) < vocab_size)
+            and ids(frequent)
+            and ids(by_source)
         )
         if not fits:
-            raise ShortlistError(f"{path}: the shortlist does not fit a {vocab_size}-piece model")
+            raise ModelError(f"{path}: the shortlist does not fit a {vocab_size}-piece model")
         return cls(frequent=frequent.long(), by_source=by_source.long())
 
 

@@ -14,7 +14,7 @@ from attn.data import demo_dir
 from attn.model.checkpoint import ModelError
 from attn.model.generate import GenerationOptions, generate
 from attn.model.pipeline import Translator
-from attn.model.shortlist import SHORTLIST, Shortlist, ShortlistError
+from attn.model.shortlist import SHORTLIST, Shortlist
 from tests.conftest import ATTN
 
 PAD, BOS, EOS = 0, 2, 3
@@ -102,10 +102,10 @@ def test_file_round_trip_and_bad_files(tmp_path):
     loaded = Shortlist.load(path, V)
     assert torch.equal(loaded.frequent, s.frequent)
     assert torch.equal(loaded.by_source, s.by_source)
-    with pytest.raises(ShortlistError, match="does not fit a 30-piece model"):
+    with pytest.raises(ModelError, match="does not fit a 30-piece model"):
         Shortlist.load(path, 30)
     path.write_bytes(b"not safetensors")
-    with pytest.raises(ShortlistError, match="unreadable shortlist"):
+    with pytest.raises(ModelError, match="unreadable shortlist"):
         Shortlist.load(path, V)
 
 
