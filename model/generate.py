@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from attn.model.device import column_major
 from attn.model.transformer import DecoderCache, Transformer, reorder_cache
 
 
@@ -163,8 +164,8 @@ class _Output:
         self.vocab = allowed.any(0).nonzero().squeeze(1)  # (N,) sorted
         if model.output_proj is None:
             weight = model.embed.weight.index_select(0, self.vocab)  # (N, d): tied
-            # On the CPU stored transposed, as `column_major_linears` stores linear layers.
-            self.weight = weight.t().contiguous().t() if weight.is_cpu else weight
+            # On the CPU in MKL's faster layout, as the pipeline stores linear layers.
+            self.weight = column_major(weight) if weight.is_cpu else weight
         else:  # int8 (attn.model.quantize): the same rows of its int8 projection
             from attn.model.quantize import select_rows
 
