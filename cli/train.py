@@ -24,7 +24,7 @@ from attn.cli.common import err_console, fail, stderr_is_terminal
 
 # Flags that are not training settings (not saved, not taken from a resumed run).
 _RUN_KEYS = ("model_dir", "device", "threads", "resume", "overwrite")
-_PATH_KEYS = ("data", "train", "val", "model_dir")
+_PATH_KEYS = ("data", "train", "val", "model_dir", "init")
 
 
 class Task(str, Enum):
@@ -175,6 +175,13 @@ def train(
         int | None,
         typer.Option(help="SentencePiece pieces. Default: 8000 (less on the demo corpus)."),
     ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            "--init",
+            help="Fine-tune: start from this trained model's tokenizer, size and weights.",
+        ),
+    ] = None,
     batch_tokens: Annotated[
         int | None, typer.Option(help="Padded tokens per batch. Default: 2048 demo, 4096 data.")
     ] = None,
@@ -254,6 +261,7 @@ def train(
         "preset": preset.value if preset is not None else None,
         "set": set_ or None,
         "vocab_size": vocab_size,
+        "init": init,
         "batch_tokens": batch_tokens,
         "accum": accum,
         "lr": lr,
@@ -297,8 +305,9 @@ def _normalize(options: dict[str, Any]) -> dict[str, Any]:
     for key in ("train", "val"):
         if key in options:
             options[key] = [str(p) for p in options[key]]
-    if options.get("data") is not None:
-        options["data"] = str(Path(options["data"]).expanduser().resolve())
+    for key in ("data", "init"):
+        if options.get(key) is not None:
+            options[key] = str(Path(options[key]).expanduser().resolve())
     for key in ("train", "val"):
         if key in options:
             options[key] = [str(Path(p).expanduser().resolve()) for p in options[key]]
@@ -430,6 +439,8 @@ class _View:
         if e["device"] == "cpu":
             where += f", {e['threads']} thread" + ("s" if e["threads"] > 1 else "")
         resumed = f", resumed at step {e['resumed_from']}" if e["resumed_from"] is not None else ""
+        if s.get("init") and e["resumed_from"] is None:
+            resumed = f", starting from {escape(s['init'])}"
         data = "demo corpus" if e["demo"] else "data"
         self._print(
             f"Training {e['task']} ({s['preset']}, {e['parameters'] / 1e6:.1f}M parameters, "

@@ -45,6 +45,8 @@ from attn.model.checkpoint import (
     TOKENIZER,
     WEIGHTS,
     check_weights,
+    load_weights,
+    read_model_config,
     save_model_config,
     save_weights,
 )
@@ -114,7 +116,9 @@ DATA_DEFAULTS: dict[str, Any] = {
 }
 STOP_KEYS = ("max_steps", "epochs", "time_budget")
 # Fixed by the first run of a model directory: changing them on --resume is refused.
-ARCHITECTURE_KEYS = ("preset", "overrides", "vocab_size")
+ARCHITECTURE_KEYS = ("preset", "overrides", "vocab_size", "init")
+# Fixed by the --init model (its tokenizer and its weights' shapes).
+INIT_KEYS = ("preset", "vocab_size")
 
 
 # Config fields that come from the task, the tokenizer or the data, not from --set.
@@ -131,7 +135,9 @@ class TrainSettings:
 
     Data: `data` (a directory or file; None with no `train` = the built-in demo corpus),
     `src`/`tgt` languages, explicit `train`/`val` files, and the field names of table and
-    JSONL files. Model: `preset` plus `overrides` of config fields, `vocab_size`.
+    JSONL files. Model: `preset` plus `overrides` of config fields, `vocab_size`; or `init`,
+    a trained model directory of the same task whose tokenizer, config and weights the run
+    starts from (fine-tuning: `overrides` may change what leaves the weights' shapes alone).
     Optimisation: `batch_tokens` per batch, `accum` batches per step, peak `lr`, `warmup`
     steps, `label_smoothing`. Stopping: `max_steps`, `epochs`, `time_budget` (seconds of
     training in total, resumed runs included); validation every `val_every` steps, early
@@ -152,6 +158,7 @@ class TrainSettings:
     preset: str = "small"
     overrides: dict[str, Any] = field(default_factory=dict)
     vocab_size: int = 8000
+    init: str | None = None
     batch_tokens: int = 4096
     accum: int = 1
     lr: float = 1e-3
@@ -220,16 +227,21 @@ def _check_number(name: str, value: Any, kind: type, *, low: float, open_low: bo
 
 
 def resolve_settings(
-    options: Mapping[str, Any], saved: Mapping[str, Any] | None = None, task: str = "translate"
+    options: Mapping[str, Any],
+    saved: Mapping[str, Any] | None = None,
+    task: str = "translate",
+    init: Mapping[str, Any] | None = None,
 ) -> TrainSettings:
     """Settings from the options the user gave, over the saved ones (resume) or the defaults.
 
     Defaults depend on the data: the demo corpus gets `DEMO_DEFAULTS` (and the `DEMO_VOCAB`
     of `task`), real data `DATA_DEFAULTS`. A stop criterion given explicitly replaces all
-    default or saved ones.
+    default or saved ones. `init` holds the saved settings of the model that `init` names:
+    its preset, vocabulary size and overrides are the new run's, under the user's overrides.
 
     Raises:
-        TrainError: an unknown option, a bad value, or an architecture change on resume.
+        TrainError: an unknown option, a bad value, an architecture change on resume, or
+            a preset or vocabulary size other than the --init model's.
     """
     known = {f.name for f in dataclasses.fields(TrainSettings)}
     unknown = sorted(set(options) - known)
@@ -246,6 +258,17 @@ def resolve_settings(
     else:
         demo = options.get("data") is None and not options.get("train")
         base = {**DEMO_DEFAULTS, "vocab_size": DEMO_VOCAB[task]} if demo else dict(DATA_DEFAULTS)
+        if init is not None:
+            for key in INIT_KEYS:
+                if key in options and options[key] != init.get(key, options[key]):
+                    raise TrainError(
+                        f"{key} comes from the --init model ({init[key]!r}, got "
+                        f"{options[key]!r}); leave it out to fine-tune that model"
+                    )
+                if key in init:
+                    base[key] = init[key]
+            overrides = {**init.get("overrides", {}), **options.get("overrides", {})}
+            options = {**options, "overrides": overrides}
     if any(options.get(key) is not None for key in STOP_KEYS):
         base.update(dict.fromkeys(STOP_KEYS))
     try:
@@ -539,7 +562,14 @@ class _Run:
         self.stop_requested = stop_requested or (lambda: False)
         saved = self._check_dir(resume, overwrite)
         self.resume = resume
-        self.settings = resolve_settings(options, saved[1].get("train") if saved else None, task)
+        # The model a new run starts from (--init); a resumed run has its own weights.
+        self.init_config: ModelConfig | None = None
+        init_meta: dict[str, Any] = {}
+        if saved is None and options.get("init") is not None:
+            self.init_config, init_meta = self._check_init(Path(options["init"]))
+        self.settings = resolve_settings(
+            options, saved[1].get("train") if saved else None, task, init_meta.get("train")
+        )
         self.saved_config = saved[0] if saved else None
         self.saved_meta = saved[1] if saved else {}
         self.metric = PRIMARY_METRIC[task]
@@ -587,6 +617,17 @@ class _Run:
             raise TrainError(f"{self.dir} already holds {what}; {hint}")
         return None
 
+    def _check_init(self, init: Path) -> tuple[ModelConfig, dict[str, Any]]:
+        if init.resolve() == self.dir.resolve():
+            raise TrainError(
+                f"--init {init} is the model directory itself; "
+                "write the fine-tuned model to another --model-dir"
+            )
+        config, meta = read_model_config(init)
+        if config.task != self.task:
+            raise TrainError(f"--init {init} holds a {config.task} model, not a {self.task} model")
+        return config, meta
+
     def _clear_dir(self) -> None:
         """--overwrite: config.json goes first, so the directory never points at missing files."""
         for name in (CONFIG, WEIGHTS, TOKENIZER, METRICS, PLOT, BACKUP, SHORTLIST):
@@ -618,6 +659,18 @@ class _Run:
         path = self.dir / TOKENIZER
         if self.resume:
             return Tokenizer.load(path)
+        if self.init_config is not None:
+            init = Path(self.settings.init or "")
+            if self.dist.main:
+                if not (init / TOKENIZER).is_file():
+                    raise TrainError(f"cannot start from {init}: it holds no {TOKENIZER}")
+                self.emit({"event": "stage", "message": f"starting from the model in {init}"})
+                atomic_write_bytes(path, (init / TOKENIZER).read_bytes())
+            self.dist.barrier()
+            try:
+                return Tokenizer.load(path)
+            except ValueError as e:
+                raise TrainError(f"cannot start from {init}: {e}") from None
         if self.dist.main:
             texts = [ex.src for ex in data.train]
             if self.task != "sentiment":
@@ -644,6 +697,8 @@ class _Run:
     def _model_config(self, vocab_size: int, labels: list[str] | None) -> ModelConfig:
         if self.saved_config is not None:
             return self.saved_config
+        if self.init_config is not None:
+            return self._init_model_config(labels)
         from attn.model.config import ConfigError
 
         s = self.settings
@@ -657,6 +712,46 @@ class _Run:
             )
         except (ConfigError, TypeError) as e:
             raise TrainError(f"bad model config: {e}") from None
+
+    def _init_model_config(self, labels: list[str] | None) -> ModelConfig:
+        """The --init model's config under the user's overrides, checked against its
+        weights (an override may not change their shapes) and the data's labels."""
+        from attn.model.config import ConfigError
+
+        assert self.init_config is not None
+        init = Path(self.settings.init or "")
+        try:
+            config = dataclasses.replace(self.init_config, **self.settings.overrides)
+        except (ConfigError, TypeError) as e:
+            raise TrainError(f"bad model config: {e}") from None
+        try:
+            check_weights(self.init_config, init / WEIGHTS)
+        except ValueError as e:
+            raise TrainError(f"cannot start from {init}: {e}") from None
+        try:
+            check_weights(config, init / WEIGHTS)
+        except ValueError:
+            raise TrainError(
+                f"--set {', '.join(self._reshaping(init))} would change the shapes of the "
+                "--init model's weights; fine-tuning can change only settings such as dropout"
+            ) from None
+        if tuple(labels or ()) != config.labels:
+            raise TrainError(
+                f"--init {init} classifies into labels {', '.join(config.labels)}; "
+                f"this data has {', '.join(labels or ())}"
+            )
+        return config
+
+    def _reshaping(self, init: Path) -> list[str]:
+        """The overrides that, each on its own, do not fit the --init model's weights."""
+        assert self.init_config is not None
+        keys = []
+        for key, value in sorted(self.settings.overrides.items()):
+            try:
+                check_weights(dataclasses.replace(self.init_config, **{key: value}), init / WEIGHTS)
+            except ValueError:
+                keys.append(key)
+        return keys
 
     def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         params = [p for n, p in model.named_parameters() if not n.startswith("ngrams.")]
@@ -714,6 +809,8 @@ class _Run:
 
         torch.manual_seed(s.seed)
         self.model = Transformer(config).to(self.device)
+        if self.init_config is not None:
+            load_weights(self.model, Path(s.init or "") / WEIGHTS, self.device)
         self.optimizer = self._optimizer(self.model)
         self._setup_precision()
         objective: nn.Module = _Objective(self.model, s.label_smoothing)
