@@ -623,7 +623,10 @@ class _Run:
                 f"--init {init} is the model directory itself; "
                 "write the fine-tuned model to another --model-dir"
             )
-        config, meta = read_model_config(init)
+        try:
+            config, meta = read_model_config(init)
+        except ValueError as e:
+            raise TrainError(f"--init: {e}") from None
         if config.task != self.task:
             raise TrainError(f"--init {init} holds a {config.task} model, not a {self.task} model")
         return config, meta

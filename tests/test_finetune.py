@@ -132,7 +132,8 @@ def test_cli_refuses_what_cannot_fine_tune_the_init_model(
 
 def test_cli_refuses_an_init_model_that_is_missing_or_the_output_itself(sentiment_model, tmp_path):
     result = cli("sentiment", "--init", str(tmp_path / "none"), "--model-dir", str(tmp_path / "m"))
-    assert result.exit_code == 1 and "does not exist" in result.output, result.output
+    assert result.exit_code == 1, result.output
+    assert "Error: --init: model directory" in result.output and "does not exist" in result.output
     before = weights(sentiment_model)
     args = ["--init", str(sentiment_model), "--model-dir", str(sentiment_model), "--overwrite"]
     result = cli("sentiment", *args)
