@@ -122,12 +122,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file must hold a table of options")
     options = {key.replace("-", "_"): value for key, value in data.items()}
+    # normpath: `recipes/../runs/x` reads as `runs/x` in messages.
     for key in _PATH_KEYS:
         value = options.get(key)
         if isinstance(value, str):
-            options[key] = str(path.parent / value)
+            options[key] = os.path.normpath(path.parent / value)
         elif isinstance(value, list):
-            options[key] = [str(path.parent / v) for v in value]
+            options[key] = [os.path.normpath(path.parent / v) for v in value]
     for key in ("train", "val"):
         if isinstance(options.get(key), str):
             options[key] = [options[key]]

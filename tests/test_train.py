@@ -140,6 +140,27 @@ def test_config_file_toml_relative_paths(tmp_path):
     }
 
 
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.toml")))
+def test_shipped_recipes_are_valid_settings(recipe):
+    from attn.cli.train import _normalize
+
+    options = _normalize(read_config_file(RECIPES / recipe))
+    settings = resolve_settings({k: v for k, v in options.items() if k != "model_dir"})
+    assert settings.time_budget is not None and settings.time_budget <= 30 * 60
+    assert Path(options["model_dir"]).parent == (RECIPES.parent / "runs").resolve()
+
+
+def test_the_sst2_recipe_fine_tunes_the_model_of_its_first_half():
+    first = read_config_file(RECIPES / "sst2-imdb.toml")
+    second = read_config_file(RECIPES / "sst2.toml")
+    assert Path(second["init"]).resolve() == Path(first["model_dir"]).resolve()
+    budgets = [parse_duration(first["time_budget"]), parse_duration(second["time_budget"])]
+    assert sum(budgets) <= 15 * 60
+
+
 # --- learning: the demo corpora, through the session fixtures (the `attn train` CLI) -------
 
 
