@@ -43,6 +43,16 @@ def _train(task: str, directory: Path) -> Path:
     return model_dir
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """`train(threads=1)` sets torch's global thread count; give the next test its own back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def trained_models_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("models")

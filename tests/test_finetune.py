@@ -18,13 +18,6 @@ from attn.model.train import TrainError, read_metrics, resolve_settings, train
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(model_dir / "model.safetensors"))
 

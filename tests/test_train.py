@@ -31,14 +31,6 @@ from attn.model.train import (
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    """`train(threads=1)` sets torch's global thread count; give the next test its own back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def slice_translate(tmp_path: Path, n_train: int = 300, n_val: int = 16) -> Path:
     """The first lines of the demo en->de corpus, as a data directory."""
     out = tmp_path / "mt"
