@@ -205,12 +205,14 @@ def _write_results(
 
 @contextmanager
 def _interrupt_noted() -> Iterator[None]:
-    """Make a Ctrl-C during the block count even if the code inside swallows it.
+    """Make a Ctrl-C during the block (the model load) count, once the block ends.
 
     Importing torch (numpy, during the model load) catches a KeyboardInterrupt raised in
     the middle of its imports and goes on, so a Ctrl-C in the first half second would be
-    lost and the command would run to the end. The handler notes the signal as well as
-    raising; a noted signal raises again when the block ends.
+    lost and the command would run to the end; and one raised inside Python code that
+    torch's C++ calls during those imports aborts the process (pybind11 cannot pass it
+    on). So the handler only notes the signal, and a noted signal raises when the block
+    ends: at most the load's second or two later.
     """
     if (
         threading.current_thread() is not threading.main_thread()
@@ -222,7 +224,6 @@ def _interrupt_noted() -> Iterator[None]:
 
     def handler(signum: int, frame: Any) -> None:
         noted.append(signum)
-        raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
