@@ -1214,6 +1214,9 @@ class _Run:
             remove_stale_temp_files(self.dir)  # left by a run killed inside a write
         state = load_last(self.dir, self.model, self.device)
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:
+            if "lr_scale" in group:  # the bag's peak stays NGRAM_LR under a new --lr
+                group["lr_scale"] = NGRAM_LR / self.settings.lr
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         for name in (

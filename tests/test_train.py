@@ -245,6 +245,20 @@ def test_resume_with_accumulation_across_an_epoch_boundary(tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
 
 
+def test_the_bag_keeps_its_own_learning_rate_when_a_resume_changes_lr(tmp_path):
+    from attn.model.train import NGRAM_LR
+
+    data = slice_sentiment(tmp_path, n_train=200)
+    opts = quick(data, warmup=4, lr=1e-3, overrides={"ngram_buckets": 4096})
+    model = tmp_path / "m"
+    train("sentiment", model, {**opts, "max_steps": 4}, threads=1, device="cpu")
+    train("sentiment", model, {"max_steps": 6, "lr": 4e-3}, resume=True, threads=1, device="cpu")
+    state = torch.load(model / "last" / "trainer_state.pt", weights_only=True)
+    *transformer, bag = state["optimizer"]["param_groups"]
+    assert all(g["lr"] == pytest.approx(lr_at(6, 4e-3, 4)) for g in transformer)
+    assert bag["lr"] == pytest.approx(lr_at(6, NGRAM_LR, 4))  # not scaled by the old --lr
+
+
 def test_early_stopping(tmp_path):
     data = slice_sentiment(tmp_path)
     # A learning rate too small to change any prediction: the metric never improves.
