@@ -109,11 +109,13 @@ class Shortlist:
         """
         b, v = src.size(0), self.by_source.size(0)
         allowed = torch.zeros(b, v, dtype=torch.bool, device=src.device)
-        allowed[:, self.frequent.to(src.device)] = True
-        fill = int(self.frequent[0])  # allowed anyway: stands in for padding
-        pieces = src.masked_fill(~src_mask, fill)  # (B, S)
+        frequent = self.frequent.to(src.device)
+        allowed.index_fill_(1, frequent, True)
+        # Allowed anyway, so it stands in for padding; a 0-dim tensor, not read by the host.
+        fill = frequent[0]
+        pieces = torch.where(src_mask, src, fill)  # (B, S)
         by_source = self.by_source.to(src.device)
-        lists = by_source[pieces].masked_fill(~src_mask[:, :, None], fill).view(b, -1)
+        lists = torch.where(src_mask[:, :, None], by_source[pieces], fill).view(b, -1)
         allowed.scatter_(1, lists, True)
         # Names and numbers are copied: the vocabulary is shared by both sides.
         allowed.scatter_(1, pieces, True)
