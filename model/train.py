@@ -563,10 +563,12 @@ class _Run:
         saved = self._check_dir(resume, overwrite)
         self.resume = resume
         # The model a new run starts from (--init); a resumed run has its own weights.
+        self.init_dir: Path | None = None
         self.init_config: ModelConfig | None = None
         init_meta: dict[str, Any] = {}
         if saved is None and options.get("init") is not None:
-            self.init_config, init_meta = self._check_init(Path(options["init"]))
+            self.init_dir = Path(options["init"])
+            self.init_config, init_meta = self._check_init(self.init_dir)
         self.settings = resolve_settings(
             options, saved[1].get("train") if saved else None, task, init_meta.get("train")
         )
@@ -629,6 +631,10 @@ class _Run:
             raise TrainError(f"--init: {e}") from None
         if config.task != self.task:
             raise TrainError(f"--init {init} holds a {config.task} model, not a {self.task} model")
+        try:
+            check_weights(config, init / WEIGHTS)
+        except ValueError as e:
+            raise TrainError(f"cannot start from {init}: {e}") from None
         return config, meta
 
     def _clear_dir(self) -> None:
@@ -662,8 +668,8 @@ class _Run:
         path = self.dir / TOKENIZER
         if self.resume:
             return Tokenizer.load(path)
-        if self.init_config is not None:
-            init = Path(self.settings.init or "")
+        if self.init_dir is not None:
+            init = self.init_dir
             if self.dist.main:
                 if not (init / TOKENIZER).is_file():
                     raise TrainError(f"cannot start from {init}: it holds no {TOKENIZER}")
@@ -721,16 +727,12 @@ class _Run:
         weights (an override may not change their shapes) and the data's labels."""
         from attn.model.config import ConfigError
 
-        assert self.init_config is not None
-        init = Path(self.settings.init or "")
+        assert self.init_dir is not None and self.init_config is not None
+        init = self.init_dir
         try:
             config = dataclasses.replace(self.init_config, **self.settings.overrides)
         except (ConfigError, TypeError) as e:
             raise TrainError(f"bad model config: {e}") from None
-        try:
-            check_weights(self.init_config, init / WEIGHTS)
-        except ValueError as e:
-            raise TrainError(f"cannot start from {init}: {e}") from None
         try:
             check_weights(config, init / WEIGHTS)
         except ValueError:
@@ -812,8 +814,8 @@ class _Run:
 
         torch.manual_seed(s.seed)
         self.model = Transformer(config).to(self.device)
-        if self.init_config is not None:
-            load_weights(self.model, Path(s.init or "") / WEIGHTS, self.device)
+        if self.init_dir is not None:
+            load_weights(self.model, self.init_dir / WEIGHTS, self.device)
         self.optimizer = self._optimizer(self.model)
         self._setup_precision()
         objective: nn.Module = _Objective(self.model, s.label_smoothing)

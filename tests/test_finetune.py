@@ -8,14 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train import slice_sentiment, slice_translate
-from typer.testing import CliRunner
+from test_train import cli, slice_sentiment, slice_translate
 
-from attn.cli.main import app
 from attn.model.checkpoint import read_model_config
 from attn.model.train import TrainError, read_metrics, resolve_settings, train
-
-runner = CliRunner()
 
 
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -95,10 +91,6 @@ def test_fine_tuning_a_translation_model_builds_its_shortlist_with_the_init_toke
     assert not torch.equal(tuned.by_source, init.by_source)
 
 
-def cli(*args: str):
-    return runner.invoke(app, ["train", *args])
-
-
 @pytest.mark.parametrize(
     ("task", "extra", "message"),
     [
@@ -134,3 +126,15 @@ def test_cli_refuses_an_init_model_that_is_missing_or_the_output_itself(sentimen
     assert "is the model directory itself" in result.output
     after = weights(sentiment_model)
     assert all(torch.equal(before[k], after[k]) for k in before)
+    # A model whose weights do not load is refused before the data is read.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer.model"):
+        (broken / name).write_bytes((sentiment_model / name).read_bytes())
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    result = cli("sentiment", "--init", str(broken), "--model-dir", str(tmp_path / "m"))
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.splitlines()  # no "reading data" before it
+    assert line.startswith(f"Error: cannot start from {broken}: ")
+    assert "model.safetensors: not a readable safetensors file" in line
+    assert not (tmp_path / "m").exists()
