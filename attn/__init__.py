@@ -8,7 +8,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# Names served lazily from attn.model.pipeline.
+# Names served lazily from attn.model.inference.pipeline.
 _PIPELINE = (
     "Candidate",
     "Classification",
@@ -23,7 +23,7 @@ __all__ = ["__version__", *_PIPELINE]
 
 def __getattr__(name: str) -> Any:
     if name in _PIPELINE:
-        from attn.model import pipeline
+        from attn.model.inference import pipeline
 
         return getattr(pipeline, name)
     raise AttributeError(f"module 'attn' has no attribute {name!r}")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from attn.model.pipeline import Translator
-from attn.model.train import train
+from attn.model.inference.pipeline import Translator
+from attn.model.training.train import train
 
 sites = collections.Counter()
 

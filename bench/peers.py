@@ -59,7 +59,7 @@ def attn_translation(model_dir: Path, sources: list[str], threads: int, trained:
     import torch
     from translate_speed import throughput
 
-    from attn.model.pipeline import Translator
+    from attn.model.inference.pipeline import Translator
 
     refs = (MULTI30K / "test2016.de").read_text(encoding="utf-8").splitlines()[: len(sources)]
     runs = []

@@ -30,7 +30,7 @@ MULTI30K = ROOT.parent / "shared" / "data" / "translation" / "multi30k"
 def measure(args: argparse.Namespace) -> dict:
     import torch
 
-    from attn.model.train import LOG_EVERY, train
+    from attn.model.training.train import LOG_EVERY, train
 
     logs: list[dict] = []
     step = 0

@@ -41,9 +41,9 @@ def build_random_model(directory: Path, vocab_size: int) -> Path:
     import torch
 
     from attn.data import read_lines
-    from attn.model.checkpoint import TOKENIZER, WEIGHTS, save_model_config, save_weights
-    from attn.model.config import ModelConfig, preset
-    from attn.model.transformer import Transformer
+    from attn.model.nn.config import ModelConfig, preset
+    from attn.model.nn.transformer import Transformer
+    from attn.model.storage.checkpoint import TOKENIZER, WEIGHTS, save_model_config, save_weights
     from attn.tokenizer import Tokenizer
 
     texts = [line for lang in ("en", "de") for line in read_lines(MULTI30K / f"train.{lang}")]
@@ -175,8 +175,8 @@ def main() -> None:
     import torch
 
     from attn.data import read_lines
-    from attn.model.checkpoint import load_model
-    from attn.model.pipeline import Translator
+    from attn.model.inference.pipeline import Translator
+    from attn.model.storage.checkpoint import load_model
 
     torch.set_num_threads(args.threads)
     source = MULTI30K / "test2016.en"

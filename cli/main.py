@@ -41,7 +41,7 @@ def _root(
 
 
 def _register() -> None:
-    from attn.cli import (
+    from attn.cli.commands import (
         attention,
         average,
         data,

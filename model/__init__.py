@@ -1,0 +1,1 @@
+"""Everything that runs torch: the network, decoding, training, storage, inference."""

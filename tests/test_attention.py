@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from attn.model.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from attn.model.nn.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 
 B, H, TQ, TK, DK = 3, 4, 5, 7, 8
 

@@ -19,16 +19,22 @@ from typer.testing import CliRunner
 
 from attn.cli.main import app
 from attn.data import demo_dir, read_lines, read_table
-from attn.model.attention_maps import (
+from attn.model.inference.attention_maps import (
     align,
     align_text,
     attention_maps,
     format_alignment,
     record_attention,
 )
-from attn.model.checkpoint import TOKENIZER, WEIGHTS, load_model, save_model_config, save_weights
-from attn.model.config import ModelConfig
-from attn.model.transformer import Transformer
+from attn.model.nn.config import ModelConfig
+from attn.model.nn.transformer import Transformer
+from attn.model.storage.checkpoint import (
+    TOKENIZER,
+    WEIGHTS,
+    load_model,
+    save_model_config,
+    save_weights,
+)
 from attn.tokenizer import Tokenizer
 
 ATTN = str(Path(sys.executable).parent / "attn")

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from attn.cli.main import app
 from attn.data import DataError, demo_dir
-from attn.model.evaluate import load_test_set, score
+from attn.model.evaluation.evaluate import load_test_set, score
 
 ATTN = str(Path(sys.executable).parent / "attn")
 runner = CliRunner()

@@ -25,9 +25,9 @@ import pytest
 import torch
 from test_train import slice_translate
 
-from attn.model.checkpoint import ModelError, load_model, save_weights
-from attn.model.train import read_metrics
-from attn.model.trainer_state import find_last
+from attn.model.storage.checkpoint import ModelError, load_model, save_weights
+from attn.model.training.state import find_last
+from attn.model.training.train import read_metrics
 
 BIN = Path(sys.executable).parent
 ATTN = str(BIN / "attn")
@@ -130,7 +130,7 @@ elif point == "swap":
             stall()
     os.replace = replace
 elif point == "config":
-    import attn.model.io as io
+    import attn.model.storage.atomic as io
     real = io.atomic_write
     def atomic_write(path, write):
         if Path(path).name == "config.json" and hit():
@@ -143,7 +143,7 @@ elif point == "config":
     io.atomic_write = atomic_write
 elif point == "metrics":
     import json
-    from attn.model.train import _Run
+    from attn.model.training.train import _Run
     real = _Run._append_metrics
     def append(self, record):
         if hit():
@@ -330,7 +330,7 @@ def test_failed_atomic_write_keeps_the_old_file(tmp_path, small_model, monkeypat
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("attn.model.io.os.fsync", full)
+    monkeypatch.setattr("attn.model.storage.atomic.os.fsync", full)
     with torch.no_grad():
         for p in loaded.model.parameters():
             p.add_(1.0)

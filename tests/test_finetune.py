@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 from test_train import cli, slice_sentiment, slice_translate
 
-from attn.model.checkpoint import read_model_config
-from attn.model.train import TrainError, read_metrics, resolve_settings, train
+from attn.model.storage.checkpoint import read_model_config
+from attn.model.training.train import TrainError, read_metrics, resolve_settings, train
 
 
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -75,7 +75,7 @@ def test_fine_tuning_transfers_what_the_init_model_learned(sentiment_model, tmp_
 def test_fine_tuning_a_translation_model_builds_its_shortlist_with_the_init_tokenizer(
     translate_model, tmp_path
 ):
-    from attn.model.shortlist import Shortlist
+    from attn.model.decoding.shortlist import Shortlist
 
     data = slice_translate(tmp_path, n_train=100)
     out = tmp_path / "tuned"

@@ -7,15 +7,15 @@ import itertools
 import pytest
 import torch
 
-from attn.model.config import ModelConfig
-from attn.model.generate import (
+from attn.model.decoding.search import (
     GenerationOptions,
     Hypothesis,
     generate,
     length_penalty,
     top_columns,
 )
-from attn.model.transformer import Transformer
+from attn.model.nn.config import ModelConfig
+from attn.model.nn.transformer import Transformer
 
 PAD, BOS, EOS = 0, 2, 3
 FIRST, VOCAB = 4, 16  # pieces 4..15 are "words"
@@ -126,7 +126,7 @@ def test_cached_decoding_equals_full_recomputation(trained, sources, beam):
 
 def test_beam_one_is_greedy(trained, sources):
     src, mask = sources
-    from attn.model.generate import beam_search, greedy_search, max_lengths
+    from attn.model.decoding.search import beam_search, greedy_search, max_lengths
 
     options = GenerationOptions(beam=1, length_penalty=0.0)
     limits = max_lengths(mask, options, trained.config.max_length)
@@ -231,7 +231,7 @@ def test_no_repeat_ngram_blocks_repeats(beam):
 
 
 def test_blocking_also_stops_a_piece_three_times_in_a_row():
-    from attn.model.generate import _block_repeats
+    from attn.model.decoding.search import _block_repeats
 
     generated = torch.tensor([[7, 9, 9], [7, 9, 8], [9, 9, 4]])
     logp = torch.zeros(3, 12)
@@ -241,7 +241,7 @@ def test_blocking_also_stops_a_piece_three_times_in_a_row():
 
 
 def test_max_length_is_relative_to_the_source_and_capped(trained):
-    from attn.model.generate import max_lengths
+    from attn.model.decoding.search import max_lengths
 
     mask = torch.tensor([[True] * 2 + [False] * 8, [True] * 10])
     options = GenerationOptions(max_length_a=1.5, max_length_b=3)
@@ -315,7 +315,7 @@ def test_beam_over_subsets_uses_only_them_and_ignores_the_batch(trained, sources
 
 
 def test_masked_logsumexp_matches_torch():
-    from attn.model.generate import _masked_logsumexp
+    from attn.model.decoding.search import _masked_logsumexp
 
     g = torch.Generator().manual_seed(0)
     scores = torch.randn(6, 50, generator=g) * 8

@@ -19,8 +19,8 @@ def _sha256(path: Path) -> str:
 
 
 def test_info_json_describes_a_translation_model(translate_model: Path) -> None:
-    from attn.model.checkpoint import load_model
-    from attn.model.transformer import count_parameters
+    from attn.model.nn.transformer import count_parameters
+    from attn.model.storage.checkpoint import load_model
 
     result = runner.invoke(app, ["info", "-m", str(translate_model), "--format", "json"])
     assert result.exit_code == 0, result.output

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attn.model.dropout import Dropout, dropout
-from attn.model.loss import smoothed_cross_entropy
+from attn.model.nn.dropout import Dropout, dropout
+from attn.model.nn.loss import smoothed_cross_entropy
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
@@ -63,8 +63,8 @@ def test_cpu_dropout_follows_the_seed_and_is_off_in_eval() -> None:
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_dropout_on_cpu_drops_weights_with_the_byte_mask(causal: bool) -> None:
-    from attn.model.attention import scaled_dot_product_attention
-    from attn.model.dropout import random_bytes
+    from attn.model.nn.attention import scaled_dot_product_attention
+    from attn.model.nn.dropout import random_bytes
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 4, 6, 8, requires_grad=True) for _ in range(3))

@@ -25,7 +25,7 @@ pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
 from attn.cli.main import app as cli_app  # noqa: E402
-from attn.model.serve import Limits, MicroBatcher, create_app  # noqa: E402
+from attn.server.app import Limits, MicroBatcher, create_app  # noqa: E402
 
 ATTN = str(Path(sys.executable).parent / "attn")
 LIMITS = Limits(max_texts=8, max_chars=300, max_body_bytes=4096)

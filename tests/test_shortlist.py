@@ -9,12 +9,12 @@ import pytest
 import sacrebleu
 import torch
 
-import attn.model.shortlist as shortlist_module
+import attn.model.decoding.shortlist as shortlist_module
 from attn.data import demo_dir
-from attn.model.checkpoint import ModelError
-from attn.model.generate import GenerationOptions, generate
-from attn.model.pipeline import Translator
-from attn.model.shortlist import SHORTLIST, Shortlist
+from attn.model.decoding.search import GenerationOptions, generate
+from attn.model.decoding.shortlist import SHORTLIST, Shortlist
+from attn.model.inference.pipeline import Translator
+from attn.model.storage.checkpoint import ModelError
 from tests.conftest import ATTN
 
 PAD, BOS, EOS = 0, 2, 3
@@ -174,9 +174,9 @@ def test_a_broken_shortlist_is_a_one_line_error(translate_model, tmp_path):
 
 
 def test_int8_projection_onto_a_subset_equals_those_columns_of_the_whole_one():
-    from attn.model.config import ModelConfig
-    from attn.model.quantize import quantize_int8, select_rows
-    from attn.model.transformer import Transformer
+    from attn.model.decoding.quantize import quantize_int8, select_rows
+    from attn.model.nn.config import ModelConfig
+    from attn.model.nn.transformer import Transformer
 
     torch.manual_seed(0)
     config = ModelConfig(

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from attn.cli.commands.train import parse_duration, parse_overrides, read_config_file
 from attn.cli.main import app
-from attn.cli.train import parse_duration, parse_overrides, read_config_file
 from attn.data import demo_dir
-from attn.model.checkpoint import load_model
-from attn.model.train import (
+from attn.model.storage.checkpoint import load_model
+from attn.model.training.train import (
     DEMO_DEFAULTS,
     TrainError,
     lr_at,
@@ -137,7 +137,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.toml")))
 def test_shipped_recipes_are_valid_settings(recipe):
-    from attn.cli.train import _normalize
+    from attn.cli.commands.train import _normalize
 
     options = _normalize(read_config_file(RECIPES / recipe))
     settings = resolve_settings({k: v for k, v in options.items() if k != "model_dir"})
@@ -163,7 +163,7 @@ def _final(model_dir: Path) -> dict:
 
 
 def test_translate_demo_learns(translate_model):
-    from attn.model.generate import GenerationOptions, generate
+    from attn.model.decoding.search import GenerationOptions, generate
 
     final = _final(translate_model)
     assert final["bleu"] >= 90, final
@@ -179,7 +179,7 @@ def test_translate_demo_learns(translate_model):
 
 
 def test_summarize_demo_learns(summarize_model):
-    from attn.model.metrics import rouge_scores
+    from attn.model.evaluation.metrics import rouge_scores
 
     val = demo_dir("summarize")
     sources = (val / "val.src").read_text(encoding="utf-8").splitlines()
@@ -246,7 +246,7 @@ def test_resume_with_accumulation_across_an_epoch_boundary(tmp_path):
 
 
 def test_the_bag_keeps_its_own_learning_rate_when_a_resume_changes_lr(tmp_path):
-    from attn.model.train import NGRAM_LR
+    from attn.model.training.train import NGRAM_LR
 
     data = slice_sentiment(tmp_path, n_train=200)
     opts = quick(data, warmup=4, lr=1e-3, overrides={"ngram_buckets": 4096})
@@ -441,8 +441,8 @@ def test_cli_data_without_examples(tmp_path):
 
 
 def _tiny_sentiment_model(**changes):
-    from attn.model.config import ModelConfig
-    from attn.model.transformer import Transformer
+    from attn.model.nn.config import ModelConfig
+    from attn.model.nn.transformer import Transformer
 
     config = ModelConfig(
         task="sentiment", vocab_size=50, d_model=16, n_heads=2, n_encoder_layers=1,
@@ -453,7 +453,7 @@ def _tiny_sentiment_model(**changes):
 
 def test_sentiment_loss_counts_class_zero():
     """Class id 0 equals the pad id: the classification loss must not skip it."""
-    from attn.model.train import _Objective
+    from attn.model.training.train import _Objective
 
     objective = _Objective(_tiny_sentiment_model(), label_smoothing=0.0)
     src = torch.tensor([[5, 6, 3], [7, 3, 0]])
@@ -462,7 +462,7 @@ def test_sentiment_loss_counts_class_zero():
 
 
 def test_sentiment_loss_smooths_the_transformer_but_not_the_bag_of_ngrams():
-    from attn.model.train import _Objective
+    from attn.model.training.train import _Objective
 
     torch.manual_seed(0)
     model = _tiny_sentiment_model(ngram_buckets=1000).eval()
@@ -481,7 +481,7 @@ def test_sentiment_loss_smooths_the_transformer_but_not_the_bag_of_ngrams():
 
 
 def test_padded_batches_round_lengths_up_to_the_multiple_within_the_cap():
-    from attn.model.train import _Sequences
+    from attn.model.training.train import _Sequences
 
     seqs = _Sequences(iter([[[5, 6, 7], [8], [1] * 9, [2] * 12]]))
     assert seqs.batch([0, 1], pad_id=0).tolist() == [[5, 6, 7], [8, 0, 0]]

@@ -18,9 +18,9 @@ import torch
 from safetensors.torch import load_file
 from test_train import slice_translate
 
-from attn.model.checkpoint import load_model
-from attn.model.train import read_metrics
-from attn.model.trainer_state import find_last
+from attn.model.storage.checkpoint import load_model
+from attn.model.training.state import find_last
+from attn.model.training.train import read_metrics
 
 BIN = Path(sys.executable).parent
 ATTN = str(BIN / "attn")

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attn.model.config import ConfigError, ModelConfig, load_config, preset, save_config
-from attn.model.transformer import Transformer, reorder_cache
+from attn.model.nn.config import ConfigError, ModelConfig, load_config, preset, save_config
+from attn.model.nn.transformer import Transformer, reorder_cache
 
 PAD, BOS, EOS = 0, 2, 3
 V = 24

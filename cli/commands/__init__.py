@@ -1,0 +1,1 @@
+"""One module per `attn` command; each parses, validates and calls library code."""

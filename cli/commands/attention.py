@@ -1,0 +1,180 @@
+"""`attn attention`: show the attention weights a trained model used on a text."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from attn.cli.common import fail
+
+if TYPE_CHECKING:
+    from attn.model.inference.attention_maps import AttentionMaps
+
+
+class Task(str, Enum):
+    translate = "translate"
+    summarize = "summarize"
+    sentiment = "sentiment"
+
+
+class Kind(str, Enum):
+    encoder = "encoder"
+    decoder = "decoder"
+    cross = "cross"
+    all = "all"
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def attention(
+    text: Annotated[str, typer.Argument(help="The text to run the model on.", show_default=False)],
+    model: Annotated[
+        Path | None,
+        typer.Option("-m", "--model", help="Model directory. Default: the task's default model."),
+    ] = None,
+    task: Annotated[
+        Task | None,
+        typer.Option(help="The task (default: the model's, or translate without -m)."),
+    ] = None,
+    kind: Annotated[
+        Kind,
+        typer.Option(
+            help="encoder self-, decoder masked self- or decoder-to-encoder cross-attention."
+        ),
+    ] = Kind.all,
+    layer: Annotated[
+        int | None, typer.Option(help="Only this layer (0 = first). Default: every layer.")
+    ] = None,
+    head: Annotated[
+        int | None, typer.Option(help="Only this head (0 = first). Default: mean over heads.")
+    ] = None,
+    heads: Annotated[bool, typer.Option("--heads", help="One map per head.")] = False,
+    values: Annotated[
+        bool, typer.Option("--values", help="Print weight x 100 in shaded cells too.")
+    ] = False,
+    output_format: Annotated[
+        Format | None,
+        typer.Option(
+            "--format",
+            help="table (shaded, for the terminal) or json (tokens and matrices). "
+            "Default: table, or nothing when --png/--out-dir is given.",
+        ),
+    ] = None,
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Write all chosen maps into one PNG image.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out-dir", help="Write one PNG per map into this directory.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+) -> None:
+    """Show the attention weights a model used on a text.
+
+    Three kinds: encoder self-attention, decoder masked self-attention (no looking ahead)
+    and decoder-to-encoder cross-attention, as shaded tables, images or JSON.
+    Sequence-to-sequence models first generate their output (greedy); the weights shown are
+    those of one forward pass over the text and that output. Layers and heads count from 0.
+
+    Example: attn attention "the cat sat on the mat" --layer 1 --heads
+    """
+    import json
+    import sys
+
+    from rich.console import Console
+
+    from attn.cli import render as heatmap
+    from attn.cli.common import err_console
+    from attn.data.home import default_model_dir
+    from attn.model.device import resolve_device
+    from attn.model.inference.attention_maps import AXES, attention_maps, format_alignment
+    from attn.model.storage.checkpoint import ModelError, load_model
+
+    if not text.strip():
+        fail("TEXT is empty; give the sentence to look at, e.g. attn attention 'the cat sat'")
+    if head is not None and heads:
+        fail("--head and --heads exclude each other: pick one head, or all of them")
+    try:
+        torch_device = resolve_device(device)
+        task_name = None if task is None else task.value
+        loaded = load_model(
+            model or default_model_dir(task_name or "translate"),
+            task=task_name,
+            device=torch_device,
+        )
+    except ModelError as e:
+        hint = "" if model else "; train one with `attn train` or pass -m DIR"
+        fail(f"{e}{hint}")
+    except ValueError as e:
+        fail(str(e))
+
+    maps = attention_maps(loaded, text)
+    kinds = None if kind is Kind.all else [kind.value]
+    try:
+        chosen = maps.select(
+            kinds,
+            None if layer is None else [layer],
+            list(range(maps.n_heads)) if heads else None if head is None else [head],
+        )
+    except ValueError as e:
+        fail(f"{e} (this model: {_shape(maps)})")
+    if maps.truncated:
+        err_console.print(
+            f"attention: the text is longer than the model's {loaded.config.max_length} "
+            "pieces; only its beginning was used",
+            soft_wrap=True,
+            markup=False,
+        )
+
+    title = f"{text} \u2192 {maps.output}"
+    try:
+        if png is not None:
+            heatmap.save_png(chosen, png, maps.n_heads, AXES, title)
+            err_console.print(f"wrote {png}", soft_wrap=True, markup=False)
+        if out_dir is not None:
+            written = heatmap.save_pngs(chosen, out_dir, maps.n_heads, AXES, title)
+            err_console.print(
+                f"wrote {len(written)} images to {out_dir}", soft_wrap=True, markup=False
+            )
+    except OSError as e:
+        fail(f"cannot write {e.filename or png or out_dir}: {e.strerror or e}")
+    if output_format is None and (png is not None or out_dir is not None):
+        return
+    if output_format is Format.json:
+        sys.stdout.write(json.dumps(maps.to_dict(chosen), ensure_ascii=False) + "\n")
+        return
+
+    console = Console(highlight=False, markup=False)
+    if maps.task == "sentiment":
+        console.print(f"label: {maps.output} ({maps.probability:.2f})", soft_wrap=True)
+    else:
+        console.print(f"output: {maps.output}", soft_wrap=True)
+        console.print(f"alignment: {format_alignment(maps.alignment())}", soft_wrap=True)
+    heatmap.render_scale(console)
+    cut = set()
+    for m in chosen:
+        console.print()
+        shown = heatmap.render_map(console, m, maps.n_heads, values=values)
+        if shown is not None:
+            cut.add((shown, len(m.columns)))
+    for shown, total in sorted(cut):
+        err_console.print(
+            f"attention: the terminal fits {shown} of {total} columns; the rest are cut "
+            "(widen the terminal, or use --png or --format json)",
+            soft_wrap=True,
+            markup=False,
+        )
+
+
+def _shape(maps: AttentionMaps) -> str:
+    layers = ", ".join(f"{maps.n_layers(k)} {k} layers" for k in maps.kinds)
+    return f"{layers}, {maps.n_heads} heads"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("attention")(attention)

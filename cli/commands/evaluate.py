@@ -1,0 +1,291 @@
+"""`attn evaluate TASK`: score a model on a test split, or score outputs already written."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from attn.cli.commands.train import Task
+from attn.cli.common import err_console, reported_errors
+from attn.cli.lines import (
+    BatchSizeOpt,
+    BeamOpt,
+    DeviceOpt,
+    LengthPenaltyOpt,
+    ModelOpt,
+    ThreadsOpt,
+    _progress,
+)
+
+if TYPE_CHECKING:
+    from attn.model.evaluation.evaluate import Evaluation
+
+
+# Display names of the metrics, in table order.
+_NAMES = {
+    "bleu": "BLEU",
+    "chrf": "chrF",
+    "rouge1": "ROUGE-1 F1",
+    "rouge2": "ROUGE-2 F1",
+    "rougeL": "ROUGE-L F1",
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+}
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def evaluate(
+    task: Annotated[Task, typer.Argument(help="translate, summarize or sentiment.")],
+    model: ModelOpt = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="A data directory (see --split), a .jsonl/.tsv/.csv split file, or a plain "
+            "source file with --ref.",
+        ),
+    ] = None,
+    ref: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--ref",
+            help="Reference file, line-aligned (repeat for several references; sentiment: "
+            "labels, or a .tsv/.csv/.jsonl split).",
+        ),
+    ] = None,
+    hyp: Annotated[
+        Path | None,
+        typer.Option(
+            "--hyp", help="Score this output file against --ref instead of running a model."
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="Split of a --data directory: val, dev, test2016, ... Default: val/dev."),
+    ] = None,
+    src: Annotated[
+        str | None, typer.Option(help="Source language of a --data directory (translate).")
+    ] = None,
+    tgt: Annotated[
+        str | None, typer.Option(help="Target language of a --data directory (translate).")
+    ] = None,
+    beam: BeamOpt = 4,
+    length_penalty: LengthPenaltyOpt = 0.6,
+    no_repeat_ngram: Annotated[
+        int | None,
+        typer.Option(
+            help="Forbid repeating any n-gram of this many pieces; 0 = off. "
+            "Default: as translate (0) or summarize (6) does.",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
+    shortlist: Annotated[
+        bool,
+        typer.Option(
+            help="Translate: decode over the model's lexical shortlist, as translate does; "
+            "--no-shortlist: over the whole vocabulary.",
+        ),
+    ] = True,
+    batch_size: BatchSizeOpt = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Also save the model's outputs here.", dir_okay=False),
+    ] = None,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
+) -> None:
+    """Score a model on a test split: BLEU/chrF, ROUGE, or accuracy/macro-F1.
+
+    Runs the model on --data (beam search, as translate does), scores its outputs and
+    appends the scores to the model's metrics.jsonl.
+
+    With --hyp, scores an output file against --ref; no model is needed.
+
+    Example: attn evaluate translate -m models/en-de --data DIR --split test2016
+
+    Example: attn evaluate summarize --hyp out.txt --ref ref1.txt --ref ref2.txt
+    """
+    refs = ref or []
+    if hyp is not None:
+        if model is not None or data is not None:
+            raise typer.BadParameter("score a --hyp file or run a model on --data, not both")
+        if not refs:
+            raise typer.BadParameter("--hyp needs at least one --ref", param_hint="--ref")
+        if output is not None:
+            raise typer.BadParameter("saves a model's outputs; --hyp has none", param_hint="-o")
+    elif data is None:
+        raise typer.BadParameter(
+            "give the test data (e.g. --data DIR --split test2016, or --data test.en "
+            "--ref test.de), or --hyp with --ref",
+            param_hint="--data",
+        )
+    if output is not None and any(_same_file(output, p) for p in [data, *refs]):
+        raise typer.BadParameter(f"{output} is also an input", param_hint="--output")
+    with reported_errors():
+        if hyp is not None:
+            result = _score_files(task.value, hyp, refs)
+        else:
+            result = _run_model(
+                task.value,
+                model,
+                data,
+                refs,
+                split=split,
+                languages=(src, tgt),
+                decoding={
+                    "beam": beam,
+                    "length_penalty": length_penalty,
+                    "no_repeat_ngram": (
+                        no_repeat_ngram
+                        if no_repeat_ngram is not None
+                        else 6
+                        if task.value == "summarize"
+                        else 0
+                    ),
+                    **({"shortlist": shortlist} if task.value == "translate" else {}),
+                },
+                batch_size=batch_size,
+                output=output,
+                device=device,
+                threads=threads,
+            )
+    evaluation, facts = result
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps({**evaluation.to_dict(), **facts}, ensure_ascii=False) + "\n")
+    else:
+        _print_table(evaluation, facts)
+
+
+def _same_file(a: Path, b: Path | None) -> bool:
+    return b is not None and a.exists() and b.exists() and a.resolve() == b.resolve()
+
+
+def _score_files(task: str, hyp: Path, refs: list[Path]) -> tuple[Evaluation, dict[str, Any]]:
+    from attn.model.evaluation.evaluate import (
+        check_aligned,
+        read_hypotheses,
+        read_references,
+        score,
+    )
+
+    hypotheses = read_hypotheses(task, hyp)
+    references = read_references(task, refs)
+    check_aligned(
+        [(str(hyp), len(hypotheses))]
+        + [(str(p), len(r)) for p, r in zip(refs, references, strict=True)]
+    )
+    evaluation = score(task, hypotheses, references)
+    return evaluation, {"hyp": str(hyp), "refs": [str(p) for p in refs]}
+
+
+def _run_model(
+    task: str,
+    model: Path | None,
+    data: Path,
+    refs: list[Path],
+    *,
+    split: str | None,
+    languages: tuple[str | None, str | None],
+    decoding: dict[str, Any],
+    batch_size: int | None,
+    output: Path | None,
+    device: str,
+    threads: int | None,
+) -> tuple[Evaluation, dict[str, Any]]:
+    from attn.model.evaluation.evaluate import (
+        check_test_args,
+        load_pipeline,
+        load_test_set,
+        log_evaluation,
+        predict,
+        score,
+    )
+
+    start = time.monotonic()
+    check_test_args(data, refs, split)
+    pipeline = load_pipeline(task, model, device=device, threads=threads)
+    # A model trained on a directory knows its direction; --src/--tgt override it.
+    trained = pipeline.loaded.meta.get("train", {})
+    src = languages[0] or trained.get("src")
+    tgt = languages[1] or trained.get("tgt")
+    test = load_test_set(task, data, references=refs, split=split, src=src, tgt=tgt)
+    with _progress() as progress:
+        outputs, truncated = predict(
+            pipeline, test.sources, batch_size=batch_size, progress=progress, **decoding
+        )
+    if truncated:
+        err_console.print(
+            f"Warning: {truncated} of {len(test.sources)} inputs are longer than the model's "
+            f"max_length ({pipeline.config.max_length} pieces) and were truncated",
+            soft_wrap=True,
+        )
+    if output is not None:
+        with open(output, "w", encoding="utf-8") as f:
+            f.writelines(line.replace("\n", " ") + "\n" for line in outputs)
+    evaluation = score(task, outputs, test.references, labels=pipeline.config.labels or ())
+    details: dict[str, Any] = {}
+    if data.is_dir():
+        # The split that was read, also when --split was left to its default.
+        details["split"] = split or test.files[0].name.split(".", 1)[0]
+    if task != "sentiment":
+        details.update(decoding)
+    details["truncated"] = truncated
+    log_evaluation(
+        pipeline.loaded.path,
+        evaluation,
+        test.files,
+        seconds=time.monotonic() - start,
+        **details,
+    )
+    facts = {
+        "model": str(pipeline.loaded.path),
+        "data": [str(f) for f in test.files],
+        **details,
+    }
+    return evaluation, facts
+
+
+def _print_table(evaluation: Evaluation, facts: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False)
+    sources = facts.get("data") or [facts["hyp"], *facts["refs"]]
+    what = "examples" if evaluation.task == "sentiment" else "sentences"
+    names = ", ".join(Path(s).name for s in sources)
+    # markup=False and Text: file names and labels are never read as rich markup.
+    console.print(f"{evaluation.task}: {evaluation.n} {what} ({names})", markup=False)
+    table = Table()
+    table.add_column("metric")
+    table.add_column("score", justify="right")
+    for name, value in evaluation.scores.items():
+        table.add_row(_NAMES.get(name, name), f"{value:.2f}")
+    console.print(table, markup=False)
+    for name, signature in evaluation.signatures.items():
+        console.print(f"{_NAMES.get(name, name)} signature: {signature}", markup=False)
+    if evaluation.confusion is not None and evaluation.labels is not None:
+        console.print("Confusion matrix (rows: gold label, columns: predicted):")
+        matrix = Table()
+        matrix.add_column("gold")
+        for label in evaluation.labels:
+            matrix.add_column(Text(label), justify="right")
+        for label, row in zip(evaluation.labels, evaluation.confusion, strict=True):
+            matrix.add_row(Text(label), *(str(n) for n in row))
+        console.print(matrix, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)

@@ -1,0 +1,541 @@
+"""`attn train TASK`: train a model and write it to a model directory.
+
+Thin: parses flags and an optional config file, calls `attn.model.training.train.train`, and
+renders its progress events on stderr (a live line on a terminal, plain lines otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shlex
+import signal
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from attn.cli.common import err_console, fail, stderr_is_terminal
+
+# Flags that are not training settings (not saved, not taken from a resumed run).
+_RUN_KEYS = ("model_dir", "device", "threads", "resume", "overwrite")
+_PATH_KEYS = ("data", "train", "val", "model_dir", "init")
+
+
+class Task(str, Enum):
+    translate = "translate"
+    summarize = "summarize"
+    sentiment = "sentiment"
+
+
+class Preset(str, Enum):
+    tiny = "tiny"
+    small = "small"
+    base = "base"
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds in `90s`, `20m`, `1h30m`, `1.5h` or plain seconds (`3600`).
+
+    Raises:
+        ValueError: anything else, or zero.
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        value = str(text).strip().lower()
+        match = _DURATION.fullmatch(value)
+        try:
+            seconds = float(value)
+        except ValueError:
+            if not value or match is None:
+                raise ValueError(
+                    f"time budget {text!r} is not a duration; write e.g. 90s, 20m or 1h30m"
+                ) from None
+            h, m, s = (float(g) if g else 0.0 for g in match.groups())
+            seconds = 3600 * h + 60 * m + s
+    if seconds <= 0:
+        raise ValueError(f"time budget must be positive, got {text!r}")
+    return seconds
+
+
+def parse_overrides(items: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """`["d_model=384", "dropout=0.2"]` -> `{"d_model": 384, "dropout": 0.2}`.
+
+    Values become int, float or bool where they read as one, else stay strings.
+
+    Raises:
+        ValueError: an item without `=`.
+    """
+    if isinstance(items, dict):
+        return dict(items)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes FIELD=VALUE (e.g. d_model=384), got {item!r}")
+        out[key.strip()] = _scalar(raw.strip())
+    return out
+
+
+def _scalar(raw: str) -> Any:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Options from a JSON or TOML file whose keys are the flag names (`batch-tokens` or
+    `batch_tokens`). Relative paths in it are relative to the file's directory.
+
+    Raises:
+        ValueError: unreadable file or not a table of options.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read config file ({e.strerror or e})") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as e:
+        raise ValueError(
+            f"{path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'} ({e})"
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file must hold a table of options")
+    options = {key.replace("-", "_"): value for key, value in data.items()}
+    # normpath: `recipes/../runs/x` reads as `runs/x` in messages.
+    for key in _PATH_KEYS:
+        value = options.get(key)
+        if isinstance(value, str):
+            options[key] = os.path.normpath(path.parent / value)
+        elif isinstance(value, list):
+            options[key] = [os.path.normpath(path.parent / v) for v in value]
+    for key in ("train", "val"):
+        if isinstance(options.get(key), str):
+            options[key] = [options[key]]
+    return options
+
+
+def train(
+    task: Annotated[Task, typer.Argument(help="What to train: translate, summarize or sentiment.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Data directory (train.* and val.*/dev.*) or one .jsonl/.tsv file. "
+            "None: the built-in demo corpus.",
+        ),
+    ] = None,
+    train_files: Annotated[
+        list[Path] | None,
+        typer.Option("--train", help="Training file(s) instead of --data (repeat the flag)."),
+    ] = None,
+    val_files: Annotated[
+        list[Path] | None, typer.Option("--val", help="Validation file(s) (repeat the flag).")
+    ] = None,
+    src: Annotated[str | None, typer.Option(help="Source language (train.SRC).")] = None,
+    tgt: Annotated[str | None, typer.Option(help="Target language (train.TGT).")] = None,
+    text_field: Annotated[str | None, typer.Option(help="Sentiment text column/field.")] = None,
+    label_field: Annotated[str | None, typer.Option(help="Sentiment label column/field.")] = None,
+    src_field: Annotated[str | None, typer.Option(help="JSONL source field.")] = None,
+    tgt_field: Annotated[str | None, typer.Option(help="JSONL target field.")] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-dir", help="Where the model goes. Default: the task's default model dir."
+        ),
+    ] = None,
+    preset: Annotated[
+        Preset | None,
+        typer.Option(help="Model size. Default: tiny on the demo corpus, small otherwise."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a model config field: --set d_model=384 (repeat)."),
+    ] = None,
+    vocab_size: Annotated[
+        int | None,
+        typer.Option(help="SentencePiece pieces. Default: 8000 (less on the demo corpus)."),
+    ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            "--init",
+            help="Fine-tune: start from this trained model's tokenizer, size and weights.",
+        ),
+    ] = None,
+    batch_tokens: Annotated[
+        int | None, typer.Option(help="Padded tokens per batch. Default: 2048 demo, 4096 data.")
+    ] = None,
+    accum: Annotated[
+        int | None, typer.Option(help="Batches per optimizer step. Default: 1.")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate. Default: 2e-3 demo, 1e-3 data.")
+    ] = None,
+    warmup: Annotated[
+        int | None, typer.Option(help="Warmup steps. Default: 100 demo, 400 data.")
+    ] = None,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(help="Stop after this many steps (default 300 on the demo corpus)."),
+    ] = None,
+    epochs: Annotated[
+        float | None, typer.Option(help="Stop after this many epochs (default 20 on data).")
+    ] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(help="Stop after this much training time: 90s, 20m, 1h30m or seconds."),
+    ] = None,
+    val_every: Annotated[
+        int | None, typer.Option(help="Validate every N steps. Default: 100 demo, 500 data.")
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(help="Stop after N validations without improvement. Default: 5 on data."),
+    ] = None,
+    label_smoothing: Annotated[
+        float | None, typer.Option(help="Label smoothing. Default: 0.1.")
+    ] = None,
+    keep_checkpoints: Annotated[
+        int | None,
+        typer.Option(
+            help="Keep the weights of the last N validations in checkpoints/ "
+            "(for attn average). Default: 0, none."
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda or mps. Default: auto.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch. Default: torch's choice.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed. Default: 0.")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --model-dir where it stopped.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a model already in --model-dir.")
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="JSON or TOML file with the same keys as these flags; flags win."
+        ),
+    ] = None,
+) -> None:
+    """Train a model: attn train translate [--data DIR --src en --tgt de].
+
+    With no data, trains on the built-in demo corpus in about a minute. Ctrl-C saves a
+    checkpoint; continue with --resume. Under torchrun, trains on every process (DDP).
+    """
+    given: dict[str, Any] = {
+        "data": str(data) if data is not None else None,
+        "train": [str(p) for p in train_files] if train_files else None,
+        "val": [str(p) for p in val_files] if val_files else None,
+        "src": src,
+        "tgt": tgt,
+        "text_field": text_field,
+        "label_field": label_field,
+        "src_field": src_field,
+        "tgt_field": tgt_field,
+        "model_dir": str(model_dir) if model_dir is not None else None,
+        "preset": preset.value if preset is not None else None,
+        "set": set_ or None,
+        "vocab_size": vocab_size,
+        "init": init,
+        "batch_tokens": batch_tokens,
+        "accum": accum,
+        "lr": lr,
+        "warmup": warmup,
+        "max_steps": max_steps,
+        "epochs": epochs,
+        "time_budget": time_budget,
+        "val_every": val_every,
+        "patience": patience,
+        "label_smoothing": label_smoothing,
+        "keep_checkpoints": keep_checkpoints,
+        "device": device,
+        "threads": threads,
+        "seed": seed,
+        "resume": resume or None,
+        "overwrite": overwrite or None,
+    }
+    options = {k: v for k, v in given.items() if v is not None}
+    try:
+        if config is not None:
+            from_file = read_config_file(config)
+            if "set" in from_file and "set" in options:
+                # Field by field: --set dropout=0.2 keeps the file's other fields.
+                options["set"] = {
+                    **parse_overrides(from_file["set"]),
+                    **parse_overrides(options["set"]),
+                }
+            options = {**from_file, **options}
+        options = _normalize(options)
+    except ValueError as e:
+        fail(str(e))
+    _run(task.value, options)
+
+
+def _normalize(options: dict[str, Any]) -> dict[str, Any]:
+    """Turn flag-shaped values into settings: durations to seconds, --set to a dict."""
+    if "set" in options:
+        options["overrides"] = parse_overrides(options.pop("set"))
+    if options.get("time_budget") is not None:
+        options["time_budget"] = parse_duration(options["time_budget"])
+    for key in ("train", "val"):
+        if key in options:
+            options[key] = [str(p) for p in options[key]]
+    for key in ("data", "init"):
+        if options.get(key) is not None:
+            options[key] = str(Path(options[key]).expanduser().resolve())
+    for key in ("train", "val"):
+        if key in options:
+            options[key] = [str(Path(p).expanduser().resolve()) for p in options[key]]
+    return options
+
+
+class _StopFlag:
+    """Ctrl-C (or SIGTERM) once: finish the step, save, exit 130. Twice: abort now."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.noticed = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __call__(self) -> bool:
+        if self.requested and not self.noticed:
+            self.noticed = True
+            err_console.print("Stopping: saving a checkpoint (Ctrl-C again to abort)...")
+        return self.requested
+
+
+class _ErrConsoleHandler(logging.Handler):
+    """Library warnings (e.g. the tokenizer shrinking its vocabulary) as `Warning:` lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(f"[yellow]Warning:[/] {escape(record.getMessage())}")
+
+
+def _run(task: str, options: dict[str, Any]) -> None:
+    from attn.data.home import default_model_dir
+    from attn.model.training.train import train as train_model
+
+    model_dir = Path(options.pop("model_dir", None) or default_model_dir(task))
+    run = {key: options.pop(key) for key in _RUN_KEYS if key in options}
+    main_rank = os.environ.get("RANK", "0") == "0"
+    view = _View(task, model_dir) if main_rank else None
+    stop = _StopFlag()
+    handler = _ErrConsoleHandler(logging.WARNING)
+    attn_logger = logging.getLogger("attn")
+    attn_logger.addHandler(handler)
+    previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = train_model(
+            task,
+            model_dir,
+            options,
+            resume=bool(run.get("resume")),
+            overwrite=bool(run.get("overwrite")),
+            device=run.get("device", "auto"),
+            threads=run.get("threads"),
+            on_event=view.on_event if view else None,
+            stop_requested=stop,
+        )
+    except KeyboardInterrupt:
+        fail(f"aborted; the last checkpoint in {model_dir} is intact", code=130)
+    except ValueError as e:
+        fail(str(e))
+    except OSError as e:
+        # Disk full, read-only or vanished directory: every write is atomic, so what was
+        # saved before stays whole.
+        fail(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e))
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        attn_logger.removeHandler(handler)
+        if view:
+            view.close()
+    if view:
+        view.summary(result)
+    if result.stopped == "interrupted":
+        raise typer.Exit(130)
+
+
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class _View:
+    """Renders training events on stderr."""
+
+    def __init__(self, task: str, model_dir: Path) -> None:
+        self.task, self.model_dir = task, model_dir
+        self.live = stderr_is_terminal()
+        self.progress: Any = None
+        self.bar: Any = None
+        self.max_steps: int | None = None
+        self.loss: float | None = None
+        self.tps: tuple[str, float] | None = None
+        self.last_val = ""
+        self.started = time.monotonic()
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "stage":
+            self._print(f"[dim]{escape(event['message'])}[/]")
+        elif kind == "warning":
+            self._print(f"[yellow]Warning:[/] {escape(event['message'])}")
+        elif kind == "start":
+            self._start(event)
+        elif kind == "progress":
+            if self.progress is not None:
+                self.progress.update(self.bar, completed=event["step"], info=self._line(event))
+        elif kind == "log":
+            # Sentiment has no target pieces: its throughput is in source pieces.
+            side = "src" if self.task == "sentiment" else "tgt"
+            self.loss, self.tps = event["loss"], (side, event[f"{side}_tokens_per_s"])
+            if self.progress is None:
+                self._print(self._line(event))
+        elif kind == "validation":
+            self._validation(event)
+
+    def _print(self, text: str) -> None:
+        console = self.progress.console if self.progress is not None else err_console
+        console.print(text, highlight=False, soft_wrap=True)
+
+    def _start(self, e: dict[str, Any]) -> None:
+        s = e["settings"]
+        self.max_steps = s["max_steps"]
+        where = e["device"] + (f" x{e['world_size']}" if e["world_size"] > 1 else "")
+        if e["device"] == "cpu":
+            where += f", {e['threads']} thread" + ("s" if e["threads"] > 1 else "")
+        resumed = f", resumed at step {e['resumed_from']}" if e["resumed_from"] is not None else ""
+        if s.get("init") and e["resumed_from"] is None:
+            resumed = f", starting from {escape(s['init'])}"
+        data = "demo corpus" if e["demo"] else "data"
+        self._print(
+            f"Training {e['task']} ({s['preset']}, {e['parameters'] / 1e6:.1f}M parameters, "
+            f"vocab {e['vocab_size']}) on {data}: {e['train_examples']} train / "
+            f"{e['val_examples']} val examples; {where}, {e['precision']}{resumed}"
+        )
+        self._print(f"Model directory: {escape(str(self.model_dir))}")
+        if self.live:
+            from rich.progress import BarColumn, Progress, TextColumn
+
+            self.progress = Progress(
+                BarColumn(bar_width=24),
+                TextColumn("{task.fields[info]}"),
+                console=err_console,
+                transient=True,
+            )
+            self.progress.start()
+            self.bar = self.progress.add_task("train", total=self.max_steps, info="starting")
+
+    def _line(self, e: dict[str, Any]) -> str:
+        step = f"step {e['step']}" + (f"/{self.max_steps}" if self.max_steps else "")
+        parts = [step, f"epoch {e['epoch']:.2f}"]
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.3f}")
+        parts.append(f"lr {e['lr']:.2e}")
+        if self.tps is not None:
+            parts.append(f"{self.tps[1]:,.0f} {self.tps[0]} tok/s")
+        parts.append(f"ETA {_fmt_time(e.get('eta'))}")
+        if self.last_val:
+            parts.append(self.last_val)
+        return " | ".join(parts)
+
+    def _validation(self, e: dict[str, Any]) -> None:
+        skip = {"step", "epoch", "time", "train_loss", "lr", "metric", "value", "best"}
+        skip |= {"best_value", "best_step", "event"}
+        scores = " | ".join(f"{k} {v:.2f}" for k, v in e.items() if k not in skip)
+        mark = " [green](best)[/]" if e["best"] else ""
+        self.last_val = f"{e['metric']} {e['value']:.1f}"
+        self._print(f"validation at step {e['step']}: {scores}{mark}")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def summary(self, r: Any) -> None:
+        from attn.data.home import default_model_dir
+
+        model_opt = "" if r.model_dir == default_model_dir(r.task) else f" -m {r.model_dir}"
+        dir_opt = "" if r.model_dir == default_model_dir(r.task) else f" --model-dir {r.model_dir}"
+        if r.stopped == "interrupted":
+            err_console.print(
+                f"Interrupted at step {r.step}: checkpoint saved in {r.model_dir / 'last'}.\n"
+                f"Resume with: attn train {r.task} --resume{dir_opt}",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
+            return
+        why = {
+            "max_steps": "reached --max-steps",
+            "epochs": "reached --epochs",
+            "time_budget": "time budget used",
+            "early_stopping": "no improvement for --patience validations",
+        }[r.stopped]
+        best = (
+            f"best {r.metric} {r.best_value:.1f} at step {r.best_step}"
+            if r.best_value is not None
+            else "no validation"
+        )
+        err_console.print(
+            f"Done ({why}): {r.step} steps, {r.epoch:.1f} epochs, {_fmt_time(r.elapsed)}; {best}.\n"
+            f"Model: {r.model_dir} (curves in training.png)",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
+        example = r.example or ""
+        if len(example) <= 200:
+            quoted = f'"{example}"' if not re.search(r'["$`\\!]', example) else shlex.quote(example)
+            err_console.print(
+                f"Try it: echo {quoted} | attn {r.task}{model_opt}",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
+        else:
+            err_console.print(
+                f"Try it: attn {r.task} FILE{model_opt}",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

@@ -1,0 +1,550 @@
+"""Sequence generation: greedy search and batched beam search with a key/value cache.
+
+The encoder runs once per batch. The decoder then runs one position at a time and, with the
+cache (`Transformer.new_cache()`), only on the newest token: self-attention keys and values
+grow step by step, cross-attention keys and values of the memory are computed on the first
+step and reused. `use_cache=False` recomputes the whole prefix at every step instead; it exists
+as the reference that the cached path must equal (tests).
+
+Scores: `logprob` is the sum of the log-probabilities of the generated pieces, EOS included.
+`score` ranks hypotheses: `logprob / lp(len)` with the GNMT length penalty
+lp(len) = ((5 + len) / 6) ** alpha, where len counts the generated pieces and EOS
+(alpha = 0 ranks by the plain sum, larger alpha favours longer outputs).
+
+Both searches work on whole batches: no Python loop over sentences or beams runs per step.
+Sentences that are done leave the batch (their rows are dropped from the cache, the memory
+and the masks), so a long sentence does not keep short ones decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from attn.model.device import column_major
+from attn.model.nn.transformer import DecoderCache, Transformer, reorder_cache
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How to search.
+
+    Args:
+        beam: beam size; 1 = greedy search.
+        n_best: hypotheses returned per sentence (<= beam).
+        length_penalty: alpha of the GNMT length penalty ((5 + len) / 6) ** alpha; 0 = none.
+        no_repeat_ngram: forbid repeating any n-gram of this size within an output, and any
+            piece three times in a row (the loops a longer n lets through: "blood blood
+            blood blood"); 0 = off.
+        max_length: absolute cap on generated pieces (EOS not counted); None = relative rule.
+        max_length_a, max_length_b: the relative rule, a * source_pieces + b, capped by the
+            model's max_length (and by `max_length` when given).
+        exhaustive: beam search stops a sentence only when no live beam could still beat its
+            finished ones at any length up to the limit; False (faster) stops it when they
+            beat the best live beam's score were it to end at the next step.
+    """
+
+    beam: int = 4
+    n_best: int = 1
+    length_penalty: float = 0.6
+    no_repeat_ngram: int = 0
+    max_length: int | None = None
+    max_length_a: float = 1.5
+    max_length_b: int = 10
+    exhaustive: bool = False
+
+    def __post_init__(self) -> None:
+        if self.beam < 1:
+            raise ValueError(f"beam must be >= 1, got {self.beam}")
+        if not 1 <= self.n_best <= self.beam:
+            raise ValueError(
+                f"n_best must be between 1 and the beam size {self.beam}, got {self.n_best}"
+            )
+        if self.length_penalty < 0:
+            raise ValueError(f"length_penalty must be >= 0, got {self.length_penalty}")
+        if self.no_repeat_ngram < 0:
+            raise ValueError(f"no_repeat_ngram must be >= 0, got {self.no_repeat_ngram}")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+
+
+@dataclass
+class Hypothesis:
+    """One generated sequence.
+
+    tokens: generated piece ids, without BOS and EOS.
+    logprob: sum of log-probabilities of the pieces and of EOS.
+    score: logprob divided by the length penalty; hypotheses are ranked by it.
+    """
+
+    tokens: list[int]
+    logprob: float
+    score: float
+
+
+def length_penalty(length: Tensor | float, alpha: float) -> Tensor | float:
+    """GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al., 2016)."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def max_lengths(src_mask: Tensor, options: GenerationOptions, model_max: int) -> Tensor:
+    """Per-sentence cap on generated pieces: a * source_pieces + b, capped.
+
+    Shape: src_mask (B, S) -> (B,) long, each in [1, cap].
+    """
+    cap = model_max if options.max_length is None else min(options.max_length, model_max)
+    src_len = src_mask.sum(1).to(torch.float32)  # (B,)
+    if options.max_length is not None:
+        return torch.full_like(src_len, cap, dtype=torch.long)
+    relative = (options.max_length_a * src_len + options.max_length_b).floor().long()
+    return relative.clamp(1, cap)
+
+
+@torch.inference_mode()
+def generate(
+    model: Transformer,
+    src: Tensor,
+    src_mask: Tensor,
+    options: GenerationOptions,
+    *,
+    use_cache: bool = True,
+    allowed: Tensor | None = None,
+) -> list[list[Hypothesis]]:
+    """Generate outputs for a batch of source sentences.
+
+    Args:
+        model: an encoder-decoder `Transformer` (eval mode).
+        src, src_mask: source ids ending with EOS, and True where a piece is real.
+        options: search settings; beam 1 runs greedy search.
+        use_cache: decode incrementally with the key/value cache (False: recompute, reference).
+        allowed: the pieces each sentence may generate (`Shortlist.candidates`), EOS always
+            included; log-probabilities are normalized over a sentence's own pieces. None =
+            the whole vocabulary.
+
+    Shape: src, src_mask (B, S).
+
+    Returns:
+        Per sentence, in batch order, up to `options.n_best` hypotheses, best first.
+    """
+    limits = max_lengths(src_mask, options, model.config.max_length)  # (B,)
+    output = _Output(model, allowed)
+    search = greedy_search if options.beam == 1 else beam_search
+    return search(model, src, src_mask, limits, options, use_cache=use_cache, output=output)
+
+
+class _Output:
+    """The pieces a search scores: the whole vocabulary, or per sentence a subset of it.
+
+    With `allowed`, scores have one column per piece that some sentence of the batch may use
+    (`token` maps columns back to piece ids), the projection uses only those rows of the
+    output matrix, and `block` holds -inf at each sentence's columns it may not use (0
+    elsewhere): added to the scores before the softmax, so that a sentence's output does not
+    depend on the others in its batch.
+    """
+
+    def __init__(self, model: Transformer, allowed: Tensor | None) -> None:
+        c = model.config
+        self.vocab: Tensor | None = None
+        self.weight: Tensor | None = None  # the projection's rows of the subset
+        self.project: Callable[[Tensor], Tensor] | None = None  # or, int8, a projection
+        self.block: Tensor | None = None
+        self.eos, self.never = c.eos_id, (c.pad_id, c.bos_id)
+        if allowed is None:
+            return
+        if allowed.dtype != torch.bool or allowed.dim() != 2 or allowed.size(1) != c.vocab_size:
+            raise ValueError(f"allowed must be a (batch, {c.vocab_size}) boolean tensor")
+        allowed = allowed.to(model.embed.weight.device, copy=True)  # (B, V)
+        allowed[:, c.eos_id] = True  # every sentence may end
+        allowed[:, [c.pad_id, c.bos_id]] = False  # never generated
+        self.never = ()
+        self.vocab = allowed.any(0).nonzero().squeeze(1)  # (N,) sorted
+        if model.output_proj is None:
+            weight = model.embed.weight.index_select(0, self.vocab)  # (N, d): tied
+            # On the CPU in MKL's faster layout, as the pipeline stores linear layers.
+            self.weight = column_major(weight) if weight.is_cpu else weight
+        else:  # int8 (attn.model.decoding.quantize): the same rows of its int8 projection
+            from attn.model.decoding.quantize import select_rows
+
+            self.project = select_rows(model.output_proj, self.vocab)
+        block = torch.zeros(allowed.size(0), self.vocab.numel(), device=allowed.device)
+        self.block = block.masked_fill_(~allowed[:, self.vocab], -torch.inf)  # (B, N)
+        # Column of each piece of the subset: a search only ever generates those, so every
+        # generated id has one (`_block_repeats` works on columns).
+        self.column = torch.zeros(c.vocab_size, dtype=torch.long, device=self.vocab.device)
+        self.column[self.vocab] = torch.arange(self.vocab.numel(), device=self.vocab.device)
+        self.eos = int(self.column[c.eos_id])
+
+    def logits(self, model: Transformer, states: Tensor) -> Tensor:
+        """Shape: states (R, d_model) -> (R, V or N)."""
+        if self.weight is not None:
+            return F.linear(states, self.weight)
+        if self.project is not None:
+            return self.project(states)
+        return model.project(states)
+
+    def token(self, columns: Tensor) -> Tensor:
+        """Piece ids of score columns (any shape)."""
+        return columns if self.vocab is None else self.vocab[columns]
+
+    def columns(self, tokens: Tensor) -> Tensor:
+        """Score columns of generated piece ids (any shape)."""
+        return tokens if self.vocab is None else self.column[tokens]
+
+
+def _next_scores(
+    model: Transformer,
+    seqs: Tensor,
+    memory: Tensor,
+    src_mask: Tensor,
+    cache: DecoderCache | None,
+    t: int,
+    limits: Tensor,
+    shortest: int,
+    no_repeat_ngram: int,
+    output: _Output,
+    block: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """Scores of the next piece: logits with forbidden pieces at -inf, and the log of the
+    softmax's normalizer, so that a piece's log-probability is `logits - lse`.
+
+    The caller picks its best pieces from the logits and normalizes only those: a full
+    log-softmax would write a (rows x vocabulary) tensor at every step only to be searched.
+    PAD and BOS are never generated; rows that reached their length limit may only end (EOS);
+    `no_repeat_ngram` blocks pieces that would repeat an n-gram. `shortest` is the smallest of
+    `limits`, kept by the caller as a Python int, so that no step waits on the device to ask.
+    Columns are those of `output` (pieces, or the pieces of its subset); `block` is -inf at
+    each row's columns that its sentence may not use, 0 elsewhere.
+
+    Shape: seqs (R, t + 1) BOS first, R = B x beams; memory (B, S, d); limits (R,); block
+    (R, N); returns logits (R, V or N) and lse (R, 1), float32.
+    """
+    if cache is None:
+        states = model.decode(seqs, memory, src_mask, hidden=True)[:, -1]  # (R, d)
+    else:
+        states = model.decode(seqs[:, -1:], memory, src_mask, cache, hidden=True)[:, -1]
+    # (R, V), changed in place below (the model output is not kept)
+    scores = output.logits(model, states).float()
+    if block is None:
+        lse = scores.logsumexp(-1, keepdim=True)  # (R, 1)
+    else:
+        lse = _masked_logsumexp(scores.add_(block))
+    # Scalar indices and masked_fill_: no index tensor copied to the device, no sync per step.
+    for column in output.never:
+        scores[:, column] = -torch.inf
+    if no_repeat_ngram:
+        _block_repeats(scores, output.columns(seqs[:, 1:]), no_repeat_ngram)
+    if t >= shortest:
+        at_limit = limits <= t  # (R,)
+        eos_score = scores[:, output.eos].clone()  # (R,)
+        scores.masked_fill_(at_limit[:, None], -torch.inf)
+        scores[:, output.eos] = eos_score
+    return scores, lse
+
+
+# Scores further than this below a row's best count as this far in `_masked_logsumexp`.
+_FLOOR = -80.0
+
+
+def _masked_logsumexp(scores: Tensor) -> Tensor:
+    """`scores.logsumexp(-1, keepdim=True)` for rows where most scores are -inf.
+
+    On the CPU, exp of -inf or of anything below about -87 (where float32 underflows) takes a
+    slow path, ten times slower than exp of ordinary values: a shortlisted step would spend
+    more time there than in its projection. Terms below exp(_FLOOR) count as exp(_FLOOR)
+    instead (at most 8k x 2e-35 more in a sum of at least 1).
+
+    Shape: scores (R, N), at least one finite score per row -> (R, 1).
+    """
+    top = scores.amax(-1, keepdim=True)  # (R, 1)
+    return top + (scores - top).clamp_(min=_FLOOR).exp_().sum(-1, keepdim=True).log_()
+
+
+# Columns are split into this many strided groups for `top_columns` (a power of two keeps the
+# group maxima a vectorized reduction).
+_GROUPS = 128
+
+
+def top_columns(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k largest scores of each row and their columns, as `scores.topk(k, dim=1)`.
+
+    On the CPU, `topk` (and `max` with indices) walks every element of a row serially, a
+    millisecond a decoding step at 8k pieces. Here the columns are dealt into `_GROUPS` strided
+    groups: a row's best k lie in its k groups with the highest maxima, so a vectorized
+    maximum over groups, a topk over the group maxima and one over the k chosen groups find
+    them. Same values and columns (ties aside); other devices call topk directly.
+
+    Shape: scores (R, V); returns values and columns (R, k), best first.
+    """
+    rows, vocab = scores.shape
+    size = vocab // _GROUPS  # columns of a group; the last vocab % _GROUPS columns join all
+    if scores.device.type != "cpu" or size == 0 or 4 * k * size > vocab:
+        return scores.topk(k, dim=1)  # (also where the chosen groups would hold much of a row)
+    body = size * _GROUPS
+    group_max = scores[:, :body].view(rows, size, _GROUPS).amax(1)  # (R, G)
+    groups = group_max.topk(k, dim=1).indices  # (R, k)
+    steps = torch.arange(0, body, _GROUPS, device=scores.device)  # (size,)
+    columns = (groups[:, :, None] + steps).view(rows, k * size)  # (R, k * size)
+    if body < vocab:
+        rest = torch.arange(body, vocab, device=scores.device).expand(rows, -1)
+        columns = torch.cat([columns, rest], dim=1)
+    values, pick = scores.gather(1, columns).topk(k, dim=1)  # (R, k)
+    return values, columns.gather(1, pick)
+
+
+def _block_repeats(logp: Tensor, generated: Tensor, n: int) -> None:
+    """Set to -inf every piece that would complete an n-gram already in `generated`, and the
+    last piece where the two last pieces are the same (no piece three times in a row).
+
+    Shape: logp (R, V), modified in place; generated (R, t) pieces so far, BOS excluded.
+    """
+    t = generated.size(1)
+    if t >= 2:
+        last = generated[:, -1:]  # (R, 1)
+        twice = generated[:, -1:] == generated[:, -2:-1]  # (R, 1)
+        logp.scatter_(1, last, logp.gather(1, last).masked_fill(twice, -torch.inf))
+    if t < n:
+        return
+    ngrams = generated.unfold(1, n, 1)  # (R, t - n + 1, n)
+    prefix = generated[:, t - n + 1 :]  # (R, n - 1): the n-gram the next piece would complete
+    seen = (ngrams[:, :, :-1] == prefix[:, None, :]).all(-1)  # (R, t - n + 1)
+    # scatter_add, not scatter: the same piece can follow several matching prefixes.
+    banned = torch.zeros_like(logp).scatter_add_(1, ngrams[:, :, -1], seen.to(logp.dtype))
+    logp.masked_fill_(banned > 0, -torch.inf)
+
+
+def greedy_search(
+    model: Transformer,
+    src: Tensor,
+    src_mask: Tensor,
+    limits: Tensor,
+    options: GenerationOptions,
+    *,
+    use_cache: bool = True,
+    output: _Output | None = None,
+) -> list[list[Hypothesis]]:
+    """Pick the most probable piece at every step.
+
+    Shape: src, src_mask (B, S); limits (B,) cap on generated pieces per sentence.
+    Returns one hypothesis per sentence.
+    """
+    c = model.config
+    output = output or _Output(model, None)
+    b, device = src.size(0), src.device
+    memory = model.encode(src, src_mask)  # (B, S, d)
+    cache = model.new_cache() if use_cache else None
+    seqs = torch.full((b, 1), c.bos_id, dtype=torch.long, device=device)  # (R, t + 1)
+    logprob = torch.zeros(b, device=device)  # (R,)
+    rows = torch.arange(b, device=device)  # original sentence of each live row
+    width = int(limits.max()) + 1
+    shortest = int(limits.min())
+    out_tokens = torch.full((b, width), c.pad_id, dtype=torch.long, device=device)
+    out_logprob = torch.zeros(b, device=device)
+    out_length = torch.zeros(b, dtype=torch.long, device=device)
+    block = output.block  # (R, N) or None
+    on_gpu = device.type != "cpu"
+    for t in range(width):
+        logits, lse = _next_scores(
+            model,
+            seqs,
+            memory,
+            src_mask,
+            cache,
+            t,
+            limits,
+            shortest,
+            options.no_repeat_ngram,
+            output,
+            block,
+        )
+        best, column = (x.squeeze(1) for x in top_columns(logits, 1))  # (R,)
+        token = output.token(column)
+        logprob = logprob + (best - lse.squeeze(1))
+        seqs = torch.cat([seqs, token[:, None]], dim=1)  # (R, t + 2)
+        done = token == c.eos_id  # (R,)
+        if not bool(done.any()):
+            continue
+        # Index tensors, not boolean masks: each boolean index would wait for the device.
+        ended = done.nonzero().squeeze(1)  # (D,)
+        finished = rows[ended]
+        out_tokens[finished, : t + 1] = seqs[ended, 1:]
+        out_logprob[finished] = logprob[ended]
+        out_length[finished] = t + 1
+        keep = (~done).nonzero().squeeze(1)  # (R',)
+        if keep.numel() == 0:
+            break
+        seqs, logprob, rows, limits = seqs[keep], logprob[keep], rows[keep], limits[keep]
+        if not on_gpu:  # a stale (smaller) value only applies the length limit early
+            shortest = int(limits.min())
+        memory, src_mask = memory.index_select(0, keep), src_mask.index_select(0, keep)
+        if block is not None:
+            block = block.index_select(0, keep)
+        if cache is not None:
+            reorder_cache(cache, keep)
+    scores = out_logprob / length_penalty(out_length.float(), options.length_penalty)
+    return [
+        [Hypothesis(tokens[: n - 1], lp, s)]
+        for tokens, n, lp, s in zip(
+            out_tokens.tolist(),
+            out_length.tolist(),
+            out_logprob.tolist(),
+            scores.tolist(),
+            strict=True,
+        )
+    ]
+
+
+def beam_search(
+    model: Transformer,
+    src: Tensor,
+    src_mask: Tensor,
+    limits: Tensor,
+    options: GenerationOptions,
+    *,
+    use_cache: bool = True,
+    output: _Output | None = None,
+) -> list[list[Hypothesis]]:
+    """Batched beam search with a length penalty and n-best lists.
+
+    Each step takes the top 2k of the k * V extensions of every sentence (one topk over the
+    flattened beams): extensions ending in EOS among the best k join the sentence's finished
+    list (kept at n_best, ranked by `score`), the best k others continue. A sentence is done
+    when its n_best-th finished score reaches best_live_logprob / lp(t + 2): the best live
+    beam's score if it ended at the next step without losing log-probability (the stopping
+    rule of OpenNMT-py and CTranslate2, which stop when the top beam has ended, up to that
+    one step). With `options.exhaustive` it goes on until no live beam could win at any
+    length: their log-probability can only fall and the penalty is largest at the length
+    limit, so best_live_logprob / lp(limit + 1) bounds every continuation.
+
+    Shape: src, src_mask (B, S); limits (B,) cap on generated pieces per sentence.
+    """
+    c = model.config
+    output = output or _Output(model, None)
+    k, n_best, alpha = options.beam, options.n_best, options.length_penalty
+    b, device = src.size(0), src.device
+    # One memory per sentence: cross-attention groups the queries of its k beams.
+    memory = model.encode(src, src_mask)  # (B', S, d)
+    cache = model.new_cache() if use_cache else None
+    width = int(limits.max()) + 2  # BOS, at most `limit` pieces, EOS
+    seqs = torch.full((b * k, 1), c.bos_id, dtype=torch.long, device=device)  # (R, t + 1)
+    # All beams start as copies of BOS; only the first may extend, or the beam would fill
+    # with k copies of the same hypothesis.
+    beam_logprob = torch.full((b, k), -torch.inf, device=device)  # (B', k)
+    beam_logprob[:, 0] = 0.0
+    fin_score = torch.full((b, n_best), -torch.inf, device=device)  # (B', n)
+    fin_logprob = torch.zeros(b, n_best, device=device)
+    fin_tokens = torch.full((b, n_best, width), c.pad_id, dtype=torch.long, device=device)
+    rows = torch.arange(b, device=device)  # original sentence of each live sentence
+    out_score = torch.full((b, n_best), -torch.inf, device=device)
+    out_logprob = torch.zeros(b, n_best, device=device)
+    out_tokens = torch.full((b, n_best, width), c.pad_id, dtype=torch.long, device=device)
+    row_limits = limits.repeat_interleave(k)  # (R,)
+    block = output.block  # (B', N) or None
+    row_block = None if block is None else block.repeat_interleave(k, 0)  # (R, N)
+    shortest = int(limits.min())
+    on_gpu = device.type != "cpu"
+    for t in range(width - 1):
+        bb = rows.numel()
+        logits, lse = _next_scores(
+            model,
+            seqs,
+            memory,
+            src_mask,
+            cache,
+            t,
+            row_limits,
+            shortest,
+            options.no_repeat_ngram,
+            output,
+            row_block,
+        )  # (R, V), (R, 1)
+        first_row = torch.arange(bb, device=device)[:, None] * k  # (B', 1): row of beam 0
+        # The best 2k extensions of a sentence are among the best 2k of each of its beams.
+        per_row = min(2 * k, logits.size(1))
+        row_best, row_column = top_columns(logits, per_row)  # (R, per_row)
+        row_token = output.token(row_column)
+        cand = (beam_logprob.view(-1, 1) + (row_best - lse)).view(bb, k * per_row)
+        top_logprob, top_index = cand.topk(2 * k, dim=1)  # (B', 2k)
+        origin = top_index // per_row  # (B', 2k): the beam each extension continues
+        token = row_token.view(bb, k * per_row).gather(1, top_index)  # (B', 2k)
+        is_eos = token == c.eos_id
+
+        # Finished: EOS among the best k joins the n-best list of its sentence.
+        new_fin = is_eos[:, :k] & (top_logprob[:, :k] > -torch.inf)  # (B', k)
+        # On a GPU the merge costs less than asking the host whether it is needed (a sync).
+        if on_gpu or bool(new_fin.any()):
+            new_score = (top_logprob[:, :k] / length_penalty(t + 1.0, alpha)).masked_fill(
+                ~new_fin, -torch.inf
+            )  # (B', k)
+            parent = (origin[:, :k] + first_row).view(-1)  # (B'*k,)
+            new_tokens = torch.cat(
+                [seqs.index_select(0, parent), token[:, :k].reshape(-1, 1)], dim=1
+            )  # (B'*k, t + 2)
+            new_tokens = F.pad(new_tokens, (0, width - t - 2), value=c.pad_id).view(bb, k, width)
+            all_score = torch.cat([fin_score, new_score], dim=1)  # (B', n + k)
+            fin_score, pick = all_score.topk(n_best, dim=1)  # (B', n)
+            fin_logprob = torch.cat([fin_logprob, top_logprob[:, :k]], dim=1).gather(1, pick)
+            fin_tokens = torch.cat([fin_tokens, new_tokens], dim=1).gather(
+                1, pick[:, :, None].expand(-1, -1, width)
+            )  # (B', n, width)
+
+        # Live: the best k extensions that do not end.
+        live_logprob, pick = top_logprob.masked_fill(is_eos, -torch.inf).topk(k, dim=1)  # (B', k)
+        parent = origin.gather(1, pick) + first_row  # (B', k) rows in the current batch
+        next_token = token.gather(1, pick)  # (B', k)
+
+        # Live beams have t + 1 pieces; ending adds EOS.
+        reach = limits[rows].float() + 1.0 if options.exhaustive else t + 2.0
+        bound = live_logprob[:, 0] / length_penalty(reach, alpha)  # (B',)
+        done = fin_score[:, -1] >= bound  # (B',)
+        if bool(done.any()):
+            ended = done.nonzero().squeeze(1)  # (D,): index tensors, as in greedy_search
+            finished = rows[ended]
+            out_score[finished], out_logprob[finished] = fin_score[ended], fin_logprob[ended]
+            out_tokens[finished] = fin_tokens[ended]
+            keep = (~done).nonzero().squeeze(1)  # (B'',)
+            if keep.numel() == 0:
+                break
+            rows, parent, next_token = rows[keep], parent[keep], next_token[keep]
+            row_limits = limits[rows].repeat_interleave(k)  # (R,)
+            if not on_gpu:
+                shortest = int(limits[rows].min())
+            live_logprob, fin_score = live_logprob[keep], fin_score[keep]
+            fin_logprob, fin_tokens = fin_logprob[keep], fin_tokens[keep]
+            memory, src_mask = memory.index_select(0, keep), src_mask.index_select(0, keep)
+            if block is not None:
+                block = block.index_select(0, keep)
+                row_block = block.repeat_interleave(k, 0)
+            if cache is not None:
+                # Cross-attention keys/values (one per sentence) change only when sentences
+                # leave; the self-attention cache follows the parents below.
+                reorder_cache([{"cross": layer["cross"]} for layer in cache], keep)
+        parent = parent.view(-1)  # (R,)
+        seqs = torch.cat([seqs.index_select(0, parent), next_token.view(-1, 1)], dim=1)
+        beam_logprob = live_logprob
+        if cache is not None:
+            reorder_cache([{"self": layer["self"]} for layer in cache], parent)
+    return _hypotheses(out_tokens, out_logprob, out_score, c.eos_id)
+
+
+def _hypotheses(
+    tokens: Tensor, logprob: Tensor, score: Tensor, eos_id: int
+) -> list[list[Hypothesis]]:
+    """Unpack the n-best tensors into per-sentence lists (BOS and EOS stripped).
+
+    Shape: tokens (B, n, width) BOS first, EOS-terminated then padded; logprob, score (B, n).
+    """
+    results = []
+    for seqs, lps, scores in zip(tokens.tolist(), logprob.tolist(), score.tolist(), strict=True):
+        hyps = []
+        for seq, lp, s in zip(seqs, lps, scores, strict=True):
+            if s == -float("inf"):
+                continue
+            body = seq[1:]
+            end = body.index(eos_id) if eos_id in body else len(body)
+            hyps.append(Hypothesis(body[:end], lp, s))
+        results.append(hyps)
+    return results

@@ -1,0 +1,94 @@
+"""What a model directory holds, as plain data: the facts behind `attn info -m DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attn.model.evaluation.metrics import PRIMARY_METRIC
+from attn.model.nn.config import PRESETS, ModelConfig
+from attn.model.nn.transformer import Transformer, count_parameters
+from attn.model.storage.checkpoint import read_model_config
+from attn.model.training.average import step_checkpoints
+
+
+def describe_model(model_dir: str | Path) -> dict[str, Any]:
+    """A JSON-ready description of a model directory.
+
+    Keys: path, task, attn_version, preset (e.g. "tiny" or "tiny, d_ff=1024"),
+    parameters, vocab_size, labels (sentiment, else None), config (every field),
+    train (the training settings), data (training files with bytes and sha256, validation
+    files), best ({metric, value, step} from metrics.jsonl, or None), validations (how many),
+    evaluations (the `attn evaluate` records), averaged (steps averaged into the weights, or
+    None), checkpoints (steps kept in checkpoints/).
+
+    Raises:
+        ModelError: not a model directory, or an unreadable config.json.
+    """
+    from attn.model.training.train import read_metrics
+
+    model_dir = Path(model_dir)
+    config, meta = read_model_config(model_dir)
+    train = meta.get("train") or {}
+    records = read_metrics(model_dir)
+    # `attn evaluate` logs its runs in the same file, marked "evaluate".
+    validations = [r for r in records if not r.get("evaluate")]
+    return {
+        "path": str(model_dir),
+        "task": config.task,
+        "attn_version": meta.get("attn_version"),
+        "preset": preset_name(config, train.get("preset")),
+        "parameters": parameter_count(config),
+        "vocab_size": config.vocab_size,
+        "labels": list(config.labels) if config.task == "sentiment" else None,
+        "config": config.to_dict(),
+        "train": train,
+        "data": meta.get("data"),
+        "best": _best(config.task, validations),
+        "validations": len(validations),
+        "evaluations": [r for r in records if r.get("evaluate")],
+        "averaged": meta.get("averaged"),
+        "checkpoints": [step for step, _ in step_checkpoints(model_dir)],
+    }
+
+
+def preset_name(config: ModelConfig, trained_with: str | None = None) -> str:
+    """The preset the architecture matches, plus the fields that differ from it.
+
+    `trained_with` (the preset training started from) is preferred; without it, the preset
+    with the fewest differences is named.
+    """
+
+    def differences(name: str) -> list[str]:
+        return [
+            f"{key}={getattr(config, key)}"
+            for key, value in PRESETS[name].items()
+            if getattr(config, key) != value
+        ]
+
+    name = trained_with if trained_with in PRESETS else None
+    if name is None:
+        name = min(PRESETS, key=lambda n: len(differences(n)))
+    diff = differences(name)
+    if len(diff) == len(PRESETS[name]):
+        return "custom"
+    return ", ".join([name, *diff])
+
+
+def parameter_count(config: ModelConfig) -> int:
+    """Trainable parameters of the model `config` describes (built on the meta device, so
+    nothing is allocated)."""
+    with torch.device("meta"):
+        return count_parameters(Transformer(config))
+
+
+def _best(task: str, validations: list[dict[str, Any]]) -> dict[str, Any] | None:
+    metric = PRIMARY_METRIC[task]
+    scored = [r for r in validations if isinstance(r.get(metric), (int, float))]
+    if not scored:
+        return None
+    # The first of equal scores: the step training kept as model.safetensors.
+    best = max(scored, key=lambda r: r[metric])
+    return {"metric": metric, "value": best[metric], "step": best.get("step")}

@@ -1,0 +1,1 @@
+"""The network the seed article explains: config, attention, the encoder-decoder, loss."""

@@ -1,0 +1,355 @@
+"""The encoder-decoder transformer (pre-LayerNorm) and the sentiment classifier on its encoder.
+
+Shared embeddings: one matrix embeds source and target pieces and is the output projection.
+Positions are sinusoidal. Masks are boolean, True = may attend (see `attention.py`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attn.model.nn.attention import KVCache, MultiHeadAttention
+from attn.model.nn.config import ModelConfig
+from attn.model.nn.dropout import Dropout
+
+
+@dataclass
+class AttentionRecord:
+    """Weights one attention layer used in a forward pass.
+
+    kind: "encoder" (self), "decoder" (masked self) or "cross" (decoder to encoder).
+    weights: (B, h, T_q, T_k).
+    """
+
+    kind: str
+    layer: int
+    weights: Tensor
+
+
+# Multiplier of the hash of a run of pieces in the bag of n-grams (a prime). A triple's hash
+# reaches vocab_size * it**2, below 2**63 for any vocabulary ModelConfig allows (<= 1M).
+_RUN_HASH = 1_000_003
+
+# Per decoder layer: the self-attention cache and the cross-attention (memory) cache.
+DecoderCache = list[dict[str, KVCache]]
+
+
+def sinusoidal_positions(length: int, d_model: int) -> Tensor:
+    """The fixed positional encodings of "Attention Is All You Need".
+
+    Computed on the CPU whatever the default device (the buffer follows `.to()`): on the
+    meta device these ops would import torch._dynamo, a second of start-up.
+
+    Shape: returns (length, d_model).
+    """
+    cpu = torch.device("cpu")
+    position = torch.arange(length, dtype=torch.float32, device=cpu).unsqueeze(1)  # (L, 1)
+    div = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float32, device=cpu)
+        * (-math.log(10000.0) / d_model)
+    )
+    pe = torch.zeros(length, d_model, device=cpu)
+    pe[:, 0::2] = torch.sin(position * div)
+    pe[:, 1::2] = torch.cos(position * div[: d_model // 2])
+    return pe
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward network: Linear, activation, dropout, Linear."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(d_model, d_ff)
+        self.w2 = nn.Linear(d_ff, d_model)
+        self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(self.dropout(self.act(self.w1(x))))  # (B, T, d_model)
+
+
+class EncoderLayer(nn.Module):
+    """Pre-LN: x + SelfAttn(LN(x)), then x + FFN(LN(x))."""
+
+    def __init__(self, c: ModelConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(c.d_model)
+        self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, c.dropout)
+        self.norm2 = nn.LayerNorm(c.d_model)
+        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
+        self.dropout = Dropout(c.dropout)
+
+    def forward(
+        self, x: Tensor, mask: Tensor, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        h = self.norm1(x)
+        a, weights = self.self_attn(h, h, mask, need_weights=need_weights)
+        x = x + self.dropout(a)
+        x = x + self.dropout(self.ff(self.norm2(x)))
+        return x, weights  # (B, S, d_model)
+
+
+class DecoderLayer(nn.Module):
+    """Pre-LN: masked self-attention, cross-attention to the memory, feed-forward."""
+
+    def __init__(self, c: ModelConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(c.d_model)
+        self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, c.dropout)
+        self.norm2 = nn.LayerNorm(c.d_model)
+        self.cross_attn = MultiHeadAttention(c.d_model, c.n_heads, c.dropout)
+        self.norm3 = nn.LayerNorm(c.d_model)
+        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
+        self.dropout = Dropout(c.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        memory_mask: Tensor,
+        cache: dict[str, KVCache] | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        h = self.norm1(x)
+        a, self_w = self.self_attn(
+            h,
+            h,
+            causal=True,
+            cache=None if cache is None else cache["self"],
+            need_weights=need_weights,
+        )
+        x = x + self.dropout(a)
+        a, cross_w = self.cross_attn(
+            self.norm2(x),
+            memory,
+            memory_mask,
+            cache=None if cache is None else cache["cross"],
+            static_kv=True,
+            need_weights=need_weights,
+        )
+        x = x + self.dropout(a)
+        x = x + self.dropout(self.ff(self.norm3(x)))
+        return x, self_w, cross_w  # (B, T, d_model)
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder transformer with shared embeddings, and a classification head.
+
+    Args:
+        config: the architecture; `config.task == "sentiment"` builds the encoder and a
+            classification head (masked mean-pool, linear) and no decoder.
+
+    Shape:
+        src: (B, S) piece ids, padded with `config.pad_id`; src_mask: (B, S) True = real piece.
+        tgt: (B, T) decoder input ids (BOS first); logits: (B, T, vocab_size).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.embed = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.register_buffer(
+            "positions", sinusoidal_positions(c.max_length + 2, c.d_model), persistent=False
+        )
+        self.emb_dropout = Dropout(c.dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(c) for _ in range(c.n_encoder_layers))
+        self.encoder_norm = nn.LayerNorm(c.d_model)
+        if c.task == "sentiment":
+            self.decoder = nn.ModuleList()
+            pooled = c.d_model * (2 if c.pooling == "mean+max" else 1)
+            self.classifier = nn.Linear(pooled, c.n_classes)
+        else:
+            self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.n_decoder_layers))
+            self.decoder_norm = nn.LayerNorm(c.d_model)
+        # The bag-of-n-grams classifier beside the transformer (config.ngram_buckets).
+        self.ngrams = (
+            nn.EmbeddingBag(c.ngram_buckets, c.n_classes, mode="sum") if c.ngram_buckets else None
+        )
+        # The output projection is the embedding matrix (tied); `quantize_int8` sets a
+        # quantized copy here for inference.
+        self.output_proj: nn.Module | None = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for name, p in self.named_parameters():
+            if name.startswith("ngrams."):
+                nn.init.zeros_(p)  # every class equally likely until features say otherwise
+            elif p.dim() > 1 and name != "embed.weight":
+                nn.init.xavier_uniform_(p)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+        nn.init.normal_(self.embed.weight, std=self.config.d_model**-0.5)
+        with torch.no_grad():
+            self.embed.weight[self.config.pad_id].zero_()
+
+    def _embed(self, ids: Tensor, offset: int = 0) -> Tensor:
+        t = ids.size(1)
+        if offset + t > self.positions.size(0):
+            raise ValueError(
+                f"sequence of {offset + t} pieces is longer than max_length "
+                f"{self.config.max_length}"
+            )
+        x = self.embed(ids) * math.sqrt(self.config.d_model)  # (B, T, d_model)
+        x = x + self.positions[offset : offset + t]
+        return self.emb_dropout(x)
+
+    def encode(
+        self, src: Tensor, src_mask: Tensor, attn: list[AttentionRecord] | None = None
+    ) -> Tensor:
+        """Run the encoder.
+
+        Args:
+            attn: if a list is given, each layer appends its self-attention weights
+                (computed on the reference path).
+
+        Shape: src, src_mask: (B, S); returns memory (B, S, d_model).
+        """
+        mask = src_mask[:, None, None, :]  # (B, 1, 1, S)
+        x = self._embed(src)
+        for i, layer in enumerate(self.encoder):
+            x, w = layer(x, mask, need_weights=attn is not None)
+            if attn is not None:
+                attn.append(AttentionRecord("encoder", i, w))
+        return self.encoder_norm(x)
+
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        src_mask: Tensor,
+        cache: DecoderCache | None = None,
+        attn: list[AttentionRecord] | None = None,
+        hidden: bool = False,
+    ) -> Tensor:
+        """Run the decoder and the (tied) output projection.
+
+        Args:
+            tgt: decoder input ids. With a `cache`, only the new positions (usually one).
+            cache: from `new_cache()`; updated in place, so that each step reuses the
+                keys/values of earlier steps and of the memory.
+            attn: if a list is given, each layer appends its masked self-attention and
+                cross-attention weights.
+            hidden: return the final decoder states, before the output projection
+                (training projects only the positions that have a target).
+
+        Shape: tgt (B, T); memory (B, S, d_model); src_mask (B, S); returns (B, T, vocab),
+            or (B, T, d_model) with `hidden`.
+        """
+        offset = 0
+        if cache is not None and "k" in cache[0]["self"]:
+            offset = cache[0]["self"]["k"].size(2)
+        mask = src_mask[:, None, None, :]  # (B, 1, 1, S)
+        x = self._embed(tgt, offset)
+        for i, layer in enumerate(self.decoder):
+            x, self_w, cross_w = layer(
+                x,
+                memory,
+                mask,
+                cache=None if cache is None else cache[i],
+                need_weights=attn is not None,
+            )
+            if attn is not None:
+                attn.append(AttentionRecord("decoder", i, self_w))
+                attn.append(AttentionRecord("cross", i, cross_w))
+        x = self.decoder_norm(x)
+        return x if hidden else self.project(x)
+
+    def project(self, x: Tensor) -> Tensor:
+        """The (tied) output projection. Shape: (..., d_model) -> (..., vocab)."""
+        if self.output_proj is not None:
+            return self.output_proj(x)
+        return F.linear(x, self.embed.weight)
+
+    def new_cache(self) -> DecoderCache:
+        """An empty key/value cache for incremental decoding."""
+        return [{"self": {}, "cross": {}} for _ in self.decoder]
+
+    def forward(self, src: Tensor, tgt: Tensor, hidden: bool = False) -> Tensor:
+        """Teacher-forced logits (or, with `hidden`, decoder states) for training.
+
+        Shape: src (B, S), tgt (B, T) -> (B, T, vocab) or (B, T, d_model).
+        """
+        src_mask = src != self.config.pad_id
+        return self.decode(tgt, self.encode(src, src_mask), src_mask, hidden=hidden)
+
+    def classify(
+        self, src: Tensor, src_mask: Tensor, attn: list[AttentionRecord] | None = None
+    ) -> Tensor:
+        """Class scores: the transformer's logits, or with `config.ngram_buckets` the mean of
+        its log-probabilities and those of the bag of n-grams (softmax gives probabilities
+        either way).
+
+        Shape: src, src_mask (B, S) -> (B, n_classes).
+        """
+        logits, bag = self.class_logits(src, src_mask, attn)
+        if bag is None:
+            return logits
+        return (logits.log_softmax(-1) + bag.log_softmax(-1)) / 2
+
+    def class_logits(
+        self, src: Tensor, src_mask: Tensor, attn: list[AttentionRecord] | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The two classifiers apart (training gives each its own loss): the logits of the
+        encoder output pooled over the pieces (config.pooling), and those of the bag of
+        n-grams (None without one).
+
+        Shape: src, src_mask (B, S) -> (B, n_classes) each.
+        """
+        bag = None if self.ngrams is None else self._ngram_logits(src, src_mask)
+        memory = self.encode(src, src_mask, attn)  # (B, S, d_model)
+        pooling = self.config.pooling
+        pooled = []
+        if pooling in ("mean", "mean+max"):
+            m = src_mask.unsqueeze(-1).to(memory.dtype)  # (B, S, 1)
+            pooled.append((memory * m).sum(1) / m.sum(1).clamp(min=1.0))  # (B, d_model)
+        if pooling in ("max", "mean+max"):
+            masked = memory.masked_fill(~src_mask.unsqueeze(-1), -torch.inf)  # (B, S, d_model)
+            pooled.append(masked.amax(1).clamp(min=torch.finfo(memory.dtype).min))
+        return self.classifier(self.emb_dropout(torch.cat(pooled, -1))), bag
+
+    def _ngram_logits(self, src: Tensor, src_mask: Tensor) -> Tensor:
+        """A linear classifier over the set of pieces and runs of adjacent pieces (pairs, and
+        with `ngram_order` 3 triples) of each input.
+
+        A piece is its own bucket; a run hashes into the buckets above the vocabulary. Each
+        distinct feature counts once, weighted 1 / sqrt(number of features), so long and
+        short inputs score on one scale.
+
+        Shape: src, src_mask (B, S) -> (B, n_classes).
+        """
+        c = self.config
+        span = c.ngram_buckets - c.vocab_size
+        features = [src.masked_fill(~src_mask, 0)]
+        hashed, valid = src, src_mask  # (B, S - n + 1) at n = 1
+        for n in range(2, c.ngram_order + 1):
+            hashed = hashed[:, :-1] * _RUN_HASH + src[:, n - 1 :]  # (B, S - n + 1)
+            valid = valid[:, :-1] & src_mask[:, n - 1 :]
+            runs = (hashed % span + c.vocab_size).masked_fill(~valid, 0)
+            features.append(runs)
+        features = torch.cat(features, dim=1)  # (B, F)
+        features = features.sort(dim=1).values  # 0 (padding) marks no feature
+        fresh = torch.ones_like(features, dtype=torch.bool)
+        fresh[:, 1:] = features[:, 1:] != features[:, :-1]  # first of equal features
+        weights = (fresh & (features != 0)).to(self.ngrams.weight.dtype)  # (B, F)
+        weights = weights / weights.sum(1, keepdim=True).clamp(min=1.0).sqrt()
+        return self.ngrams(features, per_sample_weights=weights)  # (B, C)
+
+
+def reorder_cache(cache: DecoderCache, index: Tensor) -> None:
+    """Select batch rows of every cached tensor in place (beam search reordering).
+
+    Shape: index (B',) of row indices into the current batch.
+    """
+    for layer in cache:
+        for kv in layer.values():
+            for key, t in kv.items():
+                kv[key] = t.index_select(0, index)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,1 @@
+"""The model directory on disk: its files, atomic writes, loading."""

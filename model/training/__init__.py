@@ -1,0 +1,1 @@
+"""Training: settings, the loop, validation, checkpoints and trainer state, averaging."""

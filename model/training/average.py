@@ -1,0 +1,185 @@
+"""Checkpoint averaging: keep the weights of the last validations, average them into a model.
+
+Averaging the weights of the last few checkpoints of a run (as in "Attention Is All You
+Need", which averaged the last 5 or 20) usually scores a little better than any single one
+of them, at no cost at inference. Training with `keep_checkpoints=N` writes
+`checkpoints/step-000500.safetensors` at every validation and keeps the newest N;
+`average_checkpoints` averages the newest of those into a model directory.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from attn.model.decoding.shortlist import SHORTLIST
+from attn.model.nn.transformer import Transformer
+from attn.model.storage.checkpoint import (
+    CONFIG,
+    TOKENIZER,
+    WEIGHTS,
+    ModelError,
+    read_model_config,
+    save_model_config,
+    save_weights,
+)
+
+CHECKPOINTS = "checkpoints"
+# The weights a model directory held before its first in-place average (a later average
+# keeps this file, so it always holds the trained best).
+BACKUP = "model.before-average.safetensors"
+_STEP_FILE = re.compile(r"step-(\d+)\.safetensors")
+
+
+@dataclass
+class AverageResult:
+    """What `average_checkpoints` wrote: the weights file, the steps averaged, the backup."""
+
+    weights: Path
+    steps: list[int]
+    backup: Path | None
+
+
+def step_checkpoint_path(model_dir: Path, step: int) -> Path:
+    """Where the weights of `step` go: `checkpoints/step-000500.safetensors`."""
+    return Path(model_dir) / CHECKPOINTS / f"step-{step:06d}.safetensors"
+
+
+def step_checkpoints(model_dir: str | Path) -> list[tuple[int, Path]]:
+    """The step checkpoints of a model directory as (step, path), oldest first."""
+    directory = Path(model_dir) / CHECKPOINTS
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = _STEP_FILE.fullmatch(path.name)
+        if match and path.is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def save_step_checkpoint(model_dir: Path, model: torch.nn.Module, step: int, keep: int) -> Path:
+    """Write `model`'s weights as the checkpoint of `step` (atomically), then delete all but
+    the newest `keep` step checkpoints.
+
+    A checkpoint of a later step than `step` (left by a run killed after writing it and
+    then resumed from an earlier `last/`) is deleted first: it belongs to the abandoned run.
+    """
+    for old_step, path in step_checkpoints(model_dir):
+        if old_step > step:
+            path.unlink(missing_ok=True)
+    path = step_checkpoint_path(model_dir, step)
+    save_weights(model, path)
+    for _, old in step_checkpoints(model_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def average_state(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of safetensors weight files, computed in float32.
+
+    Floating-point tensors are averaged and cast back to their stored dtype; any other
+    tensor must be equal in every file and is taken as it is.
+
+    Raises:
+        ModelError: no files, an unreadable file, or files with different tensors.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not paths:
+        raise ModelError("no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    for i, path in enumerate(paths):
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ModelError(f"{path}: not a readable safetensors file ({e})") from None
+        if i == 0:
+            dtypes = {name: t.dtype for name, t in state.items()}
+            total = {
+                name: t.float() if t.is_floating_point() else t.clone() for name, t in state.items()
+            }
+            continue
+        if set(state) != set(total):
+            raise ModelError(f"{path} holds other tensors than {paths[0]}; cannot average them")
+        for name, tensor in state.items():
+            if tensor.shape != total[name].shape:
+                raise ModelError(
+                    f"{path}: {name} has shape {tuple(tensor.shape)}, {paths[0]} has "
+                    f"{tuple(total[name].shape)}"
+                )
+            if tensor.is_floating_point():
+                total[name] += tensor.float()
+            elif not torch.equal(tensor, total[name]):
+                raise ModelError(f"{path}: {name} differs from {paths[0]} and is not a float")
+    n = len(paths)
+    return {
+        name: (t / n).to(dtypes[name]) if t.is_floating_point() else t for name, t in total.items()
+    }
+
+
+def average_checkpoints(
+    model_dir: str | Path, last: int | None = None, output_dir: str | Path | None = None
+) -> AverageResult:
+    """Average the newest `last` step checkpoints of `model_dir` into a model.
+
+    Args:
+        model_dir: a model directory trained with `keep_checkpoints`.
+        last: how many of the newest checkpoints to average; None = all that are kept.
+        output_dir: write a new model directory there (config.json, tokenizer.model and the
+            averaged model.safetensors). None: replace `model_dir/model.safetensors`; the
+            weights it held before the first average are kept as `BACKUP`.
+
+    Raises:
+        ModelError: not a model directory, too few checkpoints, or checkpoints that do not
+            match the model's config.
+    """
+    model_dir = Path(model_dir)
+    config, meta = read_model_config(model_dir)
+    found = step_checkpoints(model_dir)
+    if last is not None and last < 1:
+        raise ModelError(f"--last must be at least 1, got {last}")
+    if not found or (last is not None and len(found) < last):
+        raise ModelError(
+            f"{model_dir / CHECKPOINTS} holds {len(found)} step checkpoint(s), "
+            f"{'need ' + str(last) if last else 'need at least one'}; train with "
+            f"--keep-checkpoints N to keep them"
+        )
+    chosen = found[-last:] if last is not None else found
+    state = average_state([path for _, path in chosen])
+    # Loading into the model the config describes checks names and shapes before writing.
+    model = Transformer(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelError(f"the checkpoints do not match {model_dir / CONFIG}: {e}") from None
+    steps = [step for step, _ in chosen]
+    meta = {**meta, "averaged": {"steps": steps, "from": str(model_dir.resolve())}}
+    meta.pop("format_version", None)
+    meta.pop("attn_version", None)
+    backup = None
+    if output_dir is None:
+        target = model_dir
+        backup = model_dir / BACKUP
+        if not backup.exists():
+            shutil.copy2(model_dir / WEIGHTS, backup)
+    else:
+        target = Path(output_dir)
+        if target.resolve() == model_dir.resolve():
+            raise ModelError("the output directory is the model directory; leave it out instead")
+        if (target / CONFIG).exists():
+            raise ModelError(f"{target} already holds a model; choose another output directory")
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(model_dir / TOKENIZER, target / TOKENIZER)
+        if (model_dir / SHORTLIST).is_file():  # a translation model's; see model.shortlist
+            shutil.copy2(model_dir / SHORTLIST, target / SHORTLIST)
+    save_weights(model, target / WEIGHTS)
+    # config.json last: the directory points at complete files whenever it is a model.
+    save_model_config(target, config, **meta)
+    return AverageResult(target / WEIGHTS, steps, backup)

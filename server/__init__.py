@@ -1,0 +1,1 @@
+"""The HTTP server behind `attn serve`: the JSON API and its web page."""

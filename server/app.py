@@ -1,0 +1,412 @@
+"""A local HTTP JSON API over loaded models (FastAPI), behind `attn serve`.
+
+    POST /translate   {"text": "A dog runs."} or {"texts": [...]}, options beam, n_best, ...
+    POST /summarize   the same, with the summarizer's defaults
+    POST /sentiment   {"text": ...} or {"texts": [...]}, option probs
+    GET  /health      the loaded models
+
+A request with "text" gets one result object; with "texts", {"results": [...]} in order.
+Result objects carry the fields of the CLI's `--format jsonl` lines. Errors are
+`{"error": "..."}` with a 4xx status: 400 bad JSON, 422 a bad field, 413 over a size limit,
+404 no model for that task.
+
+Each model runs in one worker thread (torch is never called from two threads at once), fed
+by a micro-batcher: requests that arrive within `max_wait` seconds of each other with the
+same decoding options are decoded as one list, which the pipeline sorts and batches. Under
+concurrent load this turns many one-sentence requests into a few full batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.exceptions import HTTPException
+
+from attn.model.inference.pipeline import (
+    SentimentClassifier,
+    Summarizer,
+    Translator,
+)
+
+logger = logging.getLogger(__name__)
+
+Pipeline = Translator | Summarizer | SentimentClassifier
+M = TypeVar("M", bound="_TextsRequest")
+
+# The largest beam a request may ask for: the cost of a request grows with it.
+MAX_BEAM = 16
+# Texts decoded together at most, over all the requests of one micro-batch.
+BATCH_TEXTS = 256
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request size limits; a request over one gets 413.
+
+    Args:
+        max_texts: texts in one request.
+        max_chars: characters in one text.
+        max_body_bytes: bytes of the request body.
+    """
+
+    max_texts: int = 64
+    max_chars: int = 5000
+    max_body_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        for name in ("max_texts", "max_chars", "max_body_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+# --- requests --------------------------------------------------------------------------
+
+
+class _TextsRequest(BaseModel):
+    """One text or a list of texts; unknown fields are refused, so a typo is not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = None
+    texts: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> _TextsRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError('give "text" (a string) or "texts" (a list of strings), not both')
+        return self
+
+    def all_texts(self) -> list[str]:
+        return [self.text] if self.text is not None else list(self.texts or [])
+
+    def decode_options(self) -> dict[str, Any]:
+        """The options that change the model's output (requests batch together only when
+        these are equal)."""
+        return {}
+
+
+class GenerateRequest(_TextsRequest):
+    """A translate or summarize request; options as in `Translator.translate`."""
+
+    beam: int = Field(4, ge=1, le=MAX_BEAM)
+    n_best: int = Field(1, ge=1, le=MAX_BEAM)
+    length_penalty: float = Field(0.6, ge=0)
+    no_repeat_ngram: int | None = Field(None, ge=0)
+    max_length: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _n_best_in_beam(self) -> GenerateRequest:
+        if self.n_best > self.beam:
+            raise ValueError(f"n_best {self.n_best} is more than beam {self.beam}")
+        return self
+
+    def decode_options(self) -> dict[str, Any]:
+        options = {
+            "beam": self.beam,
+            "n_best": self.n_best,
+            "length_penalty": self.length_penalty,
+            "max_length": self.max_length,
+        }
+        # Left out, the task's own default applies (summarize: 6).
+        if self.no_repeat_ngram is not None:
+            options["no_repeat_ngram"] = self.no_repeat_ngram
+        return options
+
+
+class SentimentRequest(_TextsRequest):
+    """A sentiment request; `probs` adds every label's probability."""
+
+    probs: bool = False
+
+
+# --- micro-batching --------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    key: Hashable
+    options: dict[str, Any]
+    future: Future = field(default_factory=Future)
+
+
+class MicroBatcher:
+    """Runs one model in a worker thread; jobs that arrive together are run as one call.
+
+    The worker takes the oldest job, then waits up to `max_wait` seconds for more jobs with
+    the same options (up to `max_texts` texts in all), runs `run(texts, options)` once on
+    their concatenated texts and hands each job its slice of the results. Jobs with other
+    options wait for a later call, in arrival order.
+
+    Args:
+        run: (texts, options) -> one result per text, in order.
+        max_wait: seconds a job may wait for company.
+        max_texts: texts per call at most (a larger job still runs, alone).
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[str], dict[str, Any]], Sequence[Any]],
+        *,
+        max_wait: float = 0.005,
+        max_texts: int = BATCH_TEXTS,
+        name: str = "attn-batcher",
+    ) -> None:
+        self._run = run
+        self.max_wait = max_wait
+        self.max_texts = max_texts
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, texts: list[str], options: dict[str, Any]) -> Future:
+        """Queue `texts`; the future's result is their results, in order.
+
+        Raises:
+            RuntimeError: the batcher is closed.
+        """
+        job = _Job(list(texts), tuple(sorted(options.items())), dict(options))
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the batcher is closed")
+            self._queue.put(job)
+        return job.future
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Finish the queued jobs, then stop the worker."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _work(self) -> None:
+        # Jobs taken from the queue while gathering that could not join the group; the
+        # None that `close` queues ends the loop once everything before it is done.
+        backlog: deque[_Job | None] = deque()
+        while True:
+            job = backlog.popleft() if backlog else self._queue.get()
+            if job is None:
+                return
+            group, count = [job], len(job.texts)
+            for other in list(backlog):
+                if other is not None and self._fits(job, other, count):
+                    backlog.remove(other)
+                    group.append(other)
+                    count += len(other.texts)
+            deadline = time.monotonic() + self.max_wait
+            while count < self.max_texts and (wait := deadline - time.monotonic()) > 0:
+                try:
+                    other = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    break
+                if other is not None and self._fits(job, other, count):
+                    group.append(other)
+                    count += len(other.texts)
+                else:
+                    backlog.append(other)
+                    if other is None:
+                        break
+            self._execute(group)
+
+    def _fits(self, job: _Job, other: _Job, count: int) -> bool:
+        return other.key == job.key and count + len(other.texts) <= self.max_texts
+
+    def _execute(self, group: list[_Job]) -> None:
+        # A job whose caller gave up (cancelled future) is dropped before it costs anything.
+        group = [job for job in group if job.future.set_running_or_notify_cancel()]
+        if not group:
+            return
+        texts = [text for job in group for text in job.texts]
+        try:
+            results = list(self._run(texts, group[0].options))
+        except Exception as e:  # the callers get it: one bad batch must not stop the worker
+            for job in group:
+                job.future.set_exception(e)
+            return
+        start = 0
+        for job in group:
+            job.future.set_result(results[start : start + len(job.texts)])
+            start += len(job.texts)
+
+
+def _runner(pipeline: Pipeline) -> Callable[[list[str], dict[str, Any]], list[Any]]:
+    if isinstance(pipeline, Translator):
+        return lambda texts, options: list(pipeline.translate(texts, **options))
+    if isinstance(pipeline, Summarizer):
+        return lambda texts, options: list(pipeline.summarize(texts, **options))
+    return lambda texts, options: list(pipeline.classify(texts, **options))
+
+
+# --- the app ---------------------------------------------------------------------------
+
+
+def create_app(
+    models: Mapping[str, Pipeline],
+    *,
+    limits: Limits | None = None,
+    max_wait: float = 0.005,
+) -> FastAPI:
+    """The FastAPI app serving `models` (task -> loaded pipeline; any subset of tasks).
+
+    Args:
+        models: e.g. {"translate": Translator.load(dir)}.
+        limits: request size limits (default `Limits()`).
+        max_wait: seconds a request waits for others to share its batch.
+
+    The models run in worker threads started by the app's lifespan (uvicorn runs it by
+    default) and stopped when the server shuts down.
+
+    Raises:
+        ValueError: a pipeline filed under another task.
+    """
+    limits = limits or Limits()
+    for task, pipeline in models.items():
+        if getattr(pipeline, "task", None) != task:
+            raise ValueError(f"the model for {task!r} is a {type(pipeline).__name__}")
+    batchers: dict[str, MicroBatcher] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batchers.update(
+            {
+                task: MicroBatcher(_runner(p), max_wait=max_wait, name=f"attn-{task}")
+                for task, p in models.items()
+            }
+        )
+        try:
+            yield
+        finally:
+            for batcher in batchers.values():
+                batcher.close()
+
+    from attn import __version__
+
+    app = FastAPI(title="attn", version=__version__, lifespan=lifespan)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _describe(exc.errors())}, 422)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # uvicorn logs the traceback; the client learns only that the server failed.
+        return JSONResponse({"error": f"internal server error ({type(exc).__name__})"}, 500)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """The loaded models: task, directory, vocabulary, device (and labels)."""
+        loaded = {}
+        for task, p in models.items():
+            entry: dict[str, Any] = {
+                "path": str(p.loaded.path),
+                "vocab_size": p.config.vocab_size,
+                "device": str(p.device),
+            }
+            if p.config.labels:
+                entry["labels"] = list(p.config.labels)
+            loaded[task] = entry
+        return {"status": "ok", "version": __version__, "tasks": list(models), "models": loaded}
+
+    async def run(task: str, request: Request, schema: type[M]) -> tuple[M, list[Any]]:
+        if task not in models:
+            loaded = ", ".join(models) or "none"
+            raise HTTPException(404, f"no {task} model is loaded (loaded: {loaded})")
+        req = await _parse(request, schema, limits)
+        texts = req.all_texts()
+        if not texts:
+            return req, []
+        future = batchers[task].submit(texts, req.decode_options())
+        return req, await asyncio.wrap_future(future)
+
+    def reply(req: _TextsRequest, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return records[0] if req.text is not None else {"results": records}
+
+    @app.post("/translate")
+    async def translate(request: Request) -> dict[str, Any]:
+        """Translate `text` or `texts`; options beam, n_best, length_penalty, no_repeat_ngram,
+        max_length."""
+        req, results = await run("translate", request, GenerateRequest)
+        return reply(req, [r.record(req.n_best) for r in results])
+
+    @app.post("/summarize")
+    async def summarize(request: Request) -> dict[str, Any]:
+        """Summarize `text` or `texts`; options as for /translate."""
+        req, results = await run("summarize", request, GenerateRequest)
+        return reply(req, [r.record(req.n_best) for r in results])
+
+    @app.post("/sentiment")
+    async def sentiment(request: Request) -> dict[str, Any]:
+        """Classify `text` or `texts`; `probs: true` adds every label's probability."""
+        req, results = await run("sentiment", request, SentimentRequest)
+        return reply(req, [r.record(req.probs) for r in results])
+
+    return app
+
+
+async def _parse(request: Request, schema: type[M], limits: Limits) -> M:
+    """Read and validate a request body within `limits` (HTTPException 400/413/422)."""
+    too_big = HTTPException(413, f"request body over {limits.max_body_bytes} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise too_big
+    # Counted while reading, so a body without (or lying about) its length is cut short too.
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limits.max_body_bytes:
+            raise too_big
+    try:
+        data = json.loads(body)
+    except ValueError as e:
+        raise HTTPException(400, f"the body is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise HTTPException(400, 'the body must be a JSON object such as {"text": "..."}')
+    try:
+        req = schema.model_validate(data)
+    except ValidationError as e:
+        raise HTTPException(422, _describe(e.errors())) from None
+    texts = req.all_texts()
+    if len(texts) > limits.max_texts:
+        raise HTTPException(
+            413, f"{len(texts)} texts in one request; at most {limits.max_texts} are allowed"
+        )
+    for i, text in enumerate(texts):
+        if len(text) > limits.max_chars:
+            raise HTTPException(
+                413, f"text {i} has {len(text)} characters; at most {limits.max_chars} are allowed"
+            )
+    return req
+
+
+def _describe(errors: Sequence[Any]) -> str:
+    """Pydantic's errors as one line: `beam: Input should be less than or equal to 16`."""
+    parts = []
+    for error in errors:
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts) or "invalid request"
