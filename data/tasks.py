@@ -268,21 +268,7 @@ def load_task_data(
     if train is None and val is not None:
         raise ValueError("validation files need training files too")
 
-    if train is not None:
-        train_files, val_files = [Path(p) for p in train], [Path(p) for p in val or []]
-    else:
-        directory = demo_dir(task) if data is None else Path(data)
-        if directory.is_dir():
-            train_files, val_files = _directory_files(task, directory, src, tgt)
-        elif directory.suffix in (".jsonl", ".tsv", ".csv") and directory.is_file():
-            train_files, val_files = [directory], []
-        elif not directory.exists():
-            raise DataError(directory, "no such file or directory")
-        else:
-            raise DataError(
-                directory, "expected a data directory, a .jsonl file or (sentiment) a table"
-            )
-
+    train_files, val_files = _input_files(task, data, src, tgt, train, val)
     if task == "translate":
         # A translation JSONL file names its fields after the languages: {"en": .., "de": ..}.
         src_field, tgt_field = src_field or src, tgt_field or tgt
@@ -290,36 +276,14 @@ def load_task_data(
     train_examples = [ex for _, _, ex in _read_examples(task, train_files, fields)]
     if not train_examples:
         raise DataError(", ".join(str(f) for f in train_files), "no training examples")
-
-    labels = None
-    if task == "sentiment":
-        labels = _sort_labels({ex.tgt for ex in train_examples})
-        if len(labels) < 2:
-            raise DataError(
-                ", ".join(str(f) for f in train_files),
-                f"only one label ({labels[0]!r}) in the training data; "
-                "sentiment needs at least two",
-            )
-
-    val_examples: list[Example] = []
-    if val_files:
-        for path, line, ex in _read_examples(task, val_files, fields):
-            if labels is not None and ex.tgt not in labels:
-                raise DataError(
-                    path,
-                    f"label {ex.tgt!r} does not occur in the training data "
-                    f"(labels: {', '.join(labels)})",
-                    line,
-                )
-            val_examples.append(ex)
-
+    labels = _labels(train_examples, train_files) if task == "sentiment" else None
+    val_examples = _validation(task, val_files, fields, labels)
     val_from_train = not val_files and val_fraction > 0 and len(train_examples) > 1
     if val_from_train:
         n_val = min(max_val, max(1, round(len(train_examples) * val_fraction)))
         held = set(random.Random(seed).sample(range(len(train_examples)), n_val))
         val_examples = [ex for i, ex in enumerate(train_examples) if i in held]
         train_examples = [ex for i, ex in enumerate(train_examples) if i not in held]
-
     return TaskData(
         train=train_examples,
         val=val_examples,
@@ -328,6 +292,57 @@ def load_task_data(
         val_files=val_files,
         val_from_train=val_from_train,
     )
+
+
+def _input_files(
+    task: str,
+    data: str | Path | None,
+    src: str | None,
+    tgt: str | None,
+    train: Sequence[Path] | None,
+    val: Sequence[Path] | None,
+) -> tuple[list[Path], list[Path]]:
+    """The training and validation files named by `load_task_data`'s arguments."""
+    if train is not None:
+        return [Path(p) for p in train], [Path(p) for p in val or []]
+    directory = demo_dir(task) if data is None else Path(data)
+    if directory.is_dir():
+        return _directory_files(task, directory, src, tgt)
+    if directory.suffix in (".jsonl", ".tsv", ".csv") and directory.is_file():
+        return [directory], []
+    if not directory.exists():
+        raise DataError(directory, "no such file or directory")
+    raise DataError(directory, "expected a data directory, a .jsonl file or (sentiment) a table")
+
+
+def _labels(examples: list[Example], files: list[Path]) -> list[str]:
+    """The sentiment labels of the training examples, in class-id order (at least two)."""
+    labels = _sort_labels({ex.tgt for ex in examples})
+    if len(labels) < 2:
+        raise DataError(
+            ", ".join(str(f) for f in files),
+            f"only one label ({labels[0]!r}) in the training data; sentiment needs at least two",
+        )
+    return labels
+
+
+def _validation(
+    task: str, files: list[Path], fields: _Fields, labels: list[str] | None
+) -> list[Example]:
+    """The examples of validation files; a label unseen in training is an error."""
+    examples: list[Example] = []
+    if not files:
+        return examples
+    for path, line, ex in _read_examples(task, files, fields):
+        if labels is not None and ex.tgt not in labels:
+            raise DataError(
+                path,
+                f"label {ex.tgt!r} does not occur in the training data "
+                f"(labels: {', '.join(labels)})",
+                line,
+            )
+        examples.append(ex)
+    return examples
 
 
 def load_split(

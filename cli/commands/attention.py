@@ -11,7 +11,7 @@ import typer
 from attn.cli.common import fail
 
 if TYPE_CHECKING:
-    from attn.model.inference.attention_maps import AttentionMaps
+    from attn.model.inference.attention_maps import AttentionMap, AttentionMaps
 
 
 class Task(str, Enum):
@@ -83,22 +83,50 @@ def attention(
 
     Example: attn attention "the cat sat on the mat" --layer 1 --heads
     """
-    import json
-    import sys
-
-    from rich.console import Console
-
-    from attn.cli import render as heatmap
     from attn.cli.common import err_console
-    from attn.data.home import default_model_dir
-    from attn.model.device import resolve_device
-    from attn.model.inference.attention_maps import AXES, attention_maps, format_alignment
-    from attn.model.storage.checkpoint import ModelError, load_model
 
     if not text.strip():
         fail("TEXT is empty; give the sentence to look at, e.g. attn attention 'the cat sat'")
     if head is not None and heads:
         fail("--head and --heads exclude each other: pick one head, or all of them")
+    maps, max_length = _run(text, model, task, device)
+    kinds = None if kind is Kind.all else [kind.value]
+    try:
+        chosen = maps.select(
+            kinds,
+            None if layer is None else [layer],
+            list(range(maps.n_heads)) if heads else None if head is None else [head],
+        )
+    except ValueError as e:
+        fail(f"{e} (this model: {_shape(maps)})")
+    if maps.truncated:
+        err_console.print(
+            f"attention: the text is longer than the model's {max_length} "
+            "pieces; only its beginning was used",
+            soft_wrap=True,
+            markup=False,
+        )
+    _write_images(maps, chosen, f"{text} \u2192 {maps.output}", png, out_dir)
+    if output_format is None and (png is not None or out_dir is not None):
+        return
+    if output_format is Format.json:
+        import json
+        import sys
+
+        sys.stdout.write(json.dumps(maps.to_dict(chosen), ensure_ascii=False) + "\n")
+        return
+    _print_tables(maps, chosen, values)
+
+
+def _run(
+    text: str, model: Path | None, task: Task | None, device: str
+) -> tuple[AttentionMaps, int]:
+    """Load the model and record its attention on `text`; returns the maps and max_length."""
+    from attn.data.home import default_model_dir
+    from attn.model.device import resolve_device
+    from attn.model.inference.attention_maps import attention_maps
+    from attn.model.storage.checkpoint import ModelError, load_model
+
     try:
         torch_device = resolve_device(device)
         task_name = None if task is None else task.value
@@ -112,42 +140,40 @@ def attention(
         fail(f"{e}{hint}")
     except ValueError as e:
         fail(str(e))
+    return attention_maps(loaded, text), loaded.config.max_length
 
-    maps = attention_maps(loaded, text)
-    kinds = None if kind is Kind.all else [kind.value]
-    try:
-        chosen = maps.select(
-            kinds,
-            None if layer is None else [layer],
-            list(range(maps.n_heads)) if heads else None if head is None else [head],
-        )
-    except ValueError as e:
-        fail(f"{e} (this model: {_shape(maps)})")
-    if maps.truncated:
-        err_console.print(
-            f"attention: the text is longer than the model's {loaded.config.max_length} "
-            "pieces; only its beginning was used",
-            soft_wrap=True,
-            markup=False,
-        )
 
-    title = f"{text} \u2192 {maps.output}"
+def _write_images(
+    maps: AttentionMaps,
+    chosen: list[AttentionMap],
+    title: str,
+    png: Path | None,
+    out_dir: Path | None,
+) -> None:
+    from attn.cli import render
+    from attn.cli.common import err_console
+    from attn.model.inference.attention_maps import AXES
+
     try:
         if png is not None:
-            heatmap.save_png(chosen, png, maps.n_heads, AXES, title)
+            render.save_png(chosen, png, maps.n_heads, AXES, title)
             err_console.print(f"wrote {png}", soft_wrap=True, markup=False)
         if out_dir is not None:
-            written = heatmap.save_pngs(chosen, out_dir, maps.n_heads, AXES, title)
+            written = render.save_pngs(chosen, out_dir, maps.n_heads, AXES, title)
             err_console.print(
                 f"wrote {len(written)} images to {out_dir}", soft_wrap=True, markup=False
             )
     except OSError as e:
         fail(f"cannot write {e.filename or png or out_dir}: {e.strerror or e}")
-    if output_format is None and (png is not None or out_dir is not None):
-        return
-    if output_format is Format.json:
-        sys.stdout.write(json.dumps(maps.to_dict(chosen), ensure_ascii=False) + "\n")
-        return
+
+
+def _print_tables(maps: AttentionMaps, chosen: list[AttentionMap], values: bool) -> None:
+    """Shaded tables on stdout; a note on stderr where the terminal cut columns."""
+    from rich.console import Console
+
+    from attn.cli import render
+    from attn.cli.common import err_console
+    from attn.model.inference.attention_maps import format_alignment
 
     console = Console(highlight=False, markup=False)
     if maps.task == "sentiment":
@@ -155,11 +181,11 @@ def attention(
     else:
         console.print(f"output: {maps.output}", soft_wrap=True)
         console.print(f"alignment: {format_alignment(maps.alignment())}", soft_wrap=True)
-    heatmap.render_scale(console)
+    render.render_scale(console)
     cut = set()
     for m in chosen:
         console.print()
-        shown = heatmap.render_map(console, m, maps.n_heads, values=values)
+        shown = render.render_map(console, m, maps.n_heads, values=values)
         if shown is not None:
             cut.add((shown, len(m.columns)))
     for shown, total in sorted(cut):

@@ -421,113 +421,187 @@ def beam_search(
 
     Shape: src, src_mask (B, S); limits (B,) cap on generated pieces per sentence.
     """
-    c = model.config
-    output = output or _Output(model, None)
-    k, n_best, alpha = options.beam, options.n_best, options.length_penalty
-    b, device = src.size(0), src.device
-    # One memory per sentence: cross-attention groups the queries of its k beams.
-    memory = model.encode(src, src_mask)  # (B', S, d)
-    cache = model.new_cache() if use_cache else None
-    width = int(limits.max()) + 2  # BOS, at most `limit` pieces, EOS
-    seqs = torch.full((b * k, 1), c.bos_id, dtype=torch.long, device=device)  # (R, t + 1)
-    # All beams start as copies of BOS; only the first may extend, or the beam would fill
-    # with k copies of the same hypothesis.
-    beam_logprob = torch.full((b, k), -torch.inf, device=device)  # (B', k)
-    beam_logprob[:, 0] = 0.0
-    fin_score = torch.full((b, n_best), -torch.inf, device=device)  # (B', n)
-    fin_logprob = torch.zeros(b, n_best, device=device)
-    fin_tokens = torch.full((b, n_best, width), c.pad_id, dtype=torch.long, device=device)
-    rows = torch.arange(b, device=device)  # original sentence of each live sentence
-    out_score = torch.full((b, n_best), -torch.inf, device=device)
-    out_logprob = torch.zeros(b, n_best, device=device)
-    out_tokens = torch.full((b, n_best, width), c.pad_id, dtype=torch.long, device=device)
-    row_limits = limits.repeat_interleave(k)  # (R,)
-    block = output.block  # (B', N) or None
-    row_block = None if block is None else block.repeat_interleave(k, 0)  # (R, N)
-    shortest = int(limits.min())
-    on_gpu = device.type != "cpu"
-    for t in range(width - 1):
-        bb = rows.numel()
+    search = _BeamSearch(model, src, src_mask, limits, options, use_cache, output)
+    for t in range(search.width - 1):
+        if not search.step(t):
+            break
+    out = search.out
+    return _hypotheses(out.tokens, out.logprob, out.score, model.config.eos_id)
+
+
+@dataclass
+class _NBest:
+    """The n best finished hypotheses of each sentence, best first.
+
+    Shape: score, logprob (B, n); tokens (B, n, width) BOS first, EOS-terminated, padded.
+    """
+
+    score: Tensor
+    logprob: Tensor
+    tokens: Tensor
+
+    @classmethod
+    def empty(cls, b: int, n: int, width: int, pad_id: int, device: torch.device) -> _NBest:
+        return cls(
+            torch.full((b, n), -torch.inf, device=device),
+            torch.zeros(b, n, device=device),
+            torch.full((b, n, width), pad_id, dtype=torch.long, device=device),
+        )
+
+    def merge(self, score: Tensor, logprob: Tensor, tokens: Tensor) -> None:
+        """Keep the n best of these and the new candidates (B, k), (B, k), (B, k, width)."""
+        n, width = self.score.size(1), self.tokens.size(2)
+        self.score, pick = torch.cat([self.score, score], dim=1).topk(n, dim=1)  # (B, n)
+        self.logprob = torch.cat([self.logprob, logprob], dim=1).gather(1, pick)
+        self.tokens = torch.cat([self.tokens, tokens], dim=1).gather(
+            1, pick[:, :, None].expand(-1, -1, width)
+        )  # (B, n, width)
+
+    def select(self, index: Tensor) -> _NBest:
+        return _NBest(self.score[index], self.logprob[index], self.tokens[index])
+
+    def put(self, rows: Tensor, other: _NBest) -> None:
+        """Write `other`'s lists into these rows."""
+        self.score[rows], self.logprob[rows], self.tokens[rows] = (
+            other.score,
+            other.logprob,
+            other.tokens,
+        )
+
+
+class _BeamSearch:
+    """The state of `beam_search` between steps: live beams, finished lists, the results.
+
+    Sentences are "live" until done; R = B' x k rows, B' the live sentences.
+    """
+
+    def __init__(
+        self,
+        model: Transformer,
+        src: Tensor,
+        src_mask: Tensor,
+        limits: Tensor,
+        options: GenerationOptions,
+        use_cache: bool,
+        output: _Output | None,
+    ) -> None:
+        c = model.config
+        self.model, self.options, self.limits = model, options, limits
+        self.output = output or _Output(model, None)
+        self.k, self.alpha = options.beam, options.length_penalty
+        self.eos_id, self.pad_id = c.eos_id, c.pad_id
+        b, device = src.size(0), src.device
+        self.device, self.on_gpu = device, device.type != "cpu"
+        # One memory per sentence: cross-attention groups the queries of its k beams.
+        self.memory, self.src_mask = model.encode(src, src_mask), src_mask  # (B', S, d)
+        self.cache = model.new_cache() if use_cache else None
+        self.width = int(limits.max()) + 2  # BOS, at most `limit` pieces, EOS
+        self.seqs = torch.full((b * self.k, 1), c.bos_id, dtype=torch.long, device=device)
+        # All beams start as copies of BOS; only the first may extend, or the beam would fill
+        # with k copies of the same hypothesis.
+        self.beam_logprob = torch.full((b, self.k), -torch.inf, device=device)  # (B', k)
+        self.beam_logprob[:, 0] = 0.0
+        self.fin = _NBest.empty(b, options.n_best, self.width, c.pad_id, device)  # live ones
+        self.out = _NBest.empty(b, options.n_best, self.width, c.pad_id, device)  # all, final
+        self.rows = torch.arange(b, device=device)  # original sentence of each live sentence
+        self.row_limits = limits.repeat_interleave(self.k)  # (R,)
+        self.block = self.output.block  # (B', N) or None
+        self.row_block = None if self.block is None else self.block.repeat_interleave(self.k, 0)
+        self.shortest = int(limits.min())
+
+    def step(self, t: int) -> bool:
+        """Extend every live beam by one piece; False once every sentence is done."""
+        k = self.k
+        bb = self.rows.numel()
         logits, lse = _next_scores(
-            model,
-            seqs,
-            memory,
-            src_mask,
-            cache,
+            self.model,
+            self.seqs,
+            self.memory,
+            self.src_mask,
+            self.cache,
             t,
-            row_limits,
-            shortest,
-            options.no_repeat_ngram,
-            output,
-            row_block,
+            self.row_limits,
+            self.shortest,
+            self.options.no_repeat_ngram,
+            self.output,
+            self.row_block,
         )  # (R, V), (R, 1)
-        first_row = torch.arange(bb, device=device)[:, None] * k  # (B', 1): row of beam 0
+        first_row = torch.arange(bb, device=self.device)[:, None] * k  # (B', 1): beam 0's row
         # The best 2k extensions of a sentence are among the best 2k of each of its beams.
         per_row = min(2 * k, logits.size(1))
         row_best, row_column = top_columns(logits, per_row)  # (R, per_row)
-        row_token = output.token(row_column)
-        cand = (beam_logprob.view(-1, 1) + (row_best - lse)).view(bb, k * per_row)
+        row_token = self.output.token(row_column)
+        cand = (self.beam_logprob.view(-1, 1) + (row_best - lse)).view(bb, k * per_row)
         top_logprob, top_index = cand.topk(2 * k, dim=1)  # (B', 2k)
-        origin = top_index // per_row  # (B', 2k): the beam each extension continues
+        origin = top_index // per_row + first_row  # (B', 2k): the row each extension continues
         token = row_token.view(bb, k * per_row).gather(1, top_index)  # (B', 2k)
-        is_eos = token == c.eos_id
-
-        # Finished: EOS among the best k joins the n-best list of its sentence.
-        new_fin = is_eos[:, :k] & (top_logprob[:, :k] > -torch.inf)  # (B', k)
-        # On a GPU the merge costs less than asking the host whether it is needed (a sync).
-        if on_gpu or bool(new_fin.any()):
-            new_score = (top_logprob[:, :k] / length_penalty(t + 1.0, alpha)).masked_fill(
-                ~new_fin, -torch.inf
-            )  # (B', k)
-            parent = (origin[:, :k] + first_row).view(-1)  # (B'*k,)
-            new_tokens = torch.cat(
-                [seqs.index_select(0, parent), token[:, :k].reshape(-1, 1)], dim=1
-            )  # (B'*k, t + 2)
-            new_tokens = F.pad(new_tokens, (0, width - t - 2), value=c.pad_id).view(bb, k, width)
-            all_score = torch.cat([fin_score, new_score], dim=1)  # (B', n + k)
-            fin_score, pick = all_score.topk(n_best, dim=1)  # (B', n)
-            fin_logprob = torch.cat([fin_logprob, top_logprob[:, :k]], dim=1).gather(1, pick)
-            fin_tokens = torch.cat([fin_tokens, new_tokens], dim=1).gather(
-                1, pick[:, :, None].expand(-1, -1, width)
-            )  # (B', n, width)
+        is_eos = token == self.eos_id
+        self._finish(t, top_logprob[:, :k], token[:, :k], origin[:, :k], is_eos[:, :k])
 
         # Live: the best k extensions that do not end.
-        live_logprob, pick = top_logprob.masked_fill(is_eos, -torch.inf).topk(k, dim=1)  # (B', k)
-        parent = origin.gather(1, pick) + first_row  # (B', k) rows in the current batch
+        live_logprob, pick = top_logprob.masked_fill(is_eos, -torch.inf).topk(k, dim=1)
+        parent = origin.gather(1, pick)  # (B', k) rows in the current batch
         next_token = token.gather(1, pick)  # (B', k)
-
         # Live beams have t + 1 pieces; ending adds EOS.
-        reach = limits[rows].float() + 1.0 if options.exhaustive else t + 2.0
-        bound = live_logprob[:, 0] / length_penalty(reach, alpha)  # (B',)
-        done = fin_score[:, -1] >= bound  # (B',)
+        reach = self.limits[self.rows].float() + 1.0 if self.options.exhaustive else t + 2.0
+        bound = live_logprob[:, 0] / length_penalty(reach, self.alpha)  # (B',)
+        done = self.fin.score[:, -1] >= bound  # (B',)
         if bool(done.any()):
-            ended = done.nonzero().squeeze(1)  # (D,): index tensors, as in greedy_search
-            finished = rows[ended]
-            out_score[finished], out_logprob[finished] = fin_score[ended], fin_logprob[ended]
-            out_tokens[finished] = fin_tokens[ended]
-            keep = (~done).nonzero().squeeze(1)  # (B'',)
-            if keep.numel() == 0:
-                break
-            rows, parent, next_token = rows[keep], parent[keep], next_token[keep]
-            row_limits = limits[rows].repeat_interleave(k)  # (R,)
-            if not on_gpu:
-                shortest = int(limits[rows].min())
-            live_logprob, fin_score = live_logprob[keep], fin_score[keep]
-            fin_logprob, fin_tokens = fin_logprob[keep], fin_tokens[keep]
-            memory, src_mask = memory.index_select(0, keep), src_mask.index_select(0, keep)
-            if block is not None:
-                block = block.index_select(0, keep)
-                row_block = block.repeat_interleave(k, 0)
-            if cache is not None:
-                # Cross-attention keys/values (one per sentence) change only when sentences
-                # leave; the self-attention cache follows the parents below.
-                reorder_cache([{"cross": layer["cross"]} for layer in cache], keep)
+            keep = self._retire(done)
+            if keep is None:
+                return False
+            parent, next_token, live_logprob = parent[keep], next_token[keep], live_logprob[keep]
         parent = parent.view(-1)  # (R,)
-        seqs = torch.cat([seqs.index_select(0, parent), next_token.view(-1, 1)], dim=1)
-        beam_logprob = live_logprob
-        if cache is not None:
-            reorder_cache([{"self": layer["self"]} for layer in cache], parent)
-    return _hypotheses(out_tokens, out_logprob, out_score, c.eos_id)
+        self.seqs = torch.cat([self.seqs.index_select(0, parent), next_token.view(-1, 1)], 1)
+        self.beam_logprob = live_logprob
+        if self.cache is not None:
+            reorder_cache([{"self": layer["self"]} for layer in self.cache], parent)
+        return True
+
+    def _finish(
+        self, t: int, logprob: Tensor, token: Tensor, parent: Tensor, is_eos: Tensor
+    ) -> None:
+        """EOS among the best k extensions joins the n-best list of its sentence.
+
+        Shape: logprob, token, parent (rows), is_eos (B', k).
+        """
+        new_fin = is_eos & (logprob > -torch.inf)  # (B', k)
+        # On a GPU the merge costs less than asking the host whether it is needed (a sync).
+        if not (self.on_gpu or bool(new_fin.any())):
+            return
+        bb, k = new_fin.shape
+        score = (logprob / length_penalty(t + 1.0, self.alpha)).masked_fill(~new_fin, -torch.inf)
+        tokens = torch.cat(
+            [self.seqs.index_select(0, parent.reshape(-1)), token.reshape(-1, 1)], dim=1
+        )  # (B'*k, t + 2)
+        tokens = F.pad(tokens, (0, self.width - t - 2), value=self.pad_id).view(bb, k, -1)
+        self.fin.merge(score, logprob, tokens)
+
+    def _retire(self, done: Tensor) -> Tensor | None:
+        """Move done sentences' lists to the results and drop them from the batch.
+
+        Returns the live sentences kept (B'',), or None when none is left.
+        """
+        ended = done.nonzero().squeeze(1)  # (D,): index tensors, as in greedy_search
+        self.out.put(self.rows[ended], self.fin.select(ended))
+        keep = (~done).nonzero().squeeze(1)  # (B'',)
+        if keep.numel() == 0:
+            return None
+        self.rows = self.rows[keep]
+        self.row_limits = self.limits[self.rows].repeat_interleave(self.k)  # (R,)
+        if not self.on_gpu:
+            self.shortest = int(self.limits[self.rows].min())
+        self.fin = self.fin.select(keep)
+        self.memory = self.memory.index_select(0, keep)
+        self.src_mask = self.src_mask.index_select(0, keep)
+        if self.block is not None:
+            self.block = self.block.index_select(0, keep)
+            self.row_block = self.block.repeat_interleave(self.k, 0)
+        if self.cache is not None:
+            # Cross-attention keys/values (one per sentence) change only when sentences
+            # leave; the self-attention cache follows the parents.
+            reorder_cache([{"cross": layer["cross"]} for layer in self.cache], keep)
+        return keep
 
 
 def _hypotheses(
