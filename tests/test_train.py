@@ -19,14 +19,10 @@ from attn.cli.commands.train import parse_duration, parse_overrides, read_config
 from attn.cli.main import app
 from attn.data import demo_dir
 from attn.model.storage.checkpoint import load_model
-from attn.model.training.train import (
-    DEMO_DEFAULTS,
-    TrainError,
-    lr_at,
-    read_metrics,
-    resolve_settings,
-    train,
-)
+from attn.model.training.metrics_log import read_metrics
+from attn.model.training.schedule import lr_at
+from attn.model.training.settings import DEMO_DEFAULTS, TrainError, resolve_settings
+from attn.model.training.train import train
 
 runner = CliRunner()
 
@@ -246,7 +242,7 @@ def test_resume_with_accumulation_across_an_epoch_boundary(tmp_path):
 
 
 def test_the_bag_keeps_its_own_learning_rate_when_a_resume_changes_lr(tmp_path):
-    from attn.model.training.train import NGRAM_LR
+    from attn.model.training.optimizer import NGRAM_LR
 
     data = slice_sentiment(tmp_path, n_train=200)
     opts = quick(data, warmup=4, lr=1e-3, overrides={"ngram_buckets": 4096})
@@ -453,16 +449,16 @@ def _tiny_sentiment_model(**changes):
 
 def test_sentiment_loss_counts_class_zero():
     """Class id 0 equals the pad id: the classification loss must not skip it."""
-    from attn.model.training.train import _Objective
+    from attn.model.training.objective import Objective
 
-    objective = _Objective(_tiny_sentiment_model(), label_smoothing=0.0)
+    objective = Objective(_tiny_sentiment_model(), label_smoothing=0.0)
     src = torch.tensor([[5, 6, 3], [7, 3, 0]])
     loss = objective(src, torch.zeros(0, dtype=torch.long), torch.tensor([0, 0]))
     assert loss.item() > 0.1
 
 
 def test_sentiment_loss_smooths_the_transformer_but_not_the_bag_of_ngrams():
-    from attn.model.training.train import _Objective
+    from attn.model.training.objective import Objective
 
     torch.manual_seed(0)
     model = _tiny_sentiment_model(ngram_buckets=1000).eval()
@@ -473,7 +469,7 @@ def test_sentiment_loss_smooths_the_transformer_but_not_the_bag_of_ngrams():
     logits, bag = model.class_logits(src, src != model.config.pad_id)
     smoothed = F.cross_entropy(logits, target, label_smoothing=0.2, reduction="sum")
     plain = F.cross_entropy(bag, target, reduction="sum")
-    loss = _Objective(model, label_smoothing=0.2)(src, torch.zeros(0, dtype=torch.long), target)
+    loss = Objective(model, label_smoothing=0.2)(src, torch.zeros(0, dtype=torch.long), target)
     torch.testing.assert_close(loss, smoothed + plain)
     assert not torch.allclose(
         loss, smoothed + F.cross_entropy(bag, target, label_smoothing=0.2, reduction="sum")
@@ -481,9 +477,9 @@ def test_sentiment_loss_smooths_the_transformer_but_not_the_bag_of_ngrams():
 
 
 def test_padded_batches_round_lengths_up_to_the_multiple_within_the_cap():
-    from attn.model.training.train import _Sequences
+    from attn.model.training.corpus import Sequences
 
-    seqs = _Sequences(iter([[[5, 6, 7], [8], [1] * 9, [2] * 12]]))
+    seqs = Sequences(iter([[[5, 6, 7], [8], [1] * 9, [2] * 12]]))
     assert seqs.batch([0, 1], pad_id=0).tolist() == [[5, 6, 7], [8, 0, 0]]
     rounded = seqs.batch([0, 1], pad_id=0, multiple=8, cap=10)
     assert rounded.tolist() == [[5, 6, 7, 0, 0, 0, 0, 0], [8, 0, 0, 0, 0, 0, 0, 0]]
