@@ -128,6 +128,25 @@ def test_config_file_toml_relative_paths(tmp_path):
     }
 
 
+def test_config_file_toml_falls_back_to_tomli_before_python_3_11(tmp_path, monkeypatch):
+    """Python 3.10 has no tomllib: the TOML reader is tomli, its backport."""
+    import sys
+    import types
+
+    from attn.cli.commands.train import _toml
+
+    tomli = types.ModuleType("tomli")
+    tomli.loads = _toml().loads
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # import tomllib fails, as on 3.10
+    monkeypatch.setitem(sys.modules, "tomli", tomli)
+    assert _toml() is tomli
+    (tmp_path / "run.toml").write_text("batch-tokens = 1024\n", encoding="utf-8")
+    assert read_config_file(tmp_path / "run.toml") == {"batch_tokens": 1024}
+    (tmp_path / "bad.toml").write_text("batch-tokens = \n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        read_config_file(tmp_path / "bad.toml")
+
+
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
@@ -318,6 +337,139 @@ def test_events_and_metrics_file(tmp_path):
 
 def cli(*args: str):
     return runner.invoke(app, ["train", *args])
+
+
+def test_every_setting_is_a_flag_whose_help_shows_its_defaults():
+    """One source: the flags come from TrainSettings, their help from its fields and the
+    DEMO_DEFAULTS / DATA_DEFAULTS tables."""
+    import dataclasses
+    import inspect
+
+    from attn.cli.commands.train import train as command
+    from attn.model.training.settings import DATA_DEFAULTS, TrainSettings, help_text
+
+    params = inspect.signature(command).parameters
+    shown = runner.invoke(app, ["train", "--help"], terminal_width=200).output
+    for spec in dataclasses.fields(TrainSettings):
+        flag = "set" if spec.name == "overrides" else spec.name
+        (option,) = params[flag].annotation.__metadata__
+        assert option.help == help_text(spec.name)
+        assert f" --{flag.replace('_', '-')} " in shown
+    assert help_text("warmup") == (
+        f"Warmup steps. Default: {DEMO_DEFAULTS['warmup']} on the demo corpus, "
+        f"{DATA_DEFAULTS['warmup']} on data."
+    )
+    assert help_text("epochs").endswith(f"Default: {DATA_DEFAULTS['epochs']:g} on data.")
+    assert help_text("accum") == "Batches per optimizer step. Default: 1."
+    assert "Default" not in help_text("time_budget")
+
+
+def test_cli_flags_become_settings(tmp_path, monkeypatch):
+    """What each flag hands to training, as values (`--seed 0` is given, not a default)."""
+    captured = {}
+    monkeypatch.setattr(
+        "attn.cli.commands.train._run", lambda task, options: captured.update(options)
+    )
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    args = ["--data", "d", "--src", "en", "--tgt", "de", "--train", "a.en", "--train", "b.en"]
+    args += ["--val", "v.en", "--text-field", "t", "--label-field", "l", "--src-field", "s"]
+    args += ["--tgt-field", "g", "--preset", "base", "--set", "d_model=64", "--set", "dropout=0"]
+    args += ["--vocab-size", "500", "--init", "m0", "--batch-tokens", "64", "--accum", "2"]
+    args += ["--lr", "0.5", "--warmup", "0", "--label-smoothing", "0", "--max-steps", "3"]
+    args += ["--epochs", "1.5", "--time-budget", "1m", "--val-every", "7", "--patience", "2"]
+    args += ["--keep-checkpoints", "0", "--seed", "0", "--model-dir", "m", "--device", "cpu"]
+    args += ["--threads", "1", "--resume", "--overwrite"]
+    result = cli("translate", *args)
+    assert result.exit_code == 0, result.output
+    assert captured == {
+        "data": str(tmp_path / "d"), "src": "en", "tgt": "de",
+        "train": [str(tmp_path / "a.en"), str(tmp_path / "b.en")], "val": [str(tmp_path / "v.en")],
+        "text_field": "t", "label_field": "l", "src_field": "s", "tgt_field": "g",
+        "preset": "base", "overrides": {"d_model": 64, "dropout": 0}, "vocab_size": 500,
+        "init": str(tmp_path / "m0"), "batch_tokens": 64, "accum": 2, "lr": 0.5, "warmup": 0,
+        "label_smoothing": 0.0, "max_steps": 3, "epochs": 1.5, "time_budget": 60.0,
+        "val_every": 7, "patience": 2, "keep_checkpoints": 0, "seed": 0, "model_dir": "m",
+        "device": "cpu", "threads": 1, "resume": True, "overwrite": True,
+    }  # fmt: skip
+    captured.clear()
+    assert cli("sentiment").exit_code == 0 and captured == {}
+
+
+# --- --data NAME: a dataset fetched with `attn data fetch` ---------------------------------
+
+
+def fake_fetch(home: Path, name: str, source: Path) -> Path:
+    """What `attn data fetch NAME` leaves in ATTN_HOME (the files of `source`), offline."""
+    from attn.data.fetch import MARKER
+
+    directory = home / "data" / name
+    directory.mkdir(parents=True)
+    files = []
+    for path in sorted(source.iterdir()):
+        (directory / path.name).write_bytes(path.read_bytes())
+        files.append(path.name)
+    record = {"dataset": name, "files": files, "sha256": {}}
+    (directory / MARKER).write_text(json.dumps(record), encoding="utf-8")
+    return directory
+
+
+def test_resolve_data_prefers_a_local_path_then_a_fetched_dataset(tmp_path, monkeypatch):
+    from attn.data import DataError
+    from attn.data.home import resolve_data
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("ATTN_HOME", str(home))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with pytest.raises(DataError, match=r"run: attn data fetch sst2$"):
+        resolve_data("sst2")
+    fetched = fake_fetch(home, "sst2", slice_sentiment(tmp_path))
+    assert resolve_data("sst2") == fetched
+    assert resolve_data("sst2", base=work) == fetched
+    (work / "sst2").mkdir()  # a directory of that name here wins
+    assert resolve_data("sst2") == Path("sst2")
+    assert resolve_data("sst2", base=work) == work / "sst2"
+    # Not a dataset name: the path, for the data readers to report.
+    assert resolve_data("nothing-here") == Path("nothing-here")
+    # A fetch that did not complete (no marker) is not used.
+    (fetched / ".attn-fetch.json").unlink()
+    (work / "sst2").rmdir()
+    with pytest.raises(DataError, match="has not been fetched"):
+        resolve_data("sst2")
+
+
+def test_cli_trains_on_a_fetched_dataset_by_name(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("ATTN_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    fetched = fake_fetch(home, "sst2", slice_sentiment(tmp_path, n_train=100, n_val=8))
+    tiny = ["--preset", "tiny", "--vocab-size", "400", "--batch-tokens", "256", "--threads", "1"]
+    result = cli("sentiment", "--data", "sst2", "--model-dir", "m", "--max-steps", "1", *tiny)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
+    assert config["train"]["data"] == str(fetched.resolve())
+    # A recipe's `data` key takes a name too.
+    (tmp_path / "recipe.toml").write_text('data = "sst2"\nmax-steps = 1\n', encoding="utf-8")
+    result = cli("sentiment", "--config", "recipe.toml", "--model-dir", "m2", *tiny)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "m2" / "config.json").read_text(encoding="utf-8"))
+    assert config["train"]["data"] == str(fetched.resolve())
+
+
+@pytest.mark.parametrize("how", ["flag", "recipe"])
+def test_cli_data_name_not_fetched_is_a_one_line_error(tmp_path, monkeypatch, how):
+    monkeypatch.setenv("ATTN_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipe.toml").write_text('data = "multi30k"\n', encoding="utf-8")
+    data = ["--data", "multi30k"] if how == "flag" else ["--config", "recipe.toml"]
+    result = cli("translate", *data, "--model-dir", "m")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: multi30k: no such file or directory")
+    assert result.output.rstrip().endswith("run: attn data fetch multi30k")
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()
 
 
 def test_cli_refuses_an_existing_model_dir(tmp_path):
