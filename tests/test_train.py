@@ -101,6 +101,45 @@ def test_lr_warmup_then_inverse_sqrt():
     assert lr_at(7, 1e-3, 0) == 1e-3
 
 
+def test_early_stopping_counts_validations_without_a_new_best():
+    from attn.model.training.early_stopping import EarlyStopping
+
+    stopping = EarlyStopping(patience=2)
+    assert [stopping.update(v, step) for step, v in enumerate([50, 60, 60, 55], 1)] == [
+        True, True, False, False,
+    ]  # fmt: skip
+    assert stopping.should_stop and (stopping.best_value, stopping.best_step) == (60, 2)
+    again = EarlyStopping(patience=2)
+    again.load_state_dict(stopping.state_dict())
+    assert again == stopping
+    assert not EarlyStopping(patience=None, bad_validations=99).should_stop
+
+
+def test_metrics_log_drops_validations_after_the_resumed_step_and_cut_lines(tmp_path):
+    from attn.model.training.metrics_log import METRICS, MetricsLog
+
+    log = MetricsLog(tmp_path)
+    for step in (10, 20, 30):
+        log.append({"step": step})
+    with open(tmp_path / METRICS, "a", encoding="utf-8") as f:
+        f.write('{"step": 4')  # a line cut short by a kill
+    log.drop_after(20)
+    assert [r["step"] for r in read_metrics(tmp_path)] == [10, 20]
+    assert (tmp_path / METRICS).read_text(encoding="utf-8").endswith("}\n")
+
+
+def test_each_rank_gets_every_world_th_batch_of_one_seeded_list():
+    from attn.model.training.corpus import epoch_batches
+
+    lengths = [3, 9, 4, 12, 7, 5, 8, 2, 11, 6] * 3
+    whole = epoch_batches(lengths, 24, seed=1, epoch=0, rank=0, world=1)
+    ranks = [epoch_batches(lengths, 24, seed=1, epoch=0, rank=r, world=2) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(whole) // 2
+    assert ranks[0] == whole[0 : len(whole) // 2 * 2 : 2]
+    assert ranks[1] == whole[1 : len(whole) // 2 * 2 : 2]
+    assert epoch_batches(lengths, 24, seed=1, epoch=1, rank=0, world=1) != whole
+
+
 def test_settings_defaults_depend_on_data_and_stop_flags_replace_defaults():
     demo = resolve_settings({})
     assert demo.preset == "tiny" and demo.max_steps == DEMO_DEFAULTS["max_steps"]

@@ -114,11 +114,8 @@ class Trainer:
         """Train; returns why it stopped: "max_steps", "epochs", "time_budget",
         "early_stopping" or "interrupted"."""
         s, p = self.settings, self.progress
-        self._started, self._elapsed_before, self._steps_before = (
-            time.monotonic(),
-            p.elapsed,
-            p.step,
-        )
+        # Throughput and the ETA count the steps of this invocation only (not a resumed run's).
+        self._start = (time.monotonic(), p.elapsed, p.step)
         self.log_meter, self.val_meter = _Meter(self.device), _Meter(self.device)
         batches = self._epoch_batches()
         if not batches:
@@ -128,17 +125,18 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(batches) / s.accum)
         stopped = self._stop_reason(0.0)
         while stopped is None:
-            if p.position >= len(batches):
+            if p.position >= len(batches):  # the next epoch
                 p.epoch, p.position = p.epoch + 1, 0
                 batches = self._epoch_batches()
             group = batches[p.position : p.position + s.accum]
-            n_src, n_tgt = self._step(group)
+            n_src, n_tgt = self._step(group)  # forward, backward, update
             p.position += len(group)
             p.step += 1
             self._log(n_src, n_tgt)
             if p.step % s.val_every == 0 and self._validate_and_save():
                 return "early_stopping"
             stopped = self._stop_reason(self.epoch_float())
+        # The end: Ctrl-C saves last/ alone; any other stop validates the final weights.
         if stopped == "interrupted":
             rngs = self.dist.gather(rng_state())
             if self.dist.main:
@@ -164,9 +162,8 @@ class Trainer:
                 (scaler.scale(scaled) if scaler else scaled).backward()
             self.log_meter.loss += loss.detach()
             self.val_meter.loss += loss.detach()
-        set_lr(
-            self.optimizer, lr_at(self.progress.step + 1, self.settings.lr, self.settings.warmup)
-        )
+        lr = lr_at(self.progress.step + 1, self.settings.lr, self.settings.warmup)
+        set_lr(self.optimizer, lr)
         if scaler is not None:
             scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIP_NORM)
@@ -184,9 +181,10 @@ class Trainer:
         for meter in (self.log_meter, self.val_meter):
             meter.src_tokens += n_src
             meter.tgt_tokens += n_tgt
+        started, elapsed_before, steps_before = self._start
         now = time.monotonic()
-        p.elapsed = self._elapsed_before + now - self._started
-        rate = (now - self._started) / (p.step - self._steps_before)
+        p.elapsed = elapsed_before + now - started
+        rate = (now - started) / (p.step - steps_before)
         progress = {
             "event": "progress",
             "step": p.step,
