@@ -30,7 +30,8 @@ MULTI30K = ROOT.parent / "shared" / "data" / "translation" / "multi30k"
 def measure(args: argparse.Namespace) -> dict:
     import torch
 
-    from attn.model.training.train import LOG_EVERY, train
+    from attn.model.training.loop import LOG_EVERY
+    from attn.model.training.train import train
 
     logs: list[dict] = []
     step = 0

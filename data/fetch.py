@@ -147,7 +147,7 @@ def fetch(
     report = progress or (lambda event: None)
     directory = Path(directory).expanduser()
     _check_writable(directory)
-    if not force and (done := _completed(dataset, directory)) is not None:
+    if not force and (done := fetched(dataset, directory)) is not None:
         return done
     base = _mirror_base(mirror)
 
@@ -395,8 +395,8 @@ def _write_marker(
     os.replace(tmp, directory / MARKER)
 
 
-def _completed(dataset: Dataset, directory: Path) -> FetchResult | None:
-    """The result of an earlier complete fetch into `directory`, if there was one."""
+def fetched(dataset: Dataset, directory: Path) -> FetchResult | None:
+    """The result of an earlier complete fetch of `dataset` into `directory`, if there was one."""
     try:
         record = json.loads((directory / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -26,8 +26,8 @@ import torch
 from test_train import slice_translate
 
 from attn.model.storage.checkpoint import ModelError, load_model, save_weights
+from attn.model.training.metrics_log import read_metrics
 from attn.model.training.state import find_last
-from attn.model.training.train import read_metrics
 
 BIN = Path(sys.executable).parent
 ATTN = str(BIN / "attn")
@@ -143,15 +143,15 @@ elif point == "config":
     io.atomic_write = atomic_write
 elif point == "metrics":
     import json
-    from attn.model.training.train import _Run
-    real = _Run._append_metrics
+    from attn.model.training.metrics_log import MetricsLog
+    real = MetricsLog.append
     def append(self, record):
         if hit():
-            with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record)[:20])
             stall()
         real(self, record)
-    _Run._append_metrics = append
+    MetricsLog.append = append
 
 sys.argv = ["attn", *sys.argv[4:]]
 from attn.cli.main import main

@@ -11,7 +11,9 @@ from safetensors.torch import load_file
 from test_train import cli, slice_sentiment, slice_translate
 
 from attn.model.storage.checkpoint import read_model_config
-from attn.model.training.train import TrainError, read_metrics, resolve_settings, train
+from attn.model.training.metrics_log import read_metrics
+from attn.model.training.settings import TrainError, resolve_settings
+from attn.model.training.train import train
 
 
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:

@@ -19,14 +19,10 @@ from attn.cli.commands.train import parse_duration, parse_overrides, read_config
 from attn.cli.main import app
 from attn.data import demo_dir
 from attn.model.storage.checkpoint import load_model
-from attn.model.training.train import (
-    DEMO_DEFAULTS,
-    TrainError,
-    lr_at,
-    read_metrics,
-    resolve_settings,
-    train,
-)
+from attn.model.training.metrics_log import read_metrics
+from attn.model.training.schedule import lr_at
+from attn.model.training.settings import DEMO_DEFAULTS, TrainError, resolve_settings
+from attn.model.training.train import train
 
 runner = CliRunner()
 
@@ -105,6 +101,45 @@ def test_lr_warmup_then_inverse_sqrt():
     assert lr_at(7, 1e-3, 0) == 1e-3
 
 
+def test_early_stopping_counts_validations_without_a_new_best():
+    from attn.model.training.early_stopping import EarlyStopping
+
+    stopping = EarlyStopping(patience=2)
+    assert [stopping.update(v, step) for step, v in enumerate([50, 60, 60, 55], 1)] == [
+        True, True, False, False,
+    ]  # fmt: skip
+    assert stopping.should_stop and (stopping.best_value, stopping.best_step) == (60, 2)
+    again = EarlyStopping(patience=2)
+    again.load_state_dict(stopping.state_dict())
+    assert again == stopping
+    assert not EarlyStopping(patience=None, bad_validations=99).should_stop
+
+
+def test_metrics_log_drops_validations_after_the_resumed_step_and_cut_lines(tmp_path):
+    from attn.model.training.metrics_log import METRICS, MetricsLog
+
+    log = MetricsLog(tmp_path)
+    for step in (10, 20, 30):
+        log.append({"step": step})
+    with open(tmp_path / METRICS, "a", encoding="utf-8") as f:
+        f.write('{"step": 4')  # a line cut short by a kill
+    log.drop_after(20)
+    assert [r["step"] for r in read_metrics(tmp_path)] == [10, 20]
+    assert (tmp_path / METRICS).read_text(encoding="utf-8").endswith("}\n")
+
+
+def test_each_rank_gets_every_world_th_batch_of_one_seeded_list():
+    from attn.model.training.corpus import epoch_batches
+
+    lengths = [3, 9, 4, 12, 7, 5, 8, 2, 11, 6] * 3
+    whole = epoch_batches(lengths, 24, seed=1, epoch=0, rank=0, world=1)
+    ranks = [epoch_batches(lengths, 24, seed=1, epoch=0, rank=r, world=2) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(whole) // 2
+    assert ranks[0] == whole[0 : len(whole) // 2 * 2 : 2]
+    assert ranks[1] == whole[1 : len(whole) // 2 * 2 : 2]
+    assert epoch_batches(lengths, 24, seed=1, epoch=1, rank=0, world=1) != whole
+
+
 def test_settings_defaults_depend_on_data_and_stop_flags_replace_defaults():
     demo = resolve_settings({})
     assert demo.preset == "tiny" and demo.max_steps == DEMO_DEFAULTS["max_steps"]
@@ -130,6 +165,25 @@ def test_config_file_toml_relative_paths(tmp_path):
         "batch_tokens": 1024,
         "set": ["d_model=64"],
     }
+
+
+def test_config_file_toml_falls_back_to_tomli_before_python_3_11(tmp_path, monkeypatch):
+    """Python 3.10 has no tomllib: the TOML reader is tomli, its backport."""
+    import sys
+    import types
+
+    from attn.cli.commands.train import _toml
+
+    tomli = types.ModuleType("tomli")
+    tomli.loads = _toml().loads
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # import tomllib fails, as on 3.10
+    monkeypatch.setitem(sys.modules, "tomli", tomli)
+    assert _toml() is tomli
+    (tmp_path / "run.toml").write_text("batch-tokens = 1024\n", encoding="utf-8")
+    assert read_config_file(tmp_path / "run.toml") == {"batch_tokens": 1024}
+    (tmp_path / "bad.toml").write_text("batch-tokens = \n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        read_config_file(tmp_path / "bad.toml")
 
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -246,7 +300,7 @@ def test_resume_with_accumulation_across_an_epoch_boundary(tmp_path):
 
 
 def test_the_bag_keeps_its_own_learning_rate_when_a_resume_changes_lr(tmp_path):
-    from attn.model.training.train import NGRAM_LR
+    from attn.model.training.optimizer import NGRAM_LR
 
     data = slice_sentiment(tmp_path, n_train=200)
     opts = quick(data, warmup=4, lr=1e-3, overrides={"ngram_buckets": 4096})
@@ -322,6 +376,139 @@ def test_events_and_metrics_file(tmp_path):
 
 def cli(*args: str):
     return runner.invoke(app, ["train", *args])
+
+
+def test_every_setting_is_a_flag_whose_help_shows_its_defaults():
+    """One source: the flags come from TrainSettings, their help from its fields and the
+    DEMO_DEFAULTS / DATA_DEFAULTS tables."""
+    import dataclasses
+    import inspect
+
+    from attn.cli.commands.train import train as command
+    from attn.model.training.settings import DATA_DEFAULTS, TrainSettings, help_text
+
+    params = inspect.signature(command).parameters
+    shown = runner.invoke(app, ["train", "--help"], terminal_width=200).output
+    for spec in dataclasses.fields(TrainSettings):
+        flag = "set" if spec.name == "overrides" else spec.name
+        (option,) = params[flag].annotation.__metadata__
+        assert option.help == help_text(spec.name)
+        assert f" --{flag.replace('_', '-')} " in shown
+    assert help_text("warmup") == (
+        f"Warmup steps. Default: {DEMO_DEFAULTS['warmup']} on the demo corpus, "
+        f"{DATA_DEFAULTS['warmup']} on data."
+    )
+    assert help_text("epochs").endswith(f"Default: {DATA_DEFAULTS['epochs']:g} on data.")
+    assert help_text("accum") == "Batches per optimizer step. Default: 1."
+    assert "Default" not in help_text("time_budget")
+
+
+def test_cli_flags_become_settings(tmp_path, monkeypatch):
+    """What each flag hands to training, as values (`--seed 0` is given, not a default)."""
+    captured = {}
+    monkeypatch.setattr(
+        "attn.cli.commands.train._run", lambda task, options: captured.update(options)
+    )
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    args = ["--data", "d", "--src", "en", "--tgt", "de", "--train", "a.en", "--train", "b.en"]
+    args += ["--val", "v.en", "--text-field", "t", "--label-field", "l", "--src-field", "s"]
+    args += ["--tgt-field", "g", "--preset", "base", "--set", "d_model=64", "--set", "dropout=0"]
+    args += ["--vocab-size", "500", "--init", "m0", "--batch-tokens", "64", "--accum", "2"]
+    args += ["--lr", "0.5", "--warmup", "0", "--label-smoothing", "0", "--max-steps", "3"]
+    args += ["--epochs", "1.5", "--time-budget", "1m", "--val-every", "7", "--patience", "2"]
+    args += ["--keep-checkpoints", "0", "--seed", "0", "--model-dir", "m", "--device", "cpu"]
+    args += ["--threads", "1", "--resume", "--overwrite"]
+    result = cli("translate", *args)
+    assert result.exit_code == 0, result.output
+    assert captured == {
+        "data": str(tmp_path / "d"), "src": "en", "tgt": "de",
+        "train": [str(tmp_path / "a.en"), str(tmp_path / "b.en")], "val": [str(tmp_path / "v.en")],
+        "text_field": "t", "label_field": "l", "src_field": "s", "tgt_field": "g",
+        "preset": "base", "overrides": {"d_model": 64, "dropout": 0}, "vocab_size": 500,
+        "init": str(tmp_path / "m0"), "batch_tokens": 64, "accum": 2, "lr": 0.5, "warmup": 0,
+        "label_smoothing": 0.0, "max_steps": 3, "epochs": 1.5, "time_budget": 60.0,
+        "val_every": 7, "patience": 2, "keep_checkpoints": 0, "seed": 0, "model_dir": "m",
+        "device": "cpu", "threads": 1, "resume": True, "overwrite": True,
+    }  # fmt: skip
+    captured.clear()
+    assert cli("sentiment").exit_code == 0 and captured == {}
+
+
+# --- --data NAME: a dataset fetched with `attn data fetch` ---------------------------------
+
+
+def fake_fetch(home: Path, name: str, source: Path) -> Path:
+    """What `attn data fetch NAME` leaves in ATTN_HOME (the files of `source`), offline."""
+    from attn.data.fetch import MARKER
+
+    directory = home / "data" / name
+    directory.mkdir(parents=True)
+    files = []
+    for path in sorted(source.iterdir()):
+        (directory / path.name).write_bytes(path.read_bytes())
+        files.append(path.name)
+    record = {"dataset": name, "files": files, "sha256": {}}
+    (directory / MARKER).write_text(json.dumps(record), encoding="utf-8")
+    return directory
+
+
+def test_resolve_data_prefers_a_local_path_then_a_fetched_dataset(tmp_path, monkeypatch):
+    from attn.data import DataError
+    from attn.data.home import resolve_data
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("ATTN_HOME", str(home))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with pytest.raises(DataError, match=r"run: attn data fetch sst2$"):
+        resolve_data("sst2")
+    fetched = fake_fetch(home, "sst2", slice_sentiment(tmp_path))
+    assert resolve_data("sst2") == fetched
+    assert resolve_data("sst2", base=work) == fetched
+    (work / "sst2").mkdir()  # a directory of that name here wins
+    assert resolve_data("sst2") == Path("sst2")
+    assert resolve_data("sst2", base=work) == work / "sst2"
+    # Not a dataset name: the path, for the data readers to report.
+    assert resolve_data("nothing-here") == Path("nothing-here")
+    # A fetch that did not complete (no marker) is not used.
+    (fetched / ".attn-fetch.json").unlink()
+    (work / "sst2").rmdir()
+    with pytest.raises(DataError, match="has not been fetched"):
+        resolve_data("sst2")
+
+
+def test_cli_trains_on_a_fetched_dataset_by_name(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("ATTN_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    fetched = fake_fetch(home, "sst2", slice_sentiment(tmp_path, n_train=100, n_val=8))
+    tiny = ["--preset", "tiny", "--vocab-size", "400", "--batch-tokens", "256", "--threads", "1"]
+    result = cli("sentiment", "--data", "sst2", "--model-dir", "m", "--max-steps", "1", *tiny)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
+    assert config["train"]["data"] == str(fetched.resolve())
+    # A recipe's `data` key takes a name too.
+    (tmp_path / "recipe.toml").write_text('data = "sst2"\nmax-steps = 1\n', encoding="utf-8")
+    result = cli("sentiment", "--config", "recipe.toml", "--model-dir", "m2", *tiny)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "m2" / "config.json").read_text(encoding="utf-8"))
+    assert config["train"]["data"] == str(fetched.resolve())
+
+
+@pytest.mark.parametrize("how", ["flag", "recipe"])
+def test_cli_data_name_not_fetched_is_a_one_line_error(tmp_path, monkeypatch, how):
+    monkeypatch.setenv("ATTN_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipe.toml").write_text('data = "multi30k"\n', encoding="utf-8")
+    data = ["--data", "multi30k"] if how == "flag" else ["--config", "recipe.toml"]
+    result = cli("translate", *data, "--model-dir", "m")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: multi30k: no such file or directory")
+    assert result.output.rstrip().endswith("run: attn data fetch multi30k")
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()
 
 
 def test_cli_refuses_an_existing_model_dir(tmp_path):
@@ -453,16 +640,16 @@ def _tiny_sentiment_model(**changes):
 
 def test_sentiment_loss_counts_class_zero():
     """Class id 0 equals the pad id: the classification loss must not skip it."""
-    from attn.model.training.train import _Objective
+    from attn.model.training.objective import Objective
 
-    objective = _Objective(_tiny_sentiment_model(), label_smoothing=0.0)
+    objective = Objective(_tiny_sentiment_model(), label_smoothing=0.0)
     src = torch.tensor([[5, 6, 3], [7, 3, 0]])
     loss = objective(src, torch.zeros(0, dtype=torch.long), torch.tensor([0, 0]))
     assert loss.item() > 0.1
 
 
 def test_sentiment_loss_smooths_the_transformer_but_not_the_bag_of_ngrams():
-    from attn.model.training.train import _Objective
+    from attn.model.training.objective import Objective
 
     torch.manual_seed(0)
     model = _tiny_sentiment_model(ngram_buckets=1000).eval()
@@ -473,7 +660,7 @@ def test_sentiment_loss_smooths_the_transformer_but_not_the_bag_of_ngrams():
     logits, bag = model.class_logits(src, src != model.config.pad_id)
     smoothed = F.cross_entropy(logits, target, label_smoothing=0.2, reduction="sum")
     plain = F.cross_entropy(bag, target, reduction="sum")
-    loss = _Objective(model, label_smoothing=0.2)(src, torch.zeros(0, dtype=torch.long), target)
+    loss = Objective(model, label_smoothing=0.2)(src, torch.zeros(0, dtype=torch.long), target)
     torch.testing.assert_close(loss, smoothed + plain)
     assert not torch.allclose(
         loss, smoothed + F.cross_entropy(bag, target, label_smoothing=0.2, reduction="sum")
@@ -481,9 +668,9 @@ def test_sentiment_loss_smooths_the_transformer_but_not_the_bag_of_ngrams():
 
 
 def test_padded_batches_round_lengths_up_to_the_multiple_within_the_cap():
-    from attn.model.training.train import _Sequences
+    from attn.model.training.corpus import Sequences
 
-    seqs = _Sequences(iter([[[5, 6, 7], [8], [1] * 9, [2] * 12]]))
+    seqs = Sequences(iter([[[5, 6, 7], [8], [1] * 9, [2] * 12]]))
     assert seqs.batch([0, 1], pad_id=0).tolist() == [[5, 6, 7], [8, 0, 0]]
     rounded = seqs.batch([0, 1], pad_id=0, multiple=8, cap=10)
     assert rounded.tolist() == [[5, 6, 7, 0, 0, 0, 0, 0], [8, 0, 0, 0, 0, 0, 0, 0]]

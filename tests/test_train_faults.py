@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 from test_train import slice_translate
 
 from attn.model.storage.checkpoint import load_model
+from attn.model.training.metrics_log import read_metrics
 from attn.model.training.state import find_last
-from attn.model.training.train import read_metrics
 
 BIN = Path(sys.executable).parent
 ATTN = str(BIN / "attn")

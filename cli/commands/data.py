@@ -187,13 +187,13 @@ def fetch_dataset(
     """
     from attn.data.catalog import UnknownDatasetError, get_dataset
     from attn.data.fetch import FetchError, fetch
-    from attn.data.home import attn_home
+    from attn.data.home import fetched_data_dir
 
     try:
         dataset = get_dataset(name)
     except UnknownDatasetError as e:
         fail(str(e))
-    directory = directory or attn_home() / "data" / name
+    directory = directory or fetched_data_dir(name)
     try:
         with _progress_reporter() as report:
             result = fetch(dataset, directory, mirror=mirror, progress=report, force=force)

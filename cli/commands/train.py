@@ -2,10 +2,16 @@
 
 Thin: parses flags and an optional config file, calls `attn.model.training.train.train`, and
 renders its progress events on stderr (a live line on a terminal, plain lines otherwise).
+
+The flags of the training settings are made from the fields of `TrainSettings`: their names,
+help lines and defaults are stated there once. `_FLAG_TYPES` says how the settings that are
+not plain numbers or strings are typed on the command line.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -13,6 +19,8 @@ import re
 import shlex
 import signal
 import time
+import typing
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +29,8 @@ import typer
 from rich.markup import escape
 
 from attn.cli.common import err_console, fail, stderr_is_terminal
+from attn.model.nn.config import PRESETS
+from attn.model.training.settings import TrainSettings, help_text
 
 # Flags that are not training settings (not saved, not taken from a resumed run).
 _RUN_KEYS = ("model_dir", "device", "threads", "resume", "overwrite")
@@ -33,10 +43,21 @@ class Task(str, Enum):
     sentiment = "sentiment"
 
 
-class Preset(str, Enum):
-    tiny = "tiny"
-    small = "small"
-    base = "base"
+Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)  # type: ignore[misc]
+
+# The command-line type of the settings typed otherwise than their field (the value of a
+# setting that is not given is None). A config file takes the same values.
+_FLAG_TYPES: dict[str, Any] = {
+    "data": Path,  # or the name of a fetched dataset
+    "train": list[Path],
+    "val": list[Path],
+    "init": Path,
+    "preset": Preset,
+    "overrides": list[str],  # FIELD=VALUE
+    "time_budget": str,  # a duration
+}
+# The flag of a setting, where it is not the setting's name (also the config file's key).
+_FLAG_NAMES = {"overrides": "set"}
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
@@ -97,24 +118,32 @@ def _scalar(raw: str) -> Any:
     return raw
 
 
+def _toml() -> Any:
+    """The TOML reader: tomllib (Python 3.11+), else tomli, its backport (a dependency on 3.10)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        import tomli as tomllib
+    return tomllib
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """Options from a JSON or TOML file whose keys are the flag names (`batch-tokens` or
-    `batch_tokens`). Relative paths in it are relative to the file's directory.
+    `batch_tokens`). Relative paths in it are relative to the file's directory; `data` may
+    also name a fetched dataset.
 
     Raises:
-        ValueError: unreadable file or not a table of options.
+        ValueError: unreadable file or not a table of options; `data` names a dataset that
+            has not been fetched (`attn.data.DataError`).
     """
+    from attn.data.home import resolve_data
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ValueError(f"{path}: cannot read config file ({e.strerror or e})") from None
     try:
-        if path.suffix.lower() == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        else:
-            data = json.loads(text)
+        data = _toml().loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except ValueError as e:
         raise ValueError(
             f"{path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'} ({e})"
@@ -125,7 +154,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     # normpath: `recipes/../runs/x` reads as `runs/x` in messages.
     for key in _PATH_KEYS:
         value = options.get(key)
-        if isinstance(value, str):
+        if key == "data" and isinstance(value, str):
+            options[key] = os.path.normpath(resolve_data(value, base=path.parent))
+        elif isinstance(value, str):
             options[key] = os.path.normpath(path.parent / value)
         elif isinstance(value, list):
             options[key] = [os.path.normpath(path.parent / v) for v in value]
@@ -135,92 +166,39 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return options
 
 
+def _setting_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with a flag per training setting (a field of `TrainSettings`) after its
+    argument, and its own flags after those. Typer reads flags from the signature; the
+    settings' values reach `command` as keyword arguments (None: not given)."""
+    signature = inspect.signature(command, eval_str=True)
+    argument, *own = (p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD)
+    hints = typing.get_type_hints(TrainSettings)
+    settings = []
+    for spec in dataclasses.fields(TrainSettings):
+        name = _FLAG_NAMES.get(spec.name, spec.name)
+        # The field's type without its None (int | None -> int): the type of a plain flag.
+        kind = _FLAG_TYPES.get(spec.name) or next(
+            t for t in (*typing.get_args(hints[spec.name]), hints[spec.name]) if t is not type(None)
+        )
+        option = typer.Option(f"--{name.replace('_', '-')}", help=help_text(spec.name))
+        settings.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                annotation=Annotated[kind | None, option],
+            )
+        )  # fmt: skip
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+    command.__signature__ = signature.replace(parameters=[argument, *settings, *own])  # type: ignore[attr-defined]
+    return command
+
+
+@_setting_flags
 def train(
     task: Annotated[Task, typer.Argument(help="What to train: translate, summarize or sentiment.")],
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="Data directory (train.* and val.*/dev.*) or one .jsonl/.tsv file. "
-            "None: the built-in demo corpus.",
-        ),
-    ] = None,
-    train_files: Annotated[
-        list[Path] | None,
-        typer.Option("--train", help="Training file(s) instead of --data (repeat the flag)."),
-    ] = None,
-    val_files: Annotated[
-        list[Path] | None, typer.Option("--val", help="Validation file(s) (repeat the flag).")
-    ] = None,
-    src: Annotated[str | None, typer.Option(help="Source language (train.SRC).")] = None,
-    tgt: Annotated[str | None, typer.Option(help="Target language (train.TGT).")] = None,
-    text_field: Annotated[str | None, typer.Option(help="Sentiment text column/field.")] = None,
-    label_field: Annotated[str | None, typer.Option(help="Sentiment label column/field.")] = None,
-    src_field: Annotated[str | None, typer.Option(help="JSONL source field.")] = None,
-    tgt_field: Annotated[str | None, typer.Option(help="JSONL target field.")] = None,
     model_dir: Annotated[
         Path | None,
         typer.Option(
             "--model-dir", help="Where the model goes. Default: the task's default model dir."
-        ),
-    ] = None,
-    preset: Annotated[
-        Preset | None,
-        typer.Option(help="Model size. Default: tiny on the demo corpus, small otherwise."),
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a model config field: --set d_model=384 (repeat)."),
-    ] = None,
-    vocab_size: Annotated[
-        int | None,
-        typer.Option(help="SentencePiece pieces. Default: 8000 (less on the demo corpus)."),
-    ] = None,
-    init: Annotated[
-        Path | None,
-        typer.Option(
-            "--init",
-            help="Fine-tune: start from this trained model's tokenizer, size and weights.",
-        ),
-    ] = None,
-    batch_tokens: Annotated[
-        int | None, typer.Option(help="Padded tokens per batch. Default: 2048 demo, 4096 data.")
-    ] = None,
-    accum: Annotated[
-        int | None, typer.Option(help="Batches per optimizer step. Default: 1.")
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Peak learning rate. Default: 2e-3 demo, 1e-3 data.")
-    ] = None,
-    warmup: Annotated[
-        int | None, typer.Option(help="Warmup steps. Default: 100 demo, 400 data.")
-    ] = None,
-    max_steps: Annotated[
-        int | None,
-        typer.Option(help="Stop after this many steps (default 300 on the demo corpus)."),
-    ] = None,
-    epochs: Annotated[
-        float | None, typer.Option(help="Stop after this many epochs (default 20 on data).")
-    ] = None,
-    time_budget: Annotated[
-        str | None,
-        typer.Option(help="Stop after this much training time: 90s, 20m, 1h30m or seconds."),
-    ] = None,
-    val_every: Annotated[
-        int | None, typer.Option(help="Validate every N steps. Default: 100 demo, 500 data.")
-    ] = None,
-    patience: Annotated[
-        int | None,
-        typer.Option(help="Stop after N validations without improvement. Default: 5 on data."),
-    ] = None,
-    label_smoothing: Annotated[
-        float | None, typer.Option(help="Label smoothing. Default: 0.1.")
-    ] = None,
-    keep_checkpoints: Annotated[
-        int | None,
-        typer.Option(
-            help="Keep the weights of the last N validations in checkpoints/ "
-            "(for attn average). Default: 0, none."
         ),
     ] = None,
     device: Annotated[
@@ -229,7 +207,6 @@ def train(
     threads: Annotated[
         int | None, typer.Option(help="CPU threads for torch. Default: torch's choice.")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed. Default: 0.")] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --model-dir where it stopped.")
     ] = False,
@@ -242,45 +219,17 @@ def train(
             "--config", help="JSON or TOML file with the same keys as these flags; flags win."
         ),
     ] = None,
+    **settings: Any,
 ) -> None:
     """Train a model: attn train translate [--data DIR --src en --tgt de].
 
-    With no data, trains on the built-in demo corpus in about a minute. Ctrl-C saves a
-    checkpoint; continue with --resume. Under torchrun, trains on every process (DDP).
+    With no data, trains on the built-in demo corpus in about a minute.
+    A stop flag (--max-steps, --epochs, --time-budget) replaces the default ones.
+    Ctrl-C saves a checkpoint; continue with --resume.
+    Under torchrun, trains on every process (DDP).
     """
-    given: dict[str, Any] = {
-        "data": str(data) if data is not None else None,
-        "train": [str(p) for p in train_files] if train_files else None,
-        "val": [str(p) for p in val_files] if val_files else None,
-        "src": src,
-        "tgt": tgt,
-        "text_field": text_field,
-        "label_field": label_field,
-        "src_field": src_field,
-        "tgt_field": tgt_field,
-        "model_dir": str(model_dir) if model_dir is not None else None,
-        "preset": preset.value if preset is not None else None,
-        "set": set_ or None,
-        "vocab_size": vocab_size,
-        "init": init,
-        "batch_tokens": batch_tokens,
-        "accum": accum,
-        "lr": lr,
-        "warmup": warmup,
-        "max_steps": max_steps,
-        "epochs": epochs,
-        "time_budget": time_budget,
-        "val_every": val_every,
-        "patience": patience,
-        "label_smoothing": label_smoothing,
-        "keep_checkpoints": keep_checkpoints,
-        "device": device,
-        "threads": threads,
-        "seed": seed,
-        "resume": resume or None,
-        "overwrite": overwrite or None,
-    }
-    options = {k: v for k, v in given.items() if v is not None}
+    run = {"model_dir": model_dir, "device": device, "threads": threads}
+    options = _given({**settings, **run, "resume": resume, "overwrite": overwrite})
     try:
         if config is not None:
             from_file = read_config_file(config)
@@ -297,18 +246,36 @@ def train(
     _run(task.value, options)
 
 
+def _given(flags: dict[str, Any]) -> dict[str, Any]:
+    """The flags given on the command line, as plain values (Typer passes None, False or an
+    empty list for a flag not given)."""
+    given: dict[str, Any] = {}
+    for key, value in flags.items():
+        if value is None or value is False or value == []:
+            continue
+        if isinstance(value, Enum):
+            value = value.value
+        elif isinstance(value, list):
+            value = [str(v) for v in value]
+        elif isinstance(value, Path):
+            value = str(value)
+        given[key] = value
+    return given
+
+
 def _normalize(options: dict[str, Any]) -> dict[str, Any]:
-    """Turn flag-shaped values into settings: durations to seconds, --set to a dict."""
+    """Turn flag-shaped values into settings: durations to seconds, --set to a dict, a
+    dataset name to its fetched directory, paths to absolute ones."""
+    from attn.data.home import resolve_data
+
     if "set" in options:
         options["overrides"] = parse_overrides(options.pop("set"))
     if options.get("time_budget") is not None:
         options["time_budget"] = parse_duration(options["time_budget"])
-    for key in ("train", "val"):
-        if key in options:
-            options[key] = [str(p) for p in options[key]]
-    for key in ("data", "init"):
-        if options.get(key) is not None:
-            options[key] = str(Path(options[key]).expanduser().resolve())
+    if options.get("data") is not None:
+        options["data"] = str(resolve_data(options["data"]).resolve())
+    if options.get("init") is not None:
+        options["init"] = str(Path(options["init"]).expanduser().resolve())
     for key in ("train", "val"):
         if key in options:
             options[key] = [str(Path(p).expanduser().resolve()) for p in options[key]]

@@ -26,10 +26,8 @@ from attn.model.evaluation.metrics import (
     rouge_scores,
     sacrebleu_scores,
 )
+from attn.model.training.metrics_log import METRICS
 
-# The file `attn.model.training.train` logs validations to (imported from there, this module would
-# import torch even when it only scores files).
-METRICS = "metrics.jsonl"
 # Files read as a split (source and references together) rather than as plain lines.
 _SPLIT_SUFFIXES = (".jsonl", ".tsv", ".csv")
 

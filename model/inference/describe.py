@@ -27,7 +27,7 @@ def describe_model(model_dir: str | Path) -> dict[str, Any]:
     Raises:
         ModelError: not a model directory, or an unreadable config.json.
     """
-    from attn.model.training.train import read_metrics
+    from attn.model.training.metrics_log import read_metrics
 
     model_dir = Path(model_dir)
     config, meta = read_model_config(model_dir)

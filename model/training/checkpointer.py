@@ -1,0 +1,174 @@
+"""Checkpoints: every write of a run into the model directory but metrics.jsonl, and resuming.
+
+Three kinds: the best weights (`model.safetensors`, with `config.json` pointing at them),
+`last/` (weights and trainer state, to resume; `attn.model.training.state` writes it), and with
+`keep_checkpoints` the weights of each validation in `checkpoints/` (for `attn average`).
+Every file is written atomically, in an order that keeps the model directory loadable:
+tokenizer, best weights and `last/` before `config.json` points at them.
+
+The trainer state (`trainer_state.pt`) holds the state dicts of the run's parts (the loop's
+progress, early stopping: flat keys such as "step" and "best_value"), the optimizer and
+gradient scaler, the batch seed and world size, and every rank's random generators.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from attn.model.storage.atomic import remove_stale_temp_files
+from attn.model.storage.checkpoint import WEIGHTS, save_model_config, save_weights
+from attn.model.training.average import save_step_checkpoint
+from attn.model.training.distributed import Dist
+from attn.model.training.early_stopping import EarlyStopping
+from attn.model.training.optimizer import rescale_ngram_lr
+from attn.model.training.settings import TrainError, TrainSettings
+from attn.model.training.state import load_last, rng_state, save_last, set_rng_state
+
+
+class Stateful(Protocol):
+    """A part of the run whose state resumes: its keys go into the trainer state."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+class Checkpointer:
+    """Writes and restores the checkpoints of one run (writes happen on rank 0 only).
+
+    Args:
+        parts: the stateful parts of the run (progress, early stopping).
+        stopping: the early stopping whose best score config.json records.
+        data: the run's `attn.data.TaskData` (config.json records its files).
+        metric: the task's primary metric.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler | None,
+        settings: TrainSettings,
+        dist: Dist,
+        *,
+        parts: Sequence[Stateful],
+        stopping: EarlyStopping,
+        config: Any,
+        data: Any,
+        metric: str,
+    ) -> None:
+        self.dir, self.model, self.optimizer, self.scaler = model_dir, model, optimizer, scaler
+        self.settings, self.dist, self.parts, self.stopping = settings, dist, parts, stopping
+        self.config, self.data, self.metric = config, data, metric
+        self.data_digests = file_digests(data.train_files) if dist.main else []
+
+    def trainer_state(self, rngs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """What resuming needs; `rngs`: every rank's random generators, in rank order."""
+        state: dict[str, Any] = {}
+        for part in self.parts:
+            state.update(part.state_dict())
+        state.update(
+            {
+                "batch_seed": self.settings.seed,
+                "world_size": self.dist.world,
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else {},
+                "rng_ranks": rngs or [rng_state()],
+            }
+        )
+        return state
+
+    def write_initial(self) -> None:
+        """The first checkpoint: the directory is a loadable (untrained) model from here on."""
+        save_weights(self.model, self.dir / WEIGHTS)
+        save_last(self.dir, self.model, self.trainer_state())
+        self.write_config()
+
+    def save_validation(self, improved: bool, step: int, rngs: list[dict[str, Any]]) -> None:
+        """After the validation of `step`: the best weights (when `improved`), `last/`, and
+        the step checkpoint."""
+        if improved:
+            save_weights(self.model, self.dir / WEIGHTS)
+            self.write_config()
+        save_last(self.dir, self.model, self.trainer_state(rngs))
+        if self.settings.keep_checkpoints:
+            save_step_checkpoint(self.dir, self.model, step, self.settings.keep_checkpoints)
+
+    def save_last(self, rngs: list[dict[str, Any]]) -> None:
+        """`last/` alone (Ctrl-C)."""
+        save_last(self.dir, self.model, self.trainer_state(rngs))
+
+    def restore(self, device: torch.device) -> None:
+        """Load `last/` into the model, optimizer, scaler, the parts and this rank's random
+        generators.
+
+        Raises:
+            attn.model.storage.checkpoint.ModelError: no readable checkpoint.
+            TrainError: another seed than the saved run's.
+        """
+        if self.dist.main:
+            remove_stale_temp_files(self.dir)  # left by a run killed inside a write
+        state = load_last(self.dir, self.model, device)
+        self.optimizer.load_state_dict(state["optimizer"])
+        rescale_ngram_lr(self.optimizer, self.settings.lr)
+        if self.scaler is not None and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        for part in self.parts:
+            part.load_state_dict(state)
+        seed = self.settings.seed
+        if state["batch_seed"] != seed:
+            raise TrainError(f"seed is fixed when resuming (the run used {state['batch_seed']})")
+        # "rng": the one state that checkpoints written before "rng_ranks" hold.
+        ranks = state.get("rng_ranks") or [state["rng"]]
+        if self.dist.world == state["world_size"] == len(ranks):
+            set_rng_state(ranks[self.dist.rank])  # each rank's own dropout stream goes on
+        else:
+            # Another number of processes: fresh, seeded streams.
+            torch.manual_seed(seed + self.dist.rank + state["step"])
+
+    def data_changed(self, saved_meta: Mapping[str, Any]) -> bool:
+        """Whether the training files differ from those the saved run (config.json) began on."""
+        old = [d.get("sha256") for d in saved_meta.get("data", {}).get("train", [])]
+        return bool(old) and old != [d["sha256"] for d in self.data_digests]
+
+    def write_config(self) -> None:
+        """config.json: the model config, the settings, the data and the best score so far."""
+        stopping = self.stopping
+        meta = {
+            "train": self.settings.to_dict(),
+            "data": {
+                "train": self.data_digests,
+                "val": [str(Path(p).resolve()) for p in self.data.val_files],
+                "val_from_train": self.data.val_from_train,
+            },
+            "best": {
+                "step": stopping.best_step,
+                "metric": self.metric,
+                "value": stopping.best_value,
+            },
+        }
+        save_model_config(self.dir, self.config, **meta)
+
+
+def file_digests(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """Name, size and sha256 of each data file (a 30 MB file takes about 0.1 s)."""
+    out = []
+    for path in paths:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        out.append(
+            {
+                "file": str(Path(path).resolve()),
+                "bytes": Path(path).stat().st_size,
+                "sha256": digest.hexdigest(),
+            }
+        )
+    return out

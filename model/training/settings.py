@@ -1,0 +1,240 @@
+"""Training settings: what decides a run, their defaults, and how the options a user gives
+resolve against them.
+
+`TrainSettings` is the one list of training settings. Each field holds its default and the
+help line of its `attn train` flag (the CLI builds its flags from these fields), so a new
+setting is one new field. Defaults depend on the data: the built-in demo corpus gets
+`DEMO_DEFAULTS`, real data `DATA_DEFAULTS`; `help_text` shows both.
+
+No torch here: the CLI imports this module to build `attn train --help`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from attn.model.nn.config import ModelConfig, preset
+
+# The built-in demo corpora are small and regular: a tiny model learns them in about a
+# minute on two CPU cores. Real data gets the `small` preset and a stop by epochs.
+DEMO_DEFAULTS: dict[str, Any] = {
+    "preset": "tiny",
+    "batch_tokens": 2048,
+    "lr": 2e-3,
+    "warmup": 100,
+    "max_steps": 300,
+    "val_every": 100,
+}
+# About the largest vocabulary each demo corpus supports (a larger one is shrunk, with a
+# warning that a first run should not show).
+DEMO_VOCAB = {"translate": 680, "summarize": 440, "sentiment": 360}
+DATA_DEFAULTS: dict[str, Any] = {
+    "preset": "small",
+    "vocab_size": 8000,
+    "batch_tokens": 4096,
+    "lr": 1e-3,
+    "warmup": 400,
+    "epochs": 20.0,
+    "val_every": 500,
+    "patience": 5,
+}
+STOP_KEYS = ("max_steps", "epochs", "time_budget")
+# Fixed by the first run of a model directory: changing them on --resume is refused.
+ARCHITECTURE_KEYS = ("preset", "overrides", "vocab_size", "init")
+# Fixed by the --init model (its tokenizer and its weights' shapes).
+INIT_KEYS = ("preset", "vocab_size")
+
+# Config fields that come from the task, the tokenizer or the data, not from --set.
+_NOT_OVERRIDABLE = {"task", "vocab_size", "labels", "pad_id", "bos_id", "eos_id"}
+
+
+class TrainError(ValueError):
+    """Training cannot start: bad settings, or a model directory in the way."""
+
+
+def _setting(help: str, default: Any = None) -> Any:
+    """A settings field: its default and its help line (without the default)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that decides a training run (saved as "train" in config.json).
+
+    Each field's help says what it is. `data` None with no `train` files means the built-in
+    demo corpus. `time_budget` counts seconds of training in total, resumed runs included.
+    `init` names a trained model directory of the same task whose tokenizer, config and
+    weights the run starts from (fine-tuning: `overrides` may change only what leaves the
+    weights' shapes alone).
+    """
+
+    data: str | None = _setting(
+        "Data directory (train.* and val.*/dev.*), one .jsonl/.tsv file, or the name of a "
+        "dataset fetched with `attn data fetch`. Without it: the built-in demo corpus."
+    )
+    src: str | None = _setting("Source language (train.SRC).")
+    tgt: str | None = _setting("Target language (train.TGT).")
+    train: tuple[str, ...] = _setting(
+        "Training file(s) instead of --data (repeat the flag).", default=()
+    )
+    val: tuple[str, ...] = _setting("Validation file(s) (repeat the flag).", default=())
+    text_field: str | None = _setting("Sentiment text column/field.")
+    label_field: str | None = _setting("Sentiment label column/field.")
+    src_field: str | None = _setting("JSONL source field.")
+    tgt_field: str | None = _setting("JSONL target field.")
+    preset: str = _setting("Model size.", default="small")
+    overrides: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Override a model config field: --set d_model=384 (repeat)."},
+    )
+    vocab_size: int = _setting("SentencePiece pieces.", default=8000)
+    init: str | None = _setting(
+        "Fine-tune: start from this trained model's tokenizer, size and weights."
+    )
+    batch_tokens: int = _setting("Padded tokens per batch.", default=4096)
+    accum: int = _setting("Batches per optimizer step.", default=1)
+    lr: float = _setting("Peak learning rate.", default=1e-3)
+    warmup: int = _setting("Warmup steps.", default=400)
+    label_smoothing: float = _setting("Label smoothing.", default=0.1)
+    max_steps: int | None = _setting("Stop after this many steps.")
+    epochs: float | None = _setting("Stop after this many epochs.")
+    time_budget: float | None = _setting(
+        "Stop after this much training time: 90s, 20m, 1h30m or seconds."
+    )
+    val_every: int = _setting("Validate every N steps.", default=500)
+    patience: int | None = _setting("Stop after N validations without improvement.")
+    keep_checkpoints: int = _setting(
+        "Keep the weights of the last N validations in checkpoints/ (for attn average).",
+        default=0,
+    )
+    seed: int = _setting("Random seed.", default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train", tuple(str(p) for p in self.train))
+        object.__setattr__(self, "val", tuple(str(p) for p in self.val))
+        for name in ("vocab_size", "batch_tokens", "accum", "val_every"):
+            _check_number(name, getattr(self, name), int, low=1)
+        _check_number("warmup", self.warmup, int, low=0)
+        _check_number("seed", self.seed, int, low=0)
+        _check_number("keep_checkpoints", self.keep_checkpoints, int, low=0)
+        _check_number("lr", self.lr, float, low=0.0, open_low=True)
+        _check_number("label_smoothing", self.label_smoothing, float, low=0.0)
+        if self.label_smoothing >= 1:
+            raise TrainError(f"label_smoothing must be below 1, got {self.label_smoothing}")
+        for name, kind in (("max_steps", int), ("patience", int)):
+            if getattr(self, name) is not None:
+                _check_number(name, getattr(self, name), kind, low=1)
+        for name in ("epochs", "time_budget"):
+            if getattr(self, name) is not None:
+                _check_number(name, getattr(self, name), float, low=0.0, open_low=True)
+        if not isinstance(self.overrides, dict):
+            raise TrainError(
+                f"overrides must be a mapping of config fields, got {self.overrides!r}"
+            )
+        allowed = {f.name for f in dataclasses.fields(ModelConfig)} - _NOT_OVERRIDABLE
+        unknown = sorted(set(self.overrides) - allowed)
+        if unknown:
+            raise TrainError(
+                f"cannot set {', '.join(unknown)}; model config fields are "
+                f"{', '.join(sorted(allowed))} (vocabulary: --vocab-size)"
+            )
+        try:
+            preset(self.preset)
+        except ValueError as e:
+            raise TrainError(str(e)) from None
+
+    @property
+    def is_demo(self) -> bool:
+        return self.data is None and not self.train
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["train"], data["val"] = list(self.train), list(self.val)
+        return data
+
+
+def _check_number(name: str, value: Any, kind: type, *, low: float, open_low: bool = False) -> None:
+    ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
+    if isinstance(value, bool) or not ok_type:
+        raise TrainError(
+            f"{name} must be {'a number' if kind is float else 'an integer'}, got {value!r}"
+        )
+    if value < low or (open_low and value == low):
+        raise TrainError(f"{name} must be {'above' if open_low else 'at least'} {low}, got {value}")
+
+
+def help_text(name: str) -> str:
+    """The help line of setting `name`: what it is, then its defaults (demo corpus, data).
+
+    E.g. "Warmup steps. Default: 100 on the demo corpus, 400 on data."
+    """
+    spec = {f.name: f for f in dataclasses.fields(TrainSettings)}[name]
+    plain = None if spec.default is dataclasses.MISSING else spec.default
+    demo, data = DEMO_DEFAULTS.get(name, plain), DATA_DEFAULTS.get(name, plain)
+    if name == "vocab_size":
+        demo = f"{min(DEMO_VOCAB.values())}-{max(DEMO_VOCAB.values())} (by task)"
+    if demo in (None, ()) and data in (None, ()):
+        return spec.metadata["help"]
+    if demo == data:
+        return f"{spec.metadata['help']} Default: {_shown(demo)}."
+    where = [(demo, "the demo corpus"), (data, "data")]
+    defaults = ", ".join(f"{_shown(v)} on {corpus}" for v, corpus in where if v is not None)
+    return f"{spec.metadata['help']} Default: {defaults}."
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def resolve_settings(
+    options: Mapping[str, Any],
+    saved: Mapping[str, Any] | None = None,
+    task: str = "translate",
+    init: Mapping[str, Any] | None = None,
+) -> TrainSettings:
+    """Settings from the options the user gave, over the saved ones (resume) or the defaults.
+
+    Defaults depend on the data: the demo corpus gets `DEMO_DEFAULTS` (and the `DEMO_VOCAB`
+    of `task`), real data `DATA_DEFAULTS`. A stop criterion given explicitly replaces all
+    default or saved ones. `init` holds the saved settings of the model that `init` names:
+    its preset, vocabulary size and overrides are the new run's, under the user's overrides.
+
+    Raises:
+        TrainError: an unknown option, a bad value, an architecture change on resume, or
+            a preset or vocabulary size other than the --init model's.
+    """
+    known = {f.name for f in dataclasses.fields(TrainSettings)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TrainError(f"unknown training setting(s): {', '.join(unknown)}")
+    if saved is not None:
+        base = {k: v for k, v in saved.items() if k in known}
+        for key in ARCHITECTURE_KEYS:
+            if key in options and options[key] != base.get(key):
+                raise TrainError(
+                    f"{key} is fixed when resuming (the model has {base.get(key)!r}, "
+                    f"got {options[key]!r}); use --overwrite to start a new model"
+                )
+    else:
+        demo = options.get("data") is None and not options.get("train")
+        base = {**DEMO_DEFAULTS, "vocab_size": DEMO_VOCAB[task]} if demo else dict(DATA_DEFAULTS)
+        if init is not None:
+            for key in INIT_KEYS:
+                if key in options and options[key] != init.get(key, options[key]):
+                    raise TrainError(
+                        f"{key} comes from the --init model ({init[key]!r}, got "
+                        f"{options[key]!r}); leave it out to fine-tune that model"
+                    )
+                if key in init:
+                    base[key] = init[key]
+            overrides = {**init.get("overrides", {}), **options.get("overrides", {})}
+            options = {**options, "overrides": overrides}
+    if any(options.get(key) is not None for key in STOP_KEYS):
+        base.update(dict.fromkeys(STOP_KEYS))
+    try:
+        return TrainSettings(**{**base, **options})
+    except TypeError as e:
+        raise TrainError(str(e)) from None
