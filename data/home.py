@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-TASKS = ("translate", "summarize", "sentiment")
+from attn.data.tasks import check_task
 
 
 def attn_home() -> Path:
@@ -19,7 +19,10 @@ def attn_home() -> Path:
 
 
 def default_model_dir(task: str) -> Path:
-    """The model directory `attn train TASK` writes and inference reads without `-m`."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    """The model directory `attn train TASK` writes and inference reads without `-m`.
+
+    Raises:
+        ValueError: unknown task.
+    """
+    check_task(task)
     return attn_home() / "models" / task

@@ -11,6 +11,7 @@ import logging
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from attn.data.readers import (
@@ -23,7 +24,18 @@ from attn.data.readers import (
     read_table_numbered,
 )
 
-TASKS = ("translate", "summarize", "sentiment")
+
+class Task(str, Enum):
+    """The jobs attn trains models for. A `str` enum: Typer offers its values as the
+    choices of an argument, and `Task.translate == "translate"`."""
+
+    translate = "translate"
+    summarize = "summarize"
+    sentiment = "sentiment"
+
+
+# The task names, in the order commands list them.
+TASKS = tuple(task.value for task in Task)
 
 # Field names guessed in JSONL records, in order of preference.
 SRC_FIELDS = ("dialogue", "document", "text", "source", "src")
@@ -67,19 +79,24 @@ class TaskData:
     val_from_train: bool
 
 
+def check_task(task: str) -> None:
+    """Check a task name.
+
+    Raises:
+        ValueError: ``task`` is not one of `TASKS`.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+
+
 def demo_dir(task: str) -> Path:
     """The directory of the built-in demo corpus of ``task``.
 
     Raises:
         ValueError: unknown task.
     """
-    _check_task(task)
+    check_task(task)
     return Path(__file__).resolve().parent / "demo" / task
-
-
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
 
 
 def _guess_field(path: Path, wanted: str | None, guesses: Sequence[str], kind: str) -> str:
@@ -260,7 +277,7 @@ def load_task_data(
             found only in validation, or fewer than two sentiment labels.
         ValueError: unknown task, bad arguments.
     """
-    _check_task(task)
+    check_task(task)
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if data is not None and train is not None:
@@ -358,7 +375,7 @@ def load_split(
         DataError: no such split or file, bad rows, or an empty split.
         ValueError: unknown task.
     """
-    _check_task(task)
+    check_task(task)
     path = Path(data)
     if path.is_dir():
         files = _named_split_files(task, path, split, src, tgt)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from attn.cli.commands.train import Task
 from attn.cli.common import err_console, reported_errors
 from attn.cli.lines import (
     BatchSizeOpt,
@@ -22,6 +21,7 @@ from attn.cli.lines import (
     ThreadsOpt,
     _progress,
 )
+from attn.data.tasks import Task
 
 if TYPE_CHECKING:
     from attn.model.evaluation.evaluate import Evaluation

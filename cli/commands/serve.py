@@ -89,7 +89,8 @@ def _model_dirs(
 ) -> dict[str, Path]:
     """Task -> model directory, from -m (task read from config.json), the per-task options,
     or, with none of them, the default model directories that hold a model."""
-    from attn.data.home import TASKS, default_model_dir
+    from attn.data.home import default_model_dir
+    from attn.data.tasks import TASKS
     from attn.model.nn.config import ConfigError, load_config
     from attn.model.storage.checkpoint import CONFIG
 

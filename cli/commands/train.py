@@ -21,16 +21,11 @@ import typer
 from rich.markup import escape
 
 from attn.cli.common import err_console, fail, stderr_is_terminal
+from attn.data.tasks import Task
 
 # Flags that are not training settings (not saved, not taken from a resumed run).
 _RUN_KEYS = ("model_dir", "device", "threads", "resume", "overwrite")
 _PATH_KEYS = ("data", "train", "val", "model_dir", "init")
-
-
-class Task(str, Enum):
-    translate = "translate"
-    summarize = "summarize"
-    sentiment = "sentiment"
 
 
 class Preset(str, Enum):
