@@ -57,15 +57,14 @@ def serve(
     except ImportError:
         fail("attn serve needs FastAPI and uvicorn: pip install 'attn[serve]'")
 
-    from attn.model.inference.pipeline import SentimentClassifier, Summarizer, Translator
+    from attn.model.inference.pipeline import load_pipeline
     from attn.model.storage.checkpoint import ModelError
     from attn.server.app import Limits, create_app
 
     dirs = _model_dirs(model or [], translate_model, summarize_model, sentiment_model)
-    kinds = {"translate": Translator, "summarize": Summarizer, "sentiment": SentimentClassifier}
     try:
         pipelines = {
-            task: kinds[task].load(path, device=device, threads=threads)
+            task: load_pipeline(task, path, device=device, threads=threads)
             for task, path in dirs.items()
         }
     except (ModelError, ValueError, OSError) as e:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -39,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attn.data.checksum import sha256_file
 from attn.model.decoding.shortlist import SHORTLIST, Shortlist
 from attn.model.evaluation.metrics import PRIMARY_METRIC, task_scores
 from attn.model.nn.config import ModelConfig, load_config, preset
@@ -467,15 +467,11 @@ def _file_digests(paths: Sequence[Path]) -> list[dict[str, Any]]:
     """Name, size and sha256 of each data file (a 30 MB file takes about 0.1 s)."""
     out = []
     for path in paths:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
         out.append(
             {
                 "file": str(Path(path).resolve()),
                 "bytes": Path(path).stat().st_size,
-                "sha256": digest.hexdigest(),
+                "sha256": sha256_file(path),
             }
         )
     return out
