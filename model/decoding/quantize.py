@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from attn.model.nn.heads import Classifier
 from attn.model.nn.transformer import Transformer
 
 
@@ -31,7 +32,7 @@ def check_int8(device: torch.device) -> None:
         raise ValueError("this torch build has no quantized CPU engine; run without --int8")
 
 
-def quantize_int8(model: Transformer) -> Transformer:
+def quantize_int8(model: Transformer | Classifier) -> Transformer | Classifier:
     """Quantize `model` in place for inference on the CPU and return it (eval mode).
 
     Raises:
@@ -39,7 +40,7 @@ def quantize_int8(model: Transformer) -> Transformer:
     """
     check_int8(next(model.parameters()).device)
     model.eval()
-    if len(model.decoder):
+    if isinstance(model, Transformer):
         c = model.config
         output = nn.Linear(c.d_model, c.vocab_size, bias=False)
         output.weight = model.embed.weight  # (vocab, d_model), shared until quantized

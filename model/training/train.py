@@ -42,6 +42,7 @@ from attn.data.checksum import sha256_file
 from attn.model.decoding.shortlist import SHORTLIST, Shortlist
 from attn.model.evaluation.metrics import PRIMARY_METRIC, task_scores
 from attn.model.nn.config import ModelConfig, load_config, preset
+from attn.model.nn.heads import Classifier, build_model
 from attn.model.nn.loss import smoothed_cross_entropy
 from attn.model.nn.transformer import Transformer, count_parameters
 from attn.model.storage.atomic import atomic_write, atomic_write_bytes, remove_stale_temp_files
@@ -762,7 +763,7 @@ class _Run:
             {"params": decay, "weight_decay": WEIGHT_DECAY},
             {"params": rest, "weight_decay": 0.0},
         ]
-        if isinstance(model, Transformer) and model.ngrams is not None:
+        if isinstance(model, Classifier) and model.ngrams is not None:
             groups.append(
                 {
                     "params": list(model.ngrams.parameters()),
@@ -809,7 +810,7 @@ class _Run:
         self._encode_data(data, tokenizer, config)
 
         torch.manual_seed(s.seed)
-        self.model = Transformer(config).to(self.device)
+        self.model = build_model(config).to(self.device)
         if self.init_dir is not None:
             load_weights(self.model, self.init_dir / WEIGHTS, self.device)
         self.optimizer = self._optimizer(self.model)
