@@ -116,10 +116,47 @@ def _guess_field(path: Path, wanted: str | None, guesses: Sequence[str], kind: s
 
 @dataclass
 class _Fields:
+    """The JSONL field (or table column) names to read; None = guessed."""
+
     src: str | None
     tgt: str | None
     text: str | None
     label: str | None
+
+    @classmethod
+    def of(
+        cls,
+        task: str,
+        src: str | None,
+        tgt: str | None,
+        src_field: str | None,
+        tgt_field: str | None,
+        text_field: str | None,
+        label_field: str | None,
+    ) -> _Fields:
+        if task == "translate":
+            # A translation JSONL file names its fields after the languages: {"en": .., "de": ..}.
+            src_field, tgt_field = src_field or src, tgt_field or tgt
+        return cls(src_field, tgt_field, text_field, label_field)
+
+
+def _not_data(path: Path) -> DataError:
+    """The error for a data path that is neither a data directory nor a data file."""
+    if not path.exists():
+        return DataError(path, "no such file or directory")
+    return DataError(path, "expected a data directory, a .jsonl file or (sentiment) a table")
+
+
+def _read_all(task: str, files: Sequence[Path], fields: _Fields, empty: str) -> list[Example]:
+    """The examples of one split given as files.
+
+    Raises:
+        DataError: bad rows, or no example (with the message `empty`).
+    """
+    examples = [ex for _, _, ex in _read_examples(task, files, fields)]
+    if not examples:
+        raise DataError(", ".join(str(f) for f in files), empty)
+    return examples
 
 
 def _read_examples(
@@ -291,22 +328,13 @@ def load_task_data(
         directory = demo_dir(task) if data is None else Path(data)
         if directory.is_dir():
             train_files, val_files = _directory_files(task, directory, src, tgt)
-        elif directory.suffix in (".jsonl", ".tsv", ".csv") and directory.is_file():
+        elif directory.suffix in _TABLE_SUFFIXES and directory.is_file():
             train_files, val_files = [directory], []
-        elif not directory.exists():
-            raise DataError(directory, "no such file or directory")
         else:
-            raise DataError(
-                directory, "expected a data directory, a .jsonl file or (sentiment) a table"
-            )
+            raise _not_data(directory)
 
-    if task == "translate":
-        # A translation JSONL file names its fields after the languages: {"en": .., "de": ..}.
-        src_field, tgt_field = src_field or src, tgt_field or tgt
-    fields = _Fields(src_field, tgt_field, text_field, label_field)
-    train_examples = [ex for _, _, ex in _read_examples(task, train_files, fields)]
-    if not train_examples:
-        raise DataError(", ".join(str(f) for f in train_files), "no training examples")
+    fields = _Fields.of(task, src, tgt, src_field, tgt_field, text_field, label_field)
+    train_examples = _read_all(task, train_files, fields, "no training examples")
 
     labels = None
     if task == "sentiment":
@@ -381,17 +409,10 @@ def load_split(
         files = _named_split_files(task, path, split, src, tgt)
     elif path.is_file() and path.suffix in _TABLE_SUFFIXES:
         files = [path]
-    elif not path.exists():
-        raise DataError(path, "no such file or directory")
     else:
-        raise DataError(path, "expected a data directory, a .jsonl file or (sentiment) a table")
-    if task == "translate":
-        src_field, tgt_field = src_field or src, tgt_field or tgt
-    fields = _Fields(src_field, tgt_field, text_field, label_field)
-    examples = [ex for _, _, ex in _read_examples(task, files, fields)]
-    if not examples:
-        raise DataError(", ".join(str(f) for f in files), "no examples")
-    return examples, files
+        raise _not_data(path)
+    fields = _Fields.of(task, src, tgt, src_field, tgt_field, text_field, label_field)
+    return _read_all(task, files, fields, "no examples"), files
 
 
 def _named_split_files(
