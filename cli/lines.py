@@ -245,7 +245,7 @@ def _plan(io: IOOptions) -> list[tuple[list[str], Path | None]]:
         if f != "-" and not Path(f).is_file():
             fail(f"{f}: {'is a directory' if Path(f).is_dir() else 'no such file'}")
     if io.output_dir is None:
-        if io.output is not None and any(_same_file(io.output, f) for f in files):
+        if io.output is not None and any(same_file(io.output, f) for f in files):
             raise typer.BadParameter(f"{io.output} is also an input", param_hint="--output")
         return [(files, io.output)]
     if io.output is not None:
@@ -260,7 +260,7 @@ def _plan(io: IOOptions) -> list[tuple[list[str], Path | None]]:
         )
     targets = [io.output_dir / name for name in names]
     for f, target in zip(files, targets, strict=True):
-        if _same_file(target, f):
+        if same_file(target, f):
             raise typer.BadParameter(f"would overwrite the input {f}", param_hint="--output-dir")
     try:
         io.output_dir.mkdir(parents=True, exist_ok=True)
@@ -269,8 +269,11 @@ def _plan(io: IOOptions) -> list[tuple[list[str], Path | None]]:
     return [([f], target) for f, target in zip(files, targets, strict=True)]
 
 
-def _same_file(a: Path, b: str) -> bool:
-    return b != "-" and a.exists() and a.resolve() == Path(b).resolve()
+def same_file(a: Path, b: str | Path | None) -> bool:
+    """Whether `a` and `b` are one existing file (None and "-", stdin, are none)."""
+    if b is None or str(b) == "-" or not a.exists() or not Path(b).exists():
+        return False
+    return a.resolve() == Path(b).resolve()
 
 
 def _texts(path: str, field: str | None, errors: Errors, guess: Sequence[str]) -> Iterator[str]:

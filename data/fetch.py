@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import gzip
-import hashlib
 import http.client
 import io
 import json
@@ -39,6 +38,7 @@ from pathlib import Path
 
 from attn import __version__
 from attn.data.catalog import Dataset, RemoteFile
+from attn.data.checksum import sha256_file
 
 CHUNK = 1 << 16
 DOWNLOADS = ".downloads"
@@ -321,11 +321,8 @@ def _reason(error: BaseException) -> str:
 
 def _verify(remote: RemoteFile, path: Path, source: str, report: ProgressCallback) -> str:
     """SHA-256 of the download (or its gunzipped content); checked where one is known."""
-    digest = hashlib.sha256()
-    with _damaged(path), gzip.open(path, "rb") if remote.gunzip else open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    actual = digest.hexdigest()
+    with _damaged(path):
+        actual = sha256_file(path, gunzip=remote.gunzip)
     what = "gunzipped content" if remote.gunzip else "file"
     if remote.sha256 is None:
         report(FetchEvent("verify", remote.name, message=f"no checksum known; SHA-256 {actual}"))

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from attn.data.catalog import DATASETS
 from attn.data.readers import DataError
-
-TASKS = ("translate", "summarize", "sentiment")
+from attn.data.tasks import check_task
 
 
 def attn_home() -> Path:
@@ -25,9 +24,12 @@ def attn_home() -> Path:
 
 
 def default_model_dir(task: str) -> Path:
-    """The model directory `attn train TASK` writes and inference reads without `-m`."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    """The model directory `attn train TASK` writes and inference reads without `-m`.
+
+    Raises:
+        ValueError: unknown task.
+    """
+    check_task(task)
     return attn_home() / "models" / task
 
 

@@ -11,6 +11,7 @@ import logging
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from attn.data.readers import (
@@ -23,7 +24,18 @@ from attn.data.readers import (
     read_table_numbered,
 )
 
-TASKS = ("translate", "summarize", "sentiment")
+
+class Task(str, Enum):
+    """The jobs attn trains models for. A `str` enum: Typer offers its values as the
+    choices of an argument, and `Task.translate == "translate"`."""
+
+    translate = "translate"
+    summarize = "summarize"
+    sentiment = "sentiment"
+
+
+# The task names, in the order commands list them.
+TASKS = tuple(task.value for task in Task)
 
 # Field names guessed in JSONL records, in order of preference.
 SRC_FIELDS = ("dialogue", "document", "text", "source", "src")
@@ -67,19 +79,24 @@ class TaskData:
     val_from_train: bool
 
 
+def check_task(task: str) -> None:
+    """Check a task name.
+
+    Raises:
+        ValueError: ``task`` is not one of `TASKS`.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+
+
 def demo_dir(task: str) -> Path:
     """The directory of the built-in demo corpus of ``task``.
 
     Raises:
         ValueError: unknown task.
     """
-    _check_task(task)
+    check_task(task)
     return Path(__file__).resolve().parent / "demo" / task
-
-
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
 
 
 def _guess_field(path: Path, wanted: str | None, guesses: Sequence[str], kind: str) -> str:
@@ -99,10 +116,47 @@ def _guess_field(path: Path, wanted: str | None, guesses: Sequence[str], kind: s
 
 @dataclass
 class _Fields:
+    """The JSONL field (or table column) names to read; None = guessed."""
+
     src: str | None
     tgt: str | None
     text: str | None
     label: str | None
+
+    @classmethod
+    def of(
+        cls,
+        task: str,
+        src: str | None,
+        tgt: str | None,
+        src_field: str | None,
+        tgt_field: str | None,
+        text_field: str | None,
+        label_field: str | None,
+    ) -> _Fields:
+        if task == "translate":
+            # A translation JSONL file names its fields after the languages: {"en": .., "de": ..}.
+            src_field, tgt_field = src_field or src, tgt_field or tgt
+        return cls(src_field, tgt_field, text_field, label_field)
+
+
+def _not_data(path: Path) -> DataError:
+    """The error for a data path that is neither a data directory nor a data file."""
+    if not path.exists():
+        return DataError(path, "no such file or directory")
+    return DataError(path, "expected a data directory, a .jsonl file or (sentiment) a table")
+
+
+def _read_all(task: str, files: Sequence[Path], fields: _Fields, empty: str) -> list[Example]:
+    """The examples of one split given as files.
+
+    Raises:
+        DataError: bad rows, or no example (with the message `empty`).
+    """
+    examples = [ex for _, _, ex in _read_examples(task, files, fields)]
+    if not examples:
+        raise DataError(", ".join(str(f) for f in files), empty)
+    return examples
 
 
 def _read_examples(
@@ -260,7 +314,7 @@ def load_task_data(
             found only in validation, or fewer than two sentiment labels.
         ValueError: unknown task, bad arguments.
     """
-    _check_task(task)
+    check_task(task)
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if data is not None and train is not None:
@@ -268,22 +322,49 @@ def load_task_data(
     if train is None and val is not None:
         raise ValueError("validation files need training files too")
 
-    train_files, val_files = _input_files(task, data, src, tgt, train, val)
-    if task == "translate":
-        # A translation JSONL file names its fields after the languages: {"en": .., "de": ..}.
-        src_field, tgt_field = src_field or src, tgt_field or tgt
-    fields = _Fields(src_field, tgt_field, text_field, label_field)
-    train_examples = [ex for _, _, ex in _read_examples(task, train_files, fields)]
-    if not train_examples:
-        raise DataError(", ".join(str(f) for f in train_files), "no training examples")
-    labels = _labels(train_examples, train_files) if task == "sentiment" else None
-    val_examples = _validation(task, val_files, fields, labels)
+    if train is not None:
+        train_files, val_files = [Path(p) for p in train], [Path(p) for p in val or []]
+    else:
+        directory = demo_dir(task) if data is None else Path(data)
+        if directory.is_dir():
+            train_files, val_files = _directory_files(task, directory, src, tgt)
+        elif directory.suffix in _TABLE_SUFFIXES and directory.is_file():
+            train_files, val_files = [directory], []
+        else:
+            raise _not_data(directory)
+
+    fields = _Fields.of(task, src, tgt, src_field, tgt_field, text_field, label_field)
+    train_examples = _read_all(task, train_files, fields, "no training examples")
+
+    labels = None
+    if task == "sentiment":
+        labels = _sort_labels({ex.tgt for ex in train_examples})
+        if len(labels) < 2:
+            raise DataError(
+                ", ".join(str(f) for f in train_files),
+                f"only one label ({labels[0]!r}) in the training data; "
+                "sentiment needs at least two",
+            )
+
+    val_examples: list[Example] = []
+    if val_files:
+        for path, line, ex in _read_examples(task, val_files, fields):
+            if labels is not None and ex.tgt not in labels:
+                raise DataError(
+                    path,
+                    f"label {ex.tgt!r} does not occur in the training data "
+                    f"(labels: {', '.join(labels)})",
+                    line,
+                )
+            val_examples.append(ex)
+
     val_from_train = not val_files and val_fraction > 0 and len(train_examples) > 1
     if val_from_train:
         n_val = min(max_val, max(1, round(len(train_examples) * val_fraction)))
         held = set(random.Random(seed).sample(range(len(train_examples)), n_val))
         val_examples = [ex for i, ex in enumerate(train_examples) if i in held]
         train_examples = [ex for i, ex in enumerate(train_examples) if i not in held]
+
     return TaskData(
         train=train_examples,
         val=val_examples,
@@ -292,57 +373,6 @@ def load_task_data(
         val_files=val_files,
         val_from_train=val_from_train,
     )
-
-
-def _input_files(
-    task: str,
-    data: str | Path | None,
-    src: str | None,
-    tgt: str | None,
-    train: Sequence[Path] | None,
-    val: Sequence[Path] | None,
-) -> tuple[list[Path], list[Path]]:
-    """The training and validation files named by `load_task_data`'s arguments."""
-    if train is not None:
-        return [Path(p) for p in train], [Path(p) for p in val or []]
-    directory = demo_dir(task) if data is None else Path(data)
-    if directory.is_dir():
-        return _directory_files(task, directory, src, tgt)
-    if directory.suffix in (".jsonl", ".tsv", ".csv") and directory.is_file():
-        return [directory], []
-    if not directory.exists():
-        raise DataError(directory, "no such file or directory")
-    raise DataError(directory, "expected a data directory, a .jsonl file or (sentiment) a table")
-
-
-def _labels(examples: list[Example], files: list[Path]) -> list[str]:
-    """The sentiment labels of the training examples, in class-id order (at least two)."""
-    labels = _sort_labels({ex.tgt for ex in examples})
-    if len(labels) < 2:
-        raise DataError(
-            ", ".join(str(f) for f in files),
-            f"only one label ({labels[0]!r}) in the training data; sentiment needs at least two",
-        )
-    return labels
-
-
-def _validation(
-    task: str, files: list[Path], fields: _Fields, labels: list[str] | None
-) -> list[Example]:
-    """The examples of validation files; a label unseen in training is an error."""
-    examples: list[Example] = []
-    if not files:
-        return examples
-    for path, line, ex in _read_examples(task, files, fields):
-        if labels is not None and ex.tgt not in labels:
-            raise DataError(
-                path,
-                f"label {ex.tgt!r} does not occur in the training data "
-                f"(labels: {', '.join(labels)})",
-                line,
-            )
-        examples.append(ex)
-    return examples
 
 
 def load_split(
@@ -373,23 +403,16 @@ def load_split(
         DataError: no such split or file, bad rows, or an empty split.
         ValueError: unknown task.
     """
-    _check_task(task)
+    check_task(task)
     path = Path(data)
     if path.is_dir():
         files = _named_split_files(task, path, split, src, tgt)
     elif path.is_file() and path.suffix in _TABLE_SUFFIXES:
         files = [path]
-    elif not path.exists():
-        raise DataError(path, "no such file or directory")
     else:
-        raise DataError(path, "expected a data directory, a .jsonl file or (sentiment) a table")
-    if task == "translate":
-        src_field, tgt_field = src_field or src, tgt_field or tgt
-    fields = _Fields(src_field, tgt_field, text_field, label_field)
-    examples = [ex for _, _, ex in _read_examples(task, files, fields)]
-    if not examples:
-        raise DataError(", ".join(str(f) for f in files), "no examples")
-    return examples, files
+        raise _not_data(path)
+    fields = _Fields.of(task, src, tgt, src_field, tgt_field, text_field, label_field)
+    return _read_all(task, files, fields, "no examples"), files
 
 
 def _named_split_files(

@@ -117,16 +117,14 @@ class GenerateRequest(_TextsRequest):
         return self
 
     def decode_options(self) -> dict[str, Any]:
-        options = {
+        # A no_repeat_ngram of None is the task's own default (summarize: 6).
+        return {
             "beam": self.beam,
             "n_best": self.n_best,
             "length_penalty": self.length_penalty,
+            "no_repeat_ngram": self.no_repeat_ngram,
             "max_length": self.max_length,
         }
-        # Left out, the task's own default applies (summarize: 6).
-        if self.no_repeat_ngram is not None:
-            options["no_repeat_ngram"] = self.no_repeat_ngram
-        return options
 
 
 class SentimentRequest(_TextsRequest):

@@ -27,7 +27,7 @@ from attn.model.inference.attention_maps import (
     record_attention,
 )
 from attn.model.nn.config import ModelConfig
-from attn.model.nn.transformer import Transformer
+from attn.model.nn.heads import build_model
 from attn.model.storage.checkpoint import (
     TOKENIZER,
     WEIGHTS,
@@ -59,7 +59,7 @@ def _model_dir(directory: Path, task: str, texts: list[str], labels: tuple[str, 
         max_length=24,
         labels=labels,
     )
-    save_weights(Transformer(config), directory / WEIGHTS)
+    save_weights(build_model(config), directory / WEIGHTS)
     save_model_config(directory, config)
     return directory
 

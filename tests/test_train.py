@@ -629,13 +629,13 @@ def test_cli_data_without_examples(tmp_path):
 
 def _tiny_sentiment_model(**changes):
     from attn.model.nn.config import ModelConfig
-    from attn.model.nn.transformer import Transformer
+    from attn.model.nn.heads import build_model
 
     config = ModelConfig(
         task="sentiment", vocab_size=50, d_model=16, n_heads=2, n_encoder_layers=1,
         d_ff=32, labels=("negative", "positive"), **changes,
     )  # fmt: skip
-    return Transformer(config)
+    return build_model(config)
 
 
 def test_sentiment_loss_counts_class_zero():

@@ -10,16 +10,17 @@ import torch
 import torch.nn.functional as F
 
 from attn.model.nn.config import ConfigError, ModelConfig, load_config, preset, save_config
+from attn.model.nn.heads import Classifier, build_model
 from attn.model.nn.transformer import Transformer, reorder_cache
 
 PAD, BOS, EOS = 0, 2, 3
 V = 24
 
 
-def _model(seed=0, **overrides) -> Transformer:
+def _model(seed=0, **overrides) -> Transformer | Classifier:
     torch.manual_seed(seed)
     fields = {**preset("tiny"), "vocab_size": V, "dropout": 0.0, "max_length": 64}
-    return Transformer(ModelConfig(**{**fields, **overrides})).eval()
+    return build_model(ModelConfig(**{**fields, **overrides})).eval()
 
 
 def _ids(*rows):
@@ -111,7 +112,7 @@ def test_bag_of_ngrams_counts_each_distinct_piece_and_run_once(order):
     rows = [[5, 6, 5, 6, 7, EOS], [8, 9, EOS]]
     src = _ids(rows[0], rows[1] + [PAD] * 3)  # (2, 6)
     mask = src != PAD
-    for row, logits in zip(rows, model._ngram_logits(src, mask), strict=True):
+    for row, logits in zip(rows, model.ngrams(src, mask), strict=True):
         pairs = {(a * 1_000_003 + b) % (buckets - V) + V for a, b in itertools.pairwise(row)}
         triples = {
             ((a * 1_000_003 + b) * 1_000_003 + c) % (buckets - V) + V
@@ -283,3 +284,12 @@ def test_column_major_linear_weights_change_no_output():
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert linears and all(m.weight.t().is_contiguous() for m in linears)
     torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+
+
+def test_classifier_weights_keep_the_names_saved_models_use():
+    """Sentiment models saved before the head moved to heads.py load: the same names."""
+    model = _model(task="sentiment", labels=("neg", "pos"), n_encoder_layers=1, ngram_buckets=4 * V)
+    names = {name.split(".")[0] for name in model.state_dict()}
+    assert names == {"embed", "encoder", "encoder_norm", "classifier", "ngrams"}
+    assert "encoder.0.self_attn.q_proj.weight" in model.state_dict()
+    assert isinstance(_model(), Transformer)

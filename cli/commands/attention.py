@@ -9,15 +9,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from attn.cli.common import fail
+from attn.data.tasks import Task
 
 if TYPE_CHECKING:
     from attn.model.inference.attention_maps import AttentionMap, AttentionMaps
-
-
-class Task(str, Enum):
-    translate = "translate"
-    summarize = "summarize"
-    sentiment = "sentiment"
 
 
 class Kind(str, Enum):

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from attn.cli.commands.train import Task
 from attn.cli.common import err_console, reported_errors
 from attn.cli.lines import (
     BatchSizeOpt,
@@ -21,7 +20,9 @@ from attn.cli.lines import (
     ModelOpt,
     ThreadsOpt,
     _progress,
+    same_file,
 )
+from attn.data.tasks import Task
 
 if TYPE_CHECKING:
     from attn.model.evaluation.evaluate import Evaluation
@@ -131,7 +132,7 @@ def evaluate(
             "--ref test.de), or --hyp with --ref",
             param_hint="--data",
         )
-    if output is not None and any(_same_file(output, p) for p in [data, *refs]):
+    if output is not None and any(same_file(output, p) for p in [data, *refs]):
         raise typer.BadParameter(f"{output} is also an input", param_hint="--output")
     with reported_errors():
         if hyp is not None:
@@ -168,10 +169,6 @@ def evaluate(
         _print_table(evaluation, facts)
 
 
-def _same_file(a: Path, b: Path | None) -> bool:
-    return b is not None and a.exists() and b.exists() and a.resolve() == b.resolve()
-
-
 def _score_files(task: str, hyp: Path, refs: list[Path]) -> tuple[Evaluation, dict[str, Any]]:
     from attn.model.evaluation.evaluate import (
         check_aligned,
@@ -206,12 +203,12 @@ def _run_model(
 ) -> tuple[Evaluation, dict[str, Any]]:
     from attn.model.evaluation.evaluate import (
         check_test_args,
-        load_pipeline,
         load_test_set,
         log_evaluation,
         predict,
         score,
     )
+    from attn.model.inference.pipeline import load_pipeline
 
     start = time.monotonic()
     check_test_args(data, refs, split)

@@ -50,7 +50,8 @@ def _environment() -> list[tuple[str, str]]:
     import torch
 
     from attn import __version__
-    from attn.data.home import TASKS, attn_home, default_model_dir
+    from attn.data.home import attn_home, default_model_dir
+    from attn.data.tasks import TASKS
 
     rows = [
         ("attn", __version__),

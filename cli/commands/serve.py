@@ -57,15 +57,14 @@ def serve(
     except ImportError:
         fail("attn serve needs FastAPI and uvicorn: pip install 'attn[serve]'")
 
-    from attn.model.inference.pipeline import SentimentClassifier, Summarizer, Translator
+    from attn.model.inference.pipeline import load_pipeline
     from attn.model.storage.checkpoint import ModelError
     from attn.server.app import Limits, create_app
 
     dirs = _model_dirs(model or [], translate_model, summarize_model, sentiment_model)
-    kinds = {"translate": Translator, "summarize": Summarizer, "sentiment": SentimentClassifier}
     try:
         pipelines = {
-            task: kinds[task].load(path, device=device, threads=threads)
+            task: load_pipeline(task, path, device=device, threads=threads)
             for task, path in dirs.items()
         }
     except (ModelError, ValueError, OSError) as e:
@@ -89,7 +88,8 @@ def _model_dirs(
 ) -> dict[str, Path]:
     """Task -> model directory, from -m (task read from config.json), the per-task options,
     or, with none of them, the default model directories that hold a model."""
-    from attn.data.home import TASKS, default_model_dir
+    from attn.data.home import default_model_dir
+    from attn.data.tasks import TASKS
     from attn.model.nn.config import ConfigError, load_config
     from attn.model.storage.checkpoint import CONFIG
 

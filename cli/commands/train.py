@@ -29,18 +29,13 @@ import typer
 from rich.markup import escape
 
 from attn.cli.common import err_console, fail, stderr_is_terminal
+from attn.data.tasks import Task
 from attn.model.nn.config import PRESETS
 from attn.model.training.settings import TrainSettings, help_text
 
 # Flags that are not training settings (not saved, not taken from a resumed run).
 _RUN_KEYS = ("model_dir", "device", "threads", "resume", "overwrite")
 _PATH_KEYS = ("data", "train", "val", "model_dir", "init")
-
-
-class Task(str, Enum):
-    translate = "translate"
-    summarize = "summarize"
-    sentiment = "sentiment"
 
 
 Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)  # type: ignore[misc]

@@ -16,21 +16,31 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from attn.model.nn.heads import Classifier
 from attn.model.nn.transformer import Transformer
 
 
-def quantize_int8(model: Transformer) -> Transformer:
+def check_int8(device: torch.device) -> None:
+    """Check that int8 inference can run on `device` (before a model is loaded for it).
+
+    Raises:
+        ValueError: `device` is not the CPU, or torch has no quantized CPU engine.
+    """
+    if device.type != "cpu":
+        raise ValueError(f"int8 inference runs on the CPU, not {device.type}; add --device cpu")
+    if torch.backends.quantized.engine == "none":
+        raise ValueError("this torch build has no quantized CPU engine; run without --int8")
+
+
+def quantize_int8(model: Transformer | Classifier) -> Transformer | Classifier:
     """Quantize `model` in place for inference on the CPU and return it (eval mode).
 
     Raises:
-        ValueError: the model is not on the CPU, or torch has no quantized CPU engine.
+        ValueError: as `check_int8`, for the device the model is on.
     """
-    if next(model.parameters()).device.type != "cpu":
-        raise ValueError("int8 inference runs on the CPU; use --device cpu")
-    if torch.backends.quantized.engine == "none":
-        raise ValueError("this torch build has no quantized CPU engine; run without --int8")
+    check_int8(next(model.parameters()).device)
     model.eval()
-    if len(model.decoder):
+    if isinstance(model, Transformer):
         c = model.config
         output = nn.Linear(c.d_model, c.vocab_size, bias=False)
         output.weight = model.embed.weight  # (vocab, d_model), shared until quantized

@@ -12,7 +12,6 @@ three line-aligned files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from attn.data.checksum import sha256_file
 from attn.model.evaluation.metrics import (
     classification_scores,
     confusion_matrix,
@@ -257,7 +257,7 @@ def predict(
         pipeline: a `Translator`, `Summarizer` or `SentimentClassifier`.
         beam, length_penalty: the search (ignored for sentiment).
         no_repeat_ngram: n-gram blocking; None = the task's default (translate 0, summarize 6).
-        shortlist: translate over the model's lexical shortlist (when it has one).
+        shortlist: decode over the model's lexical shortlist (translation models have one).
         batch_size: texts per batch; None = the pipeline's default.
         progress: called after each batch with (sentences, output pieces).
 
@@ -269,48 +269,19 @@ def predict(
         results = list(pipeline.classify(sources, batch_size=batch_size, progress=progress))
         outputs = [r.label or "" for r in results]
     else:
-        run = pipeline.translate if pipeline.task == "translate" else pipeline.summarize
-        extra: dict[str, Any] = {}
-        if no_repeat_ngram is not None:
-            extra["no_repeat_ngram"] = no_repeat_ngram
-        if pipeline.task == "translate":
-            extra["shortlist"] = shortlist
         results = list(
-            run(
+            pipeline.generate(
                 sources,
                 beam=beam,
                 length_penalty=length_penalty,
+                no_repeat_ngram=no_repeat_ngram,
                 batch_size=batch_size,
                 progress=progress,
-                **extra,
+                shortlist=shortlist,
             )
         )
         outputs = [r.text for r in results]
     return outputs, sum(r.truncated for r in results)
-
-
-def load_pipeline(
-    task: str, model_dir: str | Path | None, *, device: str = "auto", threads: int | None = None
-) -> Any:
-    """The inference pipeline of `task` for a model directory (None: the task's default).
-
-    Raises:
-        ModelError: no model, a broken one, or one of another task.
-        ValueError: an unknown or unavailable device.
-    """
-    from attn.model.inference.pipeline import SentimentClassifier, Summarizer, Translator
-
-    kinds = {"translate": Translator, "summarize": Summarizer, "sentiment": SentimentClassifier}
-    return kinds[task].load(model_dir, device=device, threads=threads)
-
-
-def sha256(path: str | Path) -> str:
-    """The hex SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def log_evaluation(
@@ -335,7 +306,7 @@ def log_evaluation(
         "evaluate": True,
         "task": evaluation.task,
         "data": [str(Path(f).resolve()) for f in files],
-        "sha256": [sha256(f) for f in files],
+        "sha256": [sha256_file(f) for f in files],
         "n": evaluation.n,
         **{name: round(value, 4) for name, value in evaluation.scores.items()},
         **details,

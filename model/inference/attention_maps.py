@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from attn.model.nn.heads import Classifier
 from attn.model.nn.transformer import AttentionRecord, Transformer
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ def _check_range(name: str, values: Sequence[int] | None, n: int) -> None:
 
 
 def record_attention(
-    model: Transformer, src: Tensor, src_mask: Tensor, tgt: Tensor | None = None
+    model: Transformer | Classifier, src: Tensor, src_mask: Tensor, tgt: Tensor | None = None
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One forward pass that records the weights of every attention layer.
 

@@ -9,7 +9,8 @@ import torch
 
 from attn.model.evaluation.metrics import PRIMARY_METRIC
 from attn.model.nn.config import PRESETS, ModelConfig
-from attn.model.nn.transformer import Transformer, count_parameters
+from attn.model.nn.heads import build_model
+from attn.model.nn.transformer import count_parameters
 from attn.model.storage.checkpoint import read_model_config
 from attn.model.training.average import step_checkpoints
 
@@ -81,7 +82,7 @@ def parameter_count(config: ModelConfig) -> int:
     """Trainable parameters of the model `config` describes (built on the meta device, so
     nothing is allocated)."""
     with torch.device("meta"):
-        return count_parameters(Transformer(config))
+        return count_parameters(build_model(config))
 
 
 def _best(task: str, validations: list[dict[str, Any]]) -> dict[str, Any] | None:

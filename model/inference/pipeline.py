@@ -186,10 +186,10 @@ class _Pipeline:
                     f"no {cls.task} model at {model_dir}; train one with `attn train "
                     f"{cls.task}` or pass -m/--model DIR"
                 )
-        if int8 and resolved.type != "cpu":
-            raise ValueError(
-                f"int8 inference runs on the CPU, not {resolved.type}; add --device cpu"
-            )
+        if int8:
+            from attn.model.decoding.quantize import check_int8
+
+            check_int8(resolved)
         loaded = load_model(model_dir, task=cls.task, device=resolved)
         if int8:
             from attn.model.decoding.quantize import quantize_int8
@@ -382,12 +382,15 @@ class _Pipeline:
             pool.join()
 
 
-class _Seq2Seq(_Pipeline):
-    """Translation and summarization: the same search, different defaults."""
+class Seq2Seq(_Pipeline):
+    """Translation and summarization: one search; what sets the tasks apart is data (the
+    class attributes below), set by `Translator` and `Summarizer`."""
 
     # The relative length rule of the task: at most a * source_pieces + b output pieces.
     max_length_a: ClassVar[float]
     max_length_b: ClassVar[int]
+    # The task's `no_repeat_ngram` when the caller gives none.
+    default_no_repeat_ngram: ClassVar[int] = 0
 
     def __init__(self, loaded: LoadedModel, device: torch.device) -> None:
         super().__init__(loaded, device)
@@ -399,22 +402,55 @@ class _Seq2Seq(_Pipeline):
         if path.is_file():
             self.shortlist = Shortlist.load(path, self.config.vocab_size).to(device)
 
-    def _generate(
+    def generate(
         self,
         texts: Iterable[str],
         *,
-        beam: int,
-        n_best: int,
-        length_penalty: float,
-        no_repeat_ngram: int,
-        max_length: int | None,
-        batch_size: int | None,
-        batch_tokens: int | None,
-        chunk_size: int,
-        progress: ProgressCallback | None,
-        workers: int | None,
+        beam: int = 4,
+        n_best: int = 1,
+        length_penalty: float = 0.6,
+        no_repeat_ngram: int | None = None,
+        max_length: int | None = None,
+        batch_size: int | None = None,
+        batch_tokens: int | None = None,
+        chunk_size: int = 1000,
+        progress: ProgressCallback | None = None,
+        workers: int | None = 1,
         shortlist: bool = True,
     ) -> Iterator[Generation]:
+        """Translate (`Translator.translate`) or summarize (`Summarizer.summarize`) texts;
+        yields one `Generation` per text, in input order.
+
+        Args:
+            texts: a list or an iterator of texts (read lazily, `chunk_size` at a time).
+            beam: beam size; 1 = greedy search.
+            n_best: hypotheses kept per text (<= beam), in `Generation.n_best`.
+            length_penalty: alpha of the GNMT length penalty ((5 + len) / 6) ** alpha.
+            no_repeat_ngram: forbid repeated n-grams of this size in an output, and a piece
+                three times in a row; 0 = off. None = the task's default: 0 to translate,
+                6 pieces to summarize (summaries otherwise tend to loop; 3 pieces would
+                forbid writing a name made of several pieces, like DialogSum's `#Person1#`,
+                twice).
+            max_length: cap on output pieces; None = 1.5 * source pieces + 10 to translate,
+                source pieces + 10 to summarize. Both are capped by the model's max_length.
+            batch_size: texts per batch (each holds `beam` hypotheses); None = 32 on a
+                CPU, 256 on a GPU (where a batch costs about as much as one sentence).
+            batch_tokens: instead of `batch_size`, at most this many source pieces per batch
+                (padding included).
+            chunk_size: texts read and sorted by length together.
+            progress: called after each batch with (texts, output pieces).
+            workers: processes working on batches side by side, each forked from this one
+                after loading (CPU; torch's threads are split among them); None = automatic
+                (one per thread for more than 64 texts, see `worker_count`).
+            shortlist: decode each batch over the target pieces the model's lexical
+                shortlist allows for its source pieces (faster); False, or a model without
+                one (summarization models): over the whole vocabulary.
+
+        Raises:
+            ValueError: an option is out of range.
+        """
+        if no_repeat_ngram is None:
+            no_repeat_ngram = self.default_no_repeat_ngram
         options = GenerationOptions(
             beam=beam,
             n_best=n_best,
@@ -452,114 +488,25 @@ class _Seq2Seq(_Pipeline):
         )
 
 
-class Translator(_Seq2Seq):
+class Translator(Seq2Seq):
     """Translate with a model `attn train translate` wrote. Load with `Translator.load(dir)`."""
 
     task = "translate"
     max_length_a = 1.5
     max_length_b = 10
 
-    def translate(
-        self,
-        texts: Iterable[str],
-        *,
-        beam: int = 4,
-        n_best: int = 1,
-        length_penalty: float = 0.6,
-        no_repeat_ngram: int = 0,
-        max_length: int | None = None,
-        batch_size: int | None = None,
-        batch_tokens: int | None = None,
-        chunk_size: int = 1000,
-        progress: ProgressCallback | None = None,
-        workers: int | None = 1,
-        shortlist: bool = True,
-    ) -> Iterator[Generation]:
-        """Translate texts; yields one `Generation` per text, in input order.
-
-        Args:
-            texts: a list or an iterator of texts (read lazily, `chunk_size` at a time).
-            beam: beam size; 1 = greedy search.
-            n_best: hypotheses kept per text (<= beam), in `Generation.n_best`.
-            length_penalty: alpha of the GNMT length penalty ((5 + len) / 6) ** alpha.
-            no_repeat_ngram: forbid repeated n-grams of this size in an output, and a piece
-                three times in a row; 0 = off.
-            max_length: cap on output pieces; None = 1.5 * source pieces + 10. Both are
-                capped by the model's max_length.
-            batch_size: sentences per batch (each holds `beam` hypotheses); None = 32 on a
-                CPU, 256 on a GPU (where a batch costs about as much as one sentence).
-            batch_tokens: instead of `batch_size`, at most this many source pieces per batch
-                (padding included).
-            chunk_size: texts read and sorted by length together.
-            progress: called after each batch with (sentences, output pieces).
-            workers: processes translating batches side by side, each forked from this one
-                after loading (CPU; torch's threads are split among them); None = automatic
-                (one per thread for more than 64 texts, see `worker_count`).
-            shortlist: decode each batch over the target pieces the model's lexical
-                shortlist allows for its source pieces (faster); False, or a model without
-                one: over the whole vocabulary.
-
-        Raises:
-            ValueError: an option is out of range.
-        """
-        return self._generate(
-            texts,
-            beam=beam,
-            n_best=n_best,
-            length_penalty=length_penalty,
-            no_repeat_ngram=no_repeat_ngram,
-            max_length=max_length,
-            batch_size=batch_size,
-            batch_tokens=batch_tokens,
-            chunk_size=chunk_size,
-            progress=progress,
-            workers=workers,
-            shortlist=shortlist,
-        )
+    translate = Seq2Seq.generate
 
 
-class Summarizer(_Seq2Seq):
+class Summarizer(Seq2Seq):
     """Summarize with a model `attn train summarize` wrote. Load with `Summarizer.load(dir)`."""
 
     task = "summarize"
     max_length_a = 1.0
     max_length_b = 10
+    default_no_repeat_ngram = 6
 
-    def summarize(
-        self,
-        texts: Iterable[str],
-        *,
-        beam: int = 4,
-        n_best: int = 1,
-        length_penalty: float = 0.6,
-        no_repeat_ngram: int = 6,
-        max_length: int | None = None,
-        batch_size: int | None = None,
-        batch_tokens: int | None = None,
-        chunk_size: int = 1000,
-        progress: ProgressCallback | None = None,
-        workers: int | None = 1,
-    ) -> Iterator[Generation]:
-        """Summarize texts; yields one `Generation` per text, in input order.
-
-        Arguments as for `Translator.translate`, except: `no_repeat_ngram` defaults to 6
-        pieces (summaries otherwise tend to loop; 3 pieces would forbid writing a name made
-        of several pieces, like DialogSum's `#Person1#`, twice), and without `max_length` a
-        summary has at most source pieces + 10 pieces.
-        """
-        return self._generate(
-            texts,
-            beam=beam,
-            n_best=n_best,
-            length_penalty=length_penalty,
-            no_repeat_ngram=no_repeat_ngram,
-            max_length=max_length,
-            batch_size=batch_size,
-            batch_tokens=batch_tokens,
-            chunk_size=chunk_size,
-            progress=progress,
-            workers=workers,
-        )
+    summarize = Seq2Seq.generate
 
 
 class SentimentClassifier(_Pipeline):
@@ -613,6 +560,35 @@ class SentimentClassifier(_Pipeline):
             progress=progress,
             workers=workers,
         )
+
+
+# The pipeline of each task.
+PIPELINES: dict[str, type[Translator | Summarizer | SentimentClassifier]] = {
+    "translate": Translator,
+    "summarize": Summarizer,
+    "sentiment": SentimentClassifier,
+}
+
+
+def load_pipeline(
+    task: str,
+    model_dir: str | Path | None = None,
+    *,
+    device: str = "auto",
+    threads: int | None = None,
+    int8: bool = False,
+) -> Translator | Summarizer | SentimentClassifier:
+    """The pipeline of `task` for a model directory (None: the task's default model); the
+    arguments are those of `load`.
+
+    Raises:
+        ModelError: no model, a broken one, or one of another task.
+        ValueError: an unknown task, or a device that is unknown or unavailable.
+    """
+    from attn.data.tasks import check_task
+
+    check_task(task)
+    return PIPELINES[task].load(model_dir, device=device, threads=threads, int8=int8)
 
 
 def _can_fork() -> bool:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TASKS = ("translate", "summarize", "sentiment")
+from attn.data.tasks import TASKS
+
 ACTIVATIONS = ("gelu", "relu")
 POOLINGS = ("mean", "max", "mean+max")
 KEEPS = ("head", "head+tail")

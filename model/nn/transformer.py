@@ -1,4 +1,4 @@
-"""The encoder-decoder transformer (pre-LayerNorm) and the sentiment classifier on its encoder.
+"""The encoder-decoder transformer (pre-LayerNorm) of "Attention Is All You Need".
 
 Shared embeddings: one matrix embeds source and target pieces and is the output projection.
 Positions are sinusoidal. Masks are boolean, True = may attend (see `attention.py`).
@@ -30,10 +30,6 @@ class AttentionRecord:
     layer: int
     weights: Tensor
 
-
-# Multiplier of the hash of a run of pieces in the bag of n-grams (a prime). A triple's hash
-# reaches vocab_size * it**2, below 2**63 for any vocabulary ModelConfig allows (<= 1M).
-_RUN_HASH = 1_000_003
 
 # Per decoder layer: the self-attention cache and the cross-attention (memory) cache.
 DecoderCache = list[dict[str, KVCache]]
@@ -137,16 +133,17 @@ class DecoderLayer(nn.Module):
         return x, self_w, cross_w  # (B, T, d_model)
 
 
-class Transformer(nn.Module):
-    """Encoder-decoder transformer with shared embeddings, and a classification head.
+class Encoder(nn.Module):
+    """The part every attn network has: piece embeddings (scaled by sqrt(d_model)) plus
+    sinusoidal positions, then the encoder stack and its final LayerNorm.
 
-    Args:
-        config: the architecture; `config.task == "sentiment"` builds the encoder and a
-            classification head (masked mean-pool, linear) and no decoder.
+    `Transformer` adds the decoder, `attn.model.nn.heads.Classifier` a classification head.
+    They extend this class rather than hold it, so that its weights keep their names
+    (`embed.`, `encoder.`, `encoder_norm.`) in `model.safetensors`. Each calls
+    `reset_parameters()` once its own modules exist.
 
     Shape:
         src: (B, S) piece ids, padded with `config.pad_id`; src_mask: (B, S) True = real piece.
-        tgt: (B, T) decoder input ids (BOS first); logits: (B, T, vocab_size).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -159,30 +156,15 @@ class Transformer(nn.Module):
         self.emb_dropout = Dropout(c.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(c) for _ in range(c.n_encoder_layers))
         self.encoder_norm = nn.LayerNorm(c.d_model)
-        if c.task == "sentiment":
-            self.decoder = nn.ModuleList()
-            pooled = c.d_model * (2 if c.pooling == "mean+max" else 1)
-            self.classifier = nn.Linear(pooled, c.n_classes)
-        else:
-            self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.n_decoder_layers))
-            self.decoder_norm = nn.LayerNorm(c.d_model)
-        # The bag-of-n-grams classifier beside the transformer (config.ngram_buckets).
-        self.ngrams = (
-            nn.EmbeddingBag(c.ngram_buckets, c.n_classes, mode="sum") if c.ngram_buckets else None
-        )
-        # The output projection is the embedding matrix (tied); `quantize_int8` sets a
-        # quantized copy here for inference.
-        self.output_proj: nn.Module | None = None
-        self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for name, p in self.named_parameters():
-            if name.startswith("ngrams."):
-                nn.init.zeros_(p)  # every class equally likely until features say otherwise
-            elif p.dim() > 1 and name != "embed.weight":
-                nn.init.xavier_uniform_(p)
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
+        """Xavier-uniform weights and zero biases in every linear layer; normal embeddings
+        with std d_model ** -0.5 (and the padding piece's zero)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
         nn.init.normal_(self.embed.weight, std=self.config.d_model**-0.5)
         with torch.no_grad():
             self.embed.weight[self.config.pad_id].zero_()
@@ -216,6 +198,29 @@ class Transformer(nn.Module):
             if attn is not None:
                 attn.append(AttentionRecord("encoder", i, w))
         return self.encoder_norm(x)
+
+
+class Transformer(Encoder):
+    """Encoder-decoder transformer with shared embeddings: the encoder, and a decoder over
+    the same embeddings whose output projection is the embedding matrix (tied).
+
+    Args:
+        config: the architecture.
+
+    Shape:
+        src: (B, S) piece ids, padded with `config.pad_id`; src_mask: (B, S) True = real piece.
+        tgt: (B, T) decoder input ids (BOS first); logits: (B, T, vocab_size).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.n_decoder_layers))
+        self.decoder_norm = nn.LayerNorm(c.d_model)
+        # The output projection is the embedding matrix (tied); `quantize_int8` sets a
+        # quantized copy here for inference.
+        self.output_proj: nn.Module | None = None
+        self.reset_parameters()
 
     def decode(
         self,
@@ -276,68 +281,6 @@ class Transformer(nn.Module):
         """
         src_mask = src != self.config.pad_id
         return self.decode(tgt, self.encode(src, src_mask), src_mask, hidden=hidden)
-
-    def classify(
-        self, src: Tensor, src_mask: Tensor, attn: list[AttentionRecord] | None = None
-    ) -> Tensor:
-        """Class scores: the transformer's logits, or with `config.ngram_buckets` the mean of
-        its log-probabilities and those of the bag of n-grams (softmax gives probabilities
-        either way).
-
-        Shape: src, src_mask (B, S) -> (B, n_classes).
-        """
-        logits, bag = self.class_logits(src, src_mask, attn)
-        if bag is None:
-            return logits
-        return (logits.log_softmax(-1) + bag.log_softmax(-1)) / 2
-
-    def class_logits(
-        self, src: Tensor, src_mask: Tensor, attn: list[AttentionRecord] | None = None
-    ) -> tuple[Tensor, Tensor | None]:
-        """The two classifiers apart (training gives each its own loss): the logits of the
-        encoder output pooled over the pieces (config.pooling), and those of the bag of
-        n-grams (None without one).
-
-        Shape: src, src_mask (B, S) -> (B, n_classes) each.
-        """
-        bag = None if self.ngrams is None else self._ngram_logits(src, src_mask)
-        memory = self.encode(src, src_mask, attn)  # (B, S, d_model)
-        pooling = self.config.pooling
-        pooled = []
-        if pooling in ("mean", "mean+max"):
-            m = src_mask.unsqueeze(-1).to(memory.dtype)  # (B, S, 1)
-            pooled.append((memory * m).sum(1) / m.sum(1).clamp(min=1.0))  # (B, d_model)
-        if pooling in ("max", "mean+max"):
-            masked = memory.masked_fill(~src_mask.unsqueeze(-1), -torch.inf)  # (B, S, d_model)
-            pooled.append(masked.amax(1).clamp(min=torch.finfo(memory.dtype).min))
-        return self.classifier(self.emb_dropout(torch.cat(pooled, -1))), bag
-
-    def _ngram_logits(self, src: Tensor, src_mask: Tensor) -> Tensor:
-        """A linear classifier over the set of pieces and runs of adjacent pieces (pairs, and
-        with `ngram_order` 3 triples) of each input.
-
-        A piece is its own bucket; a run hashes into the buckets above the vocabulary. Each
-        distinct feature counts once, weighted 1 / sqrt(number of features), so long and
-        short inputs score on one scale.
-
-        Shape: src, src_mask (B, S) -> (B, n_classes).
-        """
-        c = self.config
-        span = c.ngram_buckets - c.vocab_size
-        features = [src.masked_fill(~src_mask, 0)]
-        hashed, valid = src, src_mask  # (B, S - n + 1) at n = 1
-        for n in range(2, c.ngram_order + 1):
-            hashed = hashed[:, :-1] * _RUN_HASH + src[:, n - 1 :]  # (B, S - n + 1)
-            valid = valid[:, :-1] & src_mask[:, n - 1 :]
-            runs = (hashed % span + c.vocab_size).masked_fill(~valid, 0)
-            features.append(runs)
-        features = torch.cat(features, dim=1)  # (B, F)
-        features = features.sort(dim=1).values  # 0 (padding) marks no feature
-        fresh = torch.ones_like(features, dtype=torch.bool)
-        fresh[:, 1:] = features[:, 1:] != features[:, :-1]  # first of equal features
-        weights = (fresh & (features != 0)).to(self.ngrams.weight.dtype)  # (B, F)
-        weights = weights / weights.sum(1, keepdim=True).clamp(min=1.0).sqrt()
-        return self.ngrams(features, per_sample_weights=weights)  # (B, C)
 
 
 def reorder_cache(cache: DecoderCache, index: Tensor) -> None:

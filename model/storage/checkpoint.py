@@ -17,6 +17,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from attn.model.nn.config import ConfigError, ModelConfig, load_config, save_config
+from attn.model.nn.heads import Classifier, build_model
 from attn.model.nn.transformer import Transformer
 from attn.model.storage.atomic import atomic_write
 
@@ -33,7 +34,7 @@ class ModelError(ValueError):
 class LoadedModel:
     """A model ready for inference: network (eval mode), its config and tokenizer."""
 
-    model: Transformer
+    model: Transformer | Classifier
     config: ModelConfig
     tokenizer: Any
     path: Path
@@ -113,7 +114,7 @@ def check_weights(config: ModelConfig, path: Path) -> None:
         ModelError: missing, truncated or mismatched file.
     """
     with torch.device("meta"), _without_init():
-        skeleton = Transformer(config)
+        skeleton = build_model(config)
     _check_shapes(Path(path), {k: tuple(v.shape) for k, v in skeleton.state_dict().items()})
 
 
@@ -198,7 +199,7 @@ def load_model(
         )
     check_weights(config, model_dir / weights)
     with _without_init():
-        model = Transformer(config)
+        model = build_model(config)
     load_weights(model, model_dir / weights)
     model.to(device).eval()
     return LoadedModel(model=model, config=config, tokenizer=tokenizer, path=model_dir, meta=meta)

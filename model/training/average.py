@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from attn.model.decoding.shortlist import SHORTLIST
-from attn.model.nn.transformer import Transformer
+from attn.model.nn.heads import build_model
 from attn.model.storage.checkpoint import (
     CONFIG,
     TOKENIZER,
@@ -154,7 +154,7 @@ def average_checkpoints(
     chosen = found[-last:] if last is not None else found
     state = average_state([path for _, path in chosen])
     # Loading into the model the config describes checks names and shapes before writing.
-    model = Transformer(config)
+    model = build_model(config)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

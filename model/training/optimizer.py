@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from attn.model.nn.transformer import Transformer
+from attn.model.nn.heads import Classifier
 
 BETAS = (0.9, 0.98)
 EPS = 1e-9
@@ -35,7 +35,7 @@ def build_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
         {"params": decay, "weight_decay": WEIGHT_DECAY},
         {"params": rest, "weight_decay": 0.0},
     ]
-    if isinstance(model, Transformer) and model.ngrams is not None:
+    if isinstance(model, Classifier) and model.ngrams is not None:
         groups.append(
             {
                 "params": list(model.ngrams.parameters()),

@@ -22,7 +22,8 @@ import torch
 
 from attn.model.decoding.shortlist import SHORTLIST
 from attn.model.evaluation.metrics import PRIMARY_METRIC
-from attn.model.nn.transformer import Transformer, count_parameters
+from attn.model.nn.heads import build_model
+from attn.model.nn.transformer import count_parameters
 from attn.model.training.checkpointer import Checkpointer
 from attn.model.training.distributed import Dist, start_distributed
 from attn.model.training.early_stopping import EarlyStopping
@@ -180,7 +181,7 @@ class _Run:
     ) -> Trainer:
         """The model (seeded; --init: its weights) and every part the Trainer uses."""
         torch.manual_seed(settings.seed)
-        model = Transformer(prepared.config).to(self.device)
+        model = build_model(prepared.config).to(self.device)
         if init is not None:
             init.load_weights(model, self.device)
         optimizer = build_optimizer(model, settings.lr)
