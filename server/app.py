@@ -385,13 +385,15 @@ def create_app(
         # uvicorn logs the traceback; the client learns only that the server failed.
         return JSONResponse({"error": f"internal server error ({type(exc).__name__})"}, 500)
 
-    described = {task: _describe_model(p) for task, p in models.items()}
+    described: dict[str, dict[str, Any]] = {}  # filled by the first /health
     limits_record = asdict(limits)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """The loaded models: task, directory, vocabulary, device, size (preset, parameters,
         layers, heads), languages of a translation model (and labels); the request limits."""
+        if not described:
+            described.update({task: _describe_model(p) for task, p in models.items()})
         return {
             "status": "ok",
             "version": __version__,
