@@ -50,19 +50,23 @@ SENTENCE = "A dog runs in the park."
 TWENTY_WORDS = (
     "The red car is in the garden and a woman reads a book while the children play in the park ."
 )
-SCREENSHOT_SENTENCE = "A little girl in a pink dress is climbing the stairs to a wooden playhouse."
+SCREENSHOT_SENTENCE = "A man in a blue shirt is riding a bike down the street."
+SCREENSHOT_PIECE = "Fahrrad"  # the output piece pinned in the picture, when the output has it
 
 
 # --- the server ------------------------------------------------------------------------
 
 
 @contextmanager
-def attn_serve(*models: Path, max_chars: int = MAX_CHARS) -> Iterator[str]:
-    """Run `attn serve -m DIR...` on a free loopback port; yield its base URL."""
+def attn_serve(*models: Path, max_chars: int | None = MAX_CHARS) -> Iterator[str]:
+    """Run `attn serve -m DIR...` on a free loopback port (None: the default limit of
+    characters per text); yield its base URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    cmd = [ATTN, "serve", "--port", str(port), "--threads", "1", "--max-chars", str(max_chars)]
+    cmd = [ATTN, "serve", "--port", str(port), "--threads", "1"]
+    if max_chars is not None:
+        cmd += ["--max-chars", str(max_chars)]
     for model in models:
         cmd += ["-m", str(model)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -538,18 +542,24 @@ def test_the_page_fits_a_phone(page) -> None:
 
 
 def test_screenshots(chrome) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
     model = os.environ.get("ATTN_SCREENSHOT_MODEL")
     if not model:
         pytest.skip("set ATTN_SCREENSHOT_MODEL=DIR (a translation model) to write docs/*.png")
-    with attn_serve(Path(model)) as base:
+    with attn_serve(Path(model), max_chars=None) as base:
         page = Page(chrome, base)
         chrome.get_log("browser")
         for width, name in ((1280, "serve-explorer.png"), (390, "serve-explorer-390.png")):
             page.open(width)
             page.type(SCREENSHOT_SENTENCE)
             page.run("translate")
-            # Pin an output piece, as a tap would, so the picture shows the highlights.
-            page.find("#row-tokens [data-r='2']").click()
+            # Pin an output piece, as a tap would, so the picture shows the highlights; then
+            # move the pointer away, so no tooltip covers them.
+            pieces = page.all("#row-tokens .tok")
+            chosen = [t for t in pieces if SCREENSHOT_PIECE in t.get_attribute("data-piece")]
+            (chosen[0] if chosen else pieces[min(2, len(pieces) - 1)]).click()
+            ActionChains(chrome).move_to_element(page.find("h1")).perform()
             height = page.driver.execute_script("return document.documentElement.scrollHeight")
             page.driver.execute_cdp_cmd(
                 "Emulation.setDeviceMetricsOverride",

@@ -3,27 +3,37 @@
 "use strict";
 
 const DOING = { translate: "Translating", summarize: "Summarizing", sentiment: "Classifying" };
-// Per map kind: its name, and what its rows and columns are (the axes of `attn attention`).
+// Per map kind: its names, what its rows and columns are (the axes of `attn attention`).
 const KINDS = {
   cross: {
-    short: "Cross-attention", name: "Cross-attention", rows: "Output", cols: "Source",
+    short: "Cross-attention",
+    name: "Cross-attention",
+    rows: "Output",
+    cols: "Source",
     what: "each output piece (row) over the source pieces (columns)",
   },
   encoder: {
-    short: "Encoder self", name: "Encoder self-attention", rows: "Source (reading)", cols: "Source (read)",
+    short: "Encoder self",
+    name: "Encoder self-attention",
+    rows: "Source (reading)",
+    cols: "Source (read)",
     what: "each source piece (row) over the source pieces (columns)",
   },
   decoder: {
-    short: "Decoder self", name: "Decoder masked self-attention", rows: "Output", cols: "Read so far",
-    what: "each output step (row) over the pieces it has read (columns); later pieces are masked",
+    short: "Decoder self",
+    name: "Decoder masked self-attention",
+    rows: "Output",
+    cols: "Read so far",
+    what: "each output step (row) over the pieces it has read (columns); later ones are masked",
   },
 };
 const TOKENS = { source: "source_tokens", target: "target_tokens", output: "output_tokens" };
 // ColorBrewer "Blues": a single-hue sequential scale that reads the same to colour-blind eyes.
 const BLUES = ["#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6",
   "#4292c6", "#2171b5", "#08519c", "#08306b"];
-const WORD = "\u2581";
-const SVG = "http://www.w3.org/2000/svg";
+const GRID = "#d0d7de";
+const WORD = "\u2581"; // SentencePiece's mark of a piece that starts a word
+const SVG = "http://www.w3.org/2000/svg"; // a namespace name; nothing is fetched from it
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -31,14 +41,14 @@ const state = {
   limits: null,
   task: null, // the chosen model's task
   busy: false,
-  explorer: null, // { data, maps: Map(key -> map), heads, layers: {kind: n} }
+  explorer: null, // { data, maps: Map(key -> map), layers: {kind: n}, heads }
   view: { kind: "cross", layer: 0, head: "mean" },
-  focus: null, // { r, c }: the hovered (or focused) row, column or cell
+  focus: null, // { r, c } (either or both): what the pointer or the keyboard is on
   pinned: null, // the focus a click or tap fixed
   cursor: { r: 0, c: 0 }, // the heatmap's keyboard cell
 };
 
-// --- the API ------------------------------------------------------------------------
+// --- the API ------------------------------------------------------------------------------
 
 class ApiError extends Error {
   constructor(status, message) {
@@ -63,7 +73,7 @@ async function api(path, body) {
   try {
     data = await response.json();
   } catch (e) {
-    data = null;
+    data = null; // not JSON (a proxy's page, say): the status alone is reported
   }
   if (!response.ok) throw new ApiError(response.status, explain(response.status, data));
   if (data === null) throw new ApiError(response.status, "The server's answer was not JSON.");
@@ -79,7 +89,7 @@ function explain(status, data) {
   return `The server answered HTTP ${status}: ${detail}.`;
 }
 
-// --- models, input, output ------------------------------------------------------------
+// --- models, input, output ----------------------------------------------------------------
 
 function el(tag, props = {}, children = []) {
   const node = document.createElement(tag);
@@ -104,7 +114,6 @@ function describeModel(model) {
 }
 
 async function loadModels() {
-  const box = $("models");
   try {
     const health = await api("/health");
     state.models = health.models;
@@ -118,10 +127,11 @@ async function loadModels() {
   for (const task of tasks) {
     const input = el("input", { type: "radio", name: "model", value: task });
     input.addEventListener("change", () => choose(task));
-    box.append(el("label", { className: "model" }, [
-      input,
-      el("div", {}, [el("b", { textContent: task }), el("span", { textContent: describeModel(state.models[task]) })]),
-    ]));
+    const text = el("div", {}, [
+      el("b", { textContent: task }),
+      el("span", { textContent: describeModel(state.models[task]) }),
+    ]);
+    $("models").append(el("label", { className: "model" }, [input, text]));
   }
   for (const button of document.querySelectorAll(".actions button")) {
     const loaded = button.dataset.task in state.models;
@@ -136,7 +146,9 @@ async function loadModels() {
 
 function choose(task) {
   state.task = task;
-  for (const input of document.querySelectorAll("#models input")) input.checked = input.value === task;
+  for (const input of document.querySelectorAll("#models input")) {
+    input.checked = input.value === task;
+  }
   for (const button of document.querySelectorAll(".actions button")) {
     button.classList.toggle("primary", button.dataset.task === task);
   }
@@ -147,30 +159,43 @@ function choose(task) {
 function updateCount() {
   const limit = state.limits && state.limits.max_chars;
   const n = $("text").value.length;
-  const counter = $("count");
-  counter.textContent = limit ? `${n} / ${limit} characters.` : "";
-  counter.classList.toggle("over", Boolean(limit) && n > limit);
+  $("count").textContent = limit ? `${n} / ${limit} characters.` : "";
+  $("count").classList.toggle("over", Boolean(limit) && n > limit);
 }
 
 function showError(message) {
   $("error").textContent = message;
 }
 
+let busyTimer = 0;
+
+// While a request runs: the buttons refuse (they stay focusable), and the status says what
+// is under way and for how long.
 function setBusy(task, busy) {
   state.busy = busy;
   document.body.setAttribute("aria-busy", String(busy));
   for (const button of document.querySelectorAll(".actions button")) {
-    button.disabled = busy || !(button.dataset.task in state.models);
+    button.setAttribute("aria-disabled", String(busy));
   }
-  const status = $("status");
-  status.replaceChildren();
-  if (busy) {
-    const words = $("text").value.trim().split(/\s+/).length;
-    status.append(
-      el("progress", { max: 1 }),
-      el("span", { textContent: `${DOING[task]} ${words} word${words === 1 ? "" : "s"}\u2026` }),
-    );
-  }
+  clearInterval(busyTimer);
+  $("status").replaceChildren();
+  if (!busy) return;
+  const words = $("text").value.trim().split(/\s+/).length;
+  setStatus(`${DOING[task]} ${words} word${words === 1 ? "" : "s"}`);
+  const started = Date.now();
+  busyTimer = setInterval(() => {
+    const seconds = Math.round((Date.now() - started) / 1000);
+    $("status").dataset.seconds = String(seconds);
+    $("status-time").textContent = ` (${seconds} s)`;
+  }, 1000);
+}
+
+function setStatus(what) {
+  $("status").replaceChildren(
+    el("progress", { max: 1 }),
+    el("span", { textContent: `${what}\u2026` }),
+    el("span", { id: "status-time" }),
+  );
 }
 
 async function submit(task) {
@@ -198,6 +223,7 @@ async function submit(task) {
     attention.catch(() => {}); // its error, if any, is reported when awaited below
     const result = await api(`/${task}`, { text });
     showOutput(task, result.output);
+    setStatus("Reading the attention weights");
     showExplorer(await attention, result.output, started);
   } catch (e) {
     if (!(e instanceof ApiError)) throw e;
@@ -217,30 +243,31 @@ function showOutput(task, output) {
 
 function showSentiment(result) {
   $("output").textContent = "";
+  const percent = (p) => `${(100 * p).toFixed(1)}%`;
   const rows = Object.entries(result.probs).sort((a, b) => b[1] - a[1]);
   $("sentiment").replaceChildren(
     el("p", { className: "label-big", textContent: result.label }),
     ...rows.map(([label, p]) => {
       const fill = el("div", { className: "fill" });
-      fill.style.width = `${(100 * p).toFixed(1)}%`;
+      fill.style.width = percent(p);
       const track = el("div", { className: "track" }, [fill]);
       track.setAttribute("role", "img");
-      track.setAttribute("aria-label", `${label}: ${(100 * p).toFixed(1)} percent`);
+      track.setAttribute("aria-label", `${label}: ${percent(p)}`);
       return el("div", { className: `prob${label === result.label ? " top" : ""}` }, [
         el("b", { textContent: label }),
         track,
-        el("span", { className: "value", textContent: `${(100 * p).toFixed(1)}%` }),
+        el("span", { className: "value", textContent: percent(p) }),
       ]);
     }),
   );
   $("result").hidden = false;
 }
 
-// --- the explorer: data ---------------------------------------------------------------
+// --- the explorer: data -------------------------------------------------------------------
 
 const mapKey = (kind, layer, head) => `${kind}/${layer}/${head}`;
 
-// The maps by kind, layer and head, plus the mean over heads of each layer.
+// The maps by kind, layer and head, plus each layer's mean over heads.
 function indexMaps(data) {
   const maps = new Map();
   const layers = {};
@@ -254,8 +281,10 @@ function indexMaps(data) {
     for (let layer = 0; layer < n; layer++) {
       const all = [];
       for (let h = 0; h < heads; h++) all.push(maps.get(mapKey(kind, layer, h)).matrix);
-      const matrix = all[0].map((row, i) => row.map((_, j) => all.reduce((s, m) => s + m[i][j], 0) / heads));
-      maps.set(mapKey(kind, layer, "mean"), { ...maps.get(mapKey(kind, layer, 0)), head: "mean", matrix });
+      const matrix = all[0].map((row, i) =>
+        row.map((_, j) => all.reduce((sum, m) => sum + m[i][j], 0) / heads));
+      const first = maps.get(mapKey(kind, layer, 0));
+      maps.set(mapKey(kind, layer, "mean"), { ...first, head: "mean", matrix });
     }
   }
   return { data, maps, layers, heads };
@@ -269,62 +298,76 @@ function currentMap() {
 }
 
 const special = (piece) => /^<.*>$/.test(piece);
+const short = (piece) => (piece.length > 14 ? `${piece.slice(0, 13)}\u2026` : piece);
+const masked = (map, r, c) => map.kind === "decoder" && c > r;
 
+// A weight in [0, 1] on the Blues scale, interpolated between its nine colours.
 function color(w) {
   const x = Math.min(Math.max(w, 0), 1) * (BLUES.length - 1);
   const i = Math.min(Math.floor(x), BLUES.length - 2);
   const t = x - i;
-  const a = BLUES[i], b = BLUES[i + 1];
-  const channel = (k) => Math.round(parseInt(a.slice(k, k + 2), 16) * (1 - t) + parseInt(b.slice(k, k + 2), 16) * t);
-  return `rgb(${channel(1)}, ${channel(3)}, ${channel(5)})`;
+  const mix = (k) => {
+    const a = parseInt(BLUES[i].slice(k, k + 2), 16);
+    const b = parseInt(BLUES[i + 1].slice(k, k + 2), 16);
+    return Math.round(a * (1 - t) + b * t);
+  };
+  return `rgb(${mix(1)}, ${mix(3)}, ${mix(5)})`;
 }
 
-// --- the explorer: controls -------------------------------------------------------------
+// --- the explorer: controls ---------------------------------------------------------------
 
 function showExplorer(data, shownOutput, started) {
   state.explorer = indexMaps(data);
-  state.focus = state.pinned = null;
   state.cursor = { r: 0, c: 0 };
   const kinds = Object.keys(KINDS).filter((k) => k in state.explorer.layers);
   if (!kinds.includes(state.view.kind)) state.view.kind = kinds[0];
   const box = $("kinds");
   box.querySelectorAll("label").forEach((node) => node.remove());
   for (const kind of kinds) {
-    const input = el("input", { type: "radio", name: "kind", value: kind, checked: kind === state.view.kind });
+    const input = el("input", {
+      type: "radio", name: "kind", value: kind, checked: kind === state.view.kind,
+    });
     input.addEventListener("change", () => setView({ kind }));
-    box.append(el("label", { title: KINDS[kind].name }, [input, el("span", { textContent: KINDS[kind].short })]));
+    const text = el("span", { textContent: KINDS[kind].short });
+    box.append(el("label", { title: KINDS[kind].name }, [input, text]));
   }
   const notes = [];
   if (data.output !== shownOutput) {
     notes.push(`The maps follow greedy decoding, whose output is \u201c${data.output}\u201d.`);
   }
-  if (data.truncated) notes.push("The text is longer than the model reads; only its beginning is shown.");
+  if (data.truncated) notes.push("The text is longer than the model reads: its end is cut.");
   notes.push("Hover, tap or focus a piece, a label or a cell; click or tap to pin it.");
   $("explorer-note").textContent = notes.join(" ");
   $("explorer").hidden = false;
   setView({});
   drawAlignment();
-  const explorer = $("explorer");
-  explorer.dataset.state = "ready";
-  explorer.dataset.renderMs = String(Math.round(performance.now() - started));
+  // Marked ready after the next frame is painted: what a person sees is there.
+  requestAnimationFrame(() => setTimeout(() => {
+    $("explorer").dataset.renderMs = String(Math.round(performance.now() - started));
+    $("explorer").dataset.state = "ready";
+  }, 0));
 }
 
 function setView(change) {
   Object.assign(state.view, change);
-  const n = state.explorer.layers[state.view.kind];
+  const { layers, heads } = state.explorer;
+  const n = layers[state.view.kind];
   state.view.layer = Math.min(state.view.layer, n - 1);
-  fillSelect($("layer"), Array.from({ length: n }, (_, i) => [String(i), i === 0 ? "0 (first)" : i === n - 1 ? `${i} (last)` : String(i)]), String(state.view.layer));
-  const heads = [["mean", "mean over heads"], ...Array.from({ length: state.explorer.heads }, (_, i) => [String(i), `head ${i}`])];
-  fillSelect($("head"), heads, String(state.view.head));
+  const name = (i) => (i === 0 ? "0 (first)" : i === n - 1 ? `${i} (last)` : String(i));
+  const layerOptions = Array.from({ length: n }, (_, i) => [String(i), name(i)]);
+  fillSelect($("layer"), layerOptions, String(state.view.layer));
+  const headOptions = Array.from({ length: heads }, (_, i) => [String(i), `head ${i}`]);
+  fillSelect($("head"), [["mean", "mean over heads"], ...headOptions], String(state.view.head));
   state.focus = state.pinned = null;
   render();
 }
 
 function fillSelect(select, options, value) {
-  select.replaceChildren(...options.map(([v, text]) => el("option", { value: v, textContent: text, selected: v === value })));
+  select.replaceChildren(...options.map(([v, text]) =>
+    el("option", { value: v, textContent: text, selected: v === value })));
 }
 
-// --- the explorer: drawing --------------------------------------------------------------
+// --- the explorer: drawing ----------------------------------------------------------------
 
 let measureContext = null;
 function textWidth(text, font) {
@@ -340,110 +383,118 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
-const short = (piece) => (piece.length > 14 ? `${piece.slice(0, 13)}\u2026` : piece);
-
 function render() {
   const map = currentMap();
   const kind = KINDS[map.kind];
+  const head = map.head === "mean" ? "mean over heads" : `head ${map.head}`;
   $("rows-title").textContent = kind.rows;
   $("cols-title").textContent = kind.cols;
+  $("map-title").textContent = `${kind.name}, layer ${map.layer}, ${head}: ${kind.what}.`;
   drawStrip($("row-tokens"), map.rowTokens, "r");
   drawStrip($("col-tokens"), map.colTokens, "c");
-  const head = map.head === "mean" ? "mean over heads" : `head ${map.head}`;
-  $("map-title").textContent = `${kind.name}, layer ${map.layer}, ${head}: ${kind.what}.`;
-  drawHeatmap(map);
+  drawHeatmap(map, `${kind.name}, layer ${map.layer}, ${head}`);
   drawLegend(map.kind === "decoder");
   highlight();
 }
 
+// The pieces as text: a word's first piece gets the space before it; each is a button.
 function drawStrip(strip, pieces, axis) {
   strip.replaceChildren(...pieces.map((piece, i) => {
     const word = piece.startsWith(WORD);
-    const text = word ? piece.slice(1) : piece;
     const tok = el("button", {
       type: "button",
       className: `tok${word && i > 0 ? " word" : ""}${special(piece) ? " special" : ""}`,
-      textContent: text || WORD,
+      textContent: (word ? piece.slice(1) : piece) || WORD,
+      tabIndex: i === 0 ? 0 : -1, // one tab stop per strip; arrow keys move within it
     });
     tok.dataset[axis] = String(i);
     tok.dataset.piece = piece;
-    tok.tabIndex = i === 0 ? 0 : -1; // one tab stop per strip; arrow keys move within it
     return tok;
   }));
 }
 
-function drawHeatmap(map) {
+// The map as an SVG grid: one rect per weight (data-r, data-c, data-w), labels on both axes,
+// the masked (future) cells of the decoder hatched, and three outlines for the focus.
+function drawHeatmap(map, title) {
   const heatmap = $("heatmap");
   const rows = map.rowTokens.length, cols = map.colTokens.length;
-  const font = "12px system-ui, sans-serif";
-  const rowLabel = Math.ceil(Math.max(...map.rowTokens.map((p) => textWidth(short(p), font)))) + 10;
-  const colLabel = Math.ceil(Math.max(...map.colTokens.map((p) => textWidth(short(p), font)))) + 10;
-  const room = $("heatmap-wrap").clientWidth - 10 - rowLabel;
-  const cell = Math.max(16, Math.min(32, Math.floor(room / cols)));
-  const width = rowLabel + cols * cell + 2, height = colLabel + rows * cell + 2;
-  heatmap.setAttribute("width", width);
-  heatmap.setAttribute("height", height);
-  heatmap.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  heatmap.setAttribute("aria-label", `${KINDS[map.kind].name}, layer ${map.layer}, ${map.head === "mean" ? "mean over heads" : `head ${map.head}`}: ${rows} rows (${KINDS[map.kind].rows.toLowerCase()}) by ${cols} columns (${KINDS[map.kind].cols.toLowerCase()}). Arrow keys move over the cells.`);
-  heatmap.dataset.kind = map.kind;
-  heatmap.dataset.layer = String(map.layer);
-  heatmap.dataset.head = String(map.head);
-  heatmap.dataset.rows = String(rows);
-  heatmap.dataset.cols = String(cols);
+  const font = "11px system-ui, sans-serif";
+  const widest = (pieces) => Math.max(...pieces.map((p) => textWidth(short(p), font)));
+  const left = Math.ceil(widest(map.rowTokens)) + 10;
+  const top = Math.ceil(widest(map.colTokens)) + 10;
+  // The figure's width, not the scroll box's: the box fits the map drawn last.
+  const room = $("heatmap-wrap").parentNode.clientWidth - 12 - left;
+  // Cells shrink to fit the width down to 13 px; past that the map scrolls sideways.
+  const cell = Math.max(13, Math.min(32, Math.floor(room / cols)));
+  const width = left + cols * cell + 2, height = top + rows * cell + 2;
+  Object.entries({ width, height, viewBox: `0 0 ${width} ${height}` })
+    .forEach(([k, v]) => heatmap.setAttribute(k, v));
+  const axes = `${rows} rows (${KINDS[map.kind].rows.toLowerCase()}) by ${cols} columns`;
+  heatmap.setAttribute("aria-label", `${title}: ${axes}. Arrow keys move over the cells.`);
+  Object.assign(heatmap.dataset, {
+    kind: map.kind, layer: map.layer, head: map.head, rows, cols, cell, left, top,
+  });
 
+  const hatch = svg("pattern", {
+    id: "masked", width: 6, height: 6, patternUnits: "userSpaceOnUse",
+    patternTransform: "rotate(45)",
+  });
+  hatch.append(
+    svg("rect", { width: 6, height: 6, fill: "#fff" }),
+    svg("line", { x1: 0, y1: 0, x2: 0, y2: 6, stroke: GRID, "stroke-width": 2 }),
+  );
   const defs = svg("defs");
-  const hatch = svg("pattern", { id: "masked", width: 6, height: 6, patternUnits: "userSpaceOnUse", patternTransform: "rotate(45)" });
-  hatch.append(svg("rect", { width: 6, height: 6, fill: "#fff" }), svg("line", { x1: 0, y1: 0, x2: 0, y2: 6, stroke: "#d0d7de", "stroke-width": 2 }));
   defs.append(hatch);
   const parts = [defs];
-  map.rowTokens.forEach((piece, r) => {
-    const t = svg("text", { x: rowLabel - 6, y: colLabel + r * cell + cell / 2, "text-anchor": "end", "dominant-baseline": "central", "data-r": r }, short(piece));
-    parts.push(t);
-  });
-  map.colTokens.forEach((piece, c) => {
-    const x = rowLabel + c * cell + cell / 2;
-    const t = svg("text", { transform: `translate(${x},${colLabel - 6}) rotate(-90)`, "dominant-baseline": "central", "data-c": c }, short(piece));
-    parts.push(t);
-  });
-  const cells = svg("g", { class: "cells" });
-  map.matrix.forEach((row, r) => {
-    row.forEach((w, c) => {
-      const masked = map.kind === "decoder" && c > r;
-      const attrs = { x: rowLabel + c * cell, y: colLabel + r * cell, width: cell, height: cell, "data-r": r, "data-c": c, "data-w": w };
-      attrs.fill = masked ? "url(#masked)" : color(w);
-      if (masked) attrs.class = "masked";
-      cells.append(svg("rect", attrs));
-    });
-  });
-  parts.push(cells);
-  parts.push(svg("rect", { x: rowLabel, y: colLabel, width: cols * cell, height: rows * cell, fill: "none", stroke: "#d0d7de" }));
-  parts.push(svg("rect", { class: "hi", id: "row-hi", visibility: "hidden" }));
-  parts.push(svg("rect", { class: "hi", id: "col-hi", visibility: "hidden" }));
-  parts.push(svg("rect", { class: "cursor", id: "cell-hi", visibility: "hidden" }));
+  map.rowTokens.forEach((piece, r) => parts.push(svg("text", {
+    x: left - 6, y: top + r * cell + cell / 2, "text-anchor": "end",
+    "dominant-baseline": "central", "data-r": r,
+  }, short(piece))));
+  map.colTokens.forEach((piece, c) => parts.push(svg("text", {
+    transform: `translate(${left + c * cell + cell / 2},${top - 6}) rotate(-90)`,
+    "dominant-baseline": "central", "data-c": c,
+  }, short(piece))));
+  const cells = svg("g");
+  map.matrix.forEach((row, r) => row.forEach((w, c) => {
+    const attrs = {
+      x: left + c * cell, y: top + r * cell, width: cell, height: cell,
+      "data-r": r, "data-c": c, "data-w": w, fill: color(w),
+    };
+    if (masked(map, r, c)) Object.assign(attrs, { fill: "url(#masked)", class: "masked" });
+    cells.append(svg("rect", attrs));
+  }));
+  parts.push(cells, svg("rect", {
+    x: left, y: top, width: cols * cell, height: rows * cell, fill: "none", stroke: GRID,
+  }));
+  for (const [id, kind] of [["row-hi", "hi"], ["col-hi", "hi"], ["cell-hi", "cursor"]]) {
+    parts.push(svg("rect", { id, class: kind, visibility: "hidden" }));
+  }
   heatmap.replaceChildren(...parts);
-  heatmap.dataset.cell = String(cell);
-  heatmap.dataset.left = String(rowLabel);
-  heatmap.dataset.top = String(colLabel);
 }
 
-function drawLegend(masked) {
-  const stops = BLUES.map((c, i) => svg("stop", { offset: `${(100 * i) / (BLUES.length - 1)}%`, "stop-color": c }));
-  const scale = svg("svg", { width: 172, height: 28, role: "img", "aria-label": "Colour scale: weight 0 (white) to 1 (dark blue)" });
+function drawLegend(withMask) {
   const gradient = svg("linearGradient", { id: "scale" });
-  gradient.append(...stops);
+  gradient.append(...BLUES.map((c, i) =>
+    svg("stop", { offset: `${(100 * i) / (BLUES.length - 1)}%`, "stop-color": c })));
   const defs = svg("defs");
   defs.append(gradient);
-  scale.append(defs, svg("rect", { x: 6, y: 2, width: 160, height: 10, fill: "url(#scale)", stroke: "#d0d7de" }));
-  for (const v of [0, 0.5, 1]) {
-    scale.append(svg("text", { x: 6 + 160 * v, y: 25, "text-anchor": v === 0 ? "start" : v === 1 ? "end" : "middle", "font-size": 11, fill: "#57606a" }, String(v)));
+  const scale = svg("svg", {
+    width: 172, height: 28, role: "img",
+    "aria-label": "Colour scale: weight 0 (white) to 1 (dark blue)",
+  });
+  scale.append(defs, svg("rect", {
+    x: 6, y: 2, width: 160, height: 10, fill: "url(#scale)", stroke: GRID,
+  }));
+  for (const [v, anchor] of [[0, "start"], [0.5, "middle"], [1, "end"]]) {
+    scale.append(svg("text", {
+      x: 6 + 160 * v, y: 25, "text-anchor": anchor, "font-size": 11, fill: "#57606a",
+    }, String(v)));
   }
   const items = [el("span", { textContent: "Weight" }), scale];
-  if (masked) {
+  if (withMask) {
     const swatch = svg("svg", { width: 14, height: 14, "aria-hidden": "true" });
-    swatch.append(svg("rect", { width: 14, height: 14, fill: "url(#masked)", stroke: "#d0d7de" }));
-    items.push(el("span", {}, [swatch, " masked: a step may not look at later pieces"]));
-    items[items.length - 1].style.display = "inline-flex";
-    items[items.length - 1].style.gap = "6px";
+    swatch.append(svg("rect", { width: 14, height: 14, fill: "url(#masked)", stroke: GRID }));
+    items.push(el("span", { className: "key" }, [swatch, "masked: a later piece, never seen"]));
   }
   items.push(el("span", { textContent: "Each row sums to 1." }));
   $("legend").replaceChildren(...items);
@@ -451,86 +502,88 @@ function drawLegend(masked) {
 
 // --- the explorer: hover, tap and keys ----------------------------------------------------
 
+// Show the focus: outline its row, column or cell, and light up the other side's pieces in
+// proportion to their weight (a row's columns, or a column's rows).
 function highlight() {
   const map = currentMap();
-  const focus = state.focus || state.pinned;
+  const focus = state.focus || state.pinned || {};
+  const { r, c } = focus;
   const heatmap = $("heatmap");
-  const cell = Number(heatmap.dataset.cell), left = Number(heatmap.dataset.left), top = Number(heatmap.dataset.top);
+  const { cell, left, top } = Object.fromEntries(
+    ["cell", "left", "top"].map((k) => [k, Number(heatmap.dataset[k])]));
   const rows = map.rowTokens.length, cols = map.colTokens.length;
-  const place = (id, on, x, y, w, h) => {
+  const outline = (id, on, x, y, width, height) => {
     const rect = $(id);
     rect.setAttribute("visibility", on ? "visible" : "hidden");
-    if (on) for (const [k, v] of Object.entries({ x, y, width: w, height: h })) rect.setAttribute(k, v);
+    if (on) Object.entries({ x, y, width, height }).forEach(([k, v]) => rect.setAttribute(k, v));
   };
-  const r = focus ? focus.r : undefined, c = focus ? focus.c : undefined;
-  place("row-hi", r !== undefined, left, top + r * cell, cols * cell, cell);
-  place("col-hi", c !== undefined && r === undefined, left + c * cell, top, cell, rows * cell);
-  place("cell-hi", r !== undefined && c !== undefined, left + c * cell, top + r * cell, cell, cell);
-  heatmap.dataset.focusRow = r === undefined ? "" : String(r);
-  heatmap.dataset.focusCol = c === undefined ? "" : String(c);
+  const hasR = r !== undefined, hasC = c !== undefined;
+  outline("row-hi", hasR, left, top + r * cell, cols * cell, cell);
+  outline("col-hi", hasC && !hasR, left + c * cell, top, cell, rows * cell);
+  outline("cell-hi", hasR && hasC, left + c * cell, top + r * cell, cell, cell);
+  heatmap.dataset.focusRow = hasR ? String(r) : "";
+  heatmap.dataset.focusCol = hasC ? String(c) : "";
   for (const t of heatmap.querySelectorAll("text")) {
-    t.classList.toggle("on", (t.dataset.r !== undefined && Number(t.dataset.r) === r) || (t.dataset.c !== undefined && Number(t.dataset.c) === c));
+    const on = (hasR && t.dataset.r === String(r)) || (hasC && t.dataset.c === String(c));
+    t.classList.toggle("on", on);
   }
-  // The other side lights up in proportion to the weight: a row's columns, or a column's rows.
-  let weights = null, strip = null;
-  if (r !== undefined) {
-    weights = map.matrix[r];
-    strip = $("col-tokens");
-  } else if (c !== undefined) {
-    weights = map.matrix.map((row) => row[c]);
-    strip = $("row-tokens");
-  }
-  for (const tok of document.querySelectorAll("#row-tokens .tok, #col-tokens .tok")) {
-    const own = tok.parentNode.id === "row-tokens" ? tok.dataset.r : tok.dataset.c;
-    const active = tok.parentNode.id === "row-tokens" ? Number(own) === r : Number(own) === c;
-    tok.classList.toggle("active", active);
-    if (weights && tok.parentNode === strip) {
-      const w = weights[Number(own)];
-      tok.dataset.weight = String(w);
-      tok.style.background = color(w);
-      tok.classList.toggle("dark", w > 0.5);
-      tok.title = w.toFixed(3);
-    } else {
-      delete tok.dataset.weight;
-      tok.style.background = "";
-      tok.classList.remove("dark", "top");
-      tok.title = "";
+
+  let weights = null, lit = null;
+  if (hasR) [weights, lit] = [map.matrix[r], $("col-tokens")];
+  else if (hasC) [weights, lit] = [map.matrix.map((row) => row[c]), $("row-tokens")];
+  const best = weights ? weights.indexOf(Math.max(...weights)) : -1;
+  for (const [strip, axis, own] of [[$("row-tokens"), "r", r], [$("col-tokens"), "c", c]]) {
+    for (const tok of strip.children) {
+      const i = Number(tok.dataset[axis]);
+      tok.classList.toggle("active", i === own);
+      const w = strip === lit ? weights[i] : null;
+      if (w === null) {
+        delete tok.dataset.weight;
+        tok.style.background = "";
+        tok.title = "";
+      } else {
+        tok.dataset.weight = String(w);
+        tok.style.background = color(w);
+        tok.title = w.toFixed(3);
+      }
+      tok.classList.toggle("dark", w !== null && w > 0.5);
+      tok.classList.toggle("top", w !== null && i === best);
     }
-  }
-  if (weights) {
-    const best = weights.indexOf(Math.max(...weights));
-    strip.querySelectorAll(".tok").forEach((tok, i) => tok.classList.toggle("top", i === best));
   }
   $("readout").textContent = describeFocus(map, r, c);
 }
 
 function describeFocus(map, r, c) {
   if (r === undefined && c === undefined) return "";
-  const pct = (w) => `${(100 * w).toFixed(1)}%`;
   if (r !== undefined && c !== undefined) {
-    const masked = map.kind === "decoder" && c > r;
-    return `${map.rowTokens[r]} \u2192 ${map.colTokens[c]}: ${masked ? "masked (a later piece)" : map.matrix[r][c].toFixed(3)}`;
+    const w = masked(map, r, c) ? "masked (a later piece)" : map.matrix[r][c].toFixed(3);
+    return `${map.rowTokens[r]} \u2192 ${map.colTokens[c]}: ${w}`;
   }
   const weights = r !== undefined ? map.matrix[r] : map.matrix.map((row) => row[c]);
   const names = r !== undefined ? map.colTokens : map.rowTokens;
   const top = weights.map((w, i) => [w, i]).sort((a, b) => b[0] - a[0]).slice(0, 4);
-  const list = top.map(([w, i]) => `${names[i]} ${pct(w)}`).join(", ");
+  const list = top.map(([w, i]) => `${names[i]} ${(100 * w).toFixed(1)}%`).join(", ");
   return r !== undefined
     ? `${map.rowTokens[r]} attends to ${list}`
     : `${map.colTokens[c]} is attended by ${list}`;
 }
 
+// What a node stands for: a piece its row or column, a heatmap cell both, a label its line.
 function focusFrom(node) {
   const d = node && node.dataset;
   if (!d) return null;
-  const tok = node.classList && node.classList.contains("tok");
-  // A token stands for its row or column; a heatmap cell for both.
+  const tok = node.classList.contains("tok");
   if (tok && d.r !== undefined) return { r: Number(d.r) };
   if (tok && d.c !== undefined) return { c: Number(d.c) };
-  const f = {};
-  if (d.r !== undefined) f.r = Number(d.r);
-  if (d.c !== undefined) f.c = Number(d.c);
-  return "r" in f || "c" in f ? f : null;
+  const focus = {};
+  if (d.r !== undefined) focus.r = Number(d.r);
+  if (d.c !== undefined) focus.c = Number(d.c);
+  return "r" in focus || "c" in focus ? focus : null;
+}
+
+function setFocus(focus) {
+  state.focus = focus;
+  highlight();
 }
 
 // Arrow keys move the focus along `items`, which hold one tab stop between them.
@@ -546,24 +599,17 @@ function rove(event, items) {
   event.preventDefault();
 }
 
-function setFocus(focus) {
-  state.focus = focus;
-  highlight();
-}
-
 function showTooltip(event) {
   const tip = $("tooltip");
-  const text = $("readout").textContent;
-  tip.hidden = !text;
-  tip.textContent = text;
+  tip.textContent = $("readout").textContent;
+  tip.hidden = !tip.textContent;
   const x = Math.min(event.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
   tip.style.left = `${Math.max(4, x)}px`;
   tip.style.top = `${event.clientY + 18}px`;
 }
 
 function wireExplorer() {
-  const targets = [$("heatmap"), $("row-tokens"), $("col-tokens")];
-  for (const target of targets) {
+  for (const target of [$("heatmap"), $("row-tokens"), $("col-tokens")]) {
     target.addEventListener("pointerover", (event) => {
       const focus = focusFrom(event.target);
       if (focus) setFocus(focus);
@@ -586,13 +632,15 @@ function wireExplorer() {
   for (const strip of [$("row-tokens"), $("col-tokens")]) {
     strip.addEventListener("focusin", (event) => setFocus(focusFrom(event.target)));
     strip.addEventListener("focusout", () => setFocus(null));
-    strip.addEventListener("keydown", (event) => rove(event, strip.querySelectorAll(".tok")));
+    strip.addEventListener("keydown", (event) => rove(event, strip.children));
   }
   const heatmap = $("heatmap");
   heatmap.addEventListener("focus", () => setFocus({ ...state.cursor }));
   heatmap.addEventListener("blur", () => setFocus(null));
   heatmap.addEventListener("keydown", (event) => {
-    const move = { ArrowRight: [0, 1], ArrowLeft: [0, -1], ArrowDown: [1, 0], ArrowUp: [-1, 0] }[event.key];
+    const move = {
+      ArrowRight: [0, 1], ArrowLeft: [0, -1], ArrowDown: [1, 0], ArrowUp: [-1, 0],
+    }[event.key];
     if (!move) return;
     const rows = Number(heatmap.dataset.rows), cols = Number(heatmap.dataset.cols);
     state.cursor = {
@@ -625,10 +673,10 @@ function wireExplorer() {
   });
 }
 
-// --- the word alignment -----------------------------------------------------------------
+// --- the word alignment -------------------------------------------------------------------
 
-// Whitespace words of a list of pieces: a piece starting with "▁" starts a word (as in
-// attention_maps.word_index).
+// Whitespace words of a list of pieces: a piece starting with "▁" starts a word (as
+// attention_maps.word_index counts them).
 function words(pieces) {
   const out = [];
   pieces.forEach((piece, i) => {
@@ -639,52 +687,62 @@ function words(pieces) {
   return out;
 }
 
+// Source words in a column on the left, output words on the right, a line per aligned pair.
 function drawAlignment() {
   const data = state.explorer.data;
   const box = $("alignment");
-  const source = words(data.source_tokens.slice(0, -1));
+  const source = words(data.source_tokens.slice(0, -1)); // EOS left out, as in `align`
   const output = words(data.output_tokens.slice(0, -1));
-  const font = "13px system-ui, sans-serif";
-  const wide = (list) => Math.ceil(Math.max(0, ...list.map((w) => textWidth(w, font))));
-  const line = 22, top = 22;
+  const font = "13px system-ui, sans-serif", heading = "600 13px system-ui, sans-serif";
+  const wide = (list, title) =>
+    Math.max(textWidth(title, heading), ...list.map((w) => textWidth(w, font)));
   const room = box.parentNode.clientWidth || 300;
-  const heading = "600 13px system-ui, sans-serif";
-  const leftW = Math.min(Math.max(wide(source), textWidth("Source", heading)), room * 0.4) + 4;
-  const rightW = Math.min(Math.max(wide(output), textWidth("Output", heading)), room * 0.4) + 4;
+  const leftW = Math.ceil(Math.min(wide(source, "Source"), room * 0.4)) + 4;
+  const rightW = Math.ceil(Math.min(wide(output, "Output"), room * 0.4)) + 4;
   const gap = Math.max(60, Math.min(140, room - leftW - rightW));
+  const line = 22, top = 22;
   const width = leftW + gap + rightW;
   const height = top + Math.max(source.length, output.length) * line + 4;
-  box.setAttribute("width", width);
-  box.setAttribute("height", height);
-  box.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  box.setAttribute("aria-label", `Word alignment: ${data.alignment.map(([s, t]) => `${source[s]} to ${output[t]}`).join(", ")}`);
-  const parts = [
-    svg("text", { x: leftW, y: 12, "text-anchor": "end", "font-weight": 600, fill: "#57606a" }, "Source"),
-    svg("text", { x: leftW + gap, y: 12, "font-weight": 600, fill: "#57606a" }, "Output"),
-  ];
+  Object.entries({ width, height, viewBox: `0 0 ${width} ${height}` })
+    .forEach(([k, v]) => box.setAttribute(k, v));
+  const pairs = data.alignment.map(([s, t]) => `${source[s]} to ${output[t]}`).join(", ");
+  box.setAttribute("aria-label", `Word alignment: ${pairs}`);
   const y = (i) => top + i * line + line / 2;
-  source.forEach((w, i) => parts.push(svg("text", { x: leftW, y: y(i), "text-anchor": "end", "dominant-baseline": "central", "data-s": i, tabindex: i === 0 ? 0 : -1 }, w)));
-  output.forEach((w, i) => parts.push(svg("text", { x: leftW + gap, y: y(i), "dominant-baseline": "central", "data-t": i, tabindex: i === 0 ? 0 : -1 }, w)));
+  const title = { y: 12, "font-weight": 600, fill: "#57606a" };
+  const parts = [
+    svg("text", { ...title, x: leftW, "text-anchor": "end" }, "Source"),
+    svg("text", { ...title, x: leftW + gap }, "Output"),
+  ];
+  const word = (attrs, i, text) => svg("text", {
+    ...attrs, y: y(i), "dominant-baseline": "central", tabindex: i === 0 ? 0 : -1,
+  }, text);
+  source.forEach((w, i) => parts.push(word({ x: leftW, "text-anchor": "end", "data-s": i }, i, w)));
+  output.forEach((w, i) => parts.push(word({ x: leftW + gap, "data-t": i }, i, w)));
   for (const [s, t] of data.alignment) {
-    parts.push(svg("line", { x1: leftW + 6, y1: y(s), x2: leftW + gap - 6, y2: y(t), "data-s": s, "data-t": t }));
+    parts.push(svg("line", {
+      x1: leftW + 6, y1: y(s), x2: leftW + gap - 6, y2: y(t), "data-s": s, "data-t": t,
+    }));
   }
   box.replaceChildren(...parts);
   box.dataset.pairs = data.alignment.map(([s, t]) => `${s}-${t}`).join(" ");
 }
 
+// Hover or focus a word: its lines and the words at their other ends light up.
 function wireAlignment() {
   const box = $("alignment");
   const light = (node) => {
     const s = node && node.dataset ? node.dataset.s : undefined;
     const t = node && node.dataset ? node.dataset.t : undefined;
-    const on = (n) => (s !== undefined && n.dataset.s === s) || (t !== undefined && n.dataset.t === t);
     box.classList.toggle("focus", s !== undefined || t !== undefined);
     const lines = [...box.querySelectorAll("line")];
-    for (const l of lines) l.classList.toggle("on", on(l));
-    // The words at the other end of the lit lines light up too.
+    for (const l of lines) {
+      l.classList.toggle("on", (s !== undefined && l.dataset.s === s) ||
+        (t !== undefined && l.dataset.t === t));
+    }
     const ends = lines.filter((l) => l.classList.contains("on"));
     for (const w of box.querySelectorAll("text[data-s], text[data-t]")) {
-      const lit = ends.some((l) => (w.dataset.s !== undefined ? l.dataset.s === w.dataset.s : l.dataset.t === w.dataset.t));
+      const side = w.dataset.s !== undefined ? "s" : "t";
+      const lit = ends.some((l) => l.dataset[side] === w.dataset[side]);
       w.classList.toggle("on", lit || w === node);
     }
   };
@@ -704,7 +762,7 @@ function wireAlignment() {
   });
 }
 
-// --- start ------------------------------------------------------------------------------
+// --- start --------------------------------------------------------------------------------
 
 function start() {
   const text = $("text");
