@@ -63,6 +63,7 @@ class Planned:
 @dataclass
 class Outcome:
     kind: str
+    path: str
     status: int  # 0: no answer (connection error)
     seconds: float
     problem: str | None
@@ -165,12 +166,13 @@ class Client:
                 # A keep-alive connection the server dropped between requests: one retry.
                 if attempt == 0 and isinstance(e, (ConnectionError, http.client.BadStatusLine)):
                     continue
-                return Outcome(request.kind, 0, time.perf_counter() - start, f"no answer: {e!r}")
+                seconds = time.perf_counter() - start
+                return Outcome(request.kind, request.path, 0, seconds, f"no answer: {e!r}")
             if response.will_close:
                 self.close()
             seconds = time.perf_counter() - start
             problem = check(request, response.status, body)
-            return Outcome(request.kind, response.status, seconds, problem)
+            return Outcome(request.kind, request.path, response.status, seconds, problem)
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -340,6 +342,15 @@ def main(argv: list[str] | None = None) -> int:
             }
             for kind in MIX
             if (ms := [o.seconds * 1000 for o in outcomes if o.kind == kind and o.status])
+        },
+        # Valid requests only: what a client of each model waits.
+        "latency_ms_by_task": {
+            path.lstrip("/"): {
+                kind: {"p50": round(percentile(ms, 0.5), 1), "p99": round(percentile(ms, 0.99), 1)}
+                for kind in ("single", "batch")
+                if (ms := [o.seconds * 1000 for o in valid if o.kind == kind and o.path == path])
+            }
+            for path in sorted({o.path for o in valid})
         },
         "requests_by_kind": dict(Counter(o.kind for o in outcomes)),
         "status": dict(sorted(statuses.items())),

@@ -314,15 +314,7 @@ def _attention(
         ValueError: a layer or head the model lacks (the message names the model's shape).
     """
     maps = attention_maps(pipeline.loaded, text)
-    try:
-        chosen = maps.select(
-            None if kind == "all" else [kind],
-            None if layer is None else [layer],
-            list(range(maps.n_heads)) if heads else None if head is None else [head],
-        )
-    except ValueError as e:
-        layers = ", ".join(f"{maps.n_layers(k)} {k} layers" for k in maps.kinds)
-        raise ValueError(f"{e} (this model: {layers}, {maps.n_heads} heads)") from None
+    chosen = maps.choose(kind, layer, head, heads)
     return maps.to_dict(chosen, digits)
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from attn.cli.common import fail
-
-if TYPE_CHECKING:
-    from attn.model.inference.attention_maps import AttentionMaps
 
 
 class Task(str, Enum):
@@ -114,15 +111,10 @@ def attention(
         fail(str(e))
 
     maps = attention_maps(loaded, text)
-    kinds = None if kind is Kind.all else [kind.value]
     try:
-        chosen = maps.select(
-            kinds,
-            None if layer is None else [layer],
-            list(range(maps.n_heads)) if heads else None if head is None else [head],
-        )
+        chosen = maps.choose(kind.value, layer, head, heads)
     except ValueError as e:
-        fail(f"{e} (this model: {_shape(maps)})")
+        fail(str(e))
     if maps.truncated:
         err_console.print(
             f"attention: the text is longer than the model's {loaded.config.max_length} "
@@ -169,11 +161,6 @@ def attention(
             soft_wrap=True,
             markup=False,
         )
-
-
-def _shape(maps: AttentionMaps) -> str:
-    layers = ", ".join(f"{maps.n_layers(k)} {k} layers" for k in maps.kinds)
-    return f"{layers}, {maps.n_heads} heads"
 
 
 def register(app: typer.Typer) -> None:
