@@ -3,7 +3,10 @@
     POST /translate   {"text": "A dog runs."} or {"texts": [...]}, options beam, n_best, ...
     POST /summarize   the same, with the summarizer's defaults
     POST /sentiment   {"text": ...} or {"texts": [...]}, option probs
-    GET  /health      the loaded models
+    POST /attention   {"text": ..., "task": "translate"}, options kind, layer, head, heads:
+                      the attention weights, as `attn attention --format json` prints them
+    GET  /health      the loaded models and the request limits
+    GET  /            the web page (`attn.server.page`)
 
 A request with "text" gets one result object; with "texts", {"results": [...]} in order.
 Result objects carry the fields of the CLI's `--format jsonl` lines. Errors are
@@ -28,8 +31,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,11 +40,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException
 
+from attn.model.inference.attention_maps import attention_maps
+from attn.model.inference.describe import preset_name
 from attn.model.inference.pipeline import (
     SentimentClassifier,
     Summarizer,
     Translator,
 )
+from attn.model.nn.transformer import count_parameters
+from attn.server.page import mount_page
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +138,32 @@ class SentimentRequest(_TextsRequest):
     """A sentiment request; `probs` adds every label's probability."""
 
     probs: bool = False
+
+
+class AttentionRequest(_TextsRequest):
+    """An attention request: one text, the task's model, and the maps to return, chosen as
+    `attn attention` chooses them (every kind and layer, mean over heads, by default)."""
+
+    task: Literal["translate", "summarize", "sentiment"] = "translate"
+    kind: Literal["encoder", "decoder", "cross", "all"] = "all"
+    layer: int | None = Field(None, ge=0)
+    head: int | None = Field(None, ge=0)
+    heads: bool = False
+    digits: int = Field(6, ge=1, le=6)
+
+    @model_validator(mode="after")
+    def _one_text(self) -> AttentionRequest:
+        if self.text is None:
+            raise ValueError('attention takes one "text", not "texts"')
+        if not self.text.strip():
+            raise ValueError("text: the text is empty")
+        if self.head is not None and self.heads:
+            raise ValueError('"head" and "heads" exclude each other: pick one head, or all')
+        return self
+
+    def decode_options(self) -> dict[str, Any]:
+        # A key of its own, so an attention job never shares a call with translations.
+        return {"attention": (self.kind, self.layer, self.head, self.heads, self.digits)}
 
 
 # --- micro-batching --------------------------------------------------------------------
@@ -249,10 +282,38 @@ class MicroBatcher:
 
 def _runner(pipeline: Pipeline) -> Callable[[list[str], dict[str, Any]], list[Any]]:
     if isinstance(pipeline, Translator):
-        return lambda texts, options: list(pipeline.translate(texts, **options))
-    if isinstance(pipeline, Summarizer):
-        return lambda texts, options: list(pipeline.summarize(texts, **options))
-    return lambda texts, options: list(pipeline.classify(texts, **options))
+        work = pipeline.translate
+    elif isinstance(pipeline, Summarizer):
+        work = pipeline.summarize
+    else:
+        work = pipeline.classify
+
+    def run(texts: list[str], options: dict[str, Any]) -> list[Any]:
+        # Attention runs in the model's worker thread too: torch sees one caller per model.
+        if "attention" in options:
+            return [_attention(pipeline, text, *options["attention"]) for text in texts]
+        return list(work(texts, **options))
+
+    return run
+
+
+def _attention(
+    pipeline: Pipeline,
+    text: str,
+    kind: str,
+    layer: int | None,
+    head: int | None,
+    heads: bool,
+    digits: int,
+) -> dict[str, Any]:
+    """`attn attention TEXT --format json` for one text, as a dict.
+
+    Raises:
+        ValueError: a layer or head the model lacks (the message names the model's shape).
+    """
+    maps = attention_maps(pipeline.loaded, text)
+    chosen = maps.choose(kind, layer, head, heads)
+    return maps.to_dict(chosen, digits)
 
 
 # --- the app ---------------------------------------------------------------------------
@@ -314,26 +375,30 @@ def create_app(
         # uvicorn logs the traceback; the client learns only that the server failed.
         return JSONResponse({"error": f"internal server error ({type(exc).__name__})"}, 500)
 
+    described: dict[str, dict[str, Any]] = {}  # filled by the first /health
+    limits_record = asdict(limits)
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        """The loaded models: task, directory, vocabulary, device (and labels)."""
-        loaded = {}
-        for task, p in models.items():
-            entry: dict[str, Any] = {
-                "path": str(p.loaded.path),
-                "vocab_size": p.config.vocab_size,
-                "device": str(p.device),
-            }
-            if p.config.labels:
-                entry["labels"] = list(p.config.labels)
-            loaded[task] = entry
-        return {"status": "ok", "version": __version__, "tasks": list(models), "models": loaded}
+        """The loaded models: task, directory, vocabulary, device, size (preset, parameters,
+        layers, heads), languages of a translation model (and labels); the request limits."""
+        if not described:
+            described.update({task: _describe_model(p) for task, p in models.items()})
+        return {
+            "status": "ok",
+            "version": __version__,
+            "tasks": list(models),
+            "models": described,
+            "limits": limits_record,
+        }
 
-    async def run(task: str, request: Request, schema: type[M]) -> tuple[M, list[Any]]:
+    async def run(
+        task: str, request: Request, schema: type[M], parsed: M | None = None
+    ) -> tuple[M, list[Any]]:
         if task not in models:
             loaded = ", ".join(models) or "none"
             raise HTTPException(404, f"no {task} model is loaded (loaded: {loaded})")
-        req = await _parse(request, schema, limits)
+        req = parsed if parsed is not None else await _parse(request, schema, limits)
         texts = req.all_texts()
         if not texts:
             return req, []
@@ -362,7 +427,39 @@ def create_app(
         req, results = await run("sentiment", request, SentimentRequest)
         return reply(req, [r.record(req.probs) for r in results])
 
+    @app.post("/attention")
+    async def attention(request: Request) -> dict[str, Any]:
+        """The attention weights the `task` model used on `text`: the maps chosen by kind
+        (encoder, decoder, cross or all), layer (default all), head (default the mean) or
+        heads (one map per head), with the pieces, output and word alignment."""
+        req = await _parse(request, AttentionRequest, limits)
+        try:
+            _, results = await run(req.task, request, AttentionRequest, req)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        return results[0]
+
+    mount_page(app)
     return app
+
+
+def _describe_model(pipeline: Pipeline) -> dict[str, Any]:
+    """What /health says of one loaded model (the page lists these to choose from)."""
+    config, train = pipeline.config, pipeline.loaded.meta.get("train") or {}
+    entry: dict[str, Any] = {
+        "path": str(pipeline.loaded.path),
+        "vocab_size": config.vocab_size,
+        "device": str(pipeline.device),
+        "preset": preset_name(config, train.get("preset")),
+        "parameters": count_parameters(pipeline.model),
+        "layers": {"encoder": config.n_encoder_layers, "decoder": config.n_decoder_layers},
+        "heads": config.n_heads,
+    }
+    if config.task == "translate":
+        entry["languages"] = {"source": train.get("src"), "target": train.get("tgt")}
+    if config.labels:
+        entry["labels"] = list(config.labels)
+    return entry
 
 
 async def _parse(request: Request, schema: type[M], limits: Limits) -> M:

@@ -85,15 +85,10 @@ def attention(
     if head is not None and heads:
         fail("--head and --heads exclude each other: pick one head, or all of them")
     maps, max_length = _run(text, model, task, device)
-    kinds = None if kind is Kind.all else [kind.value]
     try:
-        chosen = maps.select(
-            kinds,
-            None if layer is None else [layer],
-            list(range(maps.n_heads)) if heads else None if head is None else [head],
-        )
+        chosen = maps.choose(kind.value, layer, head, heads)
     except ValueError as e:
-        fail(f"{e} (this model: {_shape(maps)})")
+        fail(str(e))
     if maps.truncated:
         err_console.print(
             f"attention: the text is longer than the model's {max_length} "
@@ -190,11 +185,6 @@ def _print_tables(maps: AttentionMaps, chosen: list[AttentionMap], values: bool)
             soft_wrap=True,
             markup=False,
         )
-
-
-def _shape(maps: AttentionMaps) -> str:
-    layers = ", ".join(f"{maps.n_layers(k)} {k} layers" for k in maps.kinds)
-    return f"{layers}, {maps.n_heads} heads"
 
 
 def register(app: typer.Typer) -> None:

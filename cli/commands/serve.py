@@ -1,4 +1,5 @@
-"""`attn serve`: a local HTTP JSON API over loaded models (FastAPI + uvicorn, `attn[serve]`).
+"""`attn serve`: a local HTTP JSON API and web page over loaded models (FastAPI + uvicorn,
+`attn[serve]`).
 
 Thin: picks the model directories, loads them, and runs `attn.server.app.create_app`
 under uvicorn.
@@ -48,8 +49,10 @@ def serve(
     """Serve models over HTTP: attn serve [-m DIR]... [--port 8000].
 
     POST /translate, /summarize, /sentiment with {"text": "..."} or {"texts": [...]} (and
-    options such as "beam" or "probs"); GET /health lists the loaded models. Without model
-    options, the default model of every task that has one is served.
+    options such as "beam" or "probs"), POST /attention for a text's attention maps; GET
+    /health lists the loaded models. A web page at / runs the models and shows their
+    attention in the browser. Without model options, the default model of every task that
+    has one is served.
     """
     try:
         import fastapi  # noqa: F401
@@ -72,6 +75,8 @@ def serve(
     app = create_app(pipelines, limits=Limits(max_texts, max_chars, max_body_bytes))
     for task, path in dirs.items():
         err_console.print(f"Serving {task}: {path}", highlight=False, markup=False)
+    shown = f"[{host}]" if ":" in host else host
+    err_console.print(f"Web page: http://{shown}:{port}/", highlight=False, markup=False)
     if host not in _LOOPBACK:
         err_console.print(
             f"[yellow]Warning:[/] listening on {host}: the API has no authentication",

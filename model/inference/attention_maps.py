@@ -133,6 +133,35 @@ class AttentionMaps:
                     chosen.append(AttentionMap(kind, layer, head, rows, columns, w[layer, head]))
         return chosen
 
+    def choose(
+        self,
+        kind: str = "all",
+        layer: int | None = None,
+        head: int | None = None,
+        heads: bool = False,
+    ) -> list[AttentionMap]:
+        """The maps `attn attention --kind --layer --head --heads` shows (and POST /attention).
+
+        Args:
+            kind: "encoder", "decoder", "cross" or "all".
+            layer: one layer, or None for every layer.
+            head: one head, or None for the mean over heads.
+            heads: one map per head instead (not with `head`).
+
+        Raises:
+            ValueError: a kind the model lacks, or a layer or head out of range; the message
+                gives the model's layers and heads.
+        """
+        try:
+            return self.select(
+                None if kind == "all" else [kind],
+                None if layer is None else [layer],
+                list(range(self.n_heads)) if heads else None if head is None else [head],
+            )
+        except ValueError as e:
+            layers = ", ".join(f"{self.n_layers(k)} {k} layers" for k in self.kinds)
+            raise ValueError(f"{e} (this model: {layers}, {self.n_heads} heads)") from None
+
     def alignment(self) -> list[tuple[int, int]]:
         """Word alignment of the text and the output (`align`); [] for sentiment."""
         if "cross" not in self.weights:

@@ -1,0 +1,571 @@
+"""The web page of `attn serve` and its /attention endpoint, end to end.
+
+`attn serve` runs as a user starts it (the installed script, a free 127.0.0.1 port) with the
+demo-trained models of conftest.py. The first tests read the page and the API over HTTP; the
+browser tests drive headless Chromium with Selenium: type, press Translate, compare what the
+page shows with what the API answers, read the heatmap from the DOM, hover pieces, and fail
+on any error in the browser's console.
+
+The browser tests need Debian's `chromium` and `chromium-driver` and the `browser` extra
+(`pip install -e '.[browser]'`); .ci/run installs all three. When one is missing they FAIL,
+saying what to install: they are never skipped silently. ATTN_CHROMIUM and ATTN_CHROMEDRIVER
+name other binaries.
+
+ATTN_SCREENSHOT_MODEL=DIR (a translation model, e.g. one trained on Multi30k) makes
+`test_screenshots` write docs/serve-explorer.png (1280 px wide) and
+docs/serve-explorer-390.png (390 px wide) from that model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from attn.cli.main import app as cli_app
+
+ATTN = str(Path(sys.executable).parent / "attn")
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+MAX_CHARS = 1000
+SENTENCE = "A dog runs in the park."
+# 20 words: the sentence the click-to-heatmap time is measured on.
+TWENTY_WORDS = (
+    "The red car is in the garden and a woman reads a book while the children play in the park ."
+)
+SCREENSHOT_SENTENCE = "A man in a blue shirt is riding a bike down the street."
+SCREENSHOT_PIECE = "Fahrrad"  # the output piece pinned in the picture, when the output has it
+
+
+# --- the server ------------------------------------------------------------------------
+
+
+@contextmanager
+def attn_serve(*models: Path, max_chars: int | None = MAX_CHARS) -> Iterator[str]:
+    """Run `attn serve -m DIR...` on a free loopback port (None: the default limit of
+    characters per text); yield its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [ATTN, "serve", "--port", str(port), "--threads", "1"]
+    if max_chars is not None:
+        cmd += ["--max-chars", str(max_chars)]
+    for model in models:
+        cmd += ["-m", str(model)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "attn serve did not answer within 120 s"
+            try:
+                call(base, "/health")
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def call(base: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """(status, parsed JSON) of a GET (no body) or a POST of `body` as JSON."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.fixture(scope="module")
+def server(translate_model: Path, summarize_model: Path, sentiment_model: Path) -> Iterator[str]:
+    with attn_serve(translate_model, summarize_model, sentiment_model) as base:
+        yield base
+
+
+# --- the page and the API, over HTTP -------------------------------------------------------
+
+
+def test_the_page_and_its_files_are_served_from_the_package(server) -> None:
+    with urllib.request.urlopen(server + "/") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/html")
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+        html = response.read().decode()
+    assets = re.findall(r'(?:href|src)="([^"]+)"', html)
+    assert sorted(assets) == ["/static/app.js", "/static/style.css", "data:,"]
+    total = len(html.encode())
+    for asset in ("/static/app.js", "/static/style.css"):
+        with urllib.request.urlopen(server + asset) as response:
+            body = response.read().decode()
+        total += len(body.encode())
+        # Offline: nothing is fetched from elsewhere (the SVG namespace is a name, not a fetch).
+        assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", body), asset
+    assert not re.search(r"https?://", html)
+    print(f"page size: {total} bytes (HTML, CSS and JavaScript)")
+
+
+def test_health_describes_the_models_and_the_limits(server) -> None:
+    status, body = call(server, "/health")
+    assert status == 200
+    assert body["limits"] == {"max_texts": 64, "max_chars": MAX_CHARS, "max_body_bytes": 1 << 20}
+    model = body["models"]["translate"]
+    assert model["preset"] == "tiny"
+    assert model["parameters"] > 0
+    assert model["heads"] >= 1 and model["layers"]["decoder"] >= 1
+    assert set(model["languages"]) == {"source", "target"}
+    assert "languages" not in body["models"]["sentiment"]
+
+
+def test_attention_endpoint_gives_what_attn_attention_prints(server, translate_model) -> None:
+    result = CliRunner().invoke(
+        cli_app, ["attention", SENTENCE, "-m", str(translate_model), "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    cli = json.loads(result.stdout)
+    status, api = call(server, "/attention", {"text": SENTENCE})
+    assert status == 200
+    assert_same_maps(api, cli)
+
+    args = ["--kind", "cross", "--layer", "1", "--heads"]
+    result = CliRunner().invoke(
+        cli_app, ["attention", SENTENCE, "-m", str(translate_model), "--format", "json", *args]
+    )
+    status, api = call(
+        server, "/attention", {"text": SENTENCE, "kind": "cross", "layer": 1, "heads": True}
+    )
+    assert status == 200
+    assert_same_maps(api, json.loads(result.stdout))
+    assert [m["head"] for m in api["maps"]] == list(range(len(api["maps"])))
+
+
+def assert_same_maps(api: dict[str, Any], cli: dict[str, Any]) -> None:
+    # The server's CPU layout of the weights may move the 6th digit; nothing more.
+    assert {k: v for k, v in api.items() if k != "maps"} == {
+        k: v for k, v in cli.items() if k != "maps"
+    }
+    assert len(api["maps"]) == len(cli["maps"])
+    for a, c in zip(api["maps"], cli["maps"], strict=True):
+        assert {k: v for k, v in a.items() if k != "matrix"} == {
+            k: v for k, v in c.items() if k != "matrix"
+        }
+        for row_a, row_c in zip(a["matrix"], c["matrix"], strict=True):
+            assert row_a == pytest.approx(row_c, abs=2e-5)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"text": "x" * (MAX_CHARS + 1)}, 413, f"at most {MAX_CHARS} are allowed"),
+        ({"texts": ["A dog runs."]}, 422, 'attention takes one "text"'),
+        ({"text": "   "}, 422, "the text is empty"),
+        ({"text": SENTENCE, "layer": 99}, 422, "layer must be between 0 and"),
+        ({"text": SENTENCE, "head": 0, "heads": True}, 422, "exclude each other"),
+        ({"text": SENTENCE, "kind": "diagonal"}, 422, "kind"),
+        ({"text": SENTENCE, "task": "sentiment", "kind": "cross"}, 422, "no cross attention"),
+    ],
+)
+def test_attention_errors_are_4xx_with_a_message(server, body, status, message) -> None:
+    got, answer = call(server, "/attention", body)
+    assert got == status
+    assert message in answer["error"]
+
+
+def test_attention_for_a_task_without_a_model_is_404(translate_model) -> None:
+    with attn_serve(translate_model) as base:
+        status, body = call(base, "/attention", {"text": SENTENCE, "task": "summarize"})
+    assert status == 404
+    assert "no summarize model is loaded" in body["error"]
+
+
+# --- in the browser ------------------------------------------------------------------------
+
+
+def _browser_paths() -> tuple[str, str]:
+    """The Chromium and chromedriver binaries; the test FAILS (not skips) without them."""
+    install = (
+        "install them with `apt-get install -y chromium chromium-driver` and "
+        "`pip install -e '.[browser]'` (.ci/run does both)"
+    )
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.fail(f"the browser tests need selenium: {install}", pytrace=False)
+    browser = os.environ.get("ATTN_CHROMIUM") or next(
+        filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
+    )
+    driver = os.environ.get("ATTN_CHROMEDRIVER") or shutil.which("chromedriver")
+    missing = [name for name, path in (("chromium", browser), ("chromedriver", driver)) if not path]
+    if missing:
+        pytest.fail(f"browser tests: {' and '.join(missing)} not found; {install}", pytrace=False)
+    return browser, driver  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def chrome() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver_path = _browser_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    options.add_argument("--window-size=1280,1000")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_script_timeout(120)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Page:
+    """The page in the browser, and the console errors a test expects (none by default)."""
+
+    def __init__(self, driver: Any, base: str) -> None:
+        self.driver = driver
+        self.base = base
+        self.expected_errors: list[str] = []
+
+    def open(self, width: int = 1280) -> None:
+        self.driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": width < 600},
+        )
+        self.driver.get(self.base + "/")
+        self.wait(lambda d: d.find_elements("css selector", "#models input"))
+
+    def wait(self, condition: Any, timeout: float = 120) -> Any:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.02).until(condition)
+
+    def find(self, css: str) -> Any:
+        return self.driver.find_element("css selector", css)
+
+    def all(self, css: str) -> list[Any]:
+        return self.driver.find_elements("css selector", css)
+
+    def type(self, text: str) -> None:
+        box = self.find("#text")
+        box.clear()
+        box.send_keys(text)
+
+    def run(self, task: str) -> float:
+        """Press the task's button; wait for the output and (translate, summarize) the
+        heatmap; the seconds from the click to a drawn heatmap (or the output)."""
+        start = time.perf_counter()
+        self.find(f'button[data-task="{task}"]').click()
+        if task == "sentiment":
+            self.wait(lambda d: self.find("#sentiment").text and not self.busy())
+        else:
+            self.wait(
+                lambda d: (
+                    self.find("#explorer").get_attribute("data-state") == "ready"
+                    and self.all("#heatmap rect[data-w]")
+                )
+            )
+        return time.perf_counter() - start
+
+    def busy(self) -> bool:
+        return self.find("body").get_attribute("aria-busy") == "true"
+
+    def heatmap(self) -> dict[str, Any]:
+        """The drawn heatmap, read from the DOM: its selection and every cell's weight."""
+        return self.driver.execute_script(
+            """
+            const svg = document.getElementById("heatmap");
+            const rows = Number(svg.dataset.rows), cols = Number(svg.dataset.cols);
+            const w = Array.from({length: rows}, () => Array(cols).fill(null));
+            const masked = [];
+            for (const r of svg.querySelectorAll("rect[data-w]")) {
+              w[r.dataset.r][r.dataset.c] = Number(r.dataset.w);
+              if (r.classList.contains("masked")) masked.push([+r.dataset.r, +r.dataset.c]);
+            }
+            return {kind: svg.dataset.kind, layer: svg.dataset.layer, head: svg.dataset.head,
+                    rows, cols, weights: w, masked,
+                    focusRow: svg.dataset.focusRow, focusCol: svg.dataset.focusCol};
+            """
+        )
+
+    def select(self, css: str, value: str) -> None:
+        from selenium.webdriver.support.ui import Select
+
+        Select(self.find(css)).select_by_value(value)
+
+    def console_errors(self) -> list[dict[str, Any]]:
+        """Severe console entries, less the expected ones (e.g. the 413 a test asked for)."""
+        entries = self.driver.get_log("browser")
+        return [
+            e
+            for e in entries
+            if e["level"] == "SEVERE"
+            and not any(pattern in e["message"] for pattern in self.expected_errors)
+        ]
+
+
+@pytest.fixture
+def page(chrome, server) -> Iterator[Page]:
+    page = Page(chrome, server)
+    chrome.get_log("browser")  # what an earlier test left
+    yield page
+    errors = page.console_errors()
+    assert not errors, f"errors in the browser console: {errors}"
+
+
+def test_translate_shows_what_the_api_gives(page, server) -> None:
+    page.open()
+    assert [i.get_attribute("value") for i in page.all("#models input")] == [
+        "translate",
+        "summarize",
+        "sentiment",
+    ]
+    assert "tiny" in page.find("#models").text
+    page.type(SENTENCE)
+    page.run("translate")
+    status, api = call(server, "/translate", {"text": SENTENCE})
+    assert status == 200
+    assert page.find("#output").text == api["output"]
+    assert page.find("#error").text == ""
+
+
+def test_enter_submits_and_classify_shows_a_probability_bar(page, server) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    page.open()
+    page.find('#models input[value="sentiment"]').click()
+    page.type("I loved this film, it was wonderful.")
+    page.find("#text").send_keys(Keys.ENTER)
+    page.wait(lambda d: page.find("#sentiment").text and not page.busy())
+    status, api = call(
+        server, "/sentiment", {"text": "I loved this film, it was wonderful.", "probs": True}
+    )
+    assert status == 200
+    assert page.find("#sentiment .label-big").text == api["label"]
+    bars = page.all("#sentiment .prob")
+    assert len(bars) == len(api["probs"])
+    top = page.find("#sentiment .prob.top")
+    assert top.find_element("css selector", "b").text == api["label"]
+    assert top.find_element("css selector", ".value").text == f"{100 * api['prob']:.1f}%"
+    width = page.driver.execute_script(
+        "return document.querySelector('#sentiment .prob.top .fill').style.width"
+    )
+    assert float(width.removesuffix("%")) == pytest.approx(100 * api["prob"], abs=0.05)
+    assert page.find("#explorer").get_attribute("hidden") is not None
+
+
+def test_heatmap_cells_are_the_attention_weights(page, server) -> None:
+    page.open()
+    page.type(TWENTY_WORDS)
+    seconds = page.run("translate")
+    own = page.find("#explorer").get_attribute("data-render-ms")
+    print(f"click to heatmap, 20 words: {1000 * seconds:.0f} ms (the page's own count: {own} ms)")
+    status, api = call(server, "/attention", {"text": TWENTY_WORDS, "heads": True, "digits": 4})
+    assert status == 200
+    n_out, n_src = len(api["output_tokens"]), len(api["source_tokens"])
+
+    # Cross-attention, a chosen layer and head: output pieces x source pieces, rows sum to 1.
+    last = max(m["layer"] for m in api["maps"] if m["kind"] == "cross")
+    page.select("#layer", str(last))
+    page.select("#head", "1")
+    drawn = page.heatmap()
+    assert (drawn["kind"], drawn["layer"], drawn["head"]) == ("cross", str(last), "1")
+    assert (drawn["rows"], drawn["cols"]) == (n_out, n_src)
+    want = next(m for m in api["maps"] if (m["kind"], m["layer"], m["head"]) == ("cross", last, 1))
+    for row, expected in zip(drawn["weights"], want["matrix"], strict=True):
+        assert sum(row) == pytest.approx(1, abs=2e-3)
+        assert row == pytest.approx(expected, abs=1e-9)
+
+    # Mean over heads: the mean of the heads' maps.
+    page.select("#head", "mean")
+    heads = [m["matrix"] for m in api["maps"] if (m["kind"], m["layer"]) == ("cross", last)]
+    for i, row in enumerate(page.heatmap()["weights"]):
+        assert sum(row) == pytest.approx(1, abs=2e-3)
+        mean = [sum(h[i][j] for h in heads) / len(heads) for j in range(n_src)]
+        assert row == pytest.approx(mean, abs=1e-6)
+
+    # Encoder self-attention: source x source.
+    page.find('#kinds input[value="encoder"] + span').click()
+    drawn = page.heatmap()
+    assert (drawn["kind"], drawn["rows"], drawn["cols"]) == ("encoder", n_src, n_src)
+    assert all(sum(row) == pytest.approx(1, abs=2e-3) for row in drawn["weights"])
+
+    # Decoder masked self-attention: the upper triangle is drawn empty (hatched), weight 0.
+    page.find('#kinds input[value="decoder"] + span').click()
+    drawn = page.heatmap()
+    assert (drawn["kind"], drawn["rows"], drawn["cols"]) == ("decoder", n_out, n_out)
+    upper = [[i, j] for i in range(n_out) for j in range(n_out) if j > i]
+    assert sorted(drawn["masked"]) == upper
+    assert all(drawn["weights"][i][j] == 0 for i, j in upper)
+    assert all(sum(row) == pytest.approx(1, abs=2e-3) for row in drawn["weights"])
+
+
+def test_hover_lights_up_the_row_and_the_pieces_it_attends_to(page, server) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    page.open()
+    page.type(TWENTY_WORDS)
+    page.run("translate")
+    page.select("#head", "0")
+    drawn = page.heatmap()
+    for k in (0, drawn["rows"] // 2, drawn["rows"] - 1):
+        token = page.find(f"#row-tokens [data-r='{k}']")
+        ActionChains(page.driver).move_to_element(token).perform()
+        drawn = page.heatmap()
+        assert drawn["focusRow"] == str(k)
+        assert page.find("#row-hi").get_attribute("visibility") == "visible"
+        lit = [float(t.get_attribute("data-weight")) for t in page.all("#col-tokens .tok")]
+        assert lit == pytest.approx(drawn["weights"][k], abs=1e-9)
+        best = max(range(len(lit)), key=lit.__getitem__)
+        top = page.all("#col-tokens .tok.top")
+        assert [t.get_attribute("data-c") for t in top] == [str(best)]
+        assert "%" in page.find("#readout").text
+
+    # A source piece: its column, and the output pieces that attend to it.
+    c = drawn["cols"] // 2
+    ActionChains(page.driver).move_to_element(page.find(f"#col-tokens [data-c='{c}']")).perform()
+    drawn = page.heatmap()
+    assert (drawn["focusRow"], drawn["focusCol"]) == ("", str(c))
+    lit = [float(t.get_attribute("data-weight")) for t in page.all("#row-tokens .tok")]
+    assert lit == pytest.approx([row[c] for row in drawn["weights"]], abs=1e-9)
+
+    # The word alignment: one line per pair of the API's alignment.
+    status, api = call(server, "/attention", {"text": TWENTY_WORDS, "kind": "cross"})
+    assert status == 200
+    pairs = page.find("#alignment").get_attribute("data-pairs")
+    assert pairs == " ".join(f"{s}-{t}" for s, t in api["alignment"])
+    assert len(page.all("#alignment line")) == len(api["alignment"])
+
+
+def test_keyboard_reaches_the_model_the_selectors_and_the_cells(page) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    page.open()
+    page.type(SENTENCE)
+    page.find("#text").send_keys(Keys.ENTER)
+    page.wait(lambda d: page.find("#explorer").get_attribute("data-state") == "ready")
+    heatmap = page.find("#heatmap")
+    heatmap.send_keys(Keys.ARROW_DOWN, Keys.ARROW_RIGHT)
+    drawn = page.heatmap()
+    assert (drawn["focusRow"], drawn["focusCol"]) == ("1", "1")
+    assert "\u2192" in page.find("#readout").text
+    page.find("#row-tokens .tok").send_keys(Keys.ARROW_RIGHT)
+    assert page.driver.switch_to.active_element.get_attribute("data-r") == "1"
+    assert page.heatmap()["focusRow"] == "1"
+
+
+def test_an_over_long_text_shows_the_servers_message(page) -> None:
+    page.expected_errors.append("status of 413")  # the browser logs the failed fetch
+    page.open()
+    page.driver.execute_script(
+        "const t = document.getElementById('text'); t.value = arguments[0];"
+        "t.dispatchEvent(new Event('input'));",
+        "word " * (MAX_CHARS // 5 + 1),
+    )
+    assert "over" in page.find("#count").get_attribute("class")
+    page.find('button[data-task="translate"]').click()
+    page.wait(lambda d: page.find("#error").text)
+    message = page.find("#error").text
+    assert message.startswith("Too long (HTTP 413):")
+    assert f"at most {MAX_CHARS} are allowed" in message
+    body = page.find("body").text
+    assert "Traceback" not in body and "{" not in message
+    assert page.find("#result").get_attribute("hidden") is not None
+    # An empty text is caught on the page, before any request.
+    page.type(" ")
+    page.find('button[data-task="translate"]').click()
+    assert page.find("#error").text == "Type a text first."
+
+
+def test_a_422_reads_as_a_message(page) -> None:
+    page.expected_errors.append("status of 422")
+    page.open()
+    message = page.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "api('/translate', {text: 'A dog.', beam: 0}).then(() => done('no error'),"
+        " (e) => done(e.message));"
+    )
+    assert message.startswith("Not accepted (HTTP 422): beam:")
+
+
+def test_summarize_shows_its_explorer(page, server) -> None:
+    text = page_text = "Anna met Tom at the station at noon. They took the train to Paris."
+    page.open()
+    page.type(page_text)
+    page.run("summarize")
+    status, api = call(server, "/summarize", {"text": text})
+    assert status == 200
+    assert page.find("#output").text == api["output"]
+    drawn = page.heatmap()
+    assert drawn["kind"] == "cross"
+    assert all(sum(row) == pytest.approx(1, abs=2e-3) for row in drawn["weights"])
+
+
+def test_the_page_fits_a_phone(page) -> None:
+    page.open(width=390)
+    page.type(SENTENCE)
+    page.run("translate")
+    overflow = page.driver.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, "the page scrolls sideways at 390 px (only the heatmap may)"
+
+
+# --- the screenshots in docs/ --------------------------------------------------------------
+
+
+def test_screenshots(chrome) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    model = os.environ.get("ATTN_SCREENSHOT_MODEL")
+    if not model:
+        pytest.skip("set ATTN_SCREENSHOT_MODEL=DIR (a translation model) to write docs/*.png")
+    with attn_serve(Path(model), max_chars=None) as base:
+        page = Page(chrome, base)
+        chrome.get_log("browser")
+        for width, name in ((1280, "serve-explorer.png"), (390, "serve-explorer-390.png")):
+            page.open(width)
+            page.type(SCREENSHOT_SENTENCE)
+            page.run("translate")
+            # Pin an output piece, as a tap would, so the picture shows the highlights; then
+            # move the pointer away, so no tooltip covers them.
+            pieces = page.all("#row-tokens .tok")
+            chosen = [t for t in pieces if SCREENSHOT_PIECE in t.get_attribute("data-piece")]
+            (chosen[0] if chosen else pieces[min(2, len(pieces) - 1)]).click()
+            ActionChains(chrome).move_to_element(page.find("h1")).perform()
+            height = page.driver.execute_script("return document.documentElement.scrollHeight")
+            page.driver.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+            )
+            page.driver.save_screenshot(str(DOCS / name))
+            print(f"wrote {DOCS / name} ({width} x {height})")
+        errors = page.console_errors()
+        assert not errors, f"errors in the browser console: {errors}"
