@@ -7,12 +7,11 @@ uses one also proves that `attn train` works end to end.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import ATTN
 
-ATTN = str(Path(sys.executable).parent / "attn")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Steps that take each task past its accuracy bar on the demo corpus (see test_train.py).

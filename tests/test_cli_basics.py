@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
+from helpers import ATTN
 from typer.testing import CliRunner
 
 from attn import __version__
 from attn.cli.main import app
 
-ATTN = str(Path(sys.executable).parent / "attn")
 runner = CliRunner()
 
 

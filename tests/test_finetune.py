@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import slice_sentiment, slice_translate, train_cli
 from safetensors.torch import load_file
-from test_train import cli, slice_sentiment, slice_translate
 
 from attn.model.storage.checkpoint import read_model_config
 from attn.model.training.train import TrainError, read_metrics, resolve_settings, train
@@ -108,7 +108,7 @@ def test_cli_refuses_what_cannot_fine_tune_the_init_model(
         data = tmp_path / "other.tsv"
         data.write_text("text\tlabel\ngood film\tpos\nbad film\tneg\n", encoding="utf-8")
         extra = ["--train", str(data), "--val", str(data)]
-    result = cli(task, "--init", str(sentiment_model), "--model-dir", str(model), *extra)
+    result = train_cli(task, "--init", str(sentiment_model), "--model-dir", str(model), *extra)
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[-1].startswith("Error:"), result.output
     assert message in result.output and "Traceback" not in result.output
@@ -116,12 +116,14 @@ def test_cli_refuses_what_cannot_fine_tune_the_init_model(
 
 
 def test_cli_refuses_an_init_model_that_is_missing_or_the_output_itself(sentiment_model, tmp_path):
-    result = cli("sentiment", "--init", str(tmp_path / "none"), "--model-dir", str(tmp_path / "m"))
+    result = train_cli(
+        "sentiment", "--init", str(tmp_path / "none"), "--model-dir", str(tmp_path / "m")
+    )
     assert result.exit_code == 1, result.output
     assert "Error: --init: model directory" in result.output and "does not exist" in result.output
     before = weights(sentiment_model)
     args = ["--init", str(sentiment_model), "--model-dir", str(sentiment_model), "--overwrite"]
-    result = cli("sentiment", *args)
+    result = train_cli("sentiment", *args)
     assert result.exit_code == 1, result.output
     assert "is the model directory itself" in result.output
     after = weights(sentiment_model)
@@ -132,7 +134,7 @@ def test_cli_refuses_an_init_model_that_is_missing_or_the_output_itself(sentimen
     for name in ("config.json", "tokenizer.model"):
         (broken / name).write_bytes((sentiment_model / name).read_bytes())
     (broken / "model.safetensors").write_bytes(b"not weights")
-    result = cli("sentiment", "--init", str(broken), "--model-dir", str(tmp_path / "m"))
+    result = train_cli("sentiment", "--init", str(broken), "--model-dir", str(tmp_path / "m"))
     assert result.exit_code == 1, result.output
     (line,) = result.output.splitlines()  # no "reading data" before it
     assert line.startswith(f"Error: cannot start from {broken}: ")

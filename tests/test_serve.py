@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ATTN
 from typer.testing import CliRunner
 
 pytest.importorskip("fastapi")
@@ -27,7 +28,6 @@ uvicorn = pytest.importorskip("uvicorn")
 from attn.cli.main import app as cli_app  # noqa: E402
 from attn.server.app import Limits, MicroBatcher, create_app  # noqa: E402
 
-ATTN = str(Path(sys.executable).parent / "attn")
 LIMITS = Limits(max_texts=8, max_chars=300, max_body_bytes=4096)
 SENTENCES = [
     "A dog runs.",

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import slice_sentiment, slice_translate, train_cli
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 from attn.cli.commands.train import parse_duration, parse_overrides, read_config_file
-from attn.cli.main import app
 from attn.data import demo_dir
 from attn.model.storage.checkpoint import load_model
 from attn.model.training.train import (
@@ -27,30 +26,6 @@ from attn.model.training.train import (
     resolve_settings,
     train,
 )
-
-runner = CliRunner()
-
-
-def slice_translate(tmp_path: Path, n_train: int = 300, n_val: int = 16) -> Path:
-    """The first lines of the demo en->de corpus, as a data directory."""
-    out = tmp_path / "mt"
-    out.mkdir()
-    demo = demo_dir("translate")
-    for split, n in (("train", n_train), ("val", n_val)):
-        for lang in ("en", "de"):
-            lines = (demo / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()[:n]
-            (out / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
-
-
-def slice_sentiment(tmp_path: Path, n_train: int = 400, n_val: int = 40) -> Path:
-    out = tmp_path / "sst"
-    out.mkdir()
-    demo = demo_dir("sentiment")
-    for split, n in (("train", n_train), ("val", n_val)):
-        lines = (demo / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[: n + 1]
-        (out / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
 
 
 def quick(data: Path, **extra) -> dict:
@@ -320,32 +295,28 @@ def test_events_and_metrics_file(tmp_path):
 # --- the CLI -------------------------------------------------------------------------------
 
 
-def cli(*args: str):
-    return runner.invoke(app, ["train", *args])
-
-
 def test_cli_refuses_an_existing_model_dir(tmp_path):
     data = slice_sentiment(tmp_path)
     model = tmp_path / "m"
     common = ["--data", str(data), "--preset", "tiny", "--vocab-size", "400", "--threads", "1"]
     common += ["--batch-tokens", "512", "--max-steps", "2"]
-    result = cli("sentiment", "--model-dir", str(model), *common)
+    result = train_cli("sentiment", "--model-dir", str(model), *common)
     assert result.exit_code == 0, result.output
     assert "Try it: echo" in result.output and f"-m {model}" in result.output
 
-    again = cli("sentiment", "--model-dir", str(model), *common)
+    again = train_cli("sentiment", "--model-dir", str(model), *common)
     assert again.exit_code == 1
     assert "Error:" in again.output and "--resume" in again.output and "--overwrite" in again.output
 
-    other = cli("translate", "--model-dir", str(model), *common)
+    other = train_cli("translate", "--model-dir", str(model), *common)
     assert other.exit_code == 1 and "holds a sentiment model" in other.output
 
-    assert cli("sentiment", "--model-dir", str(model), "--overwrite", *common).exit_code == 0
-    resumed = cli("sentiment", "--model-dir", str(model), "--resume", "--max-steps", "3")
+    assert train_cli("sentiment", "--model-dir", str(model), "--overwrite", *common).exit_code == 0
+    resumed = train_cli("sentiment", "--model-dir", str(model), "--resume", "--max-steps", "3")
     assert resumed.exit_code == 0, resumed.output
     assert "resumed at step 2" in resumed.output
 
-    nothing = cli("sentiment", "--model-dir", str(tmp_path / "empty"), "--resume")
+    nothing = train_cli("sentiment", "--model-dir", str(tmp_path / "empty"), "--resume")
     assert nothing.exit_code == 1 and "nothing to resume" in nothing.output
 
 
@@ -366,7 +337,7 @@ def test_cli_config_file_and_flags_win(tmp_path):
         encoding="utf-8",
     )
     model = tmp_path / "m"
-    result = cli(
+    result = train_cli(
         "sentiment",
         "--config",
         str(tmp_path / "run.json"),
@@ -397,7 +368,7 @@ def test_cli_config_file_and_flags_win(tmp_path):
 )
 def test_cli_bad_settings_are_one_line_errors(tmp_path, args, message):
     data = slice_sentiment(tmp_path)
-    result = cli("sentiment", "--data", str(data), "--model-dir", str(tmp_path / "m"), *args)
+    result = train_cli("sentiment", "--data", str(data), "--model-dir", str(tmp_path / "m"), *args)
     assert result.exit_code == 1, result.output
     assert result.output.startswith("Error:") and message in result.output
     assert "Traceback" not in result.output
@@ -407,7 +378,7 @@ def test_a_bad_model_config_is_refused_before_the_tokenizer_is_trained(tmp_path)
     data = slice_sentiment(tmp_path)
     model = tmp_path / "m"
     args = ["--data", str(data), "--model-dir", str(model), "--vocab-size", "400"]
-    result = cli("sentiment", *args, "--set", "ngram_order=5")
+    result = train_cli("sentiment", *args, "--set", "ngram_order=5")
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
     assert lines[-1].startswith("Error: bad model config: ngram_order must be between 2")
@@ -415,15 +386,15 @@ def test_a_bad_model_config_is_refused_before_the_tokenizer_is_trained(tmp_path)
     assert not model.exists()
     # A model that --overwrite would replace stays.
     tiny = ["--preset", "tiny", "--batch-tokens", "512", "--max-steps", "2", "--threads", "1"]
-    assert cli("sentiment", *args, *tiny).exit_code == 0
+    assert train_cli("sentiment", *args, *tiny).exit_code == 0
     before = (model / "model.safetensors").read_bytes()
-    result = cli("sentiment", *args, *tiny, "--overwrite", "--set", "ngram_order=5")
+    result = train_cli("sentiment", *args, *tiny, "--overwrite", "--set", "ngram_order=5")
     assert result.exit_code == 1 and "ngram_order" in result.output
     assert (model / "model.safetensors").read_bytes() == before
     assert (model / "config.json").is_file()
     # A check that depends on the vocabulary's size waits for the tokenizer's real size.
     other = ["--data", str(data), "--model-dir", str(tmp_path / "m2"), "--vocab-size", "400"]
-    result = cli("sentiment", *other, "--set", "ngram_buckets=500")
+    result = train_cli("sentiment", *other, "--set", "ngram_buckets=500")
     assert result.exit_code == 1, result.output
     assert "ngram_buckets must be 0 or at least twice vocab_size" in result.output
     assert (tmp_path / "m2" / "tokenizer.model").exists()
@@ -433,7 +404,7 @@ def test_cli_data_without_examples(tmp_path):
     data = tmp_path / "empty"
     data.mkdir()
     (data / "train.tsv").write_text("text\tlabel\n", encoding="utf-8")
-    result = cli("sentiment", "--data", str(data), "--model-dir", str(tmp_path / "m"))
+    result = train_cli("sentiment", "--data", str(data), "--model-dir", str(tmp_path / "m"))
     assert result.exit_code == 1
     error = result.output.splitlines()[-1]
     assert error.startswith("Error:") and "no training examples" in error

@@ -9,21 +9,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import ATTN, BIN, slice_translate
 from safetensors.torch import load_file
-from test_train import slice_translate
 
 from attn.model.storage.checkpoint import load_model
 from attn.model.training.state import find_last
 from attn.model.training.train import read_metrics
 
-BIN = Path(sys.executable).parent
-ATTN = str(BIN / "attn")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

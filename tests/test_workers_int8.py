@@ -9,16 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_faults import sigint_default
+from helpers import ATTN, sigint_default
 
 from attn.data.tasks import demo_dir
-
-ATTN = str(Path(sys.executable).parent / "attn")
 
 
 def run(*args: str, stdin: str | None = None) -> list[str]:
