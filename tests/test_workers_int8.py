@@ -1,7 +1,9 @@
 """--workers (forked CPU processes) and --int8 (quantized linears) on the demo-trained models.
 
 Workers must not change a single output nor its place; int8 may change a few outputs, not
-the quality. Both go through the installed `attn` script, as a user runs them.
+the quality, and must really run: int8 layers in the loaded model, scores that move a
+little. Both go through the installed `attn` script, as a user runs them; the loaded model
+is inspected through the Python API.
 """
 
 from __future__ import annotations
