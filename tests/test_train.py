@@ -462,6 +462,7 @@ def test_padded_batches_round_lengths_up_to_the_multiple_within_the_cap():
     assert seqs.batch([3], pad_id=0, multiple=8, cap=10).shape == (1, 12)  # never cut
 
 
+@pytest.mark.slow
 def test_sentiment_learns_with_max_pooling_and_head_and_tail_truncation(tmp_path):
     # Inputs cut to 16 pieces, the first 3 and the last 12: 93% of the demo reviews are
     # longer (median 27 pieces), so some lose the words that decide them.
@@ -478,6 +479,7 @@ def test_sentiment_learns_with_max_pooling_and_head_and_tail_truncation(tmp_path
     assert config["model"]["pooling"] == "mean+max" and config["model"]["keep"] == "head+tail"
 
 
+@pytest.mark.slow
 def test_sentiment_learns_with_a_bag_of_ngrams_beside_the_transformer(tmp_path):
     result = train(
         "sentiment",

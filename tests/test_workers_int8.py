@@ -21,6 +21,9 @@ from helpers import ATTN, sigint_default
 
 from attn.data.tasks import demo_dir
 
+# Every test here runs a demo model, some picked with request.getfixturevalue.
+pytestmark = pytest.mark.slow
+
 
 def run(*args: str, stdin: str | None = None) -> list[str]:
     result = subprocess.run([ATTN, *args], input=stdin, capture_output=True, text=True, timeout=300)
