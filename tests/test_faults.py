@@ -157,6 +157,7 @@ main()
 """
 
 
+@pytest.mark.slow  # each trains until the write it kills: about ten seconds on two cores
 @pytest.mark.parametrize(
     ("point", "nth"),
     [

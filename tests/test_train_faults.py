@@ -1,6 +1,7 @@
 """`attn train` under faults: Ctrl-C, kill -9 at any moment, and two processes under torchrun.
 
-These run the installed `attn` script in a subprocess, as a user (or a cluster) would.
+These run the installed `attn` script in a subprocess, as a user (or a cluster) would; each
+trains until it is stopped, ten seconds or more on two CPU cores: the module is slow.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from safetensors.torch import load_file
 from attn.model.storage.checkpoint import load_model
 from attn.model.training.state import find_last
 from attn.model.training.train import read_metrics
+
+pytestmark = pytest.mark.slow
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -120,7 +123,6 @@ def torchrun(*attn_args: str) -> str:
     return err
 
 
-@pytest.mark.slow
 def test_torchrun_two_processes_gloo(tmp_path):
     data, model = slice_translate(tmp_path), tmp_path / "m"
     err = torchrun(
@@ -146,7 +148,6 @@ def test_torchrun_two_processes_gloo(tmp_path):
     load_model(model, task="translate")
 
 
-@pytest.mark.slow
 def test_torchrun_resume_continues_every_rank_exactly(tmp_path):
     """Each rank's dropout stream is saved: 6 + 6 steps give the weights of 12 in one run."""
     data = slice_translate(tmp_path)
