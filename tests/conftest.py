@@ -1,18 +1,18 @@
 """Shared fixtures: models trained once per test session on the built-in demo corpora.
 
 Each is trained through the installed `attn` script, as a user would, so every test that
-uses one also proves that `attn train` works end to end.
+uses one also proves that `attn train` works end to end. Training them takes minutes on two
+CPU cores, so every test that uses one is marked slow: `pytest -m "not slow"` trains none.
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import ATTN
 
-ATTN = str(Path(sys.executable).parent / "attn")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Steps that take each task past its accuracy bar on the demo corpus (see test_train.py).
@@ -41,6 +41,19 @@ def _train(task: str, directory: Path) -> Path:
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
     return model_dir
+
+
+DEMO_MODELS = {f"{task}_model" for task in DEMO_STEPS}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark slow every test that needs a demo model (directly or through another fixture).
+
+    A test that picks its model with `request.getfixturevalue` is marked in its module.
+    """
+    for item in items:
+        if DEMO_MODELS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

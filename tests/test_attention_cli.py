@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import ATTN
 from typer.testing import CliRunner
 
 from attn.cli.main import app
@@ -37,7 +37,6 @@ from attn.model.storage.checkpoint import (
 )
 from attn.tokenizer import Tokenizer
 
-ATTN = str(Path(sys.executable).parent / "attn")
 TEXT = "His small bird paints her fast boat."
 runner = CliRunner()
 

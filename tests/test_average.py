@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import ATTN
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from attn.cli.main import app
 from attn.data import demo_dir
 
-ATTN = str(Path(sys.executable).parent / "attn")
 runner = CliRunner()
 
 

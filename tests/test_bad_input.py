@@ -12,17 +12,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import ATTN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from attn.cli.main import app
 
-ATTN = str(Path(sys.executable).parent / "attn")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 FAST = ["--threads", "1"]
 # Greedy and short: these tests are about lines, not translation quality.

@@ -2,32 +2,64 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
+import typer.main
+from helpers import ATTN
 from typer.testing import CliRunner
 
 from attn import __version__
 from attn.cli.main import app
 
-ATTN = str(Path(sys.executable).parent / "attn")
 runner = CliRunner()
 
 
-def test_help_lists_every_command():
-    result = runner.invoke(app, ["--help"])
-    assert result.exit_code == 0
-    for command in (
-        "train",
-        "translate",
-        "summarize",
-        "sentiment",
-        "evaluate",
-        "attention",
-        "info",
-    ):
-        assert command in result.output
+def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """The app and every command and group it registers, by argument path: (), ("train",),
+    ("data",), ("data", "fetch"), ...; read from the app, so a new command is covered
+    without an edit here."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+TREE = dict(_commands(typer.main.get_command(app)))
+COMMANDS = [path for path in TREE if path]
+GROUPS = [path for path, command in TREE.items() if hasattr(command, "commands")]
+
+
+def test_the_command_list_is_read_from_the_app():
+    # Guards the walk above: it must find the commands and the `data` group's commands.
+    assert {("train",), ("serve",), ("average",), ("data",), ("data", "fetch")} <= set(COMMANDS)
+    assert {(), ("data",)} <= set(GROUPS)
+
+
+@pytest.mark.parametrize("path", GROUPS, ids=" ".join)
+def test_help_lists_every_command(path):
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    for name, command in TREE[path].commands.items():
+        assert re.search(rf"^\W*{re.escape(name)}\s", result.output, re.M), result.output
+        assert command.help or command.short_help, f"attn {' '.join(path)} {name} has no help"
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_every_command_has_help_and_refuses_an_unknown_option(path):
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert f"Usage: attn {' '.join(path)} " in result.output
+    result = runner.invoke(app, [*path, "--no-such-option"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    # One line says what is wrong, whatever frame the terminal gives it.
+    (error,) = [line for line in result.output.splitlines() if "No such option" in line]
+    assert "No such option: --no-such-option" in error
+    assert f"Try 'attn {' '.join(path)} --help' for help." in result.output
 
 
 def test_version():
@@ -72,11 +104,13 @@ def test_python_dash_m_attn_info(tmp_path):
 
 
 def test_help_does_not_import_torch():
+    # Of the app and of every command: `--help` stays fast.
     code = (
         "import sys\n"
         "from attn.cli.main import app\n"
         "from typer.testing import CliRunner\n"
-        "CliRunner().invoke(app, ['--help'])\n"
+        f"for path in {[(), *COMMANDS]!r}:\n"
+        "    CliRunner().invoke(app, [*path, '--help'])\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

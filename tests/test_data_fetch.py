@@ -15,7 +15,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tarfile
 import threading
 import zipfile
@@ -24,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import ATTN
 from typer.testing import CliRunner
 
 from attn.cli.main import app
@@ -31,7 +31,6 @@ from attn.data import load_task_data
 from attn.data.catalog import DATASETS, Dataset, RemoteFile
 from attn.data.fetch import ChecksumError, DownloadError, FetchError, fetch
 
-ATTN = str(Path(sys.executable).parent / "attn")
 runner = CliRunner()
 
 # Nothing listens on port 9 (discard) here: a catalog URL that must not be used.

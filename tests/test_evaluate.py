@@ -12,11 +12,11 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import sacrebleu
+from helpers import ATTN
 from rouge_score import rouge_scorer
 from typer.testing import CliRunner
 
@@ -24,7 +24,6 @@ from attn.cli.main import app
 from attn.data import DataError, demo_dir
 from attn.model.evaluation.evaluate import load_test_set, score
 
-ATTN = str(Path(sys.executable).parent / "attn")
 runner = CliRunner()
 
 HYPS = ["The cat sat on the mat.", "A dog runs in the park.", "Two men play chess outside."]

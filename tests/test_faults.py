@@ -23,14 +23,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import slice_translate
+from helpers import ATTN, sigint_default, slice_translate
 
 from attn.model.storage.checkpoint import ModelError, load_model, save_weights
 from attn.model.training.metrics_log import read_metrics
 from attn.model.training.state import find_last
 
-BIN = Path(sys.executable).parent
-ATTN = str(BIN / "attn")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,6 +157,7 @@ main()
 """
 
 
+@pytest.mark.slow  # each trains until the write it kills: about ten seconds on two cores
 @pytest.mark.parametrize(
     ("point", "nth"),
     [
@@ -201,12 +200,6 @@ def test_kill_9_inside_a_checkpoint_write(tmp_path, point, nth):
 
 
 # --- signals during inference ------------------------------------------------------------
-
-
-def sigint_default() -> None:
-    """In the child: default Ctrl-C handling, even when the test runner was started with
-    SIGINT ignored (as a shell does for a background job), which Python would inherit."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_ctrl_c_during_translation_exits_130_without_traceback(tmp_path, translate_model):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import slice_sentiment, slice_translate, train_cli
 from safetensors.torch import load_file
-from test_train import cli, slice_sentiment, slice_translate
 
 from attn.model.storage.checkpoint import read_model_config
 from attn.model.training.metrics_log import read_metrics
@@ -50,7 +50,13 @@ def test_fine_tuning_starts_from_the_init_models_weights_and_tokenizer(sentiment
     for name in before:
         torch.testing.assert_close(after[name], before[name], rtol=0, atol=1e-6, msg=name)
     # A fresh model after one step is at chance; this one keeps the init model's accuracy.
-    assert result.best_value == read_metrics(sentiment_model)[-1]["accuracy"] >= 95
+    # Both values as validation computed them (metrics.jsonl rounds to 4 places): the init
+    # model's weights are those of its best validation.
+    init_best = json.loads((sentiment_model / "config.json").read_text(encoding="utf-8"))["best"]
+    assert init_best["metric"] == "accuracy"
+    assert result.best_value == pytest.approx(init_best["value"], abs=1e-6)
+    assert result.best_value >= 95
+    assert read_metrics(out)[-1]["accuracy"] == pytest.approx(result.best_value, abs=1e-4)
     assert (out / "tokenizer.model").read_bytes() == (
         sentiment_model / "tokenizer.model"
     ).read_bytes()
@@ -110,7 +116,7 @@ def test_cli_refuses_what_cannot_fine_tune_the_init_model(
         data = tmp_path / "other.tsv"
         data.write_text("text\tlabel\ngood film\tpos\nbad film\tneg\n", encoding="utf-8")
         extra = ["--train", str(data), "--val", str(data)]
-    result = cli(task, "--init", str(sentiment_model), "--model-dir", str(model), *extra)
+    result = train_cli(task, "--init", str(sentiment_model), "--model-dir", str(model), *extra)
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[-1].startswith("Error:"), result.output
     assert message in result.output and "Traceback" not in result.output
@@ -118,12 +124,14 @@ def test_cli_refuses_what_cannot_fine_tune_the_init_model(
 
 
 def test_cli_refuses_an_init_model_that_is_missing_or_the_output_itself(sentiment_model, tmp_path):
-    result = cli("sentiment", "--init", str(tmp_path / "none"), "--model-dir", str(tmp_path / "m"))
+    result = train_cli(
+        "sentiment", "--init", str(tmp_path / "none"), "--model-dir", str(tmp_path / "m")
+    )
     assert result.exit_code == 1, result.output
     assert "Error: --init: model directory" in result.output and "does not exist" in result.output
     before = weights(sentiment_model)
     args = ["--init", str(sentiment_model), "--model-dir", str(sentiment_model), "--overwrite"]
-    result = cli("sentiment", *args)
+    result = train_cli("sentiment", *args)
     assert result.exit_code == 1, result.output
     assert "is the model directory itself" in result.output
     after = weights(sentiment_model)
@@ -134,7 +142,7 @@ def test_cli_refuses_an_init_model_that_is_missing_or_the_output_itself(sentimen
     for name in ("config.json", "tokenizer.model"):
         (broken / name).write_bytes((sentiment_model / name).read_bytes())
     (broken / "model.safetensors").write_bytes(b"not weights")
-    result = cli("sentiment", "--init", str(broken), "--model-dir", str(tmp_path / "m"))
+    result = train_cli("sentiment", "--init", str(broken), "--model-dir", str(tmp_path / "m"))
     assert result.exit_code == 1, result.output
     (line,) = result.output.splitlines()  # no "reading data" before it
     assert line.startswith(f"Error: cannot start from {broken}: ")

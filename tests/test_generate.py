@@ -37,7 +37,8 @@ def _reverse_batch(g: torch.Generator, n: int, max_len: int = 8) -> tuple[torch.
 
 @pytest.fixture(scope="module")
 def trained() -> Transformer:
-    """A tiny model trained for a few seconds to reverse sequences: good, not perfect."""
+    """A tiny model trained to reverse sequences: good, not perfect. About a minute on two
+    CPU cores: the tests that use it are marked slow."""
     torch.manual_seed(0)
     config = ModelConfig(
         task="translate",
@@ -97,6 +98,7 @@ def _same(a: list[list[Hypothesis]], b: list[list[Hypothesis]], tol: float = 1e-
             assert ha.score == pytest.approx(hb.score, abs=tol)
 
 
+@pytest.mark.slow
 def test_the_model_learned_to_reverse(trained, sources):
     src, mask = sources
     out = generate(trained, src, mask, GenerationOptions(beam=1))
@@ -107,6 +109,7 @@ def test_the_model_learned_to_reverse(trained, sources):
     assert correct >= len(out) // 2
 
 
+@pytest.mark.slow
 def test_greedy_matches_a_reference_loop(trained, sources):
     src, mask = sources
     out = generate(trained, src, mask, GenerationOptions(beam=1, max_length=12))
@@ -114,6 +117,7 @@ def test_greedy_matches_a_reference_loop(trained, sources):
         _same([hyps], [[_reference_greedy(trained, row, 12)]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("beam", [1, 4])
 def test_cached_decoding_equals_full_recomputation(trained, sources, beam):
     src, mask = sources
@@ -124,6 +128,7 @@ def test_cached_decoding_equals_full_recomputation(trained, sources, beam):
     )
 
 
+@pytest.mark.slow
 def test_beam_one_is_greedy(trained, sources):
     src, mask = sources
     from attn.model.decoding.search import beam_search, greedy_search, max_lengths
@@ -137,6 +142,7 @@ def test_beam_one_is_greedy(trained, sources):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [0.0, 0.6])
 def test_beam_never_scores_below_greedy(trained, sources, alpha):
     src, mask = sources
@@ -147,6 +153,7 @@ def test_beam_never_scores_below_greedy(trained, sources, alpha):
         assert b[0].score >= g[0].score - 1e-5
 
 
+@pytest.mark.slow
 def test_early_stopping_decodes_fewer_rows_and_only_forgoes_late_hypotheses(trained, sources):
     """The default rule stops when the finished hypotheses beat the best live beam ending at
     the next step; the exhaustive one searches on to the length limit. Up to the early stop
@@ -178,6 +185,7 @@ def test_early_stopping_decodes_fewer_rows_and_only_forgoes_late_hypotheses(trai
     assert same >= 0.9 * len(results[False])  # the late finds are rare
 
 
+@pytest.mark.slow
 def test_n_best_lists_are_sorted_and_distinct(trained, sources):
     src, mask = sources
     out = generate(trained, src, mask, GenerationOptions(beam=5, n_best=3))
@@ -188,6 +196,7 @@ def test_n_best_lists_are_sorted_and_distinct(trained, sources):
         assert len({tuple(h.tokens) for h in hyps}) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("beam", [1, 4])
 def test_batching_does_not_change_outputs(trained, sources, beam):
     src, mask = sources
@@ -240,6 +249,7 @@ def test_blocking_also_stops_a_piece_three_times_in_a_row():
     assert banned == [[0, 9]]  # row 0 ends "9 9"; row 2's "9 9" is not at the end
 
 
+@pytest.mark.slow
 def test_max_length_is_relative_to_the_source_and_capped(trained):
     from attn.model.decoding.search import max_lengths
 
@@ -279,6 +289,7 @@ def test_top_columns_equals_topk(vocab, k):
 # --- decoding over per-sentence subsets of the vocabulary (a lexical shortlist) -------------
 
 
+@pytest.mark.slow
 def test_greedy_over_a_subset_holding_its_pieces_picks_the_same_pieces(trained, sources):
     src, mask = sources
     full = generate(trained, src, mask, GenerationOptions(beam=1))
@@ -293,6 +304,7 @@ def test_greedy_over_a_subset_holding_its_pieces_picks_the_same_pieces(trained, 
         assert b[0].logprob >= a[0].logprob - 1e-5
 
 
+@pytest.mark.slow
 def test_beam_over_subsets_uses_only_them_and_ignores_the_batch(trained, sources):
     src, mask = sources
     g = torch.Generator().manual_seed(6)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import ATTN
 from typer.testing import CliRunner
 
 from attn.cli.main import app
 
-ATTN = str(Path(sys.executable).parent / "attn")
 runner = CliRunner()
 
 # Demo validation sentences (never trained on) with their reference outputs.

@@ -19,16 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ATTN
 from typer.testing import CliRunner
 
-pytest.importorskip("fastapi")
-uvicorn = pytest.importorskip("uvicorn")
+from attn.cli.main import app as cli_app
 
-from attn.cli.main import app as cli_app  # noqa: E402
-from attn.server.app import Limits, MicroBatcher, create_app  # noqa: E402
+try:
+    import uvicorn
 
-ATTN = str(Path(sys.executable).parent / "attn")
-LIMITS = Limits(max_texts=8, max_chars=300, max_body_bytes=4096)
+    from attn.server.app import Limits, MicroBatcher, create_app
+except ImportError as missing:
+    SERVE_EXTRA_MISSING: ImportError | None = missing
+else:
+    SERVE_EXTRA_MISSING = None
+
 SENTENCES = [
     "A dog runs.",
     "His small bird paints her fast boat.",
@@ -37,6 +41,18 @@ SENTENCES = [
     "A woman reads a book.",
     "The children play in the park.",
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _serve_extra() -> None:
+    """Fail, not skip, without the `serve` extra: CI installs it, and a skip would hide that
+    `attn serve` went untested."""
+    if SERVE_EXTRA_MISSING is not None:
+        pytest.fail(
+            "the serve tests need FastAPI and uvicorn (the `serve` extra): "
+            f"pip install -e '.[serve]' ({SERVE_EXTRA_MISSING})",
+            pytrace=False,
+        )
 
 
 @contextmanager
@@ -98,7 +114,8 @@ def expected(pipelines) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def server(pipelines, expected) -> Iterator[str]:
     # A wait long enough that concurrent test requests really share batches.
-    with running(create_app(pipelines, limits=LIMITS, max_wait=0.02)) as base:
+    limits = Limits(max_texts=8, max_chars=300, max_body_bytes=4096)
+    with running(create_app(pipelines, limits=limits, max_wait=0.02)) as base:
         yield base
 
 

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 import sacrebleu
 import torch
+from helpers import ATTN
 
 import attn.model.decoding.shortlist as shortlist_module
 from attn.data import demo_dir
@@ -15,7 +16,6 @@ from attn.model.decoding.search import GenerationOptions, generate
 from attn.model.decoding.shortlist import SHORTLIST, Shortlist
 from attn.model.inference.pipeline import Translator
 from attn.model.storage.checkpoint import ModelError
-from tests.conftest import ATTN
 
 PAD, BOS, EOS = 0, 2, 3
 V = 20

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import slice_sentiment, slice_translate, train_cli
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -23,30 +24,6 @@ from attn.model.training.metrics_log import read_metrics
 from attn.model.training.schedule import lr_at
 from attn.model.training.settings import DEMO_DEFAULTS, TrainError, resolve_settings
 from attn.model.training.train import train
-
-runner = CliRunner()
-
-
-def slice_translate(tmp_path: Path, n_train: int = 300, n_val: int = 16) -> Path:
-    """The first lines of the demo en->de corpus, as a data directory."""
-    out = tmp_path / "mt"
-    out.mkdir()
-    demo = demo_dir("translate")
-    for split, n in (("train", n_train), ("val", n_val)):
-        for lang in ("en", "de"):
-            lines = (demo / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()[:n]
-            (out / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
-
-
-def slice_sentiment(tmp_path: Path, n_train: int = 400, n_val: int = 40) -> Path:
-    out = tmp_path / "sst"
-    out.mkdir()
-    demo = demo_dir("sentiment")
-    for split, n in (("train", n_train), ("val", n_val)):
-        lines = (demo / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[: n + 1]
-        (out / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
 
 
 def quick(data: Path, **extra) -> dict:
@@ -374,10 +351,6 @@ def test_events_and_metrics_file(tmp_path):
 # --- the CLI -------------------------------------------------------------------------------
 
 
-def cli(*args: str):
-    return runner.invoke(app, ["train", *args])
-
-
 def test_every_setting_is_a_flag_whose_help_shows_its_defaults():
     """One source: the flags come from TrainSettings, their help from its fields and the
     DEMO_DEFAULTS / DATA_DEFAULTS tables."""
@@ -388,7 +361,7 @@ def test_every_setting_is_a_flag_whose_help_shows_its_defaults():
     from attn.model.training.settings import DATA_DEFAULTS, TrainSettings, help_text
 
     params = inspect.signature(command).parameters
-    shown = runner.invoke(app, ["train", "--help"], terminal_width=200).output
+    shown = CliRunner().invoke(app, ["train", "--help"], terminal_width=200).output
     for spec in dataclasses.fields(TrainSettings):
         flag = "set" if spec.name == "overrides" else spec.name
         (option,) = params[flag].annotation.__metadata__
@@ -419,7 +392,7 @@ def test_cli_flags_become_settings(tmp_path, monkeypatch):
     args += ["--epochs", "1.5", "--time-budget", "1m", "--val-every", "7", "--patience", "2"]
     args += ["--keep-checkpoints", "0", "--seed", "0", "--model-dir", "m", "--device", "cpu"]
     args += ["--threads", "1", "--resume", "--overwrite"]
-    result = cli("translate", *args)
+    result = train_cli("translate", *args)
     assert result.exit_code == 0, result.output
     assert captured == {
         "data": str(tmp_path / "d"), "src": "en", "tgt": "de",
@@ -432,7 +405,7 @@ def test_cli_flags_become_settings(tmp_path, monkeypatch):
         "device": "cpu", "threads": 1, "resume": True, "overwrite": True,
     }  # fmt: skip
     captured.clear()
-    assert cli("sentiment").exit_code == 0 and captured == {}
+    assert train_cli("sentiment").exit_code == 0 and captured == {}
 
 
 # --- --data NAME: a dataset fetched with `attn data fetch` ---------------------------------
@@ -485,13 +458,13 @@ def test_cli_trains_on_a_fetched_dataset_by_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fetched = fake_fetch(home, "sst2", slice_sentiment(tmp_path, n_train=100, n_val=8))
     tiny = ["--preset", "tiny", "--vocab-size", "400", "--batch-tokens", "256", "--threads", "1"]
-    result = cli("sentiment", "--data", "sst2", "--model-dir", "m", "--max-steps", "1", *tiny)
+    result = train_cli("sentiment", "--data", "sst2", "--model-dir", "m", "--max-steps", "1", *tiny)
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
     assert config["train"]["data"] == str(fetched.resolve())
     # A recipe's `data` key takes a name too.
     (tmp_path / "recipe.toml").write_text('data = "sst2"\nmax-steps = 1\n', encoding="utf-8")
-    result = cli("sentiment", "--config", "recipe.toml", "--model-dir", "m2", *tiny)
+    result = train_cli("sentiment", "--config", "recipe.toml", "--model-dir", "m2", *tiny)
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "m2" / "config.json").read_text(encoding="utf-8"))
     assert config["train"]["data"] == str(fetched.resolve())
@@ -503,7 +476,7 @@ def test_cli_data_name_not_fetched_is_a_one_line_error(tmp_path, monkeypatch, ho
     monkeypatch.chdir(tmp_path)
     (tmp_path / "recipe.toml").write_text('data = "multi30k"\n', encoding="utf-8")
     data = ["--data", "multi30k"] if how == "flag" else ["--config", "recipe.toml"]
-    result = cli("translate", *data, "--model-dir", "m")
+    result = train_cli("translate", *data, "--model-dir", "m")
     assert result.exit_code == 1, result.output
     assert result.output.startswith("Error: multi30k: no such file or directory")
     assert result.output.rstrip().endswith("run: attn data fetch multi30k")
@@ -516,23 +489,23 @@ def test_cli_refuses_an_existing_model_dir(tmp_path):
     model = tmp_path / "m"
     common = ["--data", str(data), "--preset", "tiny", "--vocab-size", "400", "--threads", "1"]
     common += ["--batch-tokens", "512", "--max-steps", "2"]
-    result = cli("sentiment", "--model-dir", str(model), *common)
+    result = train_cli("sentiment", "--model-dir", str(model), *common)
     assert result.exit_code == 0, result.output
     assert "Try it: echo" in result.output and f"-m {model}" in result.output
 
-    again = cli("sentiment", "--model-dir", str(model), *common)
+    again = train_cli("sentiment", "--model-dir", str(model), *common)
     assert again.exit_code == 1
     assert "Error:" in again.output and "--resume" in again.output and "--overwrite" in again.output
 
-    other = cli("translate", "--model-dir", str(model), *common)
+    other = train_cli("translate", "--model-dir", str(model), *common)
     assert other.exit_code == 1 and "holds a sentiment model" in other.output
 
-    assert cli("sentiment", "--model-dir", str(model), "--overwrite", *common).exit_code == 0
-    resumed = cli("sentiment", "--model-dir", str(model), "--resume", "--max-steps", "3")
+    assert train_cli("sentiment", "--model-dir", str(model), "--overwrite", *common).exit_code == 0
+    resumed = train_cli("sentiment", "--model-dir", str(model), "--resume", "--max-steps", "3")
     assert resumed.exit_code == 0, resumed.output
     assert "resumed at step 2" in resumed.output
 
-    nothing = cli("sentiment", "--model-dir", str(tmp_path / "empty"), "--resume")
+    nothing = train_cli("sentiment", "--model-dir", str(tmp_path / "empty"), "--resume")
     assert nothing.exit_code == 1 and "nothing to resume" in nothing.output
 
 
@@ -553,7 +526,7 @@ def test_cli_config_file_and_flags_win(tmp_path):
         encoding="utf-8",
     )
     model = tmp_path / "m"
-    result = cli(
+    result = train_cli(
         "sentiment",
         "--config",
         str(tmp_path / "run.json"),
@@ -584,7 +557,7 @@ def test_cli_config_file_and_flags_win(tmp_path):
 )
 def test_cli_bad_settings_are_one_line_errors(tmp_path, args, message):
     data = slice_sentiment(tmp_path)
-    result = cli("sentiment", "--data", str(data), "--model-dir", str(tmp_path / "m"), *args)
+    result = train_cli("sentiment", "--data", str(data), "--model-dir", str(tmp_path / "m"), *args)
     assert result.exit_code == 1, result.output
     assert result.output.startswith("Error:") and message in result.output
     assert "Traceback" not in result.output
@@ -594,7 +567,7 @@ def test_a_bad_model_config_is_refused_before_the_tokenizer_is_trained(tmp_path)
     data = slice_sentiment(tmp_path)
     model = tmp_path / "m"
     args = ["--data", str(data), "--model-dir", str(model), "--vocab-size", "400"]
-    result = cli("sentiment", *args, "--set", "ngram_order=5")
+    result = train_cli("sentiment", *args, "--set", "ngram_order=5")
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
     assert lines[-1].startswith("Error: bad model config: ngram_order must be between 2")
@@ -602,15 +575,15 @@ def test_a_bad_model_config_is_refused_before_the_tokenizer_is_trained(tmp_path)
     assert not model.exists()
     # A model that --overwrite would replace stays.
     tiny = ["--preset", "tiny", "--batch-tokens", "512", "--max-steps", "2", "--threads", "1"]
-    assert cli("sentiment", *args, *tiny).exit_code == 0
+    assert train_cli("sentiment", *args, *tiny).exit_code == 0
     before = (model / "model.safetensors").read_bytes()
-    result = cli("sentiment", *args, *tiny, "--overwrite", "--set", "ngram_order=5")
+    result = train_cli("sentiment", *args, *tiny, "--overwrite", "--set", "ngram_order=5")
     assert result.exit_code == 1 and "ngram_order" in result.output
     assert (model / "model.safetensors").read_bytes() == before
     assert (model / "config.json").is_file()
     # A check that depends on the vocabulary's size waits for the tokenizer's real size.
     other = ["--data", str(data), "--model-dir", str(tmp_path / "m2"), "--vocab-size", "400"]
-    result = cli("sentiment", *other, "--set", "ngram_buckets=500")
+    result = train_cli("sentiment", *other, "--set", "ngram_buckets=500")
     assert result.exit_code == 1, result.output
     assert "ngram_buckets must be 0 or at least twice vocab_size" in result.output
     assert (tmp_path / "m2" / "tokenizer.model").exists()
@@ -620,7 +593,7 @@ def test_cli_data_without_examples(tmp_path):
     data = tmp_path / "empty"
     data.mkdir()
     (data / "train.tsv").write_text("text\tlabel\n", encoding="utf-8")
-    result = cli("sentiment", "--data", str(data), "--model-dir", str(tmp_path / "m"))
+    result = train_cli("sentiment", "--data", str(data), "--model-dir", str(tmp_path / "m"))
     assert result.exit_code == 1
     error = result.output.splitlines()[-1]
     assert error.startswith("Error:") and "no training examples" in error
@@ -678,6 +651,7 @@ def test_padded_batches_round_lengths_up_to_the_multiple_within_the_cap():
     assert seqs.batch([3], pad_id=0, multiple=8, cap=10).shape == (1, 12)  # never cut
 
 
+@pytest.mark.slow
 def test_sentiment_learns_with_max_pooling_and_head_and_tail_truncation(tmp_path):
     # Inputs cut to 16 pieces, the first 3 and the last 12: 93% of the demo reviews are
     # longer (median 27 pieces), so some lose the words that decide them.
@@ -694,6 +668,7 @@ def test_sentiment_learns_with_max_pooling_and_head_and_tail_truncation(tmp_path
     assert config["model"]["pooling"] == "mean+max" and config["model"]["keep"] == "head+tail"
 
 
+@pytest.mark.slow
 def test_sentiment_learns_with_a_bag_of_ngrams_beside_the_transformer(tmp_path):
     result = train(
         "sentiment",

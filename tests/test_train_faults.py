@@ -1,6 +1,7 @@
 """`attn train` under faults: Ctrl-C, kill -9 at any moment, and two processes under torchrun.
 
-These run the installed `attn` script in a subprocess, as a user (or a cluster) would.
+These run the installed `attn` script in a subprocess, as a user (or a cluster) would; each
+trains until it is stopped, ten seconds or more on two CPU cores: the module is slow.
 """
 
 from __future__ import annotations
@@ -9,21 +10,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import ATTN, BIN, slice_translate
 from safetensors.torch import load_file
-from test_train import slice_translate
 
 from attn.model.storage.checkpoint import load_model
 from attn.model.training.metrics_log import read_metrics
 from attn.model.training.state import find_last
 
-BIN = Path(sys.executable).parent
-ATTN = str(BIN / "attn")
+pytestmark = pytest.mark.slow
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -123,7 +123,6 @@ def torchrun(*attn_args: str) -> str:
     return err
 
 
-@pytest.mark.slow
 def test_torchrun_two_processes_gloo(tmp_path):
     data, model = slice_translate(tmp_path), tmp_path / "m"
     err = torchrun(
@@ -149,7 +148,6 @@ def test_torchrun_two_processes_gloo(tmp_path):
     load_model(model, task="translate")
 
 
-@pytest.mark.slow
 def test_torchrun_resume_continues_every_rank_exactly(tmp_path):
     """Each rank's dropout stream is saved: 6 + 6 steps give the weights of 12 in one run."""
     data = slice_translate(tmp_path)

@@ -191,6 +191,7 @@ def _greedy(model: Transformer, src: torch.Tensor, max_len: int) -> list[list[in
     return result
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_a_reverse_task_and_greedy_reproduces_it():
     torch.manual_seed(0)
     model = _model(d_model=64, d_ff=128, n_heads=4).train()

@@ -1,24 +1,28 @@
 """--workers (forked CPU processes) and --int8 (quantized linears) on the demo-trained models.
 
 Workers must not change a single output nor its place; int8 may change a few outputs, not
-the quality. Both go through the installed `attn` script, as a user runs them.
+the quality, and must really run: int8 layers in the loaded model, scores that move a
+little. Both go through the installed `attn` script, as a user runs them; the loaded model
+is inspected through the Python API.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_faults import sigint_default
+import torch
+from helpers import ATTN, sigint_default
 
 from attn.data.tasks import demo_dir
 
-ATTN = str(Path(sys.executable).parent / "attn")
+# Every test here runs a demo model, some picked with request.getfixturevalue.
+pytestmark = pytest.mark.slow
 
 
 def run(*args: str, stdin: str | None = None) -> list[str]:
@@ -69,6 +73,52 @@ def test_workers_give_the_same_lines_in_the_same_order(task, fixture, request, t
     assert [line == "" for line in two] == [s == "" for s in sources]
 
 
+def run_jsonl(*args: str) -> list[dict]:
+    return [json.loads(line) for line in run(*args, "--format", "jsonl")]
+
+
+def assert_moved_a_little(fp32: list[float], int8: list[float], tol: float) -> None:
+    """int8 really ran (most values moved) and stays near float32 (none moved by > tol)."""
+    assert fp32 and len(int8) == len(fp32)
+    moved = sum(a != b for a, b in zip(fp32, int8, strict=True))
+    assert moved >= 0.5 * len(fp32), f"only {moved} of {len(fp32)} values changed: int8 ignored?"
+    assert int8 == pytest.approx(fp32, abs=tol)
+
+
+@pytest.mark.parametrize(
+    ("task", "fixture"), [("translate", "translate_model"), ("sentiment", "sentiment_model")]
+)
+def test_int8_quantizes_the_linear_layers_of_the_loaded_model(task, fixture, request, demo_val):
+    from torch import nn
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    from attn import SentimentClassifier, Translator
+
+    model = request.getfixturevalue(fixture)
+    pipeline = {"translate": Translator, "sentiment": SentimentClassifier}[task]
+    fp32 = pipeline.load(model, device="cpu", threads=1)
+    int8 = pipeline.load(model, device="cpu", threads=1, int8=True)
+    assert not any(isinstance(m, DynamicInt8Linear) for m in fp32.model.modules())
+    quantized = [m for m in int8.model.modules() if isinstance(m, DynamicInt8Linear)]
+    assert quantized and all(m.weight().dtype == torch.qint8 for m in quantized)
+    assert not [name for name, m in int8.model.named_modules() if isinstance(m, nn.Linear)]
+    texts = [src for src, _ in demo_val[task][:32]]
+    if task == "translate":
+        # The tied output projection, the largest matrix multiply of a step, is int8 too.
+        assert isinstance(int8.model.output_proj, DynamicInt8Linear)
+        pairs = [
+            (a.logprob, b.logprob)
+            for a, b in zip(fp32.translate(texts), int8.translate(texts), strict=True)
+            if a.text == b.text
+        ]
+        assert len(pairs) >= 0.8 * len(texts)
+        assert_moved_a_little(*map(list, zip(*pairs, strict=True)), tol=0.3)
+    else:
+        a, b = list(fp32.classify(texts)), list(int8.classify(texts))
+        positive = [r.probs["positive"] for r in a], [r.probs["positive"] for r in b]
+        assert_moved_a_little(*positive, tol=0.05)
+
+
 def test_int8_translations_keep_their_quality(translate_model, tmp_path, demo_val):
     import sacrebleu
 
@@ -76,14 +126,16 @@ def test_int8_translations_keep_their_quality(translate_model, tmp_path, demo_va
     path = input_file(tmp_path, [src for src, _ in pairs])
     refs = [tgt for _, tgt in pairs]
     common = ["translate", "-m", str(translate_model), "--threads", "1", str(path)]
-    fp32 = run(*common)
-    int8 = run(*common, "--int8")
+    fp32 = run_jsonl(*common)
+    int8 = run_jsonl(*common, "--int8")
     assert len(int8) == len(pairs)
-    bleu32 = sacrebleu.corpus_bleu(fp32, [refs]).score
-    bleu8 = sacrebleu.corpus_bleu(int8, [refs]).score
+    bleu32 = sacrebleu.corpus_bleu([r["output"] for r in fp32], [refs]).score
+    bleu8 = sacrebleu.corpus_bleu([r["output"] for r in int8], [refs]).score
     assert bleu8 >= bleu32 - 2.0, (bleu8, bleu32)
-    same = sum(a == b for a, b in zip(fp32, int8, strict=True))
-    assert same >= 0.8 * len(pairs)
+    same = [(a, b) for a, b in zip(fp32, int8, strict=True) if a["output"] == b["output"]]
+    assert len(same) >= 0.8 * len(pairs)
+    # The same translation, scored by int8 linears: a slightly different log-probability.
+    assert_moved_a_little([a["logprob"] for a, _ in same], [b["logprob"] for _, b in same], 0.3)
 
 
 @pytest.mark.parametrize(
@@ -93,15 +145,23 @@ def test_int8_on_the_other_tasks(task, fixture, request, tmp_path, demo_val):
     model = request.getfixturevalue(fixture)
     pairs = demo_val[task][:60]
     path = input_file(tmp_path, [src for src, _ in pairs])
-    fp32 = run(task, "-m", str(model), "--threads", "1", str(path))
-    int8 = run(task, "-m", str(model), "--threads", "1", "--int8", str(path))
+    common = [task, "-m", str(model), "--threads", "1", str(path)]
+    if task == "sentiment":
+        common.append("--probs")
+    fp32 = run_jsonl(*common)
+    int8 = run_jsonl(*common, "--int8")
     assert len(int8) == len(pairs)
     if task == "sentiment":
-        labels = [line.split("\t")[0] for line in int8]
+        labels = [r["label"] for r in int8]
         correct = sum(label == gold for label, (_, gold) in zip(labels, pairs, strict=True))
         assert correct >= 0.9 * len(pairs)
+        positive = [a["probs"]["positive"] for a in fp32], [b["probs"]["positive"] for b in int8]
+        assert_moved_a_little(*positive, tol=0.05)
     else:
-        assert sum(a == b for a, b in zip(fp32, int8, strict=True)) >= 0.7 * len(pairs)
+        same = [(a, b) for a, b in zip(fp32, int8, strict=True) if a["output"] == b["output"]]
+        assert len(same) >= 0.7 * len(pairs)
+        logprobs = [a["logprob"] for a, _ in same], [b["logprob"] for _, b in same]
+        assert_moved_a_little(*logprobs, tol=0.5)
 
 
 def children(pid: int) -> list[int]:
