@@ -57,13 +57,15 @@ def export(
     with reported_errors():
         from attn.model.export import export_model
 
-        err_console.print(f"Exporting {model} to {fmt.value}...", highlight=False, markup=False)
         result = export_model(
             model,
             fmt.value,
             output,
             quantization=quantization.value if quantization else None,
             overwrite=overwrite,
+            progress=lambda line: err_console.print(
+                line, highlight=False, markup=False, soft_wrap=True
+            ),
         )
     err_console.print(
         f"Exported the {result.task} model ({result.weights}) to {result.directory}: "

@@ -11,6 +11,7 @@ place at the end (`staging`), and carries attn's `tokenizer.model` and `attn_exp
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def export_model(
     *,
     quantization: str | None = None,
     overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export the model in `model_dir` to `out_dir`.
 
@@ -68,6 +70,7 @@ def export_model(
         quantization: CTranslate2 only: "int8", "int8_float32", "int8_float16", "float16"
             or "float32" (None = float32).
         overwrite: replace an existing `out_dir`.
+        progress: called with a line saying what is being written, once the checks passed.
 
     Raises:
         ExportError: unknown format, missing package, unsupported task or option, or an
@@ -91,6 +94,9 @@ def export_model(
     require(fmt)
     check_destination(out_dir, model_dir, overwrite)
     loaded = load_model(model_dir, device="cpu")
+    if progress is not None:
+        engine = "ONNX (about a minute)" if fmt == "onnx" else "CTranslate2"
+        progress(f"Exporting the {config.task} model in {model_dir} to {engine}")
     with staged_directory(out_dir, overwrite) as tmp:
         if fmt == "ctranslate2":
             from attn.model.export.ctranslate2_model import write_ctranslate2
