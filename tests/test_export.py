@@ -222,3 +222,181 @@ def test_overwrite_replaces_an_export(random_models, tmp_path) -> None:
     info = json.loads((out / "attn_export.json").read_text())
     assert info["weights"] == "int8" and info["model"]["task"] == "translate"
     assert [p.name for p in tmp_path.iterdir()] == ["ct2"]
+
+
+# The demo-trained models of conftest.py: what a user would export.
+
+
+def _refs(n: int | None = None) -> list[str]:
+    return (demo_dir("translate") / "val.de").read_text(encoding="utf-8").splitlines()[:n]
+
+
+def _bleu(outputs: list[str]) -> float:
+    import sacrebleu
+
+    return sacrebleu.corpus_bleu(outputs, [_refs(len(outputs))]).score
+
+
+@pytest.fixture(scope="module")
+def attn_outputs(translate_model) -> dict[int, list[str]]:
+    """attn's float32 outputs on the demo validation set over the whole vocabulary: greedy
+    and beam 4 (defaults otherwise)."""
+    from attn import Translator
+
+    translator = Translator.load(translate_model, device="cpu", threads=1)
+    texts = _texts("translate", "val")
+    return {
+        beam: [r.text for r in translator.translate(texts, beam=beam, shortlist=False)]
+        for beam in (1, 4)
+    }
+
+
+@pytest.fixture(scope="module")
+def ct2_dirs(translate_model, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ct2")
+    for weights in ("float32", "int8"):
+        export_model(translate_model, "ctranslate2", root / weights, quantization=weights)
+    return {"float32": root / "float32", "int8": root / "int8"}
+
+
+def _first_step_gap(model_dir: Path, text: str, ct2_pieces: list[str]) -> float:
+    """How far apart attn's log-probabilities of its own piece and of CTranslate2's are at the
+    first step where their greedy outputs for `text` part."""
+    from attn import Translator
+    from attn.model.decoding.search import GenerationOptions, generate
+    from attn.model.storage.checkpoint import load_model
+
+    loaded = load_model(model_dir)
+    model, c, tokenizer = loaded.model, loaded.config, loaded.tokenizer
+    batch = tokenizer.encode_batch([text], max_length=c.max_length)
+    options = GenerationOptions(
+        beam=1, max_length_a=Translator.max_length_a, max_length_b=Translator.max_length_b
+    )
+    ours = [*generate(model, batch.ids, batch.mask, options)[0][0].tokens, c.eos_id]
+    vocab = {tokenizer.id_to_piece(i): i for i in range(c.vocab_size)}
+    theirs = [*(vocab[p] for p in ct2_pieces), c.eos_id]
+    t = next(i for i, (x, y) in enumerate(zip(ours, theirs, strict=False)) if x != y)
+    with torch.no_grad():
+        logits = model(batch.ids, torch.tensor([[c.bos_id, *ours[:t]]]))[0, -1]
+    logp = logits.log_softmax(-1)
+    return abs(float(logp[ours[t]] - logp[theirs[t]]))
+
+
+@pytest.mark.slow
+def test_ctranslate2_greedy_is_attns(translate_model, ct2_dirs, attn_outputs) -> None:
+    """float32 greedy: the same translation for >= 98% of the demo validation sentences, and
+    where one differs, the two pieces it parts on score within 1e-4 (a tie)."""
+    from attn.model.export.ctranslate2_run import CT2Translator
+
+    texts = _texts("translate", "val")
+    outputs = CT2Translator(ct2_dirs["float32"]).translate(texts, beam=1)
+    ours = attn_outputs[1]
+    differ = [i for i, (o, a) in enumerate(zip(outputs, ours, strict=True)) if o.text != a]
+    assert len(differ) <= 0.02 * len(texts), [(ours[i], outputs[i].text) for i in differ]
+    for i in differ:
+        assert _first_step_gap(translate_model, texts[i], outputs[i].pieces) < 1e-4
+
+
+@pytest.mark.slow
+def test_ctranslate2_beam_and_int8_keep_the_bleu(ct2_dirs, attn_outputs) -> None:
+    from attn.model.export.ctranslate2_run import CT2Translator
+
+    texts = _texts("translate", "val")
+    attn_bleu = _bleu(attn_outputs[4])
+    float32 = [o.text for o in CT2Translator(ct2_dirs["float32"]).translate(texts, beam=4)]
+    int8 = [o.text for o in CT2Translator(ct2_dirs["int8"]).translate(texts, beam=4)]
+    assert abs(_bleu(float32) - attn_bleu) <= 0.3
+    assert abs(_bleu(int8) - attn_bleu) <= 1.0
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(translate_model, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("onnx") / "export"
+    result = runner.invoke(
+        app, ["export", "-m", str(translate_model), "--format", "onnx", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    return out
+
+
+@pytest.mark.slow
+def test_onnx_export_holds_the_graphs_and_a_readme(onnx_dir: Path) -> None:
+    import onnx
+
+    files = {p.name for p in onnx_dir.iterdir()}
+    assert files == {"encoder.onnx", "decoder_step.onnx", "README", TOKENIZER, "attn_export.json"}
+    step = onnx.load(str(onnx_dir / "decoder_step.onnx"))
+    dims = {
+        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in [*step.graph.input, *step.graph.output]
+    }
+    assert dims["tgt_ids"] == ["batch", 1]
+    assert dims["past_key_0"][0] == "batch" and dims["past_key_0"][2] == "past_len"
+    assert dims["logits"][0] == "batch"
+    readme = (onnx_dir / "README").read_text()
+    for name in ("src_ids", "src_mask", "cross_key_i", "past_key_i", "present_value_i", "logits"):
+        assert name in readme
+
+
+@pytest.mark.slow
+def test_onnx_graphs_equal_attn(translate_model, onnx_dir: Path) -> None:
+    """Encoder outputs and decoder-step logits within 1e-4 of attn's (float32), on a padded
+    batch, step after step with the cache, from an empty past."""
+    from attn.model.export.onnx_run import OnnxSeq2Seq
+    from attn.model.storage.checkpoint import load_model
+
+    loaded = load_model(translate_model)
+    model, c = loaded.model, loaded.config
+    runner_ = OnnxSeq2Seq(onnx_dir)
+    src_ids, src_mask = runner_.encode_texts(_texts("translate", "val", 8))
+    assert not src_mask.all()  # the batch is padded
+    src, mask = torch.from_numpy(src_ids), torch.from_numpy(src_mask)
+    memory, cross = runner_.encode(src_ids, src_mask)
+    with torch.no_grad():
+        expected = model.encode(src, mask)
+        np.testing.assert_allclose(memory, expected.numpy(), atol=1e-4)
+        for layer, (k, v) in zip(model.decoder, cross, strict=True):
+            attention = layer.cross_attn
+            np.testing.assert_allclose(k, attention._split(attention.k_proj(expected)), atol=1e-4)
+            np.testing.assert_allclose(v, attention._split(attention.v_proj(expected)), atol=1e-4)
+        empty = np.zeros((len(src_ids), c.n_heads, 0, c.d_head), dtype=np.float32)
+        past = [(empty, empty)] * c.n_decoder_layers
+        seqs = torch.full((len(src_ids), 1), c.bos_id)
+        cache = model.new_cache()
+        for _ in range(12):
+            logits, past = runner_.step(seqs[:, -1:].numpy(), src_ids != c.pad_id, past, cross)
+            cached = model.decode(seqs[:, -1:], expected, mask, cache)[:, -1]
+            np.testing.assert_allclose(logits, cached.numpy(), atol=1e-4)
+            assert past[0][0].shape[2] == seqs.size(1)
+            seqs = torch.cat([seqs, torch.from_numpy(logits.argmax(-1))[:, None]], dim=1)
+
+
+@pytest.mark.slow
+def test_onnx_greedy_is_attns(onnx_dir: Path, attn_outputs) -> None:
+    from attn.model.export.onnx_run import OnnxSeq2Seq
+
+    texts = _texts("translate", "val")
+    runner_ = OnnxSeq2Seq(onnx_dir)
+    outputs = [o for i in range(0, len(texts), 32) for o in runner_.greedy(texts[i : i + 32])]
+    assert outputs == attn_outputs[1]
+    assert runner_.greedy(["", "A dog runs."])[0] == ""
+
+
+@pytest.mark.slow
+def test_onnx_classifier_equals_attn(sentiment_model, tmp_path) -> None:
+    """Sentiment exports as one graph whose scores are attn's (and so its labels)."""
+    from attn import SentimentClassifier
+    from attn.model.export.onnx_run import OnnxClassifier
+
+    export_model(sentiment_model, "onnx", tmp_path / "onnx")
+    assert (tmp_path / "onnx" / "classifier.onnx").is_file()
+    texts = [
+        line.rsplit("\t", 1)[0]
+        for line in (demo_dir("sentiment") / "val.tsv").read_text().splitlines()[1:65]
+    ]
+    onnx_probs = OnnxClassifier(tmp_path / "onnx").classify(texts)
+    attn_results = SentimentClassifier.load(sentiment_model, device="cpu").classify(texts)
+    for got, want in zip(onnx_probs, attn_results, strict=True):
+        assert max(got, key=got.get) == want.label
+        np.testing.assert_allclose(list(got.values()), list(want.probs.values()), atol=1e-4)

@@ -157,9 +157,12 @@ def _export(
     path: Path,
 ) -> None:
     """Export one graph with the dynamo exporter, quietly (library code does not print)."""
-    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = registration.level
-    registration.setLevel(logging.ERROR)  # (warns that torchvision's ops are not there)
+    # Their warnings are about the exporter's own work (torchvision's ops absent, constants
+    # not folded), nothing a user of attn can act on.
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -173,7 +176,8 @@ def _export(
                 verbose=False,
             )
     finally:
-        registration.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
     program.save(str(path))
 
 
