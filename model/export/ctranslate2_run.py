@@ -74,7 +74,7 @@ class CT2Translator:
         texts: Sequence[str],
         *,
         beam: int = 4,
-        length_penalty: float = 1.0,
+        length_penalty: float = 0.0,
         batch_size: int = 32,
         **options: Any,
     ) -> list[CT2Output]:
