@@ -48,10 +48,10 @@ def export(
         bool, typer.Option("--overwrite", help="Replace the output directory if it exists.")
     ] = False,
 ) -> None:
-    """Export a model for deployment: attn export -m DIR --format ctranslate2 -o OUT.
+    r"""Export a model for deployment: attn export -m DIR --format ctranslate2 -o OUT.
 
     The output directory also holds attn's tokenizer.model (SentencePiece) and
-    attn_export.json. Needs the export extras: pip install 'attn[export]'.
+    attn_export.json. Needs the export extras: pip install 'attn\[export]'.
     See docs/deploying.md for loading an export in CTranslate2 or ONNX Runtime.
     """
     with reported_errors():
