@@ -137,7 +137,7 @@ def same_model(model_dir: Path, sources: list[str], threads: int) -> list[dict]:
                     if shortlist and translator.shortlist is None:
                         continue
                     m = throughput(translator, sources, beam, 32, threads, shortlist)
-                    name = "attn, shortlist" if shortlist else "attn"
+                    name = "attn+shortlist" if shortlist else "attn"
                     measured[name] = (m["seconds"], m["target_tokens_per_s"], m["outputs"])
                 ct2_rate = measured["ctranslate2"][1]
                 for engine, (sec, rate, texts) in measured.items():
