@@ -6,7 +6,12 @@ Measures, in one run on this machine:
   N workers x 1 thread (--threads N);
 - whole-process times: `python -c "import torch"`, `attn --help`,
   `echo "A dog runs." | attn translate`, and `attn translate test2016.en` (beam 4, defaults);
-- optionally (--train-steps N) training throughput of the `small` preset (bench/train_speed.py).
+- optionally (--train-steps N) training throughput of the `small` preset (bench/train_speed.py);
+- with -m and the export extras, the same model in CTranslate2: attn's own weights exported
+  (`attn export --format ctranslate2`, float32 and int8), beam 4 and greedy, N workers x 1
+  thread each, against attn on the same sentences with the same output caps, back to back, so
+  the speed ratio to CTranslate2 needs no second toolkit's model (--same-model-only: just this,
+  written to bench/results/peers_same_model.json).
 
 The peers run when their venv exists (shared/peers/setup.sh) and a checkpoint is there:
 onmt_translate and CTranslate2 (converted from the same checkpoint) on test2016, and
@@ -15,6 +20,7 @@ figures from shared/peers/README.md (an idle machine) are shown, labelled "refer
 Compare ratios only between figures measured in the same run.
 
     python bench/peers.py [-m MODEL_DIR] [--threads 2] [--sentences 1000] [--train-steps 40]
+    python bench/peers.py -m MODEL_DIR --same-model-only
 
 Without -m it uses a `small` model with random weights (see bench/translate_speed.py).
 Writes bench/results/peers.json and prints a table.
@@ -84,13 +90,81 @@ def attn_translation(model_dir: Path, sources: list[str], threads: int, trained:
                 "sentences_per_s": measured["sentences_per_s"],
             }
             if trained:
-                import sacrebleu
-
-                outputs = measured["outputs"]
-                run["bleu"] = round(sacrebleu.corpus_bleu(outputs, [refs]).score, 2)
+                run["bleu"] = round(sacrebleu_score(measured["outputs"], refs), 2)
             print(f"attn {run}", file=sys.stderr)
             runs.append(run)
     return runs
+
+
+def same_model(model_dir: Path, sources: list[str], threads: int) -> list[dict]:
+    """attn and CTranslate2 running the same weights: attn's model exported with `attn export`.
+
+    Per precision (float32; int8: attn --int8 and CTranslate2 int8 weights) and search (beam 4,
+    greedy): CTranslate2 with `threads` workers x 1 thread (inter_threads), attn with `threads`
+    forked workers x 1 thread, over the whole vocabulary as CTranslate2 decodes, and attn with
+    its lexical shortlist (its default). Both cap each output at attn's 1.5 x source pieces +
+    10, batch 32 sentences, and count target tokens as output pieces, EOS not counted. attn's
+    beam search uses its defaults (GNMT length penalty 0.6); CTranslate2 length_penalty 0, whose
+    early stop is the rule attn's beam search follows (the test on the demo model finds its
+    output equal to attn's).
+    """
+    import torch
+    from translate_speed import throughput
+
+    from attn.model.export import export_model
+    from attn.model.export.ctranslate2_run import CT2Translator
+    from attn.model.inference.pipeline import Translator
+
+    refs = (MULTI30K / "test2016.de").read_text(encoding="utf-8").splitlines()[: len(sources)]
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in ("float32", "int8"):
+            out = Path(tmp) / precision
+            export_model(model_dir, "ctranslate2", out, quantization=precision)
+            ct2 = CT2Translator(out, threads=1, workers=threads)
+            translator = Translator.load(model_dir, device="cpu", int8=precision == "int8")
+            torch.set_num_threads(threads)
+            for beam in (4, 1):
+                ct2.translate(sources[:4], beam=beam, length_penalty=0.0)  # warm-up
+                start = time.perf_counter()
+                outputs = ct2.translate(sources, beam=beam, length_penalty=0.0)
+                seconds = time.perf_counter() - start
+                pieces = sum(len(o.pieces) for o in outputs)
+                measured = {
+                    "ctranslate2": (seconds, pieces / seconds, [o.text for o in outputs]),
+                }
+                for shortlist in (False, True):
+                    if shortlist and translator.shortlist is None:
+                        continue
+                    m = throughput(translator, sources, beam, 32, threads, shortlist)
+                    name = "attn+shortlist" if shortlist else "attn"
+                    measured[name] = (m["seconds"], m["target_tokens_per_s"], m["outputs"])
+                ct2_rate = measured["ctranslate2"][1]
+                for engine, (sec, rate, texts) in measured.items():
+                    run = {
+                        "engine": engine,
+                        "precision": precision,
+                        "beam": beam,
+                        "layout": f"{threads} x 1 thread",
+                        "seconds": round(sec, 2),
+                        "target_tokens_per_s": round(rate),
+                        "sentences_per_s": round(len(sources) / sec, 1),
+                        "ratio_to_ctranslate2": round(rate / ct2_rate, 2),
+                        "bleu": round(sacrebleu_score(texts, refs), 2),
+                    }
+                    if engine != "ctranslate2":
+                        run["same_output_as_ctranslate2"] = sum(
+                            a == b for a, b in zip(texts, measured["ctranslate2"][2], strict=True)
+                        )
+                    print(f"same model {run}", file=sys.stderr)
+                    runs.append(run)
+    return runs
+
+
+def sacrebleu_score(outputs: list[str], refs: list[str]) -> float:
+    import sacrebleu
+
+    return sacrebleu.corpus_bleu(outputs, [refs]).score
 
 
 def wall(cmd: list[str], runs: int = 3, stdin: str | None = None, env: dict | None = None) -> float:
@@ -193,6 +267,69 @@ def onmt_train_rate(log: Path | None) -> int | None:
     return round(statistics.median(rates[1:] or rates)) if rates else None
 
 
+def machine(threads: int) -> dict:
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": threads,
+    }
+
+
+def cpu_name() -> str:
+    """The CPU model as lscpu names it ("AMD EPYC", "Intel Xeon ..."), or "" when unknown."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    found = re.search(r"^Model name:\s*(.+)$", text, re.MULTILINE)
+    return found.group(1).strip() if found else ""
+
+
+def _has_ct2() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ctranslate2") is not None
+
+
+def report_same_model(args: argparse.Namespace) -> None:
+    """`--same-model-only`: the same-model comparison alone, written to its own JSON."""
+    import ctranslate2
+
+    sources = (MULTI30K / "test2016.en").read_text(encoding="utf-8").splitlines()
+    sources = sources[: args.sentences]
+    same = same_model(args.model, sources, args.threads)
+    result = {
+        "benchmark": "peers, same model: attn and CTranslate2 on attn's exported weights",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {**machine(args.threads), "ctranslate2": ctranslate2.__version__},
+        "model": str(args.model),
+        "sentences": len(sources),
+        "same_model_ctranslate2": same,
+    }
+    out = args.out or ROOT / "bench" / "results" / "peers_same_model.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"model: {args.model}; {len(sources)} sentences of test2016; {result['machine']['cpu']}")
+    print_same_model(same)
+    print(f"written to {out}")
+
+
+def print_same_model(runs: list[dict]) -> None:
+    print(f"{'same model':<44} {'tgt tok/s':>9} {'sent/s':>7} {'BLEU':>6} {'x CT2':>6}")
+    for run in runs:
+        search = "greedy" if run["beam"] == 1 else "beam 4"
+        name = f"{run['engine']} {run['precision']} {search}, {run['layout']}"
+        print(
+            f"{name:<44} {run['target_tokens_per_s']:>9} {run['sentences_per_s']:>7} "
+            f"{run['bleu']:>6} {run['ratio_to_ctranslate2']:>6}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-m", "--model", type=Path, help="a trained translate model dir")
@@ -201,11 +338,20 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=0, help="0 = skip training")
     parser.add_argument("--onmt-train-log", type=Path, help="an onmt_train log of this run")
     parser.add_argument("--no-peers", action="store_true", help="do not run the peers")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "peers.json")
+    parser.add_argument(
+        "--same-model-only",
+        action="store_true",
+        help="only attn against CTranslate2 on attn's exported weights (needs -m)",
+    )
+    parser.add_argument("--out", type=Path, help="default: bench/results/peers.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "bench"))
+    if args.same_model_only:
+        if args.model is None:
+            parser.error("--same-model-only needs -m MODEL_DIR (a trained translate model)")
+        report_same_model(args)
+        return
 
-    import torch
     from translate_speed import build_random_model
 
     sources = (MULTI30K / "test2016.en").read_text(encoding="utf-8").splitlines()
@@ -217,6 +363,7 @@ def main() -> None:
         translation = attn_translation(model_dir, sources, args.threads, args.model is not None)
         process = whole_process(model_dir, source, args.threads)
     peers = {} if args.no_peers else peers_translation(args.threads)
+    same = same_model(args.model, sources, args.threads) if args.model and _has_ct2() else []
     training = None
     if args.train_steps:
         from train_speed import measure
@@ -235,23 +382,19 @@ def main() -> None:
     result = {
         "benchmark": "peers",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "threads": args.threads,
-        },
+        "machine": machine(args.threads),
         "model": str(args.model) if args.model else "random weights (small preset)",
         "sentences": len(sources),
         "attn_translation": translation,
         "attn_process": process,
         "attn_training": training,
+        "same_model_ctranslate2": same,
         "peers_measured": {k: v for k, v in peers.items() if v is not None},
         "peers_reference": REFERENCE,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out = args.out or ROOT / "bench" / "results" / "peers.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
     print(f"model: {result['model']}; {len(sources)} sentences of test2016; {args.threads} threads")
     print(f"{'attn':<44} {'tgt tok/s':>9} {'sent/s':>7} {'BLEU':>6}")
@@ -269,7 +412,9 @@ def main() -> None:
     print(f"{'peer':<44} {'measured':>9} {'reference':>9}")
     for name, value in REFERENCE.items():
         print(f"{name:<44} {peers.get(name) or '-':>9} {value:>9}")
-    print(f"written to {args.out}")
+    if same:
+        print_same_model(same)
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ def _register() -> None:
         average,
         data,
         evaluate,
+        export,
         info,
         sentiment,
         serve,
@@ -62,6 +63,7 @@ def _register() -> None:
     sentiment.register(app)
     evaluate.register(app)
     average.register(app)
+    export.register(app)
     serve.register(app)
     app.add_typer(data.app, name="data")
 
