@@ -85,6 +85,7 @@ class Seq2SeqCommand:
     extras: tuple[str, ...] = ()
 
 
+# Over 80 lines: the option table that translate and summarize share (Typer signature).
 def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
     """The Typer command function of `spec`: its signature (the options Typer reads)
     holds the command's defaults and leaves out the extras it does not offer."""

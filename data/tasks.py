@@ -276,6 +276,7 @@ def _sort_labels(labels: set[str]) -> list[str]:
         return sorted(labels)
 
 
+# Over 80 lines: a third is the docstring of its arguments; the body is the reading steps.
 def load_task_data(
     task: str,
     data: str | Path | None = None,

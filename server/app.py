@@ -319,6 +319,8 @@ def _attention(
 # --- the app ---------------------------------------------------------------------------
 
 
+# Over 80 lines: the routes are closures over the loaded pipelines and limits, registered
+# in one place so that every route of the API is read on one screen.
 def create_app(
     models: Mapping[str, Pipeline],
     *,

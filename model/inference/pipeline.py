@@ -402,6 +402,7 @@ class Seq2Seq(_Pipeline):
         if path.is_file():
             self.shortlist = Shortlist.load(path, self.config.vocab_size).to(device)
 
+    # Over 80 lines: mostly its documented keyword options (the Python API's contract).
     def generate(
         self,
         texts: Iterable[str],
