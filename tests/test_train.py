@@ -167,8 +167,12 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.toml")))
-def test_shipped_recipes_are_valid_settings(recipe):
+def test_shipped_recipes_are_valid_settings(recipe, tmp_path, monkeypatch):
+    """Recipes name fetched datasets; here every dataset counts as fetched into ATTN_HOME."""
     from attn.cli.commands.train import _normalize
+
+    monkeypatch.setenv("ATTN_HOME", str(tmp_path))
+    monkeypatch.setattr("attn.data.fetch.fetched", lambda dataset, directory: directory)
 
     options = _normalize(read_config_file(RECIPES / recipe))
     settings = resolve_settings({k: v for k, v in options.items() if k != "model_dir"})
