@@ -62,9 +62,11 @@ def throughput(
     batch_size: int,
     workers: int = 1,
     shortlist: bool = True,
+    length_penalty: float = 0.6,
 ) -> dict:
     """Translate `sources` once (after a short warm-up); sentences/s and target tokens/s."""
-    list(translator.translate(sources[:4], beam=beam, batch_size=batch_size, shortlist=shortlist))
+    options = {"beam": beam, "shortlist": shortlist, "length_penalty": length_penalty}
+    list(translator.translate(sources[:4], batch_size=batch_size, **options))
     pieces = 0
 
     def count(_sentences: int, generated: int) -> None:
@@ -76,11 +78,10 @@ def throughput(
         r.text
         for r in translator.translate(
             sources,
-            beam=beam,
             batch_size=batch_size,
             progress=count,
             workers=workers,
-            shortlist=shortlist,
+            **options,
         )
     ]
     seconds = time.perf_counter() - start
