@@ -180,7 +180,9 @@ def test_shipped_recipes_are_valid_settings(recipe, tmp_path, monkeypatch):
     assert Path(options["model_dir"]).parent == (RECIPES.parent / "runs").resolve()
 
 
-def test_the_sst2_recipe_fine_tunes_the_model_of_its_first_half():
+def test_the_sst2_recipe_fine_tunes_the_model_of_its_first_half(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTN_HOME", str(tmp_path))
+    monkeypatch.setattr("attn.data.fetch.fetched", lambda dataset, directory: directory)
     first = read_config_file(RECIPES / "sst2-imdb.toml")
     second = read_config_file(RECIPES / "sst2.toml")
     assert Path(second["init"]).resolve() == Path(first["model_dir"]).resolve()
