@@ -166,13 +166,16 @@ def test_config_file_toml_falls_back_to_tomli_before_python_3_11(tmp_path, monke
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
-@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.toml")))
-def test_shipped_recipes_are_valid_settings(recipe, tmp_path, monkeypatch):
-    """Recipes name fetched datasets; here every dataset counts as fetched into ATTN_HOME."""
-    from attn.cli.commands.train import _normalize
-
+@pytest.fixture
+def datasets_fetched(tmp_path, monkeypatch):
+    """Recipes name fetched datasets: here every dataset counts as fetched into ATTN_HOME."""
     monkeypatch.setenv("ATTN_HOME", str(tmp_path))
     monkeypatch.setattr("attn.data.fetch.fetched", lambda dataset, directory: directory)
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.toml")))
+def test_shipped_recipes_are_valid_settings(recipe, datasets_fetched):
+    from attn.cli.commands.train import _normalize
 
     options = _normalize(read_config_file(RECIPES / recipe))
     settings = resolve_settings({k: v for k, v in options.items() if k != "model_dir"})
@@ -180,9 +183,7 @@ def test_shipped_recipes_are_valid_settings(recipe, tmp_path, monkeypatch):
     assert Path(options["model_dir"]).parent == (RECIPES.parent / "runs").resolve()
 
 
-def test_the_sst2_recipe_fine_tunes_the_model_of_its_first_half(tmp_path, monkeypatch):
-    monkeypatch.setenv("ATTN_HOME", str(tmp_path))
-    monkeypatch.setattr("attn.data.fetch.fetched", lambda dataset, directory: directory)
+def test_the_sst2_recipe_fine_tunes_the_model_of_its_first_half(datasets_fetched):
     first = read_config_file(RECIPES / "sst2-imdb.toml")
     second = read_config_file(RECIPES / "sst2.toml")
     assert Path(second["init"]).resolve() == Path(first["model_dir"]).resolve()

@@ -73,9 +73,7 @@ def build_spec(loaded: LoadedModel) -> Any:
     _layer_norm(encoder.layer_norm, w, "encoder_norm")
     for i, layer in enumerate(encoder.layer):
         scope = f"encoder.{i}"
-        _layer_norm(layer.self_attention.layer_norm, w, f"{scope}.norm1")
-        _fused(layer.self_attention.linear[0], w, f"{scope}.self_attn", ("q", "k", "v"))
-        _linear(layer.self_attention.linear[1], w, f"{scope}.self_attn.out_proj")
+        _self_attention(layer.self_attention, w, scope)
         _feed_forward(layer.ffn, w, scope, "norm2")
 
     decoder = spec.decoder
@@ -85,9 +83,7 @@ def build_spec(loaded: LoadedModel) -> Any:
     _layer_norm(decoder.layer_norm, w, "decoder_norm")
     for i, layer in enumerate(decoder.layer):
         scope = f"decoder.{i}"
-        _layer_norm(layer.self_attention.layer_norm, w, f"{scope}.norm1")
-        _fused(layer.self_attention.linear[0], w, f"{scope}.self_attn", ("q", "k", "v"))
-        _linear(layer.self_attention.linear[1], w, f"{scope}.self_attn.out_proj")
+        _self_attention(layer.self_attention, w, scope)
         _layer_norm(layer.attention.layer_norm, w, f"{scope}.norm2")
         _linear(layer.attention.linear[0], w, f"{scope}.cross_attn.q_proj")
         _fused(layer.attention.linear[1], w, f"{scope}.cross_attn", ("k", "v"))
@@ -138,6 +134,13 @@ def _fused(spec: Any, w: dict[str, np.ndarray], attention: str, parts: tuple[str
     """Q, K, V (or K, V) projections stacked into the one linear layer CTranslate2 runs."""
     spec.weight = np.concatenate([w[f"{attention}.{p}_proj.weight"] for p in parts])
     spec.bias = np.concatenate([w[f"{attention}.{p}_proj.bias"] for p in parts])
+
+
+def _self_attention(spec: Any, w: dict[str, np.ndarray], scope: str) -> None:
+    """A layer's pre-norm self-attention: its LayerNorm, fused Q/K/V and output projection."""
+    _layer_norm(spec.layer_norm, w, f"{scope}.norm1")
+    _fused(spec.linear[0], w, f"{scope}.self_attn", ("q", "k", "v"))
+    _linear(spec.linear[1], w, f"{scope}.self_attn.out_proj")
 
 
 def _layer_norm(spec: Any, w: dict[str, np.ndarray], name: str) -> None:
