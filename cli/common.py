@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,21 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print `Error: message` on stderr and exit with `code`."""
     err_console.print(f"[bold red]Error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+class _WarningLines(logging.Handler):
+    """Library warnings (an untrained model, the tokenizer shrinking its vocabulary) as
+    `Warning:` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(f"[yellow]Warning:[/] {escape(record.getMessage())}", soft_wrap=True)
+
+
+def show_library_warnings() -> None:
+    """Print the `attn` loggers' warnings as `Warning:` lines (once per process)."""
+    attn_logger = logging.getLogger("attn")
+    if not any(isinstance(h, _WarningLines) for h in attn_logger.handlers):
+        attn_logger.addHandler(_WarningLines(logging.WARNING))
 
 
 # 128 + SIGINT: what a shell reports for a command stopped with Ctrl-C.

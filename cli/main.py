@@ -38,6 +38,9 @@ def _root(
     ] = False,
 ) -> None:
     """attn: a small-model text tool. Results go to stdout, progress and errors to stderr."""
+    from attn.cli.common import show_library_warnings
+
+    show_library_warnings()
 
 
 def _register() -> None:

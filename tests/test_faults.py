@@ -275,8 +275,9 @@ def snapshot(model: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(model)): p.read_bytes()
         for p in sorted(model.rglob("*"))
-        # config.json is rewritten (atomically) when a run resumes, with its new settings.
-        if p.is_file() and p.name not in ("config.json", "metrics.jsonl")
+        # config.json is rewritten (atomically) when a run resumes, with its new settings;
+        # train.log keeps the traceback of a failed run.
+        if p.is_file() and p.name not in ("config.json", "metrics.jsonl", "train.log")
     }
 
 

@@ -6,6 +6,7 @@ trains until it is stopped, ten seconds or more on two CPU cores: the module is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -102,6 +103,35 @@ def test_kill_9_never_leaves_a_broken_model_dir(tmp_path, delay):
         )
         assert fresh.returncode == 0, fresh.stderr
     load_model(model, task="translate")
+
+
+def test_save_every_bounds_what_a_kill_9_loses(tmp_path):
+    """No validation for 100,000 steps, last/ every second: a kill -9 loses about a second
+    of training, and --resume continues from the step last/ holds."""
+    data, model = slice_translate(tmp_path, n_val=4), tmp_path / "m"
+    proc = start(args(data, model, "--max-steps", "100000", "--val-every", "100000",
+                      "--save-every", "1s"))  # fmt: skip
+    wait_for(model / "config.json", proc)
+    deadline = time.monotonic() + 60
+    steps: set[int] = set()
+    while len(steps - {0}) < 2:  # the first checkpoint holds step 0; wait for two more
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, f"last/ held only steps {steps}"
+        last = find_last(model)
+        with contextlib.suppress(Exception):  # last/ replaced while it is read
+            steps.add(torch.load(last / "trainer_state.pt", weights_only=True)["step"])
+        time.sleep(0.2)
+    proc.kill()
+    proc.communicate()
+    step = torch.load(find_last(model) / "trainer_state.pt", weights_only=True)["step"]
+    assert step > 0
+    resumed = subprocess.run(
+        [ATTN, "train", "translate", "--model-dir", str(model), "--resume", "--threads", "1",
+         "--max-steps", str(step + 2)],
+        capture_output=True, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed at step {step}" in resumed.stderr
 
 
 def torchrun(*attn_args: str) -> str:

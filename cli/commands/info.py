@@ -103,6 +103,8 @@ def _model_rows(about: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     if about["labels"] is not None:
         rows.append(("labels", ", ".join(about["labels"])))
+    if about["untrained"]:
+        rows.append(("trained", "no: never validated, the weights are the initial ones"))
     best = about["best"]
     if best is not None:
         rows.append(

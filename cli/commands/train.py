@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import logging
 import os
 import re
 import shlex
@@ -50,6 +49,7 @@ _FLAG_TYPES: dict[str, Any] = {
     "preset": Preset,
     "overrides": list[str],  # FIELD=VALUE
     "time_budget": str,  # a duration
+    "save_every": str,  # a duration, or 0
 }
 # The flag of a setting, where it is not the setting's name (also the config file's key).
 _FLAG_NAMES = {"overrides": "set"}
@@ -58,8 +58,9 @@ _FLAG_NAMES = {"overrides": "set"}
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
 
-def parse_duration(text: str | float) -> float:
-    """Seconds in `90s`, `20m`, `1h30m`, `1.5h` or plain seconds (`3600`).
+def parse_duration(text: str | float, name: str = "time budget") -> float:
+    """Seconds in `90s`, `20m`, `1h30m`, `1.5h` or plain seconds (`3600`); `name` is what
+    the messages call the value.
 
     Raises:
         ValueError: anything else, or zero.
@@ -74,12 +75,12 @@ def parse_duration(text: str | float) -> float:
         except ValueError:
             if not value or match is None:
                 raise ValueError(
-                    f"time budget {text!r} is not a duration; write e.g. 90s, 20m or 1h30m"
+                    f"{name} {text!r} is not a duration; write e.g. 90s, 20m or 1h30m"
                 ) from None
             h, m, s = (float(g) if g else 0.0 for g in match.groups())
             seconds = 3600 * h + 60 * m + s
     if seconds <= 0:
-        raise ValueError(f"time budget must be positive, got {text!r}")
+        raise ValueError(f"{name} must be positive, got {text!r}")
     return seconds
 
 
@@ -267,6 +268,10 @@ def _normalize(options: dict[str, Any]) -> dict[str, Any]:
         options["overrides"] = parse_overrides(options.pop("set"))
     if options.get("time_budget") is not None:
         options["time_budget"] = parse_duration(options["time_budget"])
+    if options.get("save_every") is not None:
+        every = options["save_every"]
+        off = str(every).strip() in ("0", "0.0", "0s", "off")
+        options["save_every"] = 0.0 if off else parse_duration(every, "--save-every")
     if options.get("data") is not None:
         options["data"] = str(resolve_data(options["data"]).resolve())
     if options.get("init") is not None:
@@ -296,15 +301,9 @@ class _StopFlag:
         return self.requested
 
 
-class _ErrConsoleHandler(logging.Handler):
-    """Library warnings (e.g. the tokenizer shrinking its vocabulary) as `Warning:` lines."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        err_console.print(f"[yellow]Warning:[/] {escape(record.getMessage())}")
-
-
 def _run(task: str, options: dict[str, Any]) -> None:
     from attn.data.home import default_model_dir
+    from attn.model.training.train import TrainingFailed
     from attn.model.training.train import train as train_model
 
     model_dir = Path(options.pop("model_dir", None) or default_model_dir(task))
@@ -312,9 +311,6 @@ def _run(task: str, options: dict[str, Any]) -> None:
     main_rank = os.environ.get("RANK", "0") == "0"
     view = _View(task, model_dir) if main_rank else None
     stop = _StopFlag()
-    handler = _ErrConsoleHandler(logging.WARNING)
-    attn_logger = logging.getLogger("attn")
-    attn_logger.addHandler(handler)
     previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         result = train_model(
@@ -330,6 +326,8 @@ def _run(task: str, options: dict[str, Any]) -> None:
         )
     except KeyboardInterrupt:
         fail(f"aborted; the last checkpoint in {model_dir} is intact", code=130)
+    except TrainingFailed as e:
+        fail(_failure_line(e, task, model_dir))
     except ValueError as e:
         fail(str(e))
     except OSError as e:
@@ -339,13 +337,37 @@ def _run(task: str, options: dict[str, Any]) -> None:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-        attn_logger.removeHandler(handler)
         if view:
             view.close()
     if view:
         view.summary(result)
     if result.stopped == "interrupted":
         raise typer.Exit(130)
+
+
+def _resume_command(task: str, model_dir: Path) -> str:
+    from attn.data.home import default_model_dir
+
+    where = "" if model_dir == default_model_dir(task) else f" --model-dir {model_dir}"
+    return f"attn train {task} --resume{where}"
+
+
+def _failure_line(e: Any, task: str, model_dir: Path) -> str:
+    """A `TrainingFailed` as one line: what happened, what last/ holds, where the traceback
+    is, what to change and the command that resumes."""
+    parts = [e.reason]
+    if e.saved_step is None:
+        parts.append("no checkpoint to resume from")
+    else:
+        held = "this step" if e.saved_step == e.step else f"step {e.saved_step}"
+        parts.append(f"{model_dir / 'last'} holds {held}")
+    if e.log is not None:
+        parts.append(f"traceback in {e.log}")
+    if e.advice:
+        parts.append(e.advice)
+    if e.saved_step is not None:
+        parts.append(f"resume with: {_resume_command(task, model_dir)}")
+    return "; ".join(parts)
 
 
 def _fmt_time(seconds: float | None) -> str:
@@ -453,11 +475,10 @@ class _View:
         from attn.data.home import default_model_dir
 
         model_opt = "" if r.model_dir == default_model_dir(r.task) else f" -m {r.model_dir}"
-        dir_opt = "" if r.model_dir == default_model_dir(r.task) else f" --model-dir {r.model_dir}"
         if r.stopped == "interrupted":
             err_console.print(
                 f"Interrupted at step {r.step}: checkpoint saved in {r.model_dir / 'last'}.\n"
-                f"Resume with: attn train {r.task} --resume{dir_opt}",
+                f"Resume with: {_resume_command(r.task, r.model_dir)}",
                 highlight=False,
                 soft_wrap=True,
                 markup=False,
@@ -474,8 +495,15 @@ class _View:
             if r.best_value is not None
             else "no validation"
         )
+        faults = [
+            (r.oom_split, "split for lack of memory"),
+            (r.oom_skipped, "skipped for lack of memory"),
+            (r.nonfinite_skipped, "skipped for a non-finite loss"),
+        ]
+        survived = "".join(f"; {n} batch(es) {what}" for n, what in faults if n)
         err_console.print(
-            f"Done ({why}): {r.step} steps, {r.epoch:.1f} epochs, {_fmt_time(r.elapsed)}; {best}.\n"
+            f"Done ({why}): {r.step} steps, {r.epoch:.1f} epochs, {_fmt_time(r.elapsed)}; "
+            f"{best}{survived}.\n"
             f"Model: {r.model_dir} (curves in training.png)",
             highlight=False,
             soft_wrap=True,

@@ -11,7 +11,7 @@ from attn.model.evaluation.metrics import PRIMARY_METRIC
 from attn.model.nn.config import PRESETS, ModelConfig
 from attn.model.nn.heads import build_model
 from attn.model.nn.transformer import count_parameters
-from attn.model.storage.checkpoint import read_model_config
+from attn.model.storage.checkpoint import is_untrained, read_model_config
 from attn.model.training.average import step_checkpoints
 
 
@@ -22,8 +22,9 @@ def describe_model(model_dir: str | Path) -> dict[str, Any]:
     parameters, vocab_size, labels (sentiment, else None), config (every field),
     train (the training settings), data (training files with bytes and sha256, validation
     files), best ({metric, value, step} from metrics.jsonl, or None), validations (how many),
-    evaluations (the `attn evaluate` records), averaged (steps averaged into the weights, or
-    None), checkpoints (steps kept in checkpoints/).
+    evaluations (the `attn evaluate` records), untrained (True when the weights were never
+    validated: the initial ones of a run that stopped before its first validation), averaged
+    (steps averaged into the weights, or None), checkpoints (steps kept in checkpoints/).
 
     Raises:
         ModelError: not a model directory, or an unreadable config.json.
@@ -49,6 +50,7 @@ def describe_model(model_dir: str | Path) -> dict[str, Any]:
         "data": meta.get("data"),
         "best": _best(config.task, validations),
         "validations": len(validations),
+        "untrained": is_untrained(meta),
         "evaluations": [r for r in records if r.get("evaluate")],
         "averaged": meta.get("averaged"),
         "checkpoints": [step for step, _ in step_checkpoints(model_dir)],

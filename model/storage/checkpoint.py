@@ -7,6 +7,7 @@ Weights are safetensors only: nothing executes on load.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -26,8 +27,18 @@ TOKENIZER = "tokenizer.model"
 WEIGHTS = "model.safetensors"
 
 
+logger = logging.getLogger(__name__)
+
+
 class ModelError(ValueError):
     """A model directory is missing, incomplete, corrupt or for another task."""
+
+
+def is_untrained(meta: dict[str, Any]) -> bool:
+    """Whether config.json marks the weights as never validated: `attn train` writes the
+    first checkpoint before any training step, and a run that fails before its first
+    validation leaves only those initial weights."""
+    return bool(meta.get("untrained"))
 
 
 @dataclass
@@ -202,4 +213,6 @@ def load_model(
         model = build_model(config)
     load_weights(model, model_dir / weights)
     model.to(device).eval()
+    if is_untrained(meta) and weights == WEIGHTS:
+        logger.warning("%s was never validated: its outputs are from untrained weights", model_dir)
     return LoadedModel(model=model, config=config, tokenizer=tokenizer, path=model_dir, meta=meta)

@@ -163,6 +163,7 @@ def average_checkpoints(
     meta = {**meta, "averaged": {"steps": steps, "from": str(model_dir.resolve())}}
     meta.pop("format_version", None)
     meta.pop("attn_version", None)
+    meta.pop("untrained", None)  # the steps averaged were validated
     backup = None
     if output_dir is None:
         target = model_dir

@@ -13,6 +13,7 @@ gradient scaler, the batch seed and world size, and every rank's random generato
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,6 +68,9 @@ class Checkpointer:
         self.settings, self.dist, self.parts, self.stopping = settings, dist, parts, stopping
         self.config, self.data, self.metric = config, data, metric
         self.data_digests = file_digests(data.train_files) if dist.main else []
+        # The step `last/` holds, and when it was written (time.monotonic()).
+        self.last_step: int | None = None
+        self.last_saved_at = time.monotonic()
 
     def trainer_state(self, rngs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """What resuming needs; `rngs`: every rank's random generators, in rank order."""
@@ -87,7 +91,7 @@ class Checkpointer:
     def write_initial(self) -> None:
         """The first checkpoint: the directory is a loadable (untrained) model from here on."""
         save_weights(self.model, self.dir / WEIGHTS)
-        save_last(self.dir, self.model, self.trainer_state())
+        self.save_last()
         self.write_config()
 
     def save_validation(self, improved: bool, step: int, rngs: list[dict[str, Any]]) -> None:
@@ -96,13 +100,15 @@ class Checkpointer:
         if improved:
             save_weights(self.model, self.dir / WEIGHTS)
             self.write_config()
-        save_last(self.dir, self.model, self.trainer_state(rngs))
+        self.save_last(rngs)
         if self.settings.keep_checkpoints:
             save_step_checkpoint(self.dir, self.model, step, self.settings.keep_checkpoints)
 
-    def save_last(self, rngs: list[dict[str, Any]]) -> None:
-        """`last/` alone (Ctrl-C)."""
-        save_last(self.dir, self.model, self.trainer_state(rngs))
+    def save_last(self, rngs: list[dict[str, Any]] | None = None) -> None:
+        """`last/` alone (Ctrl-C, --save-every, a fault); `rngs` as in `trainer_state`."""
+        state = self.trainer_state(rngs)
+        save_last(self.dir, self.model, state)
+        self.last_step, self.last_saved_at = state["step"], time.monotonic()
 
     def restore(self, device: torch.device) -> None:
         """Load `last/` into the model, optimizer, scaler, the parts and this rank's random
@@ -121,6 +127,7 @@ class Checkpointer:
             self.scaler.load_state_dict(state["scaler"])
         for part in self.parts:
             part.load_state_dict(state)
+        self.last_step = state["step"]
         seed = self.settings.seed
         if state["batch_seed"] != seed:
             raise TrainError(f"seed is fixed when resuming (the run used {state['batch_seed']})")
@@ -152,6 +159,8 @@ class Checkpointer:
                 "metric": self.metric,
                 "value": stopping.best_value,
             },
+            # The best weights are those of a validation; before the first, the initial ones.
+            "untrained": stopping.best_step is None,
         }
         save_model_config(self.dir, self.config, **meta)
 

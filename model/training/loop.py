@@ -1,8 +1,14 @@
 """The training loop: get a batch, forward, backward, step, log; validate and checkpoint every
-`val_every` steps; stop on steps, epochs, time, early stopping or Ctrl-C.
+`val_every` steps, and `last/` every `save_every` seconds; stop on steps, epochs, time, early
+stopping or Ctrl-C.
 
 A step is one optimizer update over `accum` batches; the loss is normalised by the target
 tokens of all of them, so accumulation does not change the gradient's scale.
+
+Faults (attn.model.training.faults): a batch that runs out of memory is split, then skipped;
+an update whose loss or gradients are not finite is skipped; any other exception, or a fault
+that keeps repeating, saves `last/` from the last completed update and raises
+`TrainingFailed`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,16 @@ from attn.model.training.checkpointer import Checkpointer
 from attn.model.training.corpus import Split, epoch_batches
 from attn.model.training.distributed import Dist
 from attn.model.training.early_stopping import EarlyStopping
+from attn.model.training.faults import (
+    NONFINITE_STREAK,
+    OOM_SPLITS,
+    OOM_STREAK,
+    StopRun,
+    TrainingFailed,
+    free_memory,
+    is_out_of_memory,
+    one_line,
+)
 from attn.model.training.metrics_log import MetricsLog
 from attn.model.training.optimizer import CLIP_NORM, set_lr
 from attn.model.training.precision import Precision
@@ -42,20 +58,26 @@ STOP_SYNC_EVERY = 10
 @dataclass
 class Progress:
     """How far the run is (saved in the trainer state): updates done, the epoch and the
-    position in its batches, seconds of training, the step of the last validation."""
+    position in its batches, seconds of training, the step of the last validation; and the
+    faults survived: steps whose batch was split or skipped for lack of memory, updates
+    skipped for a non-finite loss or gradient."""
 
     step: int = 0
     epoch: int = 0
     position: int = 0
     elapsed: float = 0.0
     validated_step: int = -1
+    oom_split: int = 0
+    oom_skipped: int = 0
+    nonfinite_skipped: int = 0
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for name in self.state_dict():
-            setattr(self, name, state[name])
+            if name in state:  # the fault counters are newer than some checkpoints
+                setattr(self, name, state[name])
 
 
 class _Meter:
@@ -109,10 +131,17 @@ class Trainer:
         self.metric = PRIMARY_METRIC[model.config.task]
         self.scores: dict[str, float] = {}
         self.n_batches = 1
+        self._phase = "training"  # or "validating", "saving": what a fault interrupted
 
     def run(self) -> str:
         """Train; returns why it stopped: "max_steps", "epochs", "time_budget",
-        "early_stopping" or "interrupted"."""
+        "early_stopping" or "interrupted".
+
+        Raises:
+            TrainError: too little data for one batch per process.
+            TrainingFailed: an exception, or a fault that kept repeating, stopped the run;
+                `last/` holds the last consistent state that could be saved.
+        """
         s, p = self.settings, self.progress
         # Throughput and the ETA count the steps of this invocation only (not a resumed run's).
         self._start = (time.monotonic(), p.elapsed, p.step)
@@ -123,36 +152,104 @@ class Trainer:
                 f"no training batch for {self.dist.world} process(es): too little data"
             )
         self.steps_per_epoch = math.ceil(len(batches) / s.accum)
-        stopped = self._stop_reason(0.0)
+        self._in_step = self._in_update = False
+        self._step_rng = rng_state()
+        self._oom_streak = self._nonfinite_streak = 0
+        try:
+            return self._run(batches)
+        except StopRun as e:  # a stop the run chose: no traceback to keep
+            raise self._failure(e) from None
+        except Exception as e:
+            raise self._failure(e) from e
+
+    def _run(self, batches: list[list[int]]) -> str:
+        s, p = self.settings, self.progress
+        # A resumed run whose validation at this step failed: validate it now.
+        redo = p.step and p.step % s.val_every == 0 and p.validated_step != p.step
+        if redo and self._validate_and_save():
+            return "early_stopping"
+        stopped = self._stop_reason(self.epoch_float())
         while stopped is None:
             if p.position >= len(batches):  # the next epoch
                 p.epoch, p.position = p.epoch + 1, 0
                 batches = self._epoch_batches()
             group = batches[p.position : p.position + s.accum]
-            n_src, n_tgt = self._step(group)  # forward, backward, update
+            tokens = self._step(group)  # forward, backward, update; None: skipped
             p.position += len(group)
-            p.step += 1
-            self._log(n_src, n_tgt)
-            if p.step % s.val_every == 0 and self._validate_and_save():
-                return "early_stopping"
+            if tokens is not None:
+                p.step += 1
+                self._log(*tokens)
+                if p.step % s.val_every == 0 and self._validate_and_save():
+                    return "early_stopping"
             stopped = self._stop_reason(self.epoch_float())
         # The end: Ctrl-C saves last/ alone; any other stop validates the final weights.
         if stopped == "interrupted":
-            rngs = self.dist.gather(rng_state())
-            if self.dist.main:
-                self.checkpointer.save_last(rngs)
+            self._save_last()
         elif p.validated_step != p.step:
             self._validate_and_save()
         self.dist.barrier()
         return stopped
 
-    def _step(self, group: list[list[int]]) -> tuple[int, int]:
-        """One optimizer update over the batches of `group`; returns (src, tgt) tokens."""
+    def _step(self, group: list[list[int]]) -> tuple[int, int] | None:
+        """One optimizer update over the batches of `group`; returns (src, tgt) tokens, or
+        None when the update was skipped (out of memory, or not finite)."""
         self.model.train()
+        self._step_rng, self._in_step = rng_state(), True
+        parts, splits, fits = group, 0, True
+        while True:
+            try:
+                tokens = self._update(parts)
+                break
+            except Exception as e:
+                if not is_out_of_memory(e) or self.dist.enabled:
+                    raise
+            # Out of memory (outside the except: its traceback no longer holds the batch).
+            self.optimizer.zero_grad(set_to_none=True)
+            free_memory(self.device)
+            halves = [half for index in parts for half in _halves(index)]
+            if splits == OOM_SPLITS or len(halves) == len(parts):
+                tokens, fits = None, False
+                break
+            parts, splits = halves, splits + 1
+        self._in_step = False
+        self._count_oom(splits, fits, sum(len(index) for index in group), len(parts))
+        return tokens
+
+    def _count_oom(self, splits: int, fits: bool, examples: int, pieces: int) -> None:
+        """Warn about a step that ran out of memory; stop after OOM_STREAK in a row."""
+        p = self.progress
+        if not splits and fits:
+            self._oom_streak = 0
+            return
+        self._oom_streak += 1
+        if self._oom_streak >= OOM_STREAK:
+            batch_tokens = self.settings.batch_tokens
+            raise StopRun(
+                f"out of memory on {OOM_STREAK} steps in a row",
+                f"lower --batch-tokens (now {batch_tokens}, e.g. --batch-tokens "
+                f"{max(1, batch_tokens // 2)})",
+            )
+        if fits:
+            p.oom_split += 1
+            self._warn(
+                f"out of memory on a batch of {examples} examples at step {p.step + 1}: "
+                f"trained it in {pieces} pieces"
+            )
+        else:
+            p.oom_skipped += 1
+            self._warn(
+                f"out of memory on a batch of {examples} examples after step {p.step}, even "
+                f"split in {pieces}: skipped it ({p.oom_skipped} skipped so far)"
+            )
+
+    def _update(self, group: list[list[int]]) -> tuple[int, int] | None:
+        """Forward and backward over the batches of `group`, then the optimizer update unless
+        the loss or the gradients are not finite (then None, and the step is skipped)."""
         batches = [self.train.batch(index, self.model.config, self.device) for index in group]
         n_src = sum(b.n_src for b in batches)
         n_tgt = sum(b.n_tgt for b in batches)
         scaler = self.precision.scaler
+        total = torch.zeros((), device=self.device)
         for i, (src, tgt_in, target, _, _) in enumerate(batches):
             no_sync = self.dist.enabled and i < len(batches) - 1  # all-reduce once, at the end
             with self.objective.no_sync() if no_sync else contextlib.nullcontext():
@@ -160,20 +257,82 @@ class Trainer:
                     loss = self.objective(src, tgt_in, target)
                 scaled = loss / n_tgt
                 (scaler.scale(scaled) if scaler else scaled).backward()
-            self.log_meter.loss += loss.detach()
-            self.val_meter.loss += loss.detach()
+            total += loss.detach()
         lr = lr_at(self.progress.step + 1, self.settings.lr, self.settings.warmup)
         set_lr(self.optimizer, lr)
         if scaler is not None:
             scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIP_NORM)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIP_NORM)
+        # With a gradient scaler, infinite gradients are its overflows: it skips those
+        # updates itself (and lowers its scale). A non-finite loss is a fault either way.
+        finite = torch.isfinite(total) if scaler else torch.isfinite(total) & torch.isfinite(norm)
+        if not bool(finite):  # one host sync per step
+            self.optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.update()
+            self._skipped_nonfinite()
+            return None
+        self._nonfinite_streak = 0
+        self._in_update = True  # from here until the end the weights are half-updated
         if scaler is not None:
             scaler.step(self.optimizer)
             scaler.update()
         else:
             self.optimizer.step()
+        self._in_update = False
         self.optimizer.zero_grad(set_to_none=True)
+        for meter in (self.log_meter, self.val_meter):
+            meter.loss += total
         return n_src, n_tgt
+
+    def _skipped_nonfinite(self) -> None:
+        p = self.progress
+        p.nonfinite_skipped += 1
+        self._nonfinite_streak += 1
+        if self._nonfinite_streak >= NONFINITE_STREAK:
+            raise StopRun(
+                f"the loss or the gradients were not finite on {NONFINITE_STREAK} steps in "
+                f"a row after step {p.step}",
+                f"lower --lr (now {self.settings.lr:g}) or check the training data",
+            )
+        self._warn(
+            f"the loss or the gradients are not finite after step {p.step}: skipped the "
+            f"update ({p.nonfinite_skipped} skipped so far)"
+        )
+
+    def _warn(self, message: str) -> None:
+        if self.dist.main:
+            self.emit({"event": "warning", "message": message})
+
+    def _save_last(self) -> None:
+        """`last/` now, with every rank's random generators (all ranks call this)."""
+        rngs = self.dist.gather(rng_state())
+        if self.dist.main:
+            self._phase = "saving"
+            self.checkpointer.save_last(rngs)
+            self._phase = "training"
+
+    def _failure(self, error: Exception) -> TrainingFailed:
+        """Save `last/` from the last consistent state, if there is one, and describe the
+        fault. Runs on the rank that failed only: no collective calls."""
+        p = self.progress
+        if isinstance(error, TrainingFailed):
+            return error
+        # Inside a step the weights and optimizer are still those of the last update (until
+        # the update itself begins); the random generators go back to the step's start.
+        consistent = not self._in_update
+        if consistent and self.dist.main:
+            rngs = [self._step_rng if self._in_step else rng_state()]
+            if self.dist.enabled:  # the other ranks' generators are out of reach
+                rngs = None
+            with contextlib.suppress(Exception):
+                self.checkpointer.save_last(rngs)
+        saved = self.checkpointer.last_step
+        if isinstance(error, StopRun):
+            return TrainingFailed(error.reason, p.step, saved, error.advice)
+        return TrainingFailed(
+            f"{self._phase} failed at step {p.step}: {one_line(error)}", p.step, saved
+        )
 
     def _log(self, n_src: int, n_tgt: int) -> None:
         """A progress event every step; the training loss and throughput every LOG_EVERY."""
@@ -214,12 +373,15 @@ class Trainer:
         """Validate on rank 0, log it, keep best and last; returns whether to stop early
         (on every rank)."""
         p = self.progress
-        p.validated_step = p.step
         rngs = self.dist.gather(rng_state())  # validation draws nothing at random
         stop = False
         if self.dist.main:
             self.emit({"event": "stage", "message": f"validating at step {p.step}"})
+            self._phase = "validating"
             self.scores = scores = self.validator.scores(self.model)
+            self._phase = "training"
+            # Marked once it succeeded: a run resumed after a failed validation redoes it.
+            p.validated_step = p.step
             improved = self.stopping.update(scores[self.metric], p.step)
             train_loss = self.val_meter.mean_loss()
             self.val_meter.reset()
@@ -232,7 +394,9 @@ class Trainer:
                 "lr": self.lr,
             }
             self.metrics.append(record)
+            self._phase = "saving"
             self.checkpointer.save_validation(improved, p.step, rngs)
+            self._phase = "training"
             best = {"best_value": self.stopping.best_value, "best_step": self.stopping.best_step}
             value = scores[self.metric]
             self.emit(
@@ -240,9 +404,12 @@ class Trainer:
                  "best": improved, **best}
             )  # fmt: skip
             stop = self.stopping.should_stop
+        else:
+            p.validated_step = p.step
         return self.dist.from_main(stop, self.device)
 
     def _stop_reason(self, epoch: float) -> str | None:
+        """Why to stop now, if so; also writes `last/` when `save_every` is due."""
         s, p = self.settings, self.progress
         if s.max_steps is not None and p.step >= s.max_steps:
             return "max_steps"
@@ -252,11 +419,17 @@ class Trainer:
         if self.dist.enabled and p.step % STOP_SYNC_EVERY:
             return None
         out_of_time = s.time_budget is not None and p.elapsed >= s.time_budget
-        interrupted, out_of_time = self.dist.any([self.stop_requested(), out_of_time], self.device)
+        since_save = time.monotonic() - self.checkpointer.last_saved_at
+        save_due = bool(s.save_every) and since_save >= s.save_every
+        interrupted, out_of_time, save_due = self.dist.any(
+            [self.stop_requested(), out_of_time, save_due], self.device
+        )
         if interrupted:
             return "interrupted"
         if out_of_time:
             return "time_budget"
+        if save_due:
+            self._save_last()
         return None
 
     def _eta(self, seconds_per_step: float) -> float | None:
@@ -287,3 +460,9 @@ class Trainer:
     def lr(self) -> float:
         """The learning rate of the last update."""
         return lr_at(max(1, self.progress.step), self.settings.lr, self.settings.warmup)
+
+
+def _halves(index: list[int]) -> list[list[int]]:
+    """A batch's examples in two batches (one, if it has a single example)."""
+    middle = (len(index) + 1) // 2
+    return [index[:middle], index[middle:]] if len(index) > 1 else [index]

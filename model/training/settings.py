@@ -105,6 +105,11 @@ class TrainSettings:
         "Stop after this much training time: 90s, 20m, 1h30m or seconds."
     )
     val_every: int = _setting("Validate every N steps.", default=500)
+    save_every: float = _setting(
+        "Also write last/ (what --resume continues from) every this much time, so a crash "
+        "or a kill loses at most that: 10m, 1h or seconds; 0: at validations only.",
+        default=600.0,
+    )
     patience: int | None = _setting("Stop after N validations without improvement.")
     keep_checkpoints: int = _setting(
         "Keep the weights of the last N validations in checkpoints/ (for attn average).",
@@ -120,6 +125,7 @@ class TrainSettings:
         _check_number("warmup", self.warmup, int, low=0)
         _check_number("seed", self.seed, int, low=0)
         _check_number("keep_checkpoints", self.keep_checkpoints, int, low=0)
+        _check_number("save_every", self.save_every, float, low=0.0)
         _check_number("lr", self.lr, float, low=0.0, open_low=True)
         _check_number("label_smoothing", self.label_smoothing, float, low=0.0)
         if self.label_smoothing >= 1:

@@ -1,7 +1,8 @@
 """`train()`: the entry point of training. It wires the parts together, one module each:
 
 settings (TrainSettings, defaults) -> model_dir (--resume/--overwrite rules) and finetune
-(--init) -> prepare (data, tokenizer, model config, encoding) -> loop (Trainer: the steps)
+(--init) -> preflight (metrics) -> prepare (data, tokenizer, model config, encoding) ->
+preflight (device, validation, disk) -> loop (Trainer: the steps; faults: what a fault does)
 with optimizer, schedule, objective, precision and distributed -> validation and
 early_stopping -> checkpointer (best, last/, step checkpoints; state.py writes last/) and
 metrics_log (metrics.jsonl, training.png).
@@ -27,6 +28,7 @@ from attn.model.nn.transformer import count_parameters
 from attn.model.training.checkpointer import Checkpointer
 from attn.model.training.distributed import Dist, start_distributed
 from attn.model.training.early_stopping import EarlyStopping
+from attn.model.training.faults import TrainingFailed, write_log
 from attn.model.training.finetune import InitModel
 from attn.model.training.loop import Progress, Trainer
 from attn.model.training.metrics_log import PLOT, MetricsLog, read_metrics, write_plot
@@ -34,6 +36,7 @@ from attn.model.training.model_dir import SavedRun, check_model_dir
 from attn.model.training.objective import Objective
 from attn.model.training.optimizer import build_optimizer
 from attn.model.training.precision import Precision
+from attn.model.training.preflight import check_metrics, check_run
 from attn.model.training.prepare import Preparation, Prepared, write_shortlist
 from attn.model.training.schedule import lr_at
 from attn.model.training.settings import (
@@ -57,6 +60,8 @@ class TrainResult:
     stopped: "max_steps", "epochs", "time_budget", "early_stopping" or "interrupted".
     metric: the task's primary metric; best_value/best_step: its best validation score.
     example: a validation input, for the "try it" hint.
+    oom_split, oom_skipped: steps whose batch ran out of memory and was trained in pieces,
+    or skipped; nonfinite_skipped: updates skipped for a non-finite loss or gradient.
     """
 
     model_dir: Path
@@ -70,6 +75,9 @@ class TrainResult:
     best_step: int | None
     scores: dict[str, float]
     example: str | None
+    oom_split: int = 0
+    oom_skipped: int = 0
+    nonfinite_skipped: int = 0
 
 
 def train(
@@ -104,6 +112,8 @@ def train(
             resume/overwrite) or nothing to resume.
         attn.data.DataError: unreadable data or no examples.
         attn.model.storage.checkpoint.ModelError: a damaged checkpoint on resume.
+        TrainingFailed: a fault stopped the run after training began; `last/` holds the
+            state it names, `log` the file with the traceback.
     """
     from attn.model.device import keep_freed_memory, resolve_device
 
@@ -125,6 +135,10 @@ def train(
             stop_requested or (lambda: False),
         )
         return run.execute(dict(options or {}), resume=resume, overwrite=overwrite)
+    except TrainingFailed as e:
+        if e.__cause__ is not None:
+            e.log = write_log(Path(model_dir), e.__cause__)
+        raise
     finally:
         dist.close()
 
@@ -157,6 +171,7 @@ class _Run:
             self.task,
             init.meta.get("train") if init else None,
         )
+        check_metrics(self.task)  # before minutes of reading and tokenizer training
         random.seed(settings.seed)
         torch.manual_seed(settings.seed)
         prepared = Preparation(
@@ -169,6 +184,7 @@ class _Run:
             init=init,
         ).run()
         trainer = self._build(settings, prepared, init)
+        check_run(trainer, self.emit)
         self._start(trainer, saved)
         if self.dist.main and self.task == "translate" and not (self.dir / SHORTLIST).is_file():
             write_shortlist(self.dir, prepared.train, prepared.config, self.emit)
@@ -286,6 +302,9 @@ class _Run:
             best_step=trainer.stopping.best_step,
             scores=trainer.scores,
             example=example,
+            oom_split=trainer.progress.oom_split,
+            oom_skipped=trainer.progress.oom_skipped,
+            nonfinite_skipped=trainer.progress.nonfinite_skipped,
         )
 
 
@@ -295,6 +314,7 @@ __all__ = [
     "TrainError",
     "TrainResult",
     "TrainSettings",
+    "TrainingFailed",
     "lr_at",
     "read_metrics",
     "resolve_settings",

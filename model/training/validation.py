@@ -47,14 +47,16 @@ class Validator:
         self.batch_tokens, self.precision, self.device = batch_tokens, precision, device
 
     @torch.no_grad()
-    def scores(self, model: Transformer) -> dict[str, float]:
-        """The validation loss (no label smoothing) and the task's metrics, in percent."""
+    def scores(self, model: Transformer, limit: int | None = None) -> dict[str, float]:
+        """The validation loss (no label smoothing) and the task's metrics, in percent;
+        `limit`: of the first that many examples only (the pre-flight check)."""
         task = self.config.task
         model.eval()
         total, count = 0.0, 0
         predictions: list[int] = []
         order: list[int] = []
-        for index in token_batches(self.split.lengths, self.batch_tokens, None):
+        n = len(self.split.lengths) if limit is None else min(limit, len(self.split.lengths))
+        for index in token_batches(self.split.lengths[:n], self.batch_tokens, None):
             src, tgt_in, target, _, n_tgt = self.split.batch(index, self.config, self.device)
             with self.precision.autocast():
                 if task == "sentiment":
@@ -73,10 +75,10 @@ class Validator:
             predicted = [""] * len(order)
             for i, p in zip(order, predictions, strict=True):
                 predicted[i] = self.config.labels[p]
-            gold = [ex.tgt for ex in self.examples]
+            gold = [ex.tgt for ex in self.examples[:n]]
             scores.update(task_scores(task, predicted, gold))
         else:
-            sample = list(range(min(VAL_SAMPLE, len(self.split.lengths))))
+            sample = list(range(min(VAL_SAMPLE, n)))
             hyps = self._greedy(model, sample)
             scores.update(task_scores(task, hyps, [self.examples[i].tgt for i in sample]))
         return scores
