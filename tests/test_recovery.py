@@ -113,6 +113,20 @@ def test_a_metric_library_that_fails_to_import_stops_before_reading_data(tmp_pat
     assert not model.exists()
 
 
+def test_a_device_that_cannot_train_stops_before_reading_data(tmp_path, monkeypatch, data):
+    def broken(self, x):
+        raise RuntimeError("CUDA error: no kernel image is available for execution\nmore")
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", broken)
+    events: list = []
+    with pytest.raises(ValueError) as info:
+        run(tmp_path / "m", quick(data), events)
+    assert str(info.value) == (
+        "cannot train on cpu: RuntimeError: CUDA error: no kernel image is available for execution"
+    )
+    assert events == []  # not even "reading data"
+
+
 def test_validation_that_fails_on_its_data_stops_before_the_first_step(tmp_path, monkeypatch, data):
     def broken(n, self, model, limit=None):
         raise UnicodeError("the validation references cannot be scored")

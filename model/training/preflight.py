@@ -2,10 +2,11 @@
 library, a broken device or a full disk costs seconds, not the hours of training before the
 first validation or checkpoint.
 
-`check_metrics` runs before the data is read (it needs nothing but the task); `check_run`
-runs once the model and the data are ready, before the first checkpoint is written: a tiny
-forward and backward on the device, a validation of two examples (the metrics' code path
-end to end), and a writable model directory with room for the checkpoints.
+`check_metrics` and `check_device` run before the data is read (they need nothing but the
+task and the device); `check_run` runs once the model and the data are ready, before the
+first checkpoint is written: one example forward and backward through the model on the
+device, a validation of two examples (the metrics' code path end to end), and a writable
+model directory with room for the checkpoints.
 """
 
 from __future__ import annotations
@@ -47,6 +48,22 @@ def check_metrics(task: str) -> None:
         raise TrainError(f"cannot compute the validation metrics of {task}: {_hint(e)}") from None
 
 
+def check_device(device: torch.device) -> None:
+    """A small layer forward and backward on `device`, waited for (a broken driver or a
+    device without memory fails here, not after the data is prepared).
+
+    Raises:
+        TrainError: the device cannot run it.
+    """
+    try:
+        with torch.random.fork_rng(devices=_forked(device)):
+            layer = torch.nn.Linear(8, 8).to(device)
+            layer(torch.ones(2, 8, device=device)).sum().backward()
+            float(layer.bias.grad.sum())  # waits for the device
+    except Exception as e:
+        raise TrainError(f"cannot train on {device}: {_hint(e)}") from None
+
+
 def check_run(trainer: Trainer, emit: Callable[[dict[str, Any]], None]) -> None:
     """The device trains, validation runs, the model directory takes the checkpoints.
 
@@ -58,8 +75,7 @@ def check_run(trainer: Trainer, emit: Callable[[dict[str, Any]], None]) -> None:
             directory cannot be written.
     """
     model, device = trainer.model, trainer.device
-    forked = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=forked):
+    with torch.random.fork_rng(devices=_forked(device)):
         try:
             _forward_backward(trainer)
         except Exception as e:
@@ -112,6 +128,12 @@ def check_disk(model_dir: Path, model: torch.nn.Module, emit: Callable[[dict[str
                 f"takes about {checkpoint / 1e6:,.0f} MB: saving may fail",
             }
         )
+
+
+def _forked(device: torch.device) -> list[torch.device]:
+    """The devices whose random generators `torch.random.fork_rng` saves and restores (the
+    CPU's always)."""
+    return [device] if device.type == "cuda" else []
 
 
 def _hint(error: Exception) -> str:

@@ -36,7 +36,7 @@ from attn.model.training.model_dir import SavedRun, check_model_dir
 from attn.model.training.objective import Objective
 from attn.model.training.optimizer import build_optimizer
 from attn.model.training.precision import Precision
-from attn.model.training.preflight import check_metrics, check_run
+from attn.model.training.preflight import check_device, check_metrics, check_run
 from attn.model.training.prepare import Preparation, Prepared, write_shortlist
 from attn.model.training.schedule import lr_at
 from attn.model.training.settings import (
@@ -171,7 +171,9 @@ class _Run:
             self.task,
             init.meta.get("train") if init else None,
         )
-        check_metrics(self.task)  # before minutes of reading and tokenizer training
+        # Before minutes of reading and tokenizer training.
+        check_metrics(self.task)
+        check_device(self.device)
         random.seed(settings.seed)
         torch.manual_seed(settings.seed)
         prepared = Preparation(
