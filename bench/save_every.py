@@ -25,12 +25,12 @@ MULTI30K = ROOT.parent / "shared" / "data" / "translation" / "multi30k"
 
 
 def run(data: Path, minutes: float, every: float, threads: int) -> dict:
-    from attn.cli.commands.train import read_config_file
+    from attn.cli.commands.train import _toml
     from attn.model.training.checkpointer import Checkpointer
     from attn.model.training.train import train
 
-    recipe = read_config_file(ROOT / "recipes" / "multi30k-en-de.toml")
-    keys = ("src", "tgt", "preset", "vocab_size", "batch_tokens", "lr", "warmup")
+    recipe = _toml().loads((ROOT / "recipes" / "multi30k-en-de.toml").read_text("utf-8"))
+    keys = ("src", "tgt", "preset", "vocab_size", "batch_tokens", "lr", "warmup", "seed")
     options = {key: recipe[key] for key in keys}
     options.update(
         data=str(data),
@@ -58,7 +58,7 @@ def run(data: Path, minutes: float, every: float, threads: int) -> dict:
         "steps": result.step,
         "last_writes": len(writes),
         "mean_write_s": round(sum(writes) / max(1, len(writes)), 3),
-        "best_bleu": result.best_value,
+        "best_bleu": None if result.best_value is None else round(result.best_value, 2),
     }
 
 
