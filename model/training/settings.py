@@ -55,9 +55,10 @@ class TrainError(ValueError):
     """Training cannot start: bad settings, or a model directory in the way."""
 
 
-def _setting(help: str, default: Any = None) -> Any:
-    """A settings field: its default and its help line (without the default)."""
-    return field(default=default, metadata={"help": help})
+def _setting(help: str, default: Any = None, shown: str | None = None) -> Any:
+    """A settings field: its default, its help line (without the default), and how the help
+    shows the default when not as the value itself (a duration: "10m", not 600.0)."""
+    return field(default=default, metadata={"help": help, "shown": shown})
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class TrainSettings:
         "Also write last/ (what --resume continues from) every this much time, so a crash "
         "or a kill loses at most that: 10m, 1h or seconds; 0: at validations only.",
         default=600.0,
+        shown="10m",
     )
     patience: int | None = _setting("Stop after N validations without improvement.")
     keep_checkpoints: int = _setting(
@@ -185,7 +187,7 @@ def help_text(name: str) -> str:
     if demo in (None, ()) and data in (None, ()):
         return spec.metadata["help"]
     if demo == data:
-        return f"{spec.metadata['help']} Default: {_shown(demo)}."
+        return f"{spec.metadata['help']} Default: {spec.metadata.get('shown') or _shown(demo)}."
     where = [(demo, "the demo corpus"), (data, "data")]
     defaults = ", ".join(f"{_shown(v)} on {corpus}" for v, corpus in where if v is not None)
     return f"{spec.metadata['help']} Default: {defaults}."
