@@ -75,4 +75,29 @@ _register()
 
 
 def main() -> None:
-    app()
+    """Run the CLI; a usage error (unknown option, bad value, missing argument) is one
+    `Error:` line on stderr naming the help to read, exit status 2."""
+    import sys
+
+    from rich.markup import escape
+
+    from attn.cli.common import err_console
+
+    # Click's exception classes, by way of the one Typer exports (Typer may vendor Click).
+    usage_error, click_exception = (
+        next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+        for name in ("UsageError", "ClickException")
+    )
+    try:
+        code = app(standalone_mode=False)
+    except click_exception as e:
+        hint = ""
+        if isinstance(e, usage_error) and e.ctx is not None:
+            hint = f" (see: {e.ctx.command_path} --help)"
+        message = " ".join(e.format_message().split())  # one line, whatever Click wrapped
+        if message:  # (a group called without a command has printed its help instead)
+            err_console.print(f"[bold red]Error:[/] {escape(message)}{hint}", soft_wrap=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(130)  # Ctrl-C or end of input at a prompt
+    sys.exit(code or 0)

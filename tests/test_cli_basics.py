@@ -93,6 +93,25 @@ def test_installed_script_help_and_version():
     assert (out.returncode, out.stdout) == (0, f"attn {__version__}\n")
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["translate", "--no-such-option"], "Error: No such option: --no-such-option"),
+        (["translate", "--beam", "x"], "Error: Invalid value for '--beam': "),
+        (["fly"], "Error: No such command 'fly'."),
+        (["train"], "Error: Missing argument 'task'."),
+    ],
+)
+def test_usage_errors_of_the_installed_script_are_one_line(args, line):
+    out = subprocess.run([ATTN, *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    (error,) = out.stderr.splitlines()
+    assert error.startswith(line), error
+    command = "attn" if args == ["fly"] else f"attn {args[0]}"
+    assert error.endswith(f"(see: {command} --help)"), error
+
+
 def test_python_dash_m_attn_info(tmp_path):
     env = {"ATTN_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
