@@ -265,7 +265,14 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIP_NORM)
         # With a gradient scaler, infinite gradients are its overflows: it skips those
         # updates itself (and lowers its scale). A non-finite loss is a fault either way.
-        finite = torch.isfinite(total) if scaler else torch.isfinite(total) & torch.isfinite(norm)
+        # Under DDP the decision goes by the all-reduced norm alone, the same on every rank
+        # (a rank's own loss is not).
+        if self.dist.enabled:
+            finite = torch.isfinite(norm) | (scaler is not None)
+        elif scaler is not None:
+            finite = torch.isfinite(total)
+        else:
+            finite = torch.isfinite(total) & torch.isfinite(norm)
         if not bool(finite):  # one host sync per step
             self.optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
