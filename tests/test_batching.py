@@ -26,7 +26,7 @@ def test_token_batches_properties(
     flat = [i for batch in batches for i in batch]
     assert sorted(flat) == list(range(len(lengths)))  # every example exactly once
     for batch in batches:
-        assert batch
+        assert len(batch)
         padded = len(batch) * max(max(1, lengths[i]) for i in batch)
         assert padded <= max_tokens or len(batch) == 1  # only a lone over-long example
     again = token_batches(lengths, max_tokens, shuffle=shuffle, seed=seed, window=window)
