@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def token_batches(
         lengths: a length per example (for pairs, the caller passes max(src, tgt)).
         max_tokens: the token budget per batch (padding included).
         shuffle: randomize (training); False keeps a fixed order (evaluation).
-        seed: the seed for shuffling (numpy's PCG64); the same seed gives the same batches.
+        seed: the seed for shuffling; the same seed gives the same batches.
         window: examples sorted together; default about 100 batches' worth (>= 1000).
 
     Returns:
@@ -96,8 +97,8 @@ def token_batches(
         window = max(1000, 100 * max_tokens // mean)
     if window < 1:
         raise ValueError(f"window must be at least 1, got {window}")
-    rng = np.random.Generator(np.random.PCG64(seed))
-    order = rng.permutation(sizes.size) if shuffle else np.arange(sizes.size)
+    permutation = _Permutations(seed, sizes.size)
+    order = permutation(sizes.size) if shuffle else np.arange(sizes.size)
     starts: list[np.ndarray] = []
     for first in range(0, sizes.size, window):
         part = order[first : first + window]
@@ -108,9 +109,32 @@ def token_batches(
     begin = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
     end = np.append(begin[1:], sizes.size)[: begin.size]
     if shuffle:
-        permuted = rng.permutation(begin.size)
+        permuted = permutation(begin.size)
         begin, end = begin[permuted], end[permuted]
     return Batches(order, begin, end)
+
+
+# Up to this many examples, batches are shuffled with Python's random.Random (the batches attn
+# has always made for a seed, about a second for 1M examples); beyond, with numpy's PCG64,
+# 50 times faster and without a Python int per example.
+PYTHON_SHUFFLE_MAX = 1_000_000
+
+
+class _Permutations:
+    """Seeded random permutations of range(n), one after the other from one generator."""
+
+    def __init__(self, seed: int, examples: int) -> None:
+        self.python = examples <= PYTHON_SHUFFLE_MAX
+        self.rng: Any = (
+            random.Random(seed) if self.python else np.random.Generator(np.random.PCG64(seed))
+        )
+
+    def __call__(self, n: int) -> np.ndarray:
+        if not self.python:
+            return self.rng.permutation(n)
+        order = list(range(n))
+        self.rng.shuffle(order)
+        return np.asarray(order, dtype=np.int64)
 
 
 def _batch_starts(sorted_sizes: np.ndarray, max_tokens: int) -> np.ndarray:
