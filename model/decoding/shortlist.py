@@ -28,8 +28,9 @@ SHORTLIST = "shortlist.safetensors"
 # frequent target pieces, and the pieces kept per source piece beyond those.
 FREQUENT = 100
 PER_SOURCE = 50
-# Batches of pairs counted between merges of the counts (memory: the distinct pairs seen).
-_MERGE = 64
+# Keys gathered between merges of the counts (memory: 8 bytes each, and the distinct keys
+# seen so far at a merge): 4M keys, 32 MB.
+_MERGE_KEYS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,13 @@ class Shortlist:
         # Distinct keys s * V + t and the number of sentence pairs that hold each.
         keys, together = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
         pending: list[Tensor] = []
+        waiting = 0
         for src, tgt in batches:
             pending.append(_pair_keys(src, tgt, vocab_size, skipped, target_count))
-            if len(pending) == _MERGE:
+            waiting += pending[-1].numel()
+            if waiting >= _MERGE_KEYS:
                 keys, together = _merge(keys, together, pending)
-                pending = []
+                pending, waiting = [], 0
         keys, together = _merge(keys, together, pending)
         top = target_count.topk(min(frequent, vocab_size)).indices
         top = top[target_count[top] > 0]
