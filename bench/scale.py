@@ -96,6 +96,8 @@ def run(cmd: list[str], *, marker: str | None = None, stop_after: float | None =
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
         "first_step_s": round(seen[marker], 1) if marker in seen else None,
         "summary": next((x.strip() for x in lines if x.startswith(("Prepared", "Using"))), ""),
+        # The last line of each preparation stage: `STAGE: N UNIT in M:SS (RATE)`.
+        "stages": [x.strip() for x in lines if " in " in x and x.rstrip().endswith("/s)")],
     }
 
 
@@ -125,6 +127,7 @@ def measure(pairs: int, multi30k: Path, work: Path, args: argparse.Namespace) ->
         "second_run_first_step_s": second["first_step_s"],
         "train_peak_rss_mib": second["peak_rss_mib"],
         "train_seconds": args.train_seconds,
+        "prepare_stages": prepare["stages"],
         "prepare_summary": prepare["summary"],
         "second_run_summary": second["summary"],
     }
@@ -157,6 +160,7 @@ def main() -> None:
         rows = []
         for pairs in args.sizes:
             rows.append(measure(pairs, multi30k, Path(tmp), args))
+            rows[-1]["load_average_1m"] = round(os.getloadavg()[0], 2)
             print(json.dumps(rows[-1]), flush=True)
     result = {
         "benchmark": "scale",
@@ -165,6 +169,8 @@ def main() -> None:
         "cores": os.cpu_count(),
         "threads": args.threads,
         "python": platform.python_version(),
+        # Other processes share the cores: the 1-minute load average at the end.
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

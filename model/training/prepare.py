@@ -12,6 +12,7 @@ rank 0 prepares while the others wait, then every rank maps the same files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -178,8 +179,7 @@ class Preparation:
     def _key(self, files: Any, digests: list[dict[str, Any]]) -> dict[str, Any]:
         """What the prepared data depends on: equal keys, equal data."""
         s = self.settings
-        labels = ["0", "1"] if self.task == "sentiment" else None
-        config = self.saved_config or self.model_config(_SMALLEST_VOCAB, labels)
+        max_length, keep = self._length_cut()
         return {
             "task": self.task,
             "train": [d["sha256"] for d in digests[: len(files.train)]],
@@ -188,10 +188,20 @@ class Preparation:
             "vocab_size": s.vocab_size,
             "seed": s.seed,
             "dedup": s.dedup,
-            "max_length": config.max_length,
-            "keep": config.keep,
+            "max_length": max_length,
+            "keep": keep,
             "tokenizer_sample": TOKENIZER_SAMPLE,
         }
+
+    def _length_cut(self) -> tuple[int, str]:
+        """The model's `max_length` and `keep`, the config fields encoding depends on (the
+        config itself is checked once the labels are known)."""
+        if self.saved_config is not None:
+            return self.saved_config.max_length, self.saved_config.keep
+        base = dataclasses.asdict(self.init.config) if self.init else preset(self.settings.preset)
+        fields = {**base, **self.settings.overrides}
+        default = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+        return fields.get("max_length", default["max_length"]), fields.get("keep", default["keep"])
 
     def _given_tokenizer(self) -> str | None:
         """The SHA-256 of the tokenizer the run must use (resume, --init); None: trained."""
