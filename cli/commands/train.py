@@ -391,7 +391,7 @@ def _prepared_line(e: dict[str, Any]) -> str:
         )
     dropped = [
         f"{e['empty']:,} with an empty side",
-        f"{e['duplicates']:,} duplicates",
+        f"{e['duplicates']:,} duplicates" if e.get("dedup") else "no duplicates (no --dedup)",
         f"{e['ratio_skipped']:,} over the length ratio",
     ]
     return (

@@ -292,6 +292,7 @@ class Preparation:
                 "tgt_tokens": counts.tgt_tokens,
                 "empty": scan.empty + val_empty,
                 "duplicates": scan.duplicates,
+                "dedup": s.dedup,
                 "ratio_skipped": counts.ratio_skipped,
                 "src_cut": counts.src_cut,
                 "tgt_cut": counts.tgt_cut,
