@@ -6,9 +6,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where batches are made: `attn --help` stays quick
+    import numpy as np
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -87,6 +88,8 @@ def token_batches(
     Raises:
         ValueError: ``max_tokens`` or ``window`` below 1, or a negative length.
     """
+    import numpy as np
+
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
     sizes = np.asarray(lengths, dtype=np.int64).reshape(-1)
@@ -124,12 +127,16 @@ class _Permutations:
     """Seeded random permutations of range(n), one after the other from one generator."""
 
     def __init__(self, seed: int, examples: int) -> None:
+        import numpy as np
+
         self.python = examples <= PYTHON_SHUFFLE_MAX
         self.rng: Any = (
             random.Random(seed) if self.python else np.random.Generator(np.random.PCG64(seed))
         )
 
     def __call__(self, n: int) -> np.ndarray:
+        import numpy as np
+
         if not self.python:
             return self.rng.permutation(n)
         order = list(range(n))
@@ -145,6 +152,8 @@ def _batch_starts(sorted_sizes: np.ndarray, max_tokens: int) -> np.ndarray:
     i.e. s >= p + 1 - max_tokens // size[p] =: reach[p]; sizes ascend, so reach strictly
     ascends and each batch ends where a binary search says.
     """
+    import numpy as np
+
     reach = np.arange(1, sorted_sizes.size + 1) - max_tokens // sorted_sizes
     found = []
     start = 0
