@@ -414,14 +414,18 @@ class _View:
         self.loss: float | None = None
         self.tps: tuple[str, float] | None = None
         self.last_val = ""
-        self.started = time.monotonic()
+        self.started = self.prepare_shown = time.monotonic()
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event["event"]
         if kind == "stage":
             self._print(f"[dim]{escape(event['message'])}[/]")
         elif kind == "prepare":
-            self._print(f"[dim]{escape(_prepare_line(event))}[/]")
+            # Every 2 s on a terminal, every 30 s in a log; always a stage's last line.
+            now = time.monotonic()
+            if event["final"] or self.live or now - self.prepare_shown >= 30:
+                self.prepare_shown = now
+                self._print(f"[dim]{escape(_prepare_line(event))}[/]")
         elif kind == "prepared":
             self._print(escape(_prepared_line(event)))
         elif kind == "warning":
