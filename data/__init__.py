@@ -8,14 +8,24 @@ from attn.data.readers import (
     read_parallel,
     read_table,
 )
-from attn.data.tasks import TASKS, Example, TaskData, demo_dir, load_task_data
+from attn.data.tasks import (
+    TASKS,
+    Example,
+    TaskData,
+    TaskFiles,
+    demo_dir,
+    find_task_files,
+    load_task_data,
+)
 
 __all__ = [
     "TASKS",
     "DataError",
     "Example",
     "TaskData",
+    "TaskFiles",
     "demo_dir",
+    "find_task_files",
     "load_task_data",
     "read_jsonl",
     "read_lines",

@@ -153,12 +153,19 @@ def read_lines(
             stream.close()
 
 
-def read_parallel(src_path: str | Path, tgt_path: str | Path) -> Iterator[tuple[str, str]]:
+def read_parallel(
+    src_path: str | Path, tgt_path: str | Path, *, empty: str = "error"
+) -> Iterator[tuple[str, str]]:
     """Yield ``(source, target)`` pairs from two line-aligned files.
+
+    Args:
+        empty: ``"error"`` raises on an empty (or whitespace-only) line; ``"keep"`` yields
+            the pair as it is, for a caller that drops and counts such pairs.
 
     Raises:
         DataError: either file fails to read (see :func:`read_lines`), a line on either
-            side is empty (or only whitespace), or the files have different line counts.
+            side is empty (or only whitespace) and ``empty`` is ``"error"``, or the files
+            have different line counts.
     """
     src_lines = read_lines(src_path)
     tgt_lines = read_lines(tgt_path)
@@ -171,7 +178,7 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> Iterator[tuple[
             break
         n += 1
         for text, path in ((src, src_path), (tgt, tgt_path)):
-            if not text.strip():
+            if empty == "error" and not text.strip():
                 raise DataError(_display_name(path), "empty line", n)
         yield src, tgt
     n_src = n + (src is not None) + sum(1 for _ in src_lines)
@@ -227,9 +234,14 @@ def _table_records(path: str | Path) -> Iterator[tuple[int, list[str]]]:
 
 
 def read_table_numbered(
-    path: str | Path, *, text_field: str | None = None, label_field: str | None = None
+    path: str | Path,
+    *,
+    text_field: str | None = None,
+    label_field: str | None = None,
+    empty: str = "error",
 ) -> Iterator[tuple[int, str, str]]:
-    """Like :func:`read_table`, with the line number where each row starts."""
+    """Like :func:`read_table`, with the line number where each row starts; ``empty="keep"``
+    yields an empty line, text or label as empty strings instead of raising."""
     name = _display_name(path)
     records = _table_records(path)
     first = next(records, None)
@@ -240,11 +252,17 @@ def read_table_numbered(
     label_col = _pick_column(name, header, label_field, LABEL_FIELDS, "label")
     for lineno, row in records:
         if row in ([], [""]):
+            if empty == "keep":
+                yield lineno, "", ""
+                continue
             raise DataError(name, "empty line", lineno)
         if len(row) != len(header):
             raise DataError(name, f"expected {len(header)} fields, found {len(row)}", lineno)
         text = row[text_col].strip()
         label = row[label_col].strip()
+        if empty == "keep":
+            yield lineno, text, label
+            continue
         if not text:
             raise DataError(name, "empty text", lineno)
         if not label:
@@ -288,11 +306,15 @@ def _parse_record(name: str, line: str, lineno: int) -> dict:
 
 
 def read_jsonl_numbered(
-    path: str | Path, fields: Sequence[str]
+    path: str | Path, fields: Sequence[str], *, empty: str = "error"
 ) -> Iterator[tuple[int, tuple[str, ...]]]:
-    """Like :func:`read_jsonl`, with the line number of each record."""
+    """Like :func:`read_jsonl`, with the line number of each record; ``empty="keep"`` yields
+    an empty line or an empty field as empty strings instead of raising."""
     name = _display_name(path)
     for lineno, line in enumerate(read_lines(path), start=1):
+        if empty == "keep" and not line.strip():
+            yield lineno, ("",) * len(fields)
+            continue
         record = _parse_record(name, line, lineno)
         values = []
         for field in fields:
@@ -305,7 +327,7 @@ def read_jsonl_numbered(
                     f'field "{field}" must be a string, found {type(value).__name__}',
                     lineno,
                 )
-            if not value.strip():
+            if empty == "error" and not value.strip():
                 raise DataError(name, f'empty field "{field}"', lineno)
             values.append(value)
         yield lineno, tuple(values)

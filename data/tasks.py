@@ -160,29 +160,31 @@ def _read_all(task: str, files: Sequence[Path], fields: _Fields, empty: str) -> 
 
 
 def _read_examples(
-    task: str, files: Sequence[Path], fields: _Fields
+    task: str, files: Sequence[Path], fields: _Fields, empty: str = "error"
 ) -> Iterator[tuple[Path, int, Example]]:
-    """Yield ``(file, line, example)`` from one split given as files."""
+    """Yield ``(file, line, example)`` from one split given as files; ``empty="keep"`` yields
+    examples with an empty side instead of raising (see the readers)."""
     if task == "sentiment":
         for path in files:
             if path.suffix == ".jsonl":
                 text = _guess_field(path, fields.text, TEXT_FIELDS, "text")
                 label = _guess_field(path, fields.label, LABEL_FIELDS, "label")
-                for line, (src, tgt) in read_jsonl_numbered(path, (text, label)):
+                for line, (src, tgt) in read_jsonl_numbered(path, (text, label), empty=empty):
                     yield path, line, Example(src.strip(), tgt.strip())
             else:
                 for line, src, tgt in read_table_numbered(
-                    path, text_field=fields.text, label_field=fields.label
+                    path, text_field=fields.text, label_field=fields.label, empty=empty
                 ):
                     yield path, line, Example(src, tgt)
     elif len(files) == 1 and files[0].suffix == ".jsonl":
         path = files[0]
         src_field = _guess_field(path, fields.src, SRC_FIELDS, "src")
         tgt_field = _guess_field(path, fields.tgt, TGT_FIELDS, "tgt")
-        for line, (src, tgt) in read_jsonl_numbered(path, (src_field, tgt_field)):
+        for line, (src, tgt) in read_jsonl_numbered(path, (src_field, tgt_field), empty=empty):
             yield path, line, Example(src, tgt)
     elif len(files) == 2:
-        for line, (src, tgt) in enumerate(read_parallel(files[0], files[1]), start=1):
+        pairs = read_parallel(files[0], files[1], empty=empty)
+        for line, (src, tgt) in enumerate(pairs, start=1):
             yield files[0], line, Example(src, tgt)
     else:
         names = ", ".join(str(f) for f in files) or "none"
@@ -268,7 +270,69 @@ def _directory_files(
     return train, []
 
 
-def _sort_labels(labels: set[str]) -> list[str]:
+@dataclass(frozen=True)
+class TaskFiles:
+    """The files of a task's training and validation splits and the fields to read, found
+    but not read yet (see `find_task_files`); `examples` streams them."""
+
+    task: str
+    train: list[Path]
+    val: list[Path]
+    fields: _Fields
+
+    def examples(self, split: str, empty: str = "error") -> Iterator[tuple[Path, int, Example]]:
+        """Yield ``(file, line, example)`` of ``split`` ("train" or "val"), streaming.
+
+        Args:
+            empty: ``"error"`` raises on an empty side; ``"keep"`` yields it (as ``""``).
+
+        Raises:
+            DataError: unreadable files or bad rows, with file and line.
+        """
+        files = self.train if split == "train" else self.val
+        return _read_examples(self.task, files, self.fields, empty)
+
+
+def find_task_files(
+    task: str,
+    data: str | Path | None = None,
+    *,
+    src: str | None = None,
+    tgt: str | None = None,
+    train: Sequence[Path] | None = None,
+    val: Sequence[Path] | None = None,
+    text_field: str | None = None,
+    label_field: str | None = None,
+    src_field: str | None = None,
+    tgt_field: str | None = None,
+) -> TaskFiles:
+    """The training and validation files of a task, found by the conventions of
+    `load_task_data` (whose arguments these are), without reading them.
+
+    Raises:
+        DataError: no data directory or file there, or no training files in it.
+        ValueError: unknown task, bad arguments.
+    """
+    check_task(task)
+    if data is not None and train is not None:
+        raise ValueError("give either a data directory or train files, not both")
+    if train is None and val is not None:
+        raise ValueError("validation files need training files too")
+    if train is not None:
+        train_files, val_files = [Path(p) for p in train], [Path(p) for p in val or []]
+    else:
+        directory = demo_dir(task) if data is None else Path(data)
+        if directory.is_dir():
+            train_files, val_files = _directory_files(task, directory, src, tgt)
+        elif directory.suffix in _TABLE_SUFFIXES and directory.is_file():
+            train_files, val_files = [directory], []
+        else:
+            raise _not_data(directory)
+    fields = _Fields.of(task, src, tgt, src_field, tgt_field, text_field, label_field)
+    return TaskFiles(task, train_files, val_files, fields)
+
+
+def sort_labels(labels: set[str]) -> list[str]:
     """Label names in class-id order: numerically when all are integers, else by name."""
     try:
         return sorted(labels, key=int)
@@ -315,31 +379,26 @@ def load_task_data(
             found only in validation, or fewer than two sentiment labels.
         ValueError: unknown task, bad arguments.
     """
-    check_task(task)
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if data is not None and train is not None:
-        raise ValueError("give either a data directory or train files, not both")
-    if train is None and val is not None:
-        raise ValueError("validation files need training files too")
-
-    if train is not None:
-        train_files, val_files = [Path(p) for p in train], [Path(p) for p in val or []]
-    else:
-        directory = demo_dir(task) if data is None else Path(data)
-        if directory.is_dir():
-            train_files, val_files = _directory_files(task, directory, src, tgt)
-        elif directory.suffix in _TABLE_SUFFIXES and directory.is_file():
-            train_files, val_files = [directory], []
-        else:
-            raise _not_data(directory)
-
-    fields = _Fields.of(task, src, tgt, src_field, tgt_field, text_field, label_field)
+    files = find_task_files(
+        task,
+        data,
+        src=src,
+        tgt=tgt,
+        train=train,
+        val=val,
+        text_field=text_field,
+        label_field=label_field,
+        src_field=src_field,
+        tgt_field=tgt_field,
+    )
+    train_files, val_files, fields = files.train, files.val, files.fields
     train_examples = _read_all(task, train_files, fields, "no training examples")
 
     labels = None
     if task == "sentiment":
-        labels = _sort_labels({ex.tgt for ex in train_examples})
+        labels = sort_labels({ex.tgt for ex in train_examples})
         if len(labels) < 2:
             raise DataError(
                 ", ".join(str(f) for f in train_files),

@@ -26,7 +26,7 @@ def test_token_batches_properties(
     flat = [i for batch in batches for i in batch]
     assert sorted(flat) == list(range(len(lengths)))  # every example exactly once
     for batch in batches:
-        assert batch
+        assert len(batch)
         padded = len(batch) * max(max(1, lengths[i]) for i in batch)
         assert padded <= max_tokens or len(batch) == 1  # only a lone over-long example
     again = token_batches(lengths, max_tokens, shuffle=shuffle, seed=seed, window=window)
@@ -87,3 +87,19 @@ def test_sorted_chunks_streams() -> None:
 def test_restore_order_length_mismatch() -> None:
     with pytest.raises(ValueError, match="got 1 results for 2 items"):
         restore_order(["a"], [1, 0])
+
+
+def test_token_batches_of_a_large_corpus_use_numpy_and_keep_every_property(monkeypatch) -> None:
+    """Beyond PYTHON_SHUFFLE_MAX examples the shuffle is numpy's: the same guarantees."""
+    import numpy as np
+
+    import attn.data.batching as batching
+
+    lengths = np.array([i % 37 + 1 for i in range(5000)], dtype=np.int32)
+    python = token_batches(lengths, 200, seed=4)
+    monkeypatch.setattr(batching, "PYTHON_SHUFFLE_MAX", 1000)
+    batches = token_batches(lengths, 200, seed=4)
+    assert batches == token_batches(lengths, 200, seed=4) and batches != python
+    assert sorted(np.concatenate(list(batches)).tolist()) == list(range(5000))
+    assert all(len(b) * int(lengths[b].max()) <= 200 for b in batches)
+    assert batches[1:3] == [batches[1].tolist(), batches[2].tolist()]

@@ -78,8 +78,8 @@ def test_merging_counts_in_steps_gives_the_same_shortlist(monkeypatch):
         for n, m in torch.randint(1, 9, (200, 2), generator=g)
     ]
     whole = _build(pairs, frequent=3, per_source=4)
-    monkeypatch.setattr(shortlist_module, "_MERGE", 3)
-    steps = _build(pairs, frequent=3, per_source=4, batch=7)  # 29 batches, merged by 3
+    monkeypatch.setattr(shortlist_module, "_MERGE_KEYS", 50)
+    steps = _build(pairs, frequent=3, per_source=4, batch=7)  # 29 batches, merged often
     assert torch.equal(whole.frequent, steps.frequent)
     assert torch.equal(whole.by_source, steps.by_source)
 

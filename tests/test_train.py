@@ -650,7 +650,7 @@ def test_sentiment_loss_smooths_the_transformer_but_not_the_bag_of_ngrams():
 def test_padded_batches_round_lengths_up_to_the_multiple_within_the_cap():
     from attn.model.training.corpus import Sequences
 
-    seqs = Sequences(iter([[[5, 6, 7], [8], [1] * 9, [2] * 12]]))
+    seqs = Sequences.from_lists(iter([[[5, 6, 7], [8], [1] * 9, [2] * 12]]))
     assert seqs.batch([0, 1], pad_id=0).tolist() == [[5, 6, 7], [8, 0, 0]]
     rounded = seqs.batch([0, 1], pad_id=0, multiple=8, cap=10)
     assert rounded.tolist() == [[5, 6, 7, 0, 0, 0, 0, 0], [8, 0, 0, 0, 0, 0, 0, 0]]

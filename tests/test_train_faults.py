@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -134,8 +135,9 @@ def test_save_every_bounds_what_a_kill_9_loses(tmp_path):
     assert f"resumed at step {step}" in resumed.stderr
 
 
-def torchrun(*attn_args: str) -> str:
-    """`attn ...` as two gloo processes under torchrun; returns its stderr."""
+def torchrun(*attn_args: str, watch: Callable[[], None] | None = None) -> str:
+    """`attn ...` as two gloo processes under torchrun; returns its stderr. `watch` is
+    called every 20 ms while it runs."""
     cmd = [
         str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "attn", *attn_args
     ]  # fmt: skip
@@ -145,7 +147,11 @@ def torchrun(*attn_args: str) -> str:
         start_new_session=True,
     )  # fmt: skip
     try:
-        _, err = proc.communicate(timeout=300)
+        deadline = time.monotonic() + 300
+        while watch is not None and proc.poll() is None and time.monotonic() < deadline:
+            watch()
+            time.sleep(0.02)
+        _, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -166,8 +172,8 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert records[-1]["val_loss"] < records[0]["val_loss"]
     names = sorted(p.name for p in model.iterdir())
     assert names == [
-        "config.json", "last", "metrics.jsonl", "model.safetensors", "shortlist.safetensors",
-        "tokenizer.model", "training.png",
+        "config.json", "last", "metrics.jsonl", "model.safetensors", "prepared",
+        "shortlist.safetensors", "tokenizer.model", "training.png",
     ]  # fmt: skip
     assert sorted(p.name for p in (model / "last").iterdir()) == [
         "model.safetensors",
@@ -195,3 +201,33 @@ def test_torchrun_resume_continues_every_rank_exactly(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_torchrun_ranks_map_one_prepared_copy(tmp_path):
+    """Prepared once (--prepare-only), then both ranks map the same files: no second
+    preparation, and the page cache holds the corpus once for both processes."""
+    data, model = slice_translate(tmp_path), tmp_path / "m"
+    prepared = subprocess.run(
+        args(data, model, "--prepare-only"), capture_output=True, text=True, env=ENV
+    )
+    assert prepared.returncode == 0, prepared.stderr
+    manifest = model / "prepared" / "manifest.json"
+    written = manifest.stat().st_mtime_ns
+    tokens = str((model / "prepared" / "src_tokens.bin").resolve())
+    mapping: set[int] = set()
+
+    def watch() -> None:
+        for maps in Path("/proc").glob("[0-9]*/maps"):
+            try:
+                if tokens in maps.read_text():
+                    mapping.add(int(maps.parent.name))
+            except OSError:
+                continue
+
+    err = torchrun(
+        *args(data, model, "--device", "cpu", "--max-steps", "20", "--val-every", "10")[1:],
+        watch=watch,
+    )
+    assert "Using the data prepared in" in err and "Prepared " not in err
+    assert manifest.stat().st_mtime_ns == written
+    assert len(mapping) == 2, mapping  # both ranks, one file

@@ -15,12 +15,14 @@ import re
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sentencepiece as spm
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -235,6 +237,11 @@ class Tokenizer:
         return cls(proto, source=str(path))
 
     @property
+    def model_proto(self) -> bytes:
+        """The serialized SentencePiece model (what `save` writes)."""
+        return self._proto
+
+    @property
     def vocab_size(self) -> int:
         """Number of ids, special and byte pieces included."""
         return self._sp.get_piece_size()
@@ -298,6 +305,34 @@ class Tokenizer:
             ids.append([BOS_ID] * add_bos + body + [EOS_ID] * add_eos)
             truncated.append(cut)
         return ids, truncated
+
+    def encode_flat(
+        self, texts: Sequence[str], *, max_length: int, keep: str = "head"
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Encode texts as `encode` does (EOS added, cut to `max_length`), into flat arrays:
+        for encoding a corpus, where per-text lists would cost more than the encoding.
+
+        Returns:
+            the ids of every text one after the other (int32), the length of each (int32),
+            and how many texts were cut.
+
+        Raises:
+            ValueError: ``max_length`` below 2.
+        """
+        import numpy as np
+
+        if max_length < 2:
+            raise ValueError(f"max_length must be at least 2 with add_eos=True, got {max_length}")
+        ids = self._sp.encode(list(texts), out_type=int, add_eos=True)
+        lengths = np.fromiter(map(len, ids), dtype=np.int32, count=len(ids))
+        long = np.flatnonzero(lengths > max_length)
+        if len(long):
+            cut, _ = self.encode([texts[i] for i in long], max_length=max_length, keep=keep)
+            for i, seq in zip(long.tolist(), cut, strict=True):
+                ids[i] = seq
+            lengths[long] = max_length
+        flat = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
+        return flat, lengths, len(long)
 
     def encode_batch(
         self,

@@ -33,7 +33,7 @@ from attn.model.nn.config import PRESETS
 from attn.model.training.settings import TrainSettings, help_text
 
 # Flags that are not training settings (not saved, not taken from a resumed run).
-_RUN_KEYS = ("model_dir", "device", "threads", "resume", "overwrite")
+_RUN_KEYS = ("model_dir", "device", "threads", "resume", "overwrite", "prepare_only")
 _PATH_KEYS = ("data", "train", "val", "model_dir", "init")
 
 
@@ -215,6 +215,13 @@ def train(
             "--config", help="JSON or TOML file with the same keys as these flags; flags win."
         ),
     ] = None,
+    prepare_only: Annotated[
+        bool,
+        typer.Option(
+            "--prepare-only",
+            help="Prepare the data into MODEL_DIR/prepared and stop; a later run there maps it.",
+        ),
+    ] = False,
     **settings: Any,
 ) -> None:
     """Train a model: attn train translate [--data DIR --src en --tgt de].
@@ -225,7 +232,8 @@ def train(
     Under torchrun, trains on every process (DDP).
     """
     run = {"model_dir": model_dir, "device": device, "threads": threads}
-    options = _given({**settings, **run, "resume": resume, "overwrite": overwrite})
+    flags = {"resume": resume, "overwrite": overwrite, "prepare_only": prepare_only}
+    options = _given({**settings, **run, **flags})
     try:
         if config is not None:
             from_file = read_config_file(config)
@@ -323,6 +331,7 @@ def _run(task: str, options: dict[str, Any]) -> None:
             threads=run.get("threads"),
             on_event=view.on_event if view else None,
             stop_requested=stop,
+            prepare_only=bool(run.get("prepare_only")),
         )
     except KeyboardInterrupt:
         fail(f"aborted; the last checkpoint in {model_dir} is intact", code=130)
@@ -339,6 +348,10 @@ def _run(task: str, options: dict[str, Any]) -> None:
             signal.signal(sig, old)
         if view:
             view.close()
+    if result is None:  # --prepare-only
+        if view:
+            view.prepared_only()
+        return
     if view:
         view.summary(result)
     if result.stopped == "interrupted":
@@ -379,6 +392,38 @@ def _fmt_time(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _prepare_line(e: dict[str, Any]) -> str:
+    """A preparation stage's progress: `encoding: 1,200,000/5,000,000 pairs, 61,000 pairs/s,
+    ETA 1:02`, or at its end `encoding: 5,000,000 pairs in 1:21 (61,000 pairs/s)`."""
+    unit, rate = e["unit"], f"{e['rate']:,.0f} {e['unit']}/s"
+    if e["final"]:
+        return f"{e['stage']}: {e['done']:,} {unit} in {_fmt_time(e['elapsed'])} ({rate})"
+    total = f"/{e['total']:,}" if e["total"] else ""
+    return f"{e['stage']}: {e['done']:,}{total} {unit}, {rate}, ETA {_fmt_time(e['eta'])}"
+
+
+def _prepared_line(e: dict[str, Any]) -> str:
+    """The one-line summary of the prepared data: what it holds, what was dropped or cut."""
+    tokens = e["src_tokens"] + e["tgt_tokens"]
+    size = f"{e['files']} files, {e['bytes'] / 2**20:,.1f} MiB"
+    if e["reused"]:
+        return (
+            f"Using the data prepared in {e['directory']}: {e['pairs']:,} pairs, "
+            f"{tokens:,} tokens ({size}; delete it to prepare again)"
+        )
+    dropped = [
+        f"{e['empty']:,} with an empty side",
+        f"{e['duplicates']:,} duplicates" if e.get("dedup") else "no duplicates (no --dedup)",
+        f"{e['ratio_skipped']:,} over the length ratio",
+    ]
+    return (
+        f"Prepared {e['pairs']:,} pairs ({tokens:,} tokens) and {e['val']:,} validation examples "
+        f"from {e['rows']:,} rows in {_fmt_time(e['seconds'])}: {size} in {e['directory']}; "
+        f"skipped {', '.join(dropped)}; cut to {e['max_length']} pieces: {e['src_cut']:,} "
+        f"sources, {e['tgt_cut']:,} targets"
+    )
+
+
 class _View:
     """Renders training events on stderr."""
 
@@ -391,12 +436,20 @@ class _View:
         self.loss: float | None = None
         self.tps: tuple[str, float] | None = None
         self.last_val = ""
-        self.started = time.monotonic()
+        self.started = self.prepare_shown = time.monotonic()
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event["event"]
         if kind == "stage":
             self._print(f"[dim]{escape(event['message'])}[/]")
+        elif kind == "prepare":
+            # Every 2 s on a terminal, every 30 s in a log; always a stage's last line.
+            now = time.monotonic()
+            if event["final"] or self.live or now - self.prepare_shown >= 30:
+                self.prepare_shown = now
+                self._print(f"[dim]{escape(_prepare_line(event))}[/]")
+        elif kind == "prepared":
+            self._print(escape(_prepared_line(event)))
         elif kind == "warning":
             self._print(f"[yellow]Warning:[/] {escape(event['message'])}")
         elif kind == "start":
@@ -470,6 +523,15 @@ class _View:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+    def prepared_only(self) -> None:
+        err_console.print(
+            f"Train on it with: attn train {self.task} --model-dir {self.model_dir} "
+            "(with the same data flags)",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
 
     def summary(self, r: Any) -> None:
         from attn.data.home import default_model_dir

@@ -28,8 +28,9 @@ SHORTLIST = "shortlist.safetensors"
 # frequent target pieces, and the pieces kept per source piece beyond those.
 FREQUENT = 100
 PER_SOURCE = 50
-# Batches of pairs counted between merges of the counts (memory: the distinct pairs seen).
-_MERGE = 64
+# Keys gathered between merges of the counts (memory: 8 bytes each, and the distinct keys
+# seen so far at a merge): 4M keys, 32 MB.
+_MERGE_KEYS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,13 @@ class Shortlist:
         # Distinct keys s * V + t and the number of sentence pairs that hold each.
         keys, together = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
         pending: list[Tensor] = []
+        waiting = 0
         for src, tgt in batches:
             pending.append(_pair_keys(src, tgt, vocab_size, skipped, target_count))
-            if len(pending) == _MERGE:
+            waiting += pending[-1].numel()
+            if waiting >= _MERGE_KEYS:
                 keys, together = _merge(keys, together, pending)
-                pending = []
+                pending, waiting = [], 0
         keys, together = _merge(keys, together, pending)
         top = target_count.topk(min(frequent, vocab_size)).indices
         top = top[target_count[top] > 0]
@@ -189,12 +192,22 @@ def _pair_keys(
     Shape: src (n, S), tgt (n, T); skipped, target_count (V,); returns (P,) long.
     """
     src, tgt = src.long(), tgt.long()
-    src_ok, tgt_ok = ~skipped[src], ~skipped[tgt]  # padding is skipped too
-    target_count += torch.bincount(tgt[tgt_ok], minlength=vocab_size)
+    target_count += torch.bincount(tgt[~skipped[tgt]], minlength=vocab_size)
+    # One count per sentence pair: each sentence's distinct pieces on either side, whose
+    # pairs are then distinct too (sorting rows is much cheaper than a unique over all keys).
+    src, src_ok = _distinct_rows(src, skipped)  # (n, S)
+    tgt, tgt_ok = _distinct_rows(tgt, skipped)  # (n, T)
     both = src_ok[:, :, None] & tgt_ok[:, None, :]  # (n, S, T)
     key = src[:, :, None] * vocab_size + tgt[:, None, :]  # (n, S, T)
-    sentence = torch.arange(src.size(0))[:, None, None].expand_as(key)
-    # One count per sentence pair: unique over (sentence, key), then drop the sentence.
-    square = vocab_size * vocab_size
-    distinct = (sentence[both] * square + key[both]).unique()
-    return distinct % square
+    return key[both]
+
+
+def _distinct_rows(ids: Tensor, skipped: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row sorted, and a mask of its first occurrence of each id that is not skipped.
+
+    Shape: ids (n, L) -> (n, L), (n, L) bool.
+    """
+    ids = ids.sort(dim=1).values
+    ok = ~skipped[ids]  # padding is skipped too
+    ok[:, 1:] &= ids[:, 1:] != ids[:, :-1]
+    return ids, ok

@@ -628,7 +628,9 @@ def _collect(
     return restore_order(results, order)
 
 
-def _batches(lengths: Sequence[int], batch_size: int, batch_tokens: int | None) -> list[list[int]]:
+def _batches(
+    lengths: Sequence[int], batch_size: int, batch_tokens: int | None
+) -> Sequence[Sequence[int]]:
     """Consecutive groups of `batch_size` rows, or token-budget batches with `batch_tokens`."""
     from attn.data import token_batches
 

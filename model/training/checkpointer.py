@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 import torch
 
-from attn.data.checksum import sha256_file
 from attn.model.storage.atomic import remove_stale_temp_files
 from attn.model.storage.checkpoint import WEIGHTS, save_model_config, save_weights
 from attn.model.training.average import save_step_checkpoint
@@ -45,7 +44,7 @@ class Checkpointer:
     Args:
         parts: the stateful parts of the run (progress, early stopping).
         stopping: the early stopping whose best score config.json records.
-        data: the run's `attn.data.TaskData` (config.json records its files).
+        data: the run's `prepare.DataInfo` (config.json records its files).
         metric: the task's primary metric.
     """
 
@@ -67,7 +66,7 @@ class Checkpointer:
         self.dir, self.model, self.optimizer, self.scaler = model_dir, model, optimizer, scaler
         self.settings, self.dist, self.parts, self.stopping = settings, dist, parts, stopping
         self.config, self.data, self.metric = config, data, metric
-        self.data_digests = file_digests(data.train_files) if dist.main else []
+        self.data_digests = data.train_digests if dist.main else []
         # The step `last/` holds, and when it was written (time.monotonic()).
         self.last_step: int | None = None
         self.last_saved_at = time.monotonic()
@@ -163,15 +162,3 @@ class Checkpointer:
             "untrained": stopping.best_step is None,
         }
         save_model_config(self.dir, self.config, **meta)
-
-
-def file_digests(paths: Sequence[Path]) -> list[dict[str, Any]]:
-    """Name, size and sha256 of each data file (a 30 MB file takes about 0.1 s)."""
-    return [
-        {
-            "file": str(Path(path).resolve()),
-            "bytes": Path(path).stat().st_size,
-            "sha256": sha256_file(path),
-        }
-        for path in paths
-    ]

@@ -10,26 +10,42 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from attn.model.nn.config import ModelConfig
 
+if TYPE_CHECKING:
+    from attn.data.batching import Batches
+
 
 class Sequences:
-    """Token id sequences stored flat (one int32 tensor plus offsets), batched by gather."""
+    """Token id sequences stored flat (one array of ids plus offsets), batched by gather.
 
-    def __init__(self, chunks: Iterator[list[list[int]]]) -> None:
+    The arrays are numpy: in memory for a small split, memory-mapped from a prepared
+    directory (`attn.data.prepared`) for the training data, so a batch reads only its rows.
+    flat: (N,) ids; offsets: (n + 1,) int64, sequence i is flat[offsets[i]:offsets[i + 1]];
+    lengths: (n,) int32.
+    """
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> None:
+        self.flat, self.offsets, self.lengths = flat, offsets, lengths
+
+    @classmethod
+    def from_lists(cls, chunks: Iterator[list[list[int]]]) -> Sequences:
+        """Sequences from chunks of id lists (a small split, encoded in memory)."""
         flats, lengths = [], []
         for seqs in chunks:
             lengths.extend(len(s) for s in seqs)
-            flats.append(torch.tensor(list(chain.from_iterable(seqs)), dtype=torch.int32))
-        self.lengths = lengths
-        self.flat = torch.cat(flats) if flats else torch.zeros(0, dtype=torch.int32)
-        starts = torch.tensor([0, *lengths[:-1]], dtype=torch.long).cumsum(0)
-        self.offsets = starts[: len(lengths)]
+            flats.append(np.fromiter(chain.from_iterable(seqs), dtype=np.int32))
+        flat = np.concatenate(flats) if flats else np.zeros(0, dtype=np.int32)
+        sizes = np.asarray(lengths, dtype=np.int32)
+        offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        return cls(flat, offsets, sizes)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -37,19 +53,19 @@ class Sequences:
     def batch(self, index: Sequence[int], pad_id: int, multiple: int = 1, cap: int = 0) -> Tensor:
         """The sequences at `index`, padded. Shape: (B, T), T the longest of them, rounded up
         to a multiple of `multiple` where that stays within `cap`."""
-        idx = torch.tensor(index, dtype=torch.long)
-        lengths = torch.tensor([self.lengths[i] for i in index], dtype=torch.long)  # (B,)
+        idx = np.asarray(index, dtype=np.int64)
+        lengths = self.lengths[idx].astype(np.int64)  # (B,)
         longest = int(lengths.max())
-        pos = torch.arange(max(longest, min(-(-longest // multiple) * multiple, cap)))  # (T,)
-        gather = (self.offsets[idx, None] + pos).clamp_(max=max(0, len(self.flat) - 1))  # (B, T)
-        ids = self.flat[gather].long()
-        return ids.masked_fill_(pos >= lengths[:, None], pad_id)
+        pos = np.arange(max(longest, min(-(-longest // multiple) * multiple, cap)))  # (T,)
+        gather = np.minimum(self.offsets[idx, None] + pos, max(0, len(self.flat) - 1))  # (B, T)
+        ids = torch.from_numpy(self.flat[gather].astype(np.int64))
+        return ids.masked_fill_(torch.from_numpy(pos >= lengths[:, None]), pad_id)
 
 
 def encode(tokenizer: Any, texts: Sequence[str], max_length: int, keep: str = "head") -> Sequences:
     """`texts` as token ids, cut to `max_length` pieces (`keep`: which ones stay)."""
     chunk = 10_000
-    return Sequences(
+    return Sequences.from_lists(
         tokenizer.encode(texts[i : i + chunk], max_length=max_length, keep=keep)[0]
         for i in range(0, len(texts), chunk)
     )
@@ -75,9 +91,9 @@ class Split:
     """
 
     src: Sequences
-    lengths: list[int]
+    lengths: np.ndarray
     tgt: Sequences | None = None
-    labels: Tensor | None = None
+    labels: np.ndarray | None = None
 
     @classmethod
     def encode(cls, tokenizer: Any, examples: Sequence[Any], config: ModelConfig) -> Split:
@@ -86,11 +102,26 @@ class Split:
         src = encode(tokenizer, [ex.src for ex in examples], n, config.keep)
         if config.task == "sentiment":
             index = {label: i for i, label in enumerate(config.labels)}
-            labels = torch.tensor([index[ex.tgt] for ex in examples])
-            return cls(src, list(src.lengths), labels=labels)
+            labels = np.asarray([index[ex.tgt] for ex in examples], dtype=np.int64)
+            return cls(src, src.lengths, labels=labels)
         tgt = encode(tokenizer, [ex.tgt for ex in examples], n)
-        lengths = [max(a, b) for a, b in zip(src.lengths, tgt.lengths, strict=True)]
-        return cls(src, lengths, tgt=tgt)
+        return cls(src, np.maximum(src.lengths, tgt.lengths), tgt=tgt)
+
+    @classmethod
+    def open(cls, prepared: Any) -> Split:
+        """The training split of a prepared directory (`attn.data.prepared.PreparedData`),
+        memory-mapped."""
+
+        def sequences(side: str) -> Sequences:
+            return Sequences(
+                prepared.array(f"{side}_tokens"),
+                prepared.array(f"{side}_offsets"),
+                prepared.array(f"{side}_lengths"),
+            )
+
+        if "labels" in prepared.manifest["arrays"]:
+            return cls(sequences("src"), prepared.array("lengths"), labels=prepared.array("labels"))
+        return cls(sequences("src"), prepared.array("lengths"), tgt=sequences("tgt"))
 
     def batch(self, index: Sequence[int], config: ModelConfig, device: torch.device) -> Batch:
         """The examples at `index` as a padded batch on `device`."""
@@ -104,21 +135,25 @@ class Split:
         def dev(t: Tensor) -> Tensor:
             return (t.pin_memory() if cuda else t).to(device, non_blocking=True)
 
-        src = self.src.batch(index, pad, multiple, cap)  # (B, S)
-        n_src = sum(self.src.lengths[i] for i in index)
+        idx = np.asarray(index, dtype=np.int64)
+        src = self.src.batch(idx, pad, multiple, cap)  # (B, S)
+        n_src = int(self.src.lengths[idx].sum())
         if self.tgt is None:
             assert self.labels is not None
             empty = torch.zeros(0, dtype=torch.long)
-            return Batch(dev(src), empty, dev(self.labels[list(index)]), n_src, len(index))
-        target = self.tgt.batch(index, pad, multiple, cap)  # (B, T): pieces then EOS
+            labels = torch.from_numpy(self.labels[idx].astype(np.int64))  # (B,)
+            return Batch(dev(src), empty, dev(labels), n_src, len(idx))
+        target = self.tgt.batch(idx, pad, multiple, cap)  # (B, T): pieces then EOS
         # Teacher forcing: the decoder reads BOS + target[:-1] (EOS never as input).
         tgt_in = torch.cat([torch.full_like(target[:, :1], config.bos_id), target[:, :-1]], 1)
         tgt_in.masked_fill_(tgt_in == config.eos_id, pad)
-        n_tgt = sum(self.tgt.lengths[i] for i in index)
+        n_tgt = int(self.tgt.lengths[idx].sum())
         return Batch(dev(src), dev(tgt_in), dev(target), n_src, n_tgt)
 
 
-def token_batches(lengths: Sequence[int], max_tokens: int, seed: int | None) -> list[list[int]]:
+def token_batches(
+    lengths: Sequence[int] | np.ndarray, max_tokens: int, seed: int | None
+) -> Batches:
     """Length-bucketed batches of about `max_tokens` padded tokens; shuffled when seeded."""
     from attn.data import token_batches as batches
 
@@ -128,8 +163,13 @@ def token_batches(lengths: Sequence[int], max_tokens: int, seed: int | None) -> 
 
 
 def epoch_batches(
-    lengths: Sequence[int], max_tokens: int, seed: int, epoch: int, rank: int, world: int
-) -> list[list[int]]:
+    lengths: Sequence[int] | np.ndarray,
+    max_tokens: int,
+    seed: int,
+    epoch: int,
+    rank: int,
+    world: int,
+) -> Batches:
     """Rank `rank`'s batches of `epoch`: every world-th of one seeded list, equal counts."""
     batches = token_batches(lengths, max_tokens, seed * 100_003 + epoch)
     usable = len(batches) // world * world

@@ -1,19 +1,31 @@
-"""Everything before the first step: read the data, clear the directory for --overwrite,
-train (or copy, or load) the tokenizer, choose the model config, encode the data; and the
-lexical shortlist of a translation model.
+"""Everything before the first step: find the data, clear the directory for --overwrite,
+prepare the data once (train or copy the tokenizer, encode the corpus into memory-mapped
+arrays, count the lexical shortlist), or map the data a run prepared before; choose the
+model config.
+
+The prepared data lives in MODEL_DIR/prepared/ (`attn.data.prepared`), keyed by what it was
+made from: the data files' SHA-256, the task's fields, the tokenizer, the model's length cut,
+the seed and --dedup. A later run in the same directory (--resume, --overwrite, a run after
+--prepare-only) whose key matches maps it instead of reading the text again; under torchrun
+rank 0 prepares while the others wait, then every rank maps the same files.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 from attn.model.decoding.shortlist import SHORTLIST, Shortlist
 from attn.model.nn.config import ConfigError, ModelConfig, preset
+from attn.model.storage.atomic import atomic_write, atomic_write_bytes
 from attn.model.storage.checkpoint import TOKENIZER
 from attn.model.training.corpus import Split
 from attn.model.training.distributed import Dist
@@ -23,6 +35,13 @@ from attn.model.training.settings import TrainError, TrainSettings
 
 Event = dict[str, Any]
 
+PREPARED = "prepared"
+# At most this many texts (half sources, half targets) train the tokenizer: a seeded
+# reservoir sample of a larger corpus. SentencePiece needs about 1.5 KB of memory and 25 us
+# per text: 500,000 texts take about 0.8 GB and 15 s on one core.
+TOKENIZER_SAMPLE = 500_000
+_VAL_FILE = "val.jsonl"
+
 # ModelConfig's smallest vocabulary: every check that depends on the size passes with a larger
 # one whenever it passes with this (ngram_buckets >= 2 x vocab_size, special ids < vocab_size).
 _SMALLEST_VOCAB = 8
@@ -30,22 +49,44 @@ _SMALLEST_VOCAB = 8
 # (source piece, target piece) keys counted per batch while building the shortlist (memory:
 # 8 bytes and a few masks each).
 _SHORTLIST_KEYS = 1 << 22
+# The shortlist counts at most this many pairs, evenly spread over a larger corpus: its
+# lists are frequencies, settled long before (it counts about 8,000 pairs/s on one core).
+SHORTLIST_PAIRS = 100_000
+
+
+@dataclass
+class DataInfo:
+    """What a run reports and records of its data (config.json lists the files).
+
+    val: the validation examples as text (references and labels for the metrics);
+    train_digests: name, size and SHA-256 of each training file; counts: the prepared
+    data's counts (pairs, tokens, what was dropped or cut).
+    """
+
+    train_files: list[Path]
+    val_files: list[Path]
+    val_from_train: bool
+    labels: list[str] | None
+    val: list[Any]
+    train_digests: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Prepared:
-    """What training needs from the data: the examples, the tokenizer, the model config and
-    the encoded splits."""
+    """What training needs from the data: what it was, the tokenizer, the model config and
+    the encoded splits (train memory-mapped from `directory`)."""
 
-    data: Any  # attn.data.TaskData
+    data: DataInfo
     tokenizer: Any  # attn.tokenizer.Tokenizer
     config: ModelConfig
     train: Split
     val: Split
+    directory: Path
 
 
 class Preparation:
-    """The setup of one run in `model_dir`, on every rank (rank 0 writes the files).
+    """The setup of one run in `model_dir`, on every rank (rank 0 prepares and writes).
 
     `saved_config`: the config of the model a resumed run continues; `init`: the model a new
     run starts from (--init); neither: a new model of `settings.preset`.
@@ -66,42 +107,41 @@ class Preparation:
             task, model_dir, settings, dist, emit,
         )  # fmt: skip
         self.saved_config, self.init = saved_config, init
+        self.prepared_dir = model_dir / PREPARED
 
     @property
     def resume(self) -> bool:
         return self.saved_config is not None
 
     def run(self) -> Prepared:
-        """Read, check, tokenize and encode.
+        """Prepare the data (rank 0), or find it prepared, then map it (every rank).
 
         Raises:
             TrainError: no validation examples, a bad model config, a tokenizer that cannot
                 be trained or does not fit the model.
-            attn.data.DataError: unreadable data or no examples.
+            attn.data.DataError: unreadable data or no examples (file:line).
         """
-        self.emit({"event": "stage", "message": "reading data"})
-        data = self._read_data()
-        if not data.val:
-            raise TrainError("no validation examples: give validation files or more training data")
-        # A config that fails with the smallest vocabulary fails with any: say so before the
-        # tokenizer is trained (minutes on a large corpus). The real size is checked below.
-        self.model_config(_SMALLEST_VOCAB, data.labels)
-        # Only read and checked data may replace a model (--overwrite): bad data keeps it.
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if self.dist.main and not self.resume:
-            clear_model_dir(self.dir)
+        if self.dist.main:
+            self._ensure_prepared()
         self.dist.barrier()
-        tokenizer = self._tokenizer(data)
-        config = self.model_config(tokenizer.vocab_size, data.labels)
-        if tokenizer.vocab_size != config.vocab_size:
-            raise TrainError(
-                f"{self.dir / TOKENIZER} has {tokenizer.vocab_size} pieces but the model "
-                f"expects {config.vocab_size}; the directory is inconsistent"
-            )
-        self.emit({"event": "stage", "message": f"encoding {len(data.train)} training examples"})
-        train = Split.encode(tokenizer, data.train, config)
-        val = Split.encode(tokenizer, data.val, config)
-        return Prepared(data, tokenizer, config, train, val)
+        return self._open()
+
+    def _ensure_prepared(self) -> None:
+        """Reuse the prepared data whose key matches, else prepare it (rank 0)."""
+        from attn.data.prepared import open_prepared
+
+        files = self._files()
+        previous = open_prepared(self.prepared_dir)
+        digests = _digests(files.train + files.val, previous)
+        key = self._key(files, digests)
+        given = self._given_tokenizer()
+        if previous is not None and _reusable(previous.manifest, key, given):
+            self.model_config(_SMALLEST_VOCAB, previous.manifest["labels"])
+            self._clear()
+            self._install_tokenizer(previous.directory / TOKENIZER)
+            self.emit({"event": "prepared", "reused": True, **_summary(previous)})
+            return
+        self._prepare(files, key, digests)
 
     def model_config(self, vocab_size: int, labels: list[str] | None) -> ModelConfig:
         """The saved config (resume), the --init model's under the overrides, or the
@@ -119,11 +159,11 @@ class Preparation:
         except (ConfigError, TypeError) as e:
             raise TrainError(f"bad model config: {e}") from None
 
-    def _read_data(self) -> Any:
-        from attn.data import load_task_data
+    def _files(self) -> Any:
+        from attn.data.tasks import find_task_files
 
         s = self.settings
-        return load_task_data(
+        return find_task_files(
             self.task,
             s.data,
             src=s.src,
@@ -134,44 +174,167 @@ class Preparation:
             label_field=s.label_field,
             src_field=s.src_field,
             tgt_field=s.tgt_field,
-            seed=s.seed,
         )
 
-    def _tokenizer(self, data: Any) -> Any:
-        """The model directory's tokenizer: kept (resume), copied (--init) or trained."""
+    def _key(self, files: Any, digests: list[dict[str, Any]]) -> dict[str, Any]:
+        """What the prepared data depends on: equal keys, equal data."""
+        s = self.settings
+        max_length, keep = self._length_cut()
+        return {
+            "task": self.task,
+            "train": [d["sha256"] for d in digests[: len(files.train)]],
+            "val": [d["sha256"] for d in digests[len(files.train) :]],
+            "fields": [s.text_field, s.label_field, s.src_field, s.tgt_field],
+            "vocab_size": s.vocab_size,
+            "seed": s.seed,
+            "dedup": s.dedup,
+            "max_length": max_length,
+            "keep": keep,
+            "tokenizer_sample": TOKENIZER_SAMPLE,
+        }
+
+    def _length_cut(self) -> tuple[int, str]:
+        """The model's `max_length` and `keep`, the config fields encoding depends on (the
+        config itself is checked once the labels are known)."""
+        if self.saved_config is not None:
+            return self.saved_config.max_length, self.saved_config.keep
+        base = dataclasses.asdict(self.init.config) if self.init else preset(self.settings.preset)
+        fields = {**base, **self.settings.overrides}
+        default = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+        return fields.get("max_length", default["max_length"]), fields.get("keep", default["keep"])
+
+    def _given_tokenizer(self) -> str | None:
+        """The SHA-256 of the tokenizer the run must use (resume, --init); None: trained."""
+        from attn.data.checksum import sha256_file
+
+        if self.resume:
+            return sha256_file(self.dir / TOKENIZER)
+        if self.init is not None:
+            path = self.init.dir / TOKENIZER
+            if not path.is_file():
+                raise TrainError(f"cannot start from {self.init.dir}: it holds no {TOKENIZER}")
+            return sha256_file(path)
+        return None
+
+    def _clear(self) -> None:
+        """Only read and checked data may replace a model (--overwrite): bad data keeps it."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not self.resume:
+            clear_model_dir(self.dir)
+
+    def _install_tokenizer(self, prepared: Path) -> None:
+        """The model directory's tokenizer: kept (resume), copied (--init) or the prepared
+        data's (trained on it)."""
+        if self.resume:
+            return
+        if self.init is not None:
+            self.init.copy_tokenizer(self.dir / TOKENIZER, self.emit)
+        else:
+            atomic_write_bytes(self.dir / TOKENIZER, prepared.read_bytes())
+
+    def _prepare(self, files: Any, key: dict[str, Any], digests: list[dict[str, Any]]) -> None:
+        """Read the corpus twice, streaming: scan it (roles, labels, the tokenizer's sample),
+        then encode it into the prepared arrays; build the shortlist; publish."""
+        from attn.data.prepared import open_prepared, start_preparation, write_manifest
+        from attn.data.scan import read_validation, scan_training_data
+        from attn.model.training.binarize import Encoding, encode_training_rows
+
+        started = time.monotonic()
+        s = self.settings
+        scan = scan_training_data(
+            files, dedup=s.dedup, sample_size=TOKENIZER_SAMPLE, seed=s.seed, emit=self.emit
+        )
+        val, val_empty = read_validation(files, scan.labels) if files.val else ([], 0)
+        if not files.val and not scan.val_from_train:
+            raise TrainError("no validation examples: give validation files or more training data")
+        # A config that fails with the smallest vocabulary fails with any: say so before the
+        # tokenizer is trained (minutes on a large corpus). The real size is checked below.
+        self.model_config(_SMALLEST_VOCAB, scan.labels)
+        self._clear()
+        start_preparation(self.prepared_dir)
+        tokenizer = self._tokenizer(scan.sample)
+        scan.sample.clear()  # before the encoding workers fork
+        config = self.model_config(tokenizer.vocab_size, scan.labels)
+        if tokenizer.vocab_size != config.vocab_size:
+            raise TrainError(
+                f"{self.dir / TOKENIZER} has {tokenizer.vocab_size} pieces but the model "
+                f"expects {config.vocab_size}; the directory is inconsistent"
+            )
+        encoding = Encoding(
+            tokenizer.model_proto, self.task, config.max_length, config.keep, config.labels
+        )
+        arrays, counts = encode_training_rows(
+            files, scan, encoding, config.vocab_size, self.prepared_dir, self.emit
+        )
+        val = val or counts.val
+        if not val:
+            raise TrainError("no validation examples: give validation files or more training data")
+        _write_val(self.prepared_dir / _VAL_FILE, val)
+        atomic_write_bytes(self.prepared_dir / TOKENIZER, tokenizer.model_proto)
+        extra = [TOKENIZER, _VAL_FILE]
+        manifest = {
+            "key": key,
+            "tokenizer_sha256": _sha256(tokenizer.model_proto),
+            "tokenizer_trained": self._given_tokenizer() is None,
+            "labels": scan.labels,
+            "digests": digests,
+            "train_digests": [
+                {k: d[k] for k in ("file", "bytes", "sha256")} for d in digests[: len(files.train)]
+            ],
+            "train_files": [str(Path(f).resolve()) for f in files.train],
+            "val_files": [str(Path(f).resolve()) for f in files.val],
+            "val_from_train": scan.val_from_train,
+            "counts": {
+                "rows": scan.rows,
+                "pairs": counts.pairs,
+                "val": len(val),
+                "src_tokens": counts.src_tokens,
+                "tgt_tokens": counts.tgt_tokens,
+                "empty": scan.empty + val_empty,
+                "duplicates": scan.duplicates,
+                "dedup": s.dedup,
+                "ratio_skipped": counts.ratio_skipped,
+                "src_cut": counts.src_cut,
+                "tgt_cut": counts.tgt_cut,
+                "max_length": config.max_length,
+            },
+            "arrays": arrays,
+        }
+        if self.task == "translate":
+            from attn.data.prepared import PreparedData
+
+            train = Split.open(PreparedData(self.prepared_dir, {**manifest, "files": {}}))
+            build_shortlist(self.prepared_dir / SHORTLIST, train, config, self.emit)
+            extra.append(SHORTLIST)
+        manifest["seconds"] = round(time.monotonic() - started, 1)
+        write_manifest(self.prepared_dir, manifest, tuple(extra))
+        published = open_prepared(self.prepared_dir)
+        assert published is not None
+        self.emit({"event": "prepared", "reused": False, **_summary(published)})
+
+    def _tokenizer(self, sample: list[str]) -> Any:
+        """The model directory's tokenizer: kept (resume), copied (--init) or trained on
+        `sample`."""
         from attn.tokenizer import Tokenizer
 
         path = self.dir / TOKENIZER
         if self.resume:
             return Tokenizer.load(path)
         if self.init is not None:
-            if self.dist.main:
-                self.init.copy_tokenizer(path, self.emit)
-            self.dist.barrier()
+            self.init.copy_tokenizer(path, self.emit)
             try:
                 return Tokenizer.load(path)
             except ValueError as e:
                 raise TrainError(f"cannot start from {self.init.dir}: {e}") from None
-        if self.dist.main:
-            self._train_tokenizer(data, path)
-        self.dist.barrier()
-        return Tokenizer.load(path)
-
-    def _train_tokenizer(self, data: Any, path: Path) -> None:
-        from attn.tokenizer import Tokenizer
-
-        texts = [ex.src for ex in data.train]
-        if self.task != "sentiment":
-            texts += [ex.tgt for ex in data.train]
         size = self.settings.vocab_size
         self.emit(
             {
                 "event": "stage",
-                "message": f"training the tokenizer ({size} pieces) on {len(texts)} texts",
+                "message": f"training the tokenizer ({size} pieces) on {len(sample)} texts",
             }
         )
         try:
-            Tokenizer.train(texts, path, size, seed=self.settings.seed)
+            return Tokenizer.train(sample, path, size, seed=self.settings.seed, max_sentences=None)
         except RuntimeError as e:
             # SentencePiece's own refusals (e.g. fewer pieces than distinct characters).
             reason = str(e).splitlines()[0].rpartition("] ")[2].partition(". ")[0]
@@ -180,30 +343,134 @@ class Preparation:
                 f"text ({reason}); choose another --vocab-size"
             ) from None
 
+    def _open(self) -> Prepared:
+        """Map the prepared data (every rank) and load what goes with it."""
+        from attn.data.prepared import open_prepared
+        from attn.data.tasks import Example
+        from attn.tokenizer import Tokenizer
 
-def write_shortlist(
-    model_dir: Path, train: Split, config: ModelConfig, emit: Callable[[Event], None]
+        prepared = open_prepared(self.prepared_dir)
+        if prepared is None:
+            raise TrainError(f"{self.prepared_dir} holds no complete prepared data")
+        m = prepared.manifest
+        tokenizer = Tokenizer.load(self.dir / TOKENIZER)
+        config = self.model_config(tokenizer.vocab_size, m["labels"])
+        lines = (self.prepared_dir / _VAL_FILE).read_text(encoding="utf-8").splitlines()
+        val = [Example(*json.loads(line)) for line in lines]
+        data = DataInfo(
+            train_files=[Path(p) for p in m["train_files"]],
+            val_files=[Path(p) for p in m["val_files"]],
+            val_from_train=m["val_from_train"],
+            labels=m["labels"],
+            val=val,
+            train_digests=m["train_digests"] if self.dist.main else [],
+            counts=m["counts"],
+        )
+        return Prepared(
+            data,
+            tokenizer,
+            config,
+            Split.open(prepared),
+            Split.encode(tokenizer, val, config),
+            self.prepared_dir,
+        )
+
+
+def _reusable(manifest: dict[str, Any], key: dict[str, Any], given: str | None) -> bool:
+    """Prepared data fits a run when made from the same inputs, with the run's tokenizer
+    (resume, --init) or, for a new model, with one it trained itself."""
+    if manifest.get("key") != key:
+        return False
+    if given is None:
+        return bool(manifest.get("tokenizer_trained"))
+    return manifest.get("tokenizer_sha256") == given
+
+
+def _digests(files: list[Path], previous: Any) -> list[dict[str, Any]]:
+    """Name, size, modification time and SHA-256 of each file; a file whose path, size and
+    mtime the previous manifest recorded keeps its recorded hash (no second read of GBs)."""
+    from attn.data.checksum import sha256_file
+
+    known = {}
+    if previous is not None:
+        known = {(d["file"], d["bytes"], d["mtime_ns"]): d for d in previous.manifest["digests"]}
+    out = []
+    for path in files:
+        stat = Path(path).stat()
+        name = str(Path(path).resolve())
+        entry = known.get((name, stat.st_size, stat.st_mtime_ns))
+        sha = entry["sha256"] if entry else sha256_file(path)
+        out.append(
+            {"file": name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha}
+        )
+    return out
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_val(path: Path, examples: list[Any]) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for ex in examples:
+                f.write(json.dumps([ex.src, ex.tgt], ensure_ascii=False) + "\n")
+
+    atomic_write(path, write)
+
+
+def _summary(prepared: Any) -> dict[str, Any]:
+    """The prepared data in numbers, for the one-line summary."""
+    m = prepared.manifest
+    return {
+        "directory": str(prepared.directory),
+        "files": len(m["files"]) + 1,
+        "bytes": prepared.size_on_disk(),
+        "seconds": m.get("seconds"),
+        **m["counts"],
+    }
+
+
+def build_shortlist(
+    path: Path, train: Split, config: ModelConfig, emit: Callable[[Event], None]
 ) -> None:
-    """The lexical shortlist decoding uses (attn.model.decoding.shortlist): it depends on the
-    tokenizer and the training pairs only, so it is written once, before training."""
-    emit({"event": "stage", "message": "building the lexical shortlist"})
+    """The lexical shortlist decoding uses (attn.model.decoding.shortlist), counted over
+    the training pairs in order, streaming: it depends on the tokenizer and the pairs only,
+    so it is built once, with the prepared data."""
+    from attn.data.progress import StageProgress
+
     src, tgt = train.src, train.tgt
     assert tgt is not None
+    n = len(src)
+    pairs = (
+        np.arange(n) if n <= SHORTLIST_PAIRS else np.arange(SHORTLIST_PAIRS) * n // SHORTLIST_PAIRS
+    )
+    progress = StageProgress(emit, "building the lexical shortlist", "pairs", total=len(pairs))
 
     def batches() -> Iterator[tuple[Tensor, Tensor]]:
+        s_len, t_len = src.lengths[pairs].tolist(), tgt.lengths[pairs].tolist()
         start = 0
-        while start < len(src):  # pairs in order, at most _SHORTLIST_KEYS keys a batch
-            end, width_s, width_t = start + 1, src.lengths[start], tgt.lengths[start]
-            while end < len(src):
-                s, t = max(width_s, src.lengths[end]), max(width_t, tgt.lengths[end])
-                if (end - start + 1) * s * t > _SHORTLIST_KEYS:
+        while start < len(pairs):  # pairs in order, at most _SHORTLIST_KEYS keys a batch
+            end, width_s, width_t = start + 1, s_len[start], t_len[start]
+            while end < len(pairs):
+                w_s, w_t = max(width_s, s_len[end]), max(width_t, t_len[end])
+                if (end - start + 1) * w_s * w_t > _SHORTLIST_KEYS:
                     break
-                end, width_s, width_t = end + 1, s, t
-            index = list(range(start, end))
+                end, width_s, width_t = end + 1, w_s, w_t
+            index = pairs[start:end]
             yield src.batch(index, config.pad_id), tgt.batch(index, config.pad_id)
+            progress.update(end)
             start = end
 
     shortlist = Shortlist.build(
         batches(), config.vocab_size, eos_id=config.eos_id, skip=(config.pad_id, config.bos_id)
     )
-    shortlist.save(model_dir / SHORTLIST)
+    shortlist.save(path)
+    progress.finish()
+
+
+def write_shortlist(model_dir: Path, prepared: Prepared) -> None:
+    """Put the prepared data's shortlist in the model directory (translation models)."""
+    atomic_write_bytes(model_dir / SHORTLIST, (prepared.directory / SHORTLIST).read_bytes())

@@ -118,6 +118,10 @@ class TrainSettings:
         default=0,
     )
     seed: int = _setting("Random seed.", default=0)
+    dedup: bool = _setting(
+        "Drop training pairs that repeat an earlier pair exactly (counted in the summary).",
+        default=False,
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train", tuple(str(p) for p in self.train))

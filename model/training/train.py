@@ -91,7 +91,8 @@ def train(
     threads: int | None = None,
     on_event: Callable[[Event], None] | None = None,
     stop_requested: Callable[[], bool] | None = None,
-) -> TrainResult:
+    prepare_only: bool = False,
+) -> TrainResult | None:
     """Train a model for `task` into `model_dir`.
 
     Args:
@@ -106,6 +107,8 @@ def train(
         on_event: receives progress events (dicts with an "event" key), on rank 0 only.
         stop_requested: polled between steps; when it returns True, training saves a
             resumable checkpoint and returns with `stopped == "interrupted"`.
+        prepare_only: prepare the data into `model_dir/prepared` (and its tokenizer) and
+            return None, without training: a later run in `model_dir` maps it.
 
     Raises:
         TrainError: bad settings, or a model directory that holds a model (without
@@ -134,7 +137,9 @@ def train(
             (on_event if dist.main else None) or (lambda event: None),
             stop_requested or (lambda: False),
         )
-        return run.execute(dict(options or {}), resume=resume, overwrite=overwrite)
+        return run.execute(
+            dict(options or {}), resume=resume, overwrite=overwrite, prepare_only=prepare_only
+        )
     except TrainingFailed as e:
         if e.__cause__ is not None:
             e.log = write_log(Path(model_dir), e.__cause__)
@@ -159,7 +164,9 @@ class _Run:
         self.task, self.dir, self.dist, self.device = task, model_dir, dist, device
         self.emit, self.stop_requested = emit, stop_requested
 
-    def execute(self, options: dict[str, Any], *, resume: bool, overwrite: bool) -> TrainResult:
+    def execute(
+        self, options: dict[str, Any], *, resume: bool, overwrite: bool, prepare_only: bool
+    ) -> TrainResult | None:
         saved = check_model_dir(self.dir, self.task, resume=resume, overwrite=overwrite)
         # The model a new run starts from (--init); a resumed run has its own weights.
         init = None
@@ -171,9 +178,11 @@ class _Run:
             self.task,
             init.meta.get("train") if init else None,
         )
-        # Before minutes of reading and tokenizer training.
-        check_metrics(self.task)
-        check_device(self.device)
+        # Before minutes of reading and tokenizer training (a machine that only prepares
+        # the data need not train or validate).
+        if not prepare_only:
+            check_metrics(self.task)
+            check_device(self.device)
         random.seed(settings.seed)
         torch.manual_seed(settings.seed)
         prepared = Preparation(
@@ -185,11 +194,13 @@ class _Run:
             saved_config=saved.config if saved else None,
             init=init,
         ).run()
+        if prepare_only:
+            return None
         trainer = self._build(settings, prepared, init)
         check_run(trainer, self.emit)
         self._start(trainer, saved)
         if self.dist.main and self.task == "translate" and not (self.dir / SHORTLIST).is_file():
-            write_shortlist(self.dir, prepared.train, prepared.config, self.emit)
+            write_shortlist(self.dir, prepared)
         self.emit(self._start_event(trainer, prepared, resumed=saved is not None))
         stopped = trainer.run()
         return self._finish(trainer, prepared, stopped)
@@ -276,7 +287,7 @@ class _Run:
             "preset": s.preset,
             "parameters": count_parameters(trainer.model),
             "vocab_size": prepared.config.vocab_size,
-            "train_examples": len(prepared.data.train),
+            "train_examples": prepared.data.counts["pairs"],
             "val_examples": len(prepared.data.val),
             "demo": s.is_demo,
             "resumed_from": trainer.progress.step if resumed else None,
@@ -291,7 +302,7 @@ class _Run:
             except Exception as e:  # a plot must never cost the trained model
                 logger.warning("could not draw %s: %s", PLOT, e)
         data = prepared.data
-        example = data.val[0].src if data.val else data.train[0].src
+        example = data.val[0].src if data.val else None
         return TrainResult(
             model_dir=self.dir,
             task=self.task,

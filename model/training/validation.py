@@ -62,7 +62,7 @@ class Validator:
                 if task == "sentiment":
                     logits = model.classify(src, src != self.config.pad_id)
                     predictions += logits.argmax(-1).tolist()
-                    order += index
+                    order += index.tolist()
                 else:
                     logits = model(src, tgt_in).flatten(0, 1)
                     target = target.flatten()

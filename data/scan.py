@@ -1,0 +1,191 @@
+"""The first pass over a training corpus, streaming: what preparing it needs to know before a
+tokenizer exists.
+
+One read of the files decides the role of every row (training, held-out validation, or
+dropped: an empty side, or an exact duplicate with `dedup`), collects the sentiment labels
+and keeps a seeded reservoir sample of the texts for training the tokenizer. Memory: one byte
+per row, eight more with `dedup`, and the sample; never the corpus. Bad rows stop it with the
+file and line (`DataError`).
+"""
+
+from __future__ import annotations
+
+import random
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attn.data.progress import StageProgress
+from attn.data.readers import DataError
+from attn.data.tasks import Example, TaskFiles, sort_labels
+
+# The role of a row of the training files.
+DROPPED, TRAIN, VAL = 0, 1, 2
+
+
+@dataclass
+class Scan:
+    """What the first pass found.
+
+    roles: (rows,) uint8, the role of each row (DROPPED, TRAIN or VAL).
+    sample: texts to train the tokenizer on: the sampled sources, then the sampled targets
+        (sentiment: sources only), each in file order; all of them when the corpus holds
+        fewer than the sample size, as the tokenizer was always trained.
+    """
+
+    roles: np.ndarray
+    empty: int
+    duplicates: int
+    labels: list[str] | None
+    sample: list[str]
+    val_from_train: bool
+    seconds: float
+
+    @property
+    def rows(self) -> int:
+        return len(self.roles)
+
+    @property
+    def train(self) -> int:
+        return int(np.count_nonzero(self.roles == TRAIN))
+
+
+class _Reservoir:
+    """A seeded reservoir sample of at most `size` (row, text) items, in row order."""
+
+    def __init__(self, size: int, rng: random.Random) -> None:
+        self.size, self.rng, self.seen = size, rng, 0
+        self.items: list[tuple[int, str]] = []
+
+    def add(self, row: int, text: str) -> None:
+        self.seen += 1
+        if len(self.items) < self.size:
+            self.items.append((row, text))
+        else:
+            j = self.rng.randrange(self.seen)
+            if j < self.size:
+                self.items[j] = (row, text)
+
+    def texts(self, keep: Callable[[int], bool]) -> list[str]:
+        return [text for row, text in sorted(self.items, key=lambda item: item[0]) if keep(row)]
+
+
+def scan_training_data(
+    files: TaskFiles,
+    *,
+    dedup: bool,
+    sample_size: int,
+    seed: int,
+    emit: Callable[[dict[str, Any]], None],
+    val_fraction: float = 0.05,
+    max_val: int = 2000,
+) -> Scan:
+    """Read the training files once (see the module's docstring).
+
+    Without validation files, a seeded `val_fraction` of the kept rows (at most `max_val`)
+    is held out for validation, the same rows `attn.data.load_task_data` holds out.
+
+    Raises:
+        DataError: unreadable files or bad rows (file:line), no training example, or fewer
+            than two sentiment labels.
+    """
+    sentiment = files.task == "sentiment"
+    rng = random.Random(seed)
+    sources = _Reservoir(sample_size if sentiment else sample_size // 2, rng)
+    targets = _Reservoir(sample_size // 2, rng)
+    roles, hashes = bytearray(), array("q")
+    labels: set[str] = set()
+    total_bytes = sum(Path(f).stat().st_size for f in files.train) or 1
+    chars, empty = 0, 0
+    progress = StageProgress(emit, "reading the training data", "rows")
+    for row, (_, _, ex) in enumerate(files.examples("train", empty="keep")):
+        chars += len(ex.src) + len(ex.tgt) + 2
+        if not ex.src.strip() or not ex.tgt.strip():
+            roles.append(DROPPED)
+            empty += 1
+            if dedup:
+                hashes.append(0)
+        else:
+            roles.append(TRAIN)
+            if dedup:
+                hashes.append(hash((ex.src, ex.tgt)))
+            if sentiment:
+                labels.add(ex.tgt)
+            else:
+                targets.add(row, ex.tgt)
+            sources.add(row, ex.src)
+        if row % 4096 == 0:
+            progress.update(row + 1, fraction=min(1.0, chars / total_bytes))
+    seconds = progress.finish(len(roles))
+    role = np.frombuffer(bytes(roles), dtype=np.uint8).copy()
+    duplicates = _drop_duplicates(role, np.frombuffer(hashes, dtype=np.int64)) if dedup else 0
+    names = ", ".join(str(f) for f in files.train)
+    if not np.any(role == TRAIN):
+        raise DataError(names, "no training examples")
+    sorted_labels = _check_labels(names, labels) if sentiment else None
+    val_from_train = not files.val and val_fraction > 0
+    if val_from_train:
+        val_from_train = _hold_out(role, val_fraction, max_val, seed)
+
+    def keep(row: int) -> bool:
+        return bool(role[row] == TRAIN)
+
+    sample = sources.texts(keep) + ([] if sentiment else targets.texts(keep))
+    return Scan(role, empty, duplicates, sorted_labels, sample, val_from_train, seconds)
+
+
+def read_validation(files: TaskFiles, labels: list[str] | None) -> tuple[list[Example], int]:
+    """The validation files' examples, and how many rows were dropped for an empty side.
+
+    Raises:
+        DataError: bad rows, or a sentiment label that the training data lacks (file:line).
+    """
+    examples, empty = [], 0
+    for path, line, ex in files.examples("val", empty="keep"):
+        if not ex.src.strip() or not ex.tgt.strip():
+            empty += 1
+            continue
+        if labels is not None and ex.tgt not in labels:
+            raise DataError(
+                path,
+                f"label {ex.tgt!r} does not occur in the training data "
+                f"(labels: {', '.join(labels)})",
+                line,
+            )
+        examples.append(ex)
+    return examples, empty
+
+
+def _drop_duplicates(roles: np.ndarray, hashes: np.ndarray) -> int:
+    """Mark every kept row whose (source, target) a kept row before it had as DROPPED."""
+    kept = np.flatnonzero(roles == TRAIN)
+    _, first = np.unique(hashes[kept], return_index=True)
+    repeated = np.ones(len(kept), dtype=bool)
+    repeated[first] = False
+    roles[kept[repeated]] = DROPPED
+    return int(repeated.sum())
+
+
+def _check_labels(names: str, labels: set[str]) -> list[str]:
+    ordered = sort_labels(labels)
+    if len(ordered) < 2:
+        raise DataError(
+            names,
+            f"only one label ({ordered[0]!r}) in the training data; sentiment needs at least two",
+        )
+    return ordered
+
+
+def _hold_out(roles: np.ndarray, fraction: float, max_val: int, seed: int) -> bool:
+    """Hold out a seeded slice of the kept rows for validation (as load_task_data does)."""
+    kept = np.flatnonzero(roles == TRAIN)
+    if len(kept) <= 1:
+        return False
+    n_val = min(max_val, max(1, round(len(kept) * fraction)))
+    held = random.Random(seed).sample(range(len(kept)), n_val)
+    roles[kept[np.asarray(held, dtype=np.int64)]] = VAL
+    return True
