@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from attn.model.storage.atomic import atomic_write_bytes, fsync_dir
+
 MANIFEST = "manifest.json"
 # The layout's version: a manifest of another version is prepared again, never misread.
 FORMAT = 1
@@ -62,7 +64,7 @@ def write_manifest(directory: Path, manifest: dict[str, Any], extra: tuple[str, 
     names = [entry["file"] for entry in manifest["arrays"].values()] + list(extra)
     files = {name: (directory / name).stat().st_size for name in names}
     text = json.dumps({"format": FORMAT, **manifest, "files": files}, indent=1, sort_keys=True)
-    _atomic_text(directory / MANIFEST, text + "\n")
+    atomic_write_bytes(directory / MANIFEST, (text + "\n").encode("utf-8"))
 
 
 def start_preparation(directory: Path) -> None:
@@ -71,7 +73,7 @@ def start_preparation(directory: Path) -> None:
     directory = Path(directory)
     if (directory / MANIFEST).exists():
         (directory / MANIFEST).unlink()
-        _fsync_dir(directory)
+        fsync_dir(directory)
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
 
@@ -117,26 +119,3 @@ def open_prepared(directory: Path) -> PreparedData | None:
     except (OSError, KeyError, TypeError, AttributeError, ValueError):
         return None
     return PreparedData(directory, manifest)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -23,7 +23,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def remove_stale_temp_files(directory: Path) -> list[Path]:
@@ -45,7 +45,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or removal in `directory` durable (where the system allows it)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
