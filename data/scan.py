@@ -21,7 +21,7 @@ import numpy as np
 
 from attn.data.progress import StageProgress
 from attn.data.readers import DataError
-from attn.data.tasks import Example, TaskFiles, sort_labels
+from attn.data.tasks import Example, TaskFiles, check_val_label, sort_labels
 
 # The role of a row of the training files.
 DROPPED, TRAIN, VAL = 0, 1, 2
@@ -149,13 +149,7 @@ def read_validation(files: TaskFiles, labels: list[str] | None) -> tuple[list[Ex
         if not ex.src.strip() or not ex.tgt.strip():
             empty += 1
             continue
-        if labels is not None and ex.tgt not in labels:
-            raise DataError(
-                path,
-                f"label {ex.tgt!r} does not occur in the training data "
-                f"(labels: {', '.join(labels)})",
-                line,
-            )
+        check_val_label(path, line, ex.tgt, labels)
         examples.append(ex)
     return examples, empty
 

@@ -332,6 +332,21 @@ def find_task_files(
     return TaskFiles(task, train_files, val_files, fields)
 
 
+def check_val_label(path: Path, line: int, label: str, labels: list[str] | None) -> None:
+    """Refuse a validation row whose sentiment label the training data lacks (`labels`;
+    None: not a sentiment task).
+
+    Raises:
+        DataError: with the file and line.
+    """
+    if labels is not None and label not in labels:
+        raise DataError(
+            path,
+            f"label {label!r} does not occur in the training data (labels: {', '.join(labels)})",
+            line,
+        )
+
+
 def sort_labels(labels: set[str]) -> list[str]:
     """Label names in class-id order: numerically when all are integers, else by name."""
     try:
@@ -409,13 +424,7 @@ def load_task_data(
     val_examples: list[Example] = []
     if val_files:
         for path, line, ex in _read_examples(task, val_files, fields):
-            if labels is not None and ex.tgt not in labels:
-                raise DataError(
-                    path,
-                    f"label {ex.tgt!r} does not occur in the training data "
-                    f"(labels: {', '.join(labels)})",
-                    line,
-                )
+            check_val_label(path, line, ex.tgt, labels)
             val_examples.append(ex)
 
     val_from_train = not val_files and val_fraction > 0 and len(train_examples) > 1

@@ -1,5 +1,6 @@
 """Helpers shared by several test modules: the installed `attn` script, slices of the demo
-corpora, the `attn train` CLI in-process, and a child-process hook for Ctrl-C tests.
+corpora, fast training options, the weights of last/, the `attn train` CLI in-process, and a
+child-process hook for Ctrl-C tests.
 
 Test modules import it as `from helpers import ...`; `pythonpath = ["tests"]` in
 pyproject.toml's [tool.pytest.ini_options] makes that work under `pytest` and
@@ -27,6 +28,28 @@ def train_cli(*args: str):
     from attn.cli.main import app
 
     return CliRunner().invoke(app, ["train", *args])
+
+
+def quick(data: Path, **extra) -> dict:
+    """`attn.model.training.train.train` options for a fast run on a data slice: the tiny
+    preset, 20 steps, no validation before the end; `extra` overrides or adds."""
+    return {
+        "data": str(data),
+        "preset": "tiny",
+        "vocab_size": 400,
+        "batch_tokens": 512,
+        "warmup": 10,
+        "max_steps": 20,
+        "val_every": 1000,
+        **extra,
+    }
+
+
+def last_weights(model_dir: Path) -> dict:
+    """The weights in `model_dir/last/` (what --resume continues from), by name."""
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "last" / "model.safetensors"))
 
 
 def slice_translate(tmp_path: Path, n_train: int = 300, n_val: int = 16) -> Path:

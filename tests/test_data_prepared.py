@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 from helpers import ATTN, slice_translate, train_cli
@@ -21,16 +22,7 @@ from attn.model.training.train import train
 
 
 def quick(data: Path, **extra) -> dict:
-    return {
-        "data": str(data),
-        "preset": "tiny",
-        "vocab_size": 400,
-        "batch_tokens": 512,
-        "warmup": 10,
-        "max_steps": 2,
-        "val_every": 1000,
-        **extra,
-    }
+    return helpers.quick(data, **{"max_steps": 2, **extra})
 
 
 def prepared_events(task: str, model_dir: Path, options: dict, **kwargs) -> list[dict]:

@@ -16,10 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helpers
 import pytest
 import torch
-from helpers import ATTN, slice_translate, train_cli
-from safetensors.torch import load_file
+from helpers import ATTN, last_weights, slice_translate, train_cli
 
 from attn.model.training.faults import LOG, NONFINITE_STREAK, OOM_STREAK, TrainingFailed
 from attn.model.training.metrics_log import read_metrics
@@ -29,16 +29,8 @@ from attn.model.training.validation import Validator
 
 
 def quick(data: Path, **extra) -> dict:
-    return {
-        "data": str(data),
-        "preset": "tiny",
-        "vocab_size": 400,
-        "batch_tokens": 512,
-        "warmup": 10,
-        "max_steps": 15,
-        "val_every": 5,
-        **extra,
-    }
+    """15 steps, validating every 5."""
+    return helpers.quick(data, **{"max_steps": 15, "val_every": 5, **extra})
 
 
 def run(model_dir: Path, options: dict, events: list | None = None, **kwargs):
@@ -51,10 +43,6 @@ def run(model_dir: Path, options: dict, events: list | None = None, **kwargs):
         on_event=None if events is None else events.append,
         **kwargs,
     )
-
-
-def last_weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(model_dir / "last" / "model.safetensors"))
 
 
 def last_step(model_dir: Path) -> int:

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import slice_sentiment, slice_translate, train_cli
-from safetensors.torch import load_file
+from helpers import last_weights, quick, slice_sentiment, slice_translate, train_cli
 from typer.testing import CliRunner
 
 from attn.cli.commands.train import parse_duration, parse_overrides, read_config_file
@@ -24,25 +23,6 @@ from attn.model.training.metrics_log import read_metrics
 from attn.model.training.schedule import lr_at
 from attn.model.training.settings import DEMO_DEFAULTS, TrainError, resolve_settings
 from attn.model.training.train import train
-
-
-def quick(data: Path, **extra) -> dict:
-    """Options for a fast run on a data slice."""
-    return {
-        "data": str(data),
-        "preset": "tiny",
-        "vocab_size": 400,
-        "batch_tokens": 512,
-        "warmup": 10,
-        "max_steps": 20,
-        "val_every": 1000,
-        **extra,
-    }
-
-
-def last_weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(model_dir / "last" / "model.safetensors"))
-
 
 # --- settings and helpers ------------------------------------------------------------------
 
@@ -59,6 +39,12 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_refuses_garbage(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_parse_duration_takes_zero_only_where_allowed():
+    assert parse_duration("0m", "--save-every", zero=True) == 0.0
+    with pytest.raises(ValueError, match="--save-every must be 0 or more"):
+        parse_duration("-5", "--save-every", zero=True)
 
 
 def test_parse_overrides_types():

@@ -58,12 +58,12 @@ _FLAG_NAMES = {"overrides": "set"}
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
 
-def parse_duration(text: str | float, name: str = "time budget") -> float:
+def parse_duration(text: str | float, name: str = "time budget", zero: bool = False) -> float:
     """Seconds in `90s`, `20m`, `1h30m`, `1.5h` or plain seconds (`3600`); `name` is what
-    the messages call the value.
+    the messages call the value; `zero`: 0 (`0`, `0s`, `0m`, ...) is allowed.
 
     Raises:
-        ValueError: anything else, or zero.
+        ValueError: anything else, a negative duration, or zero (unless `zero`).
     """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         seconds = float(text)
@@ -79,8 +79,8 @@ def parse_duration(text: str | float, name: str = "time budget") -> float:
                 ) from None
             h, m, s = (float(g) if g else 0.0 for g in match.groups())
             seconds = 3600 * h + 60 * m + s
-    if seconds <= 0:
-        raise ValueError(f"{name} must be positive, got {text!r}")
+    if seconds < 0 or (seconds == 0 and not zero):
+        raise ValueError(f"{name} must be {'0 or more' if zero else 'positive'}, got {text!r}")
     return seconds
 
 
@@ -278,8 +278,8 @@ def _normalize(options: dict[str, Any]) -> dict[str, Any]:
         options["time_budget"] = parse_duration(options["time_budget"])
     if options.get("save_every") is not None:
         every = options["save_every"]
-        off = str(every).strip() in ("0", "0.0", "0s", "off")
-        options["save_every"] = 0.0 if off else parse_duration(every, "--save-every")
+        off = str(every).strip().lower() == "off"
+        options["save_every"] = 0.0 if off else parse_duration(every, "--save-every", zero=True)
     if options.get("data") is not None:
         options["data"] = str(resolve_data(options["data"]).resolve())
     if options.get("init") is not None:

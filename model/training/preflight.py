@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from attn.model.evaluation.metrics import task_scores
+from attn.model.training.faults import one_line
 from attn.model.training.objective import Objective
 from attn.model.training.settings import TrainError
 
@@ -141,5 +142,4 @@ def _hint(error: Exception) -> str:
     if isinstance(error, ImportError) and error.name:
         package = _PACKAGES.get(error.name.partition(".")[0], error.name)
         return f"{error} (pip install {package})"
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+    return one_line(error)
