@@ -21,7 +21,7 @@ import numpy as np
 
 from attn.data.progress import StageProgress
 from attn.data.readers import DataError
-from attn.data.tasks import Example, TaskFiles, check_val_label, sort_labels
+from attn.data.tasks import Example, TaskFiles, check_val_label, training_labels
 
 # The role of a row of the training files.
 DROPPED, TRAIN, VAL = 0, 1, 2
@@ -126,7 +126,7 @@ def scan_training_data(
     names = ", ".join(str(f) for f in files.train)
     if not np.any(role == TRAIN):
         raise DataError(names, "no training examples")
-    sorted_labels = _check_labels(names, labels) if sentiment else None
+    sorted_labels = training_labels(labels, files.train) if sentiment else None
     val_from_train = not files.val and val_fraction > 0
     if val_from_train:
         val_from_train = _hold_out(role, val_fraction, max_val, seed)
@@ -162,16 +162,6 @@ def _drop_duplicates(roles: np.ndarray, hashes: np.ndarray) -> int:
     repeated[first] = False
     roles[kept[repeated]] = DROPPED
     return int(repeated.sum())
-
-
-def _check_labels(names: str, labels: set[str]) -> list[str]:
-    ordered = sort_labels(labels)
-    if len(ordered) < 2:
-        raise DataError(
-            names,
-            f"only one label ({ordered[0]!r}) in the training data; sentiment needs at least two",
-        )
-    return ordered
 
 
 def _hold_out(roles: np.ndarray, fraction: float, max_val: int, seed: int) -> bool:

@@ -347,6 +347,21 @@ def check_val_label(path: Path, line: int, label: str, labels: list[str] | None)
         )
 
 
+def training_labels(found: set[str], files: Sequence[Path]) -> list[str]:
+    """The sentiment labels `found` in the training `files`, in class-id order.
+
+    Raises:
+        DataError: fewer than two labels.
+    """
+    ordered = sort_labels(found)
+    if len(ordered) < 2:
+        raise DataError(
+            ", ".join(str(f) for f in files),
+            f"only one label ({ordered[0]!r}) in the training data; sentiment needs at least two",
+        )
+    return ordered
+
+
 def sort_labels(labels: set[str]) -> list[str]:
     """Label names in class-id order: numerically when all are integers, else by name."""
     try:
@@ -413,13 +428,7 @@ def load_task_data(
 
     labels = None
     if task == "sentiment":
-        labels = sort_labels({ex.tgt for ex in train_examples})
-        if len(labels) < 2:
-            raise DataError(
-                ", ".join(str(f) for f in train_files),
-                f"only one label ({labels[0]!r}) in the training data; "
-                "sentiment needs at least two",
-            )
+        labels = training_labels({ex.tgt for ex in train_examples}, train_files)
 
     val_examples: list[Example] = []
     if val_files:
