@@ -538,6 +538,29 @@ def test_cli_config_file_and_flags_win(tmp_path):
     assert config["train"]["max_steps"] == 3
 
 
+def test_cli_data_flag_replaces_a_config_files_unfetched_dataset(tmp_path, monkeypatch):
+    """A recipe names a dataset (`data = "multi30k"`); --data DIR trains on DIR even where
+    that dataset was never fetched."""
+    monkeypatch.setenv("ATTN_HOME", str(tmp_path / "home"))
+    data = slice_translate(tmp_path)
+    (tmp_path / "recipe.toml").write_text(
+        'data = "multi30k"\nsrc = "en"\ntgt = "de"\npreset = "tiny"\nvocab_size = 400\n',
+        encoding="utf-8",
+    )
+    model = tmp_path / "m"
+    result = train_cli(
+        "translate", "--config", str(tmp_path / "recipe.toml"), "--data", str(data),
+        "--max-steps", "2", "--threads", "1", "--model-dir", str(model),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    assert config["train"]["data"] == str(data.resolve())
+    # Without the flag the unfetched dataset is still a one-line error.
+    result = train_cli("translate", "--config", str(tmp_path / "recipe.toml"))
+    assert result.exit_code == 1
+    assert "run: attn data fetch multi30k" in result.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -123,10 +123,11 @@ def _toml() -> Any:
     return tomllib
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path, overridden: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Options from a JSON or TOML file whose keys are the flag names (`batch-tokens` or
     `batch_tokens`). Relative paths in it are relative to the file's directory; `data` may
-    also name a fetched dataset.
+    also name a fetched dataset. The keys in `overridden` (given as flags, which win) are
+    left out, so that e.g. `--data DIR` works where the file's dataset is not fetched.
 
     Raises:
         ValueError: unreadable file or not a table of options; `data` names a dataset that
@@ -147,6 +148,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file must hold a table of options")
     options = {key.replace("-", "_"): value for key, value in data.items()}
+    options = {key: value for key, value in options.items() if key not in overridden}
     # normpath: `recipes/../runs/x` reads as `runs/x` in messages.
     for key in _PATH_KEYS:
         value = options.get(key)
@@ -236,7 +238,7 @@ def train(
     options = _given({**settings, **run, **flags})
     try:
         if config is not None:
-            from_file = read_config_file(config)
+            from_file = read_config_file(config, frozenset(options) - {"set"})
             if "set" in from_file and "set" in options:
                 # Field by field: --set dropout=0.2 keeps the file's other fields.
                 options["set"] = {
