@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 
+from attn.model.decoding.incremental import DecoderState
 from attn.model.decoding.search import (
     GenerationOptions,
     Hypothesis,
@@ -154,27 +155,26 @@ def test_beam_never_scores_below_greedy(trained, sources, alpha):
 
 
 @pytest.mark.slow
-def test_early_stopping_decodes_fewer_rows_and_only_forgoes_late_hypotheses(trained, sources):
+def test_early_stopping_decodes_fewer_rows_and_only_forgoes_late_hypotheses(
+    trained, sources, monkeypatch
+):
     """The default rule stops when the finished hypotheses beat the best live beam ending at
     the next step; the exhaustive one searches on to the length limit. Up to the early stop
     both take the same steps, so the exhaustive n-best never scores lower."""
     src, mask = sources
     rows = []
-    decode = trained.decode
+    step = DecoderState.step
 
-    def counting(tgt, *args, **kwargs):
-        rows[-1] += tgt.size(0)
-        return decode(tgt, *args, **kwargs)
+    def counting(self, tokens, t):
+        rows[-1] += tokens.size(0)
+        return step(self, tokens, t)
 
+    monkeypatch.setattr(DecoderState, "step", counting)
     results = {}
     for exhaustive in (False, True):
         rows.append(0)
         options = GenerationOptions(beam=4, n_best=2, length_penalty=0.6, exhaustive=exhaustive)
-        trained.decode = counting
-        try:
-            results[exhaustive] = generate(trained, src, mask, options)
-        finally:
-            del trained.decode
+        results[exhaustive] = generate(trained, src, mask, options)
     early_rows, exhaustive_rows = rows
     assert early_rows < exhaustive_rows, rows
     same = 0

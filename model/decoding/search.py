@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from attn.model.decoding.incremental import DecoderState, StepWeights
 from attn.model.device import column_major
-from attn.model.nn.transformer import DecoderCache, Transformer, reorder_cache
+from attn.model.nn.transformer import Transformer
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def generate(
     *,
     use_cache: bool = True,
     allowed: Tensor | None = None,
+    weights: StepWeights | None = None,
 ) -> list[list[Hypothesis]]:
     """Generate outputs for a batch of source sentences.
 
@@ -124,6 +126,8 @@ def generate(
         allowed: the pieces each sentence may generate (`Shortlist.candidates`), EOS always
             included; log-probabilities are normalized over a sentence's own pieces. None =
             the whole vocabulary.
+        weights: the model's decoder prepared for incremental decoding (a loaded model's,
+            possibly int8); None = prepared here from the model's float weights.
 
     Shape: src, src_mask (B, S).
 
@@ -132,8 +136,10 @@ def generate(
     """
     limits = max_lengths(src_mask, options, model.config.max_length)  # (B,)
     output = _Output(model, allowed)
+    if use_cache and weights is None:
+        weights = StepWeights(model)
     search = greedy_search if options.beam == 1 else beam_search
-    return search(model, src, src_mask, limits, options, use_cache=use_cache, output=output)
+    return search(model, src, src_mask, limits, options, weights=weights, output=output)
 
 
 class _Output:
@@ -195,12 +201,28 @@ class _Output:
         return tokens if self.vocab is None else self.column[tokens]
 
 
-def _next_scores(
+def _decoder_states(
     model: Transformer,
+    state: DecoderState | None,
     seqs: Tensor,
     memory: Tensor,
     src_mask: Tensor,
-    cache: DecoderCache | None,
+    t: int,
+) -> Tensor:
+    """The final decoder states of each row's newest position: incrementally with `state`,
+    or (the reference) by decoding the whole prefix again.
+
+    Shape: seqs (R, t + 1) BOS first; returns (R, d_model).
+    """
+    if state is not None:
+        return state.step(seqs[:, t], t)
+    return model.decode(seqs, memory, src_mask, hidden=True)[:, -1]
+
+
+def _next_scores(
+    model: Transformer,
+    states: Tensor,
+    seqs: Tensor,
     t: int,
     limits: Tensor,
     shortest: int,
@@ -219,13 +241,9 @@ def _next_scores(
     Columns are those of `output` (pieces, or the pieces of its subset); `block` is -inf at
     each row's columns that its sentence may not use, 0 elsewhere.
 
-    Shape: seqs (R, t + 1) BOS first, R = B x beams; memory (B, S, d); limits (R,); block
+    Shape: states (R, d_model); seqs (R, t + 1) BOS first, R = B x beams; limits (R,); block
     (R, N); returns logits (R, V or N) and lse (R, 1), float32.
     """
-    if cache is None:
-        states = model.decode(seqs, memory, src_mask, hidden=True)[:, -1]  # (R, d)
-    else:
-        states = model.decode(seqs[:, -1:], memory, src_mask, cache, hidden=True)[:, -1]
     # (R, V), changed in place below (the model output is not kept)
     scores = output.logits(model, states).float()
     if block is None:
@@ -323,10 +341,14 @@ def greedy_search(
     limits: Tensor,
     options: GenerationOptions,
     *,
-    use_cache: bool = True,
+    weights: StepWeights | None = None,
     output: _Output | None = None,
 ) -> list[list[Hypothesis]]:
     """Pick the most probable piece at every step.
+
+    Args:
+        weights: the decoder prepared for incremental decoding; None = decode the whole
+            prefix at every step (the reference).
 
     Shape: src, src_mask (B, S); limits (B,) cap on generated pieces per sentence.
     Returns one hypothesis per sentence.
@@ -335,11 +357,13 @@ def greedy_search(
     output = output or _Output(model, None)
     b, device = src.size(0), src.device
     memory = model.encode(src, src_mask)  # (B, S, d)
-    cache = model.new_cache() if use_cache else None
-    seqs = torch.full((b, 1), c.bos_id, dtype=torch.long, device=device)  # (R, t + 1)
+    width = int(limits.max()) + 1
+    state = None if weights is None else weights.start(memory, src_mask, 1, width)
+    # BOS, then the piece of step t in column t + 1.
+    seqs = torch.full((b, width + 1), c.pad_id, dtype=torch.long, device=device)  # (R, width + 1)
+    seqs[:, 0] = c.bos_id
     logprob = torch.zeros(b, device=device)  # (R,)
     rows = torch.arange(b, device=device)  # original sentence of each live row
-    width = int(limits.max()) + 1
     shortest = int(limits.min())
     out_tokens = torch.full((b, width), c.pad_id, dtype=torch.long, device=device)
     out_logprob = torch.zeros(b, device=device)
@@ -347,12 +371,11 @@ def greedy_search(
     block = output.block  # (R, N) or None
     on_gpu = device.type != "cpu"
     for t in range(width):
+        states = _decoder_states(model, state, seqs[:, : t + 1], memory, src_mask, t)
         logits, lse = _next_scores(
             model,
-            seqs,
-            memory,
-            src_mask,
-            cache,
+            states,
+            seqs[:, : t + 1],
             t,
             limits,
             shortest,
@@ -363,14 +386,14 @@ def greedy_search(
         best, column = (x.squeeze(1) for x in top_columns(logits, 1))  # (R,)
         token = output.token(column)
         logprob = logprob + (best - lse.squeeze(1))
-        seqs = torch.cat([seqs, token[:, None]], dim=1)  # (R, t + 2)
+        seqs[:, t + 1] = token
         done = token == c.eos_id  # (R,)
         if not bool(done.any()):
             continue
         # Index tensors, not boolean masks: each boolean index would wait for the device.
         ended = done.nonzero().squeeze(1)  # (D,)
         finished = rows[ended]
-        out_tokens[finished, : t + 1] = seqs[ended, 1:]
+        out_tokens[finished, : t + 1] = seqs[ended, 1 : t + 2]
         out_logprob[finished] = logprob[ended]
         out_length[finished] = t + 1
         keep = (~done).nonzero().squeeze(1)  # (R',)
@@ -379,11 +402,13 @@ def greedy_search(
         seqs, logprob, rows, limits = seqs[keep], logprob[keep], rows[keep], limits[keep]
         if not on_gpu:  # a stale (smaller) value only applies the length limit early
             shortest = int(limits.min())
-        memory, src_mask = memory.index_select(0, keep), src_mask.index_select(0, keep)
         if block is not None:
             block = block.index_select(0, keep)
-        if cache is not None:
-            reorder_cache(cache, keep)
+        if state is None:
+            memory, src_mask = memory.index_select(0, keep), src_mask.index_select(0, keep)
+        else:
+            state.reorder(keep, t + 1)
+            state.keep_sentences(keep)
     scores = out_logprob / length_penalty(out_length.float(), options.length_penalty)
     return [
         [Hypothesis(tokens[: n - 1], lp, s)]
@@ -404,7 +429,7 @@ def beam_search(
     limits: Tensor,
     options: GenerationOptions,
     *,
-    use_cache: bool = True,
+    weights: StepWeights | None = None,
     output: _Output | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search with a length penalty and n-best lists.
@@ -419,9 +444,12 @@ def beam_search(
     length: their log-probability can only fall and the penalty is largest at the length
     limit, so best_live_logprob / lp(limit + 1) bounds every continuation.
 
+    `weights` is the decoder prepared for incremental decoding; None decodes the whole prefix
+    at every step (the reference).
+
     Shape: src, src_mask (B, S); limits (B,) cap on generated pieces per sentence.
     """
-    search = _BeamSearch(model, src, src_mask, limits, options, use_cache, output)
+    search = _BeamSearch(model, src, src_mask, limits, options, weights, output)
     for t in range(search.width - 1):
         if not search.step(t):
             break
@@ -482,7 +510,7 @@ class _BeamSearch:
         src_mask: Tensor,
         limits: Tensor,
         options: GenerationOptions,
-        use_cache: bool,
+        weights: StepWeights | None,
         output: _Output | None,
     ) -> None:
         c = model.config
@@ -494,8 +522,10 @@ class _BeamSearch:
         self.device, self.on_gpu = device, device.type != "cpu"
         # One memory per sentence: cross-attention groups the queries of its k beams.
         self.memory, self.src_mask = model.encode(src, src_mask), src_mask  # (B', S, d)
-        self.cache = model.new_cache() if use_cache else None
         self.width = int(limits.max()) + 2  # BOS, at most `limit` pieces, EOS
+        self.state = None
+        if weights is not None:
+            self.state = weights.start(self.memory, src_mask, self.k, self.width)
         self.seqs = torch.full((b * self.k, 1), c.bos_id, dtype=torch.long, device=device)
         # All beams start as copies of BOS; only the first may extend, or the beam would fill
         # with k copies of the same hypothesis.
@@ -513,12 +543,13 @@ class _BeamSearch:
         """Extend every live beam by one piece; False once every sentence is done."""
         k = self.k
         bb = self.rows.numel()
+        states = _decoder_states(
+            self.model, self.state, self.seqs, self.memory, self.src_mask, t
+        )  # (R, d)
         logits, lse = _next_scores(
             self.model,
+            states,
             self.seqs,
-            self.memory,
-            self.src_mask,
-            self.cache,
             t,
             self.row_limits,
             self.shortest,
@@ -554,8 +585,8 @@ class _BeamSearch:
         parent = parent.view(-1)  # (R,)
         self.seqs = torch.cat([self.seqs.index_select(0, parent), next_token.view(-1, 1)], 1)
         self.beam_logprob = live_logprob
-        if self.cache is not None:
-            reorder_cache([{"self": layer["self"]} for layer in self.cache], parent)
+        if self.state is not None:
+            self.state.reorder(parent, t + 1)
         return True
 
     def _finish(
@@ -592,15 +623,16 @@ class _BeamSearch:
         if not self.on_gpu:
             self.shortest = int(self.limits[self.rows].min())
         self.fin = self.fin.select(keep)
-        self.memory = self.memory.index_select(0, keep)
-        self.src_mask = self.src_mask.index_select(0, keep)
         if self.block is not None:
             self.block = self.block.index_select(0, keep)
             self.row_block = self.block.repeat_interleave(self.k, 0)
-        if self.cache is not None:
+        if self.state is None:
+            self.memory = self.memory.index_select(0, keep)
+            self.src_mask = self.src_mask.index_select(0, keep)
+        else:
             # Cross-attention keys/values (one per sentence) change only when sentences
-            # leave; the self-attention cache follows the parents.
-            reorder_cache([{"cross": layer["cross"]} for layer in self.cache], keep)
+            # leave; the self-attention cache follows the parents (`step`).
+            self.state.keep_sentences(keep)
         return keep
 
 

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor
 
+from attn.model.decoding.incremental import StepWeights
 from attn.model.decoding.search import GenerationOptions, Hypothesis, generate
 from attn.model.storage.checkpoint import CONFIG, LoadedModel, ModelError, load_model
 
@@ -191,6 +192,9 @@ class _Pipeline:
 
             check_int8(resolved)
         loaded = load_model(model_dir, task=cls.task, device=resolved)
+        pipeline = cls(loaded, resolved)
+        # The decoder's steps are prepared from the float weights, before quantization.
+        pipeline.prepare(int8)
         if int8:
             from attn.model.decoding.quantize import quantize_int8
 
@@ -199,7 +203,10 @@ class _Pipeline:
             from attn.model.device import column_major_linears
 
             column_major_linears(loaded.model)
-        return cls(loaded, resolved)
+        return pipeline
+
+    def prepare(self, int8: bool) -> None:
+        """Arrange the loaded weights for this task's inference (before `load` quantizes)."""
 
     def worker_count(self, workers: int | None, texts: int | None = None) -> int:
         """How many worker processes a run uses.
@@ -396,11 +403,18 @@ class Seq2Seq(_Pipeline):
         super().__init__(loaded, device)
         from attn.model.decoding.shortlist import SHORTLIST, Shortlist
 
+        # The decoder arranged for search (`prepare`); None: prepared per batch.
+        self.step_weights: StepWeights | None = None
+
         # Written by training (translation models): see attn.model.decoding.shortlist.
         self.shortlist: Shortlist | None = None
         path = loaded.path / SHORTLIST
         if path.is_file():
             self.shortlist = Shortlist.load(path, self.config.vocab_size).to(device)
+
+    def prepare(self, int8: bool) -> None:
+        """Arrange the decoder for incremental decoding, once for every batch."""
+        self.step_weights = StepWeights(self.model, "int8" if int8 else "float32")
 
     # Over 80 lines: mostly its documented keyword options (the Python API's contract).
     def generate(
@@ -466,7 +480,9 @@ class Seq2Seq(_Pipeline):
 
         def process(src: Tensor, mask: Tensor) -> tuple[list[list[Hypothesis]], int]:
             allowed = None if words is None else words.candidates(src, mask)
-            hyps = generate(self.model, src, mask, options, allowed=allowed)
+            hyps = generate(
+                self.model, src, mask, options, allowed=allowed, weights=self.step_weights
+            )
             return hyps, sum(len(h[0].tokens) for h in hyps)
 
         def make(text: str, hyps: list[Hypothesis] | None, truncated: bool) -> Generation:
