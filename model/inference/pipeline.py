@@ -146,6 +146,8 @@ class _Pipeline:
         self.config = loaded.config
         self.tokenizer = loaded.tokenizer
         self.device = device
+        # Of the linear layers: "float32", "int8" or "bfloat16" (set by `load`).
+        self.precision = "float32"
 
     @classmethod
     def load(
@@ -155,6 +157,7 @@ class _Pipeline:
         device: str = "auto",
         threads: int | None = None,
         int8: bool = False,
+        precision: str | None = None,
     ) -> P:
         """Load a model directory for this task.
 
@@ -163,7 +166,11 @@ class _Pipeline:
             device: "auto", "cpu", "cuda" or "mps".
             threads: CPU threads for torch (None keeps torch's default); with workers, the
                 threads of all workers together.
-            int8: quantize the linear layers to int8 (CPU only; beam search ~1.2x faster).
+            int8: run the linear layers in reduced precision (CPU only; faster, about the
+                same output): int8, or bfloat16 on CPUs with AMX
+                (`attn.model.decoding.quantize.low_precision`).
+            precision: "float32", "int8" or "bfloat16" instead of the choice `int8` makes
+                (benchmarks compare them on one machine).
 
         Raises:
             ModelError: no model (with a hint to run `attn train`), or a broken one, or a
@@ -187,25 +194,28 @@ class _Pipeline:
                     f"no {cls.task} model at {model_dir}; train one with `attn train "
                     f"{cls.task}` or pass -m/--model DIR"
                 )
-        if int8:
-            from attn.model.decoding.quantize import check_int8
+        if int8 or precision not in (None, "float32"):
+            from attn.model.decoding.quantize import check_int8, low_precision
 
             check_int8(resolved)
+            precision = precision or low_precision()
+        precision = precision or "float32"
         loaded = load_model(model_dir, task=cls.task, device=resolved)
         pipeline = cls(loaded, resolved)
+        pipeline.precision = precision
         # The decoder's steps are prepared from the float weights, before quantization.
-        pipeline.prepare(int8)
-        if int8:
+        pipeline.prepare()
+        if precision != "float32":
             from attn.model.decoding.quantize import quantize_int8
 
-            quantize_int8(loaded.model)
+            quantize_int8(loaded.model, precision)
         elif resolved.type == "cpu":
             from attn.model.device import column_major_linears
 
             column_major_linears(loaded.model)
         return pipeline
 
-    def prepare(self, int8: bool) -> None:
+    def prepare(self) -> None:
         """Arrange the loaded weights for this task's inference (before `load` quantizes)."""
 
     def worker_count(self, workers: int | None, texts: int | None = None) -> int:
@@ -412,9 +422,9 @@ class Seq2Seq(_Pipeline):
         if path.is_file():
             self.shortlist = Shortlist.load(path, self.config.vocab_size).to(device)
 
-    def prepare(self, int8: bool) -> None:
+    def prepare(self) -> None:
         """Arrange the decoder for incremental decoding, once for every batch."""
-        self.step_weights = StepWeights(self.model, "int8" if int8 else "float32")
+        self.step_weights = StepWeights(self.model, self.precision)
 
     # Over 80 lines: mostly its documented keyword options (the Python API's contract).
     def generate(
