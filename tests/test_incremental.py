@@ -110,7 +110,9 @@ def test_reduced_precision_steps_stay_close_to_float32(precision, sentences):
         assert b.dtype == torch.float32
         # Final layer-normed states: unit scale, so an absolute tolerance.
         torch.testing.assert_close(b, a, atol=0.15, rtol=0.0)
-        assert not torch.equal(a, b)  # reduced precision really ran (the memory's keys at least)
+        # Reduced precision really ran, but on fewer than FEW_ROWS rows (here also the 14 of
+        # the memory) int8 layers run float32; bfloat16 ones still project the memory.
+        assert torch.equal(a, b) == (precision == "int8" and sentences < FEW_ROWS)
 
 
 def test_unknown_precision_is_refused():
