@@ -326,12 +326,35 @@ def test_beam_over_subsets_uses_only_them_and_ignores_the_batch(trained, sources
     assert [[h.tokens for h in x] for x in wide] == [[h.tokens for h in x] for x in full]
 
 
-def test_masked_logsumexp_matches_torch():
-    from attn.model.decoding.search import _masked_logsumexp
+def test_scores_over_a_subset_are_log_probabilities_over_its_pieces():
+    from attn.model.decoding.search import _next_scores, _Output
 
-    g = torch.Generator().manual_seed(0)
-    scores = torch.randn(6, 50, generator=g) * 8
-    scores[torch.rand(6, 50, generator=g) < 0.8] = -torch.inf
-    scores[:, 0] = 1.0  # a finite score in every row
-    expected = scores.logsumexp(-1, keepdim=True)
-    assert torch.allclose(_masked_logsumexp(scores.clone()), expected, atol=1e-5)
+    torch.manual_seed(0)
+    config = ModelConfig(
+        task="translate",
+        vocab_size=VOCAB,
+        d_model=16,
+        n_heads=2,
+        n_encoder_layers=1,
+        n_decoder_layers=1,
+        d_ff=32,
+        max_length=24,
+    )
+    model = Transformer(config).eval()
+    allowed = torch.rand(3, VOCAB, generator=torch.Generator().manual_seed(1)) < 0.5
+    output = _Output(model, allowed)
+    states = torch.randn(3, 16)
+    seqs = torch.full((3, 1), BOS)
+    limits = torch.full((3,), 10)
+    scores, lse = _next_scores(model, states, seqs, 0, limits, 10, 0, output, output.block)
+    assert lse is None
+    logits = model.project(states)  # (3, V)
+    for row in range(3):
+        pieces = allowed[row].clone()
+        pieces[EOS], pieces[[PAD, BOS]] = True, False
+        expected = logits[row, pieces].log_softmax(-1)
+        own = output.columns(pieces.nonzero().squeeze(1))
+        torch.testing.assert_close(scores[row, own], expected, atol=1e-5, rtol=1e-5)
+        others = torch.ones(scores.size(1), dtype=torch.bool)
+        others[own] = False
+        assert (scores[row, others] == -torch.inf).all()

@@ -184,13 +184,15 @@ class _Output:
         self.column[self.vocab] = torch.arange(self.vocab.numel(), device=self.vocab.device)
         self.eos = int(self.column[c.eos_id])
 
-    def logits(self, model: Transformer, states: Tensor) -> Tensor:
-        """Shape: states (R, d_model) -> (R, V or N)."""
+    def logits(self, model: Transformer, states: Tensor, block: Tensor | None = None) -> Tensor:
+        """The projection, plus `block` when given. Shape: states (R, d_model) -> (R, V or N);
+        block (R, N)."""
         if self.weight is not None:
+            if block is not None:  # one product that starts from the block
+                return torch.addmm(block, states, self.weight.t())
             return F.linear(states, self.weight)
-        if self.project is not None:
-            return self.project(states)
-        return model.project(states)
+        logits = self.project(states) if self.project is not None else model.project(states)
+        return logits if block is None else logits.add_(block)
 
     def token(self, columns: Tensor) -> Tensor:
         """Piece ids of score columns (any shape)."""
@@ -229,12 +231,15 @@ def _next_scores(
     no_repeat_ngram: int,
     output: _Output,
     block: Tensor | None,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor | None]:
     """Scores of the next piece: logits with forbidden pieces at -inf, and the log of the
-    softmax's normalizer, so that a piece's log-probability is `logits - lse`.
+    softmax's normalizer, so that a piece's log-probability is `logits - lse`; or, over a
+    subset (`block`), the log-probabilities themselves and None.
 
-    The caller picks its best pieces from the logits and normalizes only those: a full
-    log-softmax would write a (rows x vocabulary) tensor at every step only to be searched.
+    Over the whole vocabulary the caller picks its best pieces from the logits and normalizes
+    only those: a full log-softmax would write a (rows x vocabulary) tensor at every step only
+    to be searched. Over a subset most of a row is -inf, where `logsumexp` (its `exp`) takes a
+    slow path on the CPU and `log_softmax` does not: one pass gives the log-probabilities.
     PAD and BOS are never generated; rows that reached their length limit may only end (EOS);
     `no_repeat_ngram` blocks pieces that would repeat an n-gram. `shortest` is the smallest of
     `limits`, kept by the caller as a Python int, so that no step waits on the device to ask.
@@ -242,14 +247,15 @@ def _next_scores(
     each row's columns that its sentence may not use, 0 elsewhere.
 
     Shape: states (R, d_model); seqs (R, t + 1) BOS first, R = B x beams; limits (R,); block
-    (R, N); returns logits (R, V or N) and lse (R, 1), float32.
+    (R, N); returns scores (R, V or N) and lse (R, 1) or None, float32.
     """
     # (R, V), changed in place below (the model output is not kept)
-    scores = output.logits(model, states).float()
+    scores = output.logits(model, states, block).float()
+    lse = None
     if block is None:
         lse = scores.logsumexp(-1, keepdim=True)  # (R, 1)
     else:
-        lse = _masked_logsumexp(scores.add_(block))
+        scores = scores.log_softmax(-1)
     # Scalar indices and masked_fill_: no index tensor copied to the device, no sync per step.
     for column in output.never:
         scores[:, column] = -torch.inf
@@ -261,24 +267,6 @@ def _next_scores(
         scores.masked_fill_(at_limit[:, None], -torch.inf)
         scores[:, output.eos] = eos_score
     return scores, lse
-
-
-# Scores further than this below a row's best count as this far in `_masked_logsumexp`.
-_FLOOR = -80.0
-
-
-def _masked_logsumexp(scores: Tensor) -> Tensor:
-    """`scores.logsumexp(-1, keepdim=True)` for rows where most scores are -inf.
-
-    On the CPU, exp of -inf or of anything below about -87 (where float32 underflows) takes a
-    slow path, ten times slower than exp of ordinary values: a shortlisted step would spend
-    more time there than in its projection. Terms below exp(_FLOOR) count as exp(_FLOOR)
-    instead (at most 8k x 2e-35 more in a sum of at least 1).
-
-    Shape: scores (R, N), at least one finite score per row -> (R, 1).
-    """
-    top = scores.amax(-1, keepdim=True)  # (R, 1)
-    return top + (scores - top).clamp_(min=_FLOOR).exp_().sum(-1, keepdim=True).log_()
 
 
 # Columns are split into this many strided groups for `top_columns` (a power of two keeps the
@@ -385,7 +373,7 @@ def greedy_search(
         )
         best, column = (x.squeeze(1) for x in top_columns(logits, 1))  # (R,)
         token = output.token(column)
-        logprob = logprob + (best - lse.squeeze(1))
+        logprob = logprob + (best if lse is None else best - lse.squeeze(1))
         seqs[:, t + 1] = token
         done = token == c.eos_id  # (R,)
         if not bool(done.any()):
@@ -562,7 +550,8 @@ class _BeamSearch:
         per_row = min(2 * k, logits.size(1))
         row_best, row_column = top_columns(logits, per_row)  # (R, per_row)
         row_token = self.output.token(row_column)
-        cand = (self.beam_logprob.view(-1, 1) + (row_best - lse)).view(bb, k * per_row)
+        row_logprob = row_best if lse is None else row_best - lse
+        cand = (self.beam_logprob.view(-1, 1) + row_logprob).view(bb, k * per_row)
         top_logprob, top_index = cand.topk(2 * k, dim=1)  # (B', 2k)
         origin = top_index // per_row + first_row  # (B', 2k): the row each extension continues
         token = row_token.view(bb, k * per_row).gather(1, top_index)  # (B', 2k)
