@@ -358,3 +358,20 @@ def test_scores_over_a_subset_are_log_probabilities_over_its_pieces():
         others = torch.ones(scores.size(1), dtype=torch.bool)
         others[own] = False
         assert (scores[row, others] == -torch.inf).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("beam", [1, 4])
+@pytest.mark.parametrize("exhaustive", [False, True])
+def test_looking_for_finished_rows_every_few_steps_changes_nothing(
+    trained, sources, beam, exhaustive, monkeypatch
+):
+    """On a GPU a search reads which rows have finished only every few steps (no host wait per
+    step); the rows and sentences done in between must end as if they had left at once."""
+    import attn.model.decoding.search as search
+
+    src, mask = sources
+    options = GenerationOptions(beam=beam, n_best=min(beam, 2), exhaustive=exhaustive)
+    every_step = generate(trained, src, mask, options)
+    monkeypatch.setattr(search, "check_every", lambda device: 5)
+    _same(generate(trained, src, mask, options), every_step)

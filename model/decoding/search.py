@@ -269,6 +269,17 @@ def _next_scores(
     return scores, lse
 
 
+# On a GPU, searches look every this many steps whether rows or sentences have finished: each
+# look makes the host wait for the device, which otherwise queues steps ahead.
+_GPU_CHECK_EVERY = 8
+
+
+def check_every(device: torch.device) -> int:
+    """Every how many steps a search on `device` reads which rows have finished (the CPU:
+    every step, where reading costs nothing and finished rows leave the batch at once)."""
+    return 1 if device.type == "cpu" else _GPU_CHECK_EVERY
+
+
 # Columns are split into this many strided groups for `top_columns` (a power of two keeps the
 # group maxima a vectorized reduction).
 _GROUPS = 128
@@ -358,6 +369,11 @@ def greedy_search(
     out_length = torch.zeros(b, dtype=torch.long, device=device)
     block = output.block  # (R, N) or None
     on_gpu = device.type != "cpu"
+    every = check_every(device)
+    # The step at which each row generated EOS (-1: not yet) and its log-probability then:
+    # recorded on the device, read by the host only every `every` steps.
+    ended_at = torch.full((b,), -1, dtype=torch.long, device=device)  # (R,)
+    end_logprob = torch.zeros(b, device=device)  # (R,)
     for t in range(width):
         states = _decoder_states(model, state, seqs[:, : t + 1], memory, src_mask, t)
         logits, lse = _next_scores(
@@ -375,19 +391,25 @@ def greedy_search(
         token = output.token(column)
         logprob = logprob + (best if lse is None else best - lse.squeeze(1))
         seqs[:, t + 1] = token
-        done = token == c.eos_id  # (R,)
-        if not bool(done.any()):
+        now = (token == c.eos_id) & (ended_at < 0)  # (R,) rows that end here
+        ended_at = ended_at.masked_fill_(now, t)
+        end_logprob = torch.where(now, logprob, end_logprob)
+        if (t + 1) % every and t + 1 < width:
+            continue  # (on a GPU: rows that ended decode on, ignored, until the next look)
+        done = ended_at >= 0  # (R,)
+        if not bool(done.any()):  # the host waits for the device here
             continue
         # Index tensors, not boolean masks: each boolean index would wait for the device.
         ended = done.nonzero().squeeze(1)  # (D,)
         finished = rows[ended]
-        out_tokens[finished, : t + 1] = seqs[ended, 1 : t + 2]
-        out_logprob[finished] = logprob[ended]
-        out_length[finished] = t + 1
+        out_tokens[finished, : t + 1] = seqs[ended, 1 : t + 2]  # (after EOS: ignored)
+        out_logprob[finished] = end_logprob[ended]
+        out_length[finished] = ended_at[ended] + 1
         keep = (~done).nonzero().squeeze(1)  # (R',)
         if keep.numel() == 0:
             break
         seqs, logprob, rows, limits = seqs[keep], logprob[keep], rows[keep], limits[keep]
+        ended_at, end_logprob = ended_at[keep], end_logprob[keep]
         if not on_gpu:  # a stale (smaller) value only applies the length limit early
             shortest = int(limits.min())
         if block is not None:
@@ -526,6 +548,10 @@ class _BeamSearch:
         self.block = self.output.block  # (B', N) or None
         self.row_block = None if self.block is None else self.block.repeat_interleave(self.k, 0)
         self.shortest = int(limits.min())
+        # Sentences are retired every `every` steps (every step on the CPU); in between, those
+        # done are frozen: their beams go on, but their finished lists no longer change.
+        self.every = check_every(device)
+        self.frozen = torch.zeros(b, dtype=torch.bool, device=device)  # (B',)
 
     def step(self, t: int) -> bool:
         """Extend every live beam by one piece; False once every sentence is done."""
@@ -565,8 +591,10 @@ class _BeamSearch:
         # Live beams have t + 1 pieces; ending adds EOS.
         reach = self.limits[self.rows].float() + 1.0 if self.options.exhaustive else t + 2.0
         bound = live_logprob[:, 0] / length_penalty(reach, self.alpha)  # (B',)
-        done = self.fin.score[:, -1] >= bound  # (B',)
-        if bool(done.any()):
+        done = (self.fin.score[:, -1] >= bound) | self.frozen  # (B',)
+        if (t + 1) % self.every and t + 2 < self.width:
+            self.frozen = done  # (a GPU: no look at `done` this step, no wait for the device)
+        elif bool(done.any()):
             keep = self._retire(done)
             if keep is None:
                 return False
@@ -586,6 +614,8 @@ class _BeamSearch:
         Shape: logprob, token, parent (rows), is_eos (B', k).
         """
         new_fin = is_eos & (logprob > -torch.inf)  # (B', k)
+        if self.every > 1:
+            new_fin &= ~self.frozen[:, None]
         # On a GPU the merge costs less than asking the host whether it is needed (a sync).
         if not (self.on_gpu or bool(new_fin.any())):
             return
@@ -608,6 +638,7 @@ class _BeamSearch:
         if keep.numel() == 0:
             return None
         self.rows = self.rows[keep]
+        self.frozen = self.frozen[keep]  # (all False: the done sentences left)
         self.row_limits = self.limits[self.rows].repeat_interleave(self.k)  # (R,)
         if not self.on_gpu:
             self.shortest = int(self.limits[self.rows].min())

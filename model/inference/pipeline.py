@@ -383,7 +383,9 @@ class _Pipeline:
         try:
             pending: deque = deque()
             for chunk, order in chunks:
-                jobs = self._jobs(chunk, batch_size, batch_tokens)
+                # Longest batches first (a chunk's are sorted by length): the last batches to
+                # finish are then short ones, and no worker waits long for another.
+                jobs = self._jobs(chunk, batch_size, batch_tokens)[::-1]
                 running = [(pos, pool.apply_async(_work, (job,))) for pos, job in jobs]
                 pending.append((chunk, order, running))
                 while len(pending) > 1:
