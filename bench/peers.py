@@ -102,11 +102,8 @@ def same_model(model_dir: Path, sources: list[str], threads: int) -> list[dict]:
     Per precision (float32; int8: attn --int8 and CTranslate2 int8 weights) and search (beam 4,
     greedy): CTranslate2 with `threads` workers x 1 thread (inter_threads), attn with `threads`
     forked workers x 1 thread, over the whole vocabulary as CTranslate2 decodes, and attn with
-    its lexical shortlist (its default). `--int8` picks its kind per CPU (bfloat16 products on
-    one with AMX, int8 elsewhere); the other kind runs too, with the shortlist ("attn+shortlist
-    int8" or "... bfloat16" where the CPU has AMX), so that each choice is measured. Both cap
-    each output at attn's 1.5 x source pieces + 10, batch 32 sentences, and count target
-    tokens as output pieces, EOS not counted. Beam
+    its lexical shortlist (its default). Both cap each output at attn's 1.5 x source pieces +
+    10, batch 32 sentences, and count target tokens as output pieces, EOS not counted. Beam
     search runs without length penalty on both sides: then the two searches are the same
     (CTranslate2 stops a sentence when its best beam has ended, as attn does), and so are the
     outputs but for ties (`same_output_as_ctranslate2`). attn's default penalty (GNMT 0.6)
@@ -115,7 +112,6 @@ def same_model(model_dir: Path, sources: list[str], threads: int) -> list[dict]:
     import torch
     from translate_speed import throughput
 
-    from attn.model.decoding.quantize import has_amx_bf16
     from attn.model.export import export_model
     from attn.model.export.ctranslate2_run import CT2Translator
     from attn.model.inference.pipeline import Translator
@@ -128,11 +124,6 @@ def same_model(model_dir: Path, sources: list[str], threads: int) -> list[dict]:
             export_model(model_dir, "ctranslate2", out, quantization=precision)
             ct2 = CT2Translator(out, threads=1, workers=threads)
             translator = Translator.load(model_dir, device="cpu", int8=precision == "int8")
-            other = None
-            if precision == "int8":
-                kind = "int8" if translator.precision == "bfloat16" else "bfloat16"
-                if kind == "int8" or has_amx_bf16():
-                    other = Translator.load(model_dir, device="cpu", precision=kind)
             torch.set_num_threads(threads)
             for beam in (4, 1):
                 ct2.translate(sources[:4], beam=beam, length_penalty=0.0)  # warm-up
@@ -143,19 +134,12 @@ def same_model(model_dir: Path, sources: list[str], threads: int) -> list[dict]:
                 measured = {
                     "ctranslate2": (seconds, pieces / seconds, [o.text for o in outputs]),
                 }
-                precisions = {}
                 for shortlist in (False, True):
                     if shortlist and translator.shortlist is None:
                         continue
                     m = throughput(translator, sources, beam, 32, threads, shortlist, 0.0)
                     name = "attn+shortlist" if shortlist else "attn"
                     measured[name] = (m["seconds"], m["target_tokens_per_s"], m["outputs"])
-                    precisions[name] = translator.precision
-                if other is not None and other.shortlist is not None:
-                    m = throughput(other, sources, beam, 32, threads, True, 0.0)
-                    name = f"attn+shortlist {other.precision}"
-                    measured[name] = (m["seconds"], m["target_tokens_per_s"], m["outputs"])
-                    precisions[name] = other.precision
                 ct2_rate = measured["ctranslate2"][1]
                 for engine, (sec, rate, texts) in measured.items():
                     run = {
@@ -171,7 +155,6 @@ def same_model(model_dir: Path, sources: list[str], threads: int) -> list[dict]:
                         "bleu": round(sacrebleu_score(texts, refs), 2),
                     }
                     if engine != "ctranslate2":
-                        run["attn_precision"] = precisions[engine]
                         run["same_output_as_ctranslate2"] = sum(
                             a == b for a, b in zip(texts, measured["ctranslate2"][2], strict=True)
                         )
@@ -353,14 +336,12 @@ def report_same_model(args: argparse.Namespace) -> None:
 
 
 def print_same_model(runs: list[dict]) -> None:
-    print(f"{'same model':<56} {'tgt tok/s':>9} {'sent/s':>7} {'BLEU':>6} {'x CT2':>6}")
+    print(f"{'same model':<44} {'tgt tok/s':>9} {'sent/s':>7} {'BLEU':>6} {'x CT2':>6}")
     for run in runs:
         search = "greedy" if run["beam"] == 1 else "beam 4"
         name = f"{run['engine']} {run['precision']} {search}, {run['layout']}"
-        if run.get("attn_precision", run["precision"]) not in (run["precision"], "float32"):
-            name = f"{run['engine']} ({run['attn_precision']}) {search}, {run['layout']}"
         print(
-            f"{name:<56} {run['target_tokens_per_s']:>9} {run['sentences_per_s']:>7} "
+            f"{name:<44} {run['target_tokens_per_s']:>9} {run['sentences_per_s']:>7} "
             f"{run['bleu']:>6} {run['ratio_to_ctranslate2']:>6}"
         )
 

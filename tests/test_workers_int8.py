@@ -1,9 +1,8 @@
-"""--workers (forked CPU processes) and --int8 (reduced-precision linears: int8, or bfloat16 on
-CPUs with AMX) on the demo-trained models.
+"""--workers (forked CPU processes) and --int8 (quantized linears) on the demo-trained models.
 
 Workers must not change a single output nor its place; int8 may change a few outputs, not
-the quality, and must really run: int8 (or bfloat16) layers in the loaded model, scores that
-move a little. Both go through the installed `attn` script, as a user runs them; the loaded model
+the quality, and must really run: int8 layers in the loaded model, scores that move a
+little. Both go through the installed `attn` script, as a user runs them; the loaded model
 is inspected through the Python API.
 """
 
@@ -89,45 +88,33 @@ def assert_moved_a_little(fp32: list[float], int8: list[float], tol: float) -> N
 @pytest.mark.parametrize(
     ("task", "fixture"), [("translate", "translate_model"), ("sentiment", "sentiment_model")]
 )
-@pytest.mark.parametrize("precision", ["int8", "bfloat16"])
-def test_int8_quantizes_the_linear_layers_of_the_loaded_model(
-    task, fixture, precision, request, demo_val
-):
+def test_int8_quantizes_the_linear_layers_of_the_loaded_model(task, fixture, request, demo_val):
     from torch import nn
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
     from attn import SentimentClassifier, Translator
-    from attn.model.decoding.quantize import BFloat16Linear, has_amx_bf16, low_precision
 
-    if precision == "bfloat16" and not has_amx_bf16():
-        pytest.skip("bfloat16 products run on CPUs with AMX")
     model = request.getfixturevalue(fixture)
     pipeline = {"translate": Translator, "sentiment": SentimentClassifier}[task]
     fp32 = pipeline.load(model, device="cpu", threads=1)
-    low = pipeline.load(model, device="cpu", threads=1, precision=precision)
-    assert pipeline.load(model, device="cpu", int8=True).precision == low_precision()
-    kind = DynamicInt8Linear if precision == "int8" else BFloat16Linear
-    assert not any(isinstance(m, (DynamicInt8Linear, BFloat16Linear)) for m in fp32.model.modules())
-    reduced = [m for m in low.model.modules() if isinstance(m, kind)]
-    if precision == "int8":
-        assert reduced and all(m.weight().dtype == torch.qint8 for m in reduced)
-    else:
-        assert reduced and all(m.weight.dtype == torch.bfloat16 for m in reduced)
-    assert not [name for name, m in low.model.named_modules() if isinstance(m, nn.Linear)]
+    int8 = pipeline.load(model, device="cpu", threads=1, int8=True)
+    assert not any(isinstance(m, DynamicInt8Linear) for m in fp32.model.modules())
+    quantized = [m for m in int8.model.modules() if isinstance(m, DynamicInt8Linear)]
+    assert quantized and all(m.weight().dtype == torch.qint8 for m in quantized)
+    assert not [name for name, m in int8.model.named_modules() if isinstance(m, nn.Linear)]
     texts = [src for src, _ in demo_val[task][:32]]
     if task == "translate":
-        # The tied output projection, the largest matrix multiply of a step, too.
-        assert isinstance(low.model.output_proj, kind)
-        assert low.step_weights.precision == precision
+        # The tied output projection, the largest matrix multiply of a step, is int8 too.
+        assert isinstance(int8.model.output_proj, DynamicInt8Linear)
         pairs = [
             (a.logprob, b.logprob)
-            for a, b in zip(fp32.translate(texts), low.translate(texts), strict=True)
+            for a, b in zip(fp32.translate(texts), int8.translate(texts), strict=True)
             if a.text == b.text
         ]
         assert len(pairs) >= 0.8 * len(texts)
         assert_moved_a_little(*map(list, zip(*pairs, strict=True)), tol=0.3)
     else:
-        a, b = list(fp32.classify(texts)), list(low.classify(texts))
+        a, b = list(fp32.classify(texts)), list(int8.classify(texts))
         positive = [r.probs["positive"] for r in a], [r.probs["positive"] for r in b]
         assert_moved_a_little(*positive, tol=0.05)
 

@@ -30,24 +30,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attn.model.decoding.quantize import linear_bf16, pack_bf16
 from attn.model.device import column_major
 from attn.model.nn.transformer import Transformer
 
-# Below this many rows a reduced-precision step runs its products in float32: int8 and
-# bfloat16 kernels cost 20-30 us a call whatever the size, twice float32's on a few rows
-# (a batch's last sentences).
+# Below this many rows an int8 step runs its products in float32: the int8 kernel (which
+# quantizes its input first) costs 20-30 us a call whatever the size, twice float32's on a
+# few rows (a batch's last sentences).
 FEW_ROWS = 16
 
 
 class Linear:
     """activation(x W^T + b) for one projection: float32 (on the CPU with the weight in MKL's
-    faster layout), dynamic int8 (the kernels of `torch.ao.nn.quantized.dynamic.Linear`) or
-    bfloat16 (oneDNN, activation fused; see `attn.model.decoding.quantize`). A reduced-
-    precision layer keeps the float32 weight too, for inputs of fewer than `FEW_ROWS` rows.
+    faster layout) or dynamic int8 (the kernels of `torch.ao.nn.quantized.dynamic.Linear`).
+    An int8 layer keeps the float32 weight too, for inputs of fewer than `FEW_ROWS` rows.
 
-    Shape: weight (out, in), bias (out,); maps (R, in) -> (R, out), bfloat16 to bfloat16 for
-    "bfloat16" (float32 to float32 on few rows), float32 to float32 otherwise.
+    Shape: weight (out, in), bias (out,); maps (R, in) -> (R, out), float32.
     """
 
     def __init__(
@@ -58,15 +55,12 @@ class Linear:
         activation: str = "none",
     ) -> None:
         self.precision, self.activation = precision, activation
-        if precision not in ("float32", "int8", "bfloat16"):
+        if precision not in ("float32", "int8"):
             raise ValueError(f"unknown precision {precision!r}")
         self.weight = column_major(weight) if weight.is_cpu else weight.contiguous()
         self.bias = bias
         self.packed = None
-        if precision == "bfloat16":
-            self.packed = pack_bf16(weight)
-            self.bias_bf16 = None if bias is None else bias.bfloat16()
-        elif precision == "int8":
+        if precision == "int8":
             layer = nn.Linear(weight.size(1), weight.size(0), bias=bias is not None)
             with torch.no_grad():
                 layer.weight.copy_(weight)
@@ -83,8 +77,6 @@ class Linear:
             self.reduce_range = quantized.version is not None and quantized.version >= 4
 
     def __call__(self, x: Tensor) -> Tensor:
-        if x.dtype == torch.bfloat16:
-            return linear_bf16(x, self.packed, self.bias_bf16, self.activation)
         if self.precision == "int8" and x.size(0) >= FEW_ROWS:
             y = torch.ops.quantized.linear_dynamic(x, self.packed, reduce_range=self.reduce_range)
         else:
@@ -128,9 +120,7 @@ class StepWeights:
 
     Args:
         model: an encoder-decoder `Transformer` with float weights (before `quantize_int8`).
-        precision: of the linear layers of the steps: "float32", "int8" or "bfloat16" (then
-            their inputs and outputs are bfloat16; attention, layer norms and the residual
-            stream stay float32).
+        precision: of the linear layers of the steps: "float32" or "int8".
     """
 
     @torch.no_grad()
@@ -139,8 +129,6 @@ class StepWeights:
         self.d_model, self.n_heads = c.d_model, c.n_heads
         self.d_k = c.d_model // c.n_heads
         self.precision = precision
-        # The dtype of the linear layers' inputs and outputs.
-        self.dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
         self.embed = model.embed.weight * math.sqrt(c.d_model)  # (V, d), as Encoder._embed
         self.positions = model.positions  # (max_length + 2, d)
         self.layers = [LayerWeights(layer, precision, c.activation) for layer in model.decoder]
@@ -173,7 +161,7 @@ class DecoderState:
         self.beams, self.rows = beams, b * beams
         self.cross: list[tuple[Tensor, Tensor]] = []
         for layer in w.layers:
-            kv = layer.cross_kv(memory.to(w.dtype).view(b * s, d)).float().view(b, s, 2, h, d_k)
+            kv = layer.cross_kv(memory.view(b * s, d)).view(b, s, 2, h, d_k)
             k = kv[:, :, 0].permute(0, 2, 3, 1).contiguous()  # (B, h, d_k, S): for q k^T
             v = kv[:, :, 1].transpose(1, 2).contiguous()  # (B, h, S, d_k)
             self.cross.append((k, v))
@@ -207,31 +195,29 @@ class DecoderState:
         r, d, h, d_k = tokens.size(0), w.d_model, w.n_heads, w.d_k
         b, g = r // self.beams, self.beams
         x = F.embedding(tokens, w.embed).add_(w.positions[t])  # (R, d)
-        # The dtype of the linear layers' inputs (casts to float32 are no-ops).
-        dtype = w.dtype if r >= FEW_ROWS else torch.float32
         kv_all = self.kv
         for i, layer in enumerate(w.layers):
             (w1, b1, e1), (w2, b2, e2), (w3, b3, e3) = layer.norms
             # Masked self-attention: this step's keys and values join the cache; the query
             # sees every position so far (the future is not there yet).
-            qkv = layer.qkv(F.layer_norm(x, (d,), w1, b1, e1).to(dtype))  # (R, 3d)
+            qkv = layer.qkv(F.layer_norm(x, (d,), w1, b1, e1))  # (R, 3d)
             kv_all[t, i].copy_(qkv[:, d:].view(r, 2, d).transpose(0, 1))
             keys = kv_all[: t + 1, i, 0].view(t + 1, r * h, d_k)  # (t+1, R*h, d_k)
             values = kv_all[: t + 1, i, 1].view(t + 1, r * h, d_k)
-            q = qkv[:, :d].float().reshape(r * h, 1, d_k)  # scaled by 1/sqrt(d_k)
+            q = qkv[:, :d].reshape(r * h, 1, d_k)  # scaled by 1/sqrt(d_k)
             p = torch.bmm(q, keys.permute(1, 2, 0)).softmax(-1)  # (R*h, 1, t+1)
             a = torch.bmm(p, values.transpose(0, 1)).view(r, d)  # (R*h, 1, d_k) -> (R, d)
-            x = x + layer.self_out(a.to(dtype))
+            x = x + layer.self_out(a)
             # Cross-attention: the g beams of a sentence query its memory together.
             k, v = self.cross[i]  # (B, h, d_k, S), (B, h, S, d_k)
-            q = layer.cross_q(F.layer_norm(x, (d,), w2, b2, e2).to(dtype)).float()  # (R, d)
+            q = layer.cross_q(F.layer_norm(x, (d,), w2, b2, e2))  # (R, d)
             q = q.view(b, g, h, d_k).transpose(1, 2).reshape(b * h, g, d_k)
             bias = self.bias.view(b * h, 1, -1)
             p = torch.baddbmm(bias, q, k.view(b * h, d_k, -1)).softmax(-1)  # (B*h, g, S)
             a = torch.bmm(p, v.view(b * h, -1, d_k))  # (B*h, g, d_k)
             a = a.view(b, h, g, d_k).transpose(1, 2).reshape(r, d)
-            x = x + layer.cross_out(a.to(dtype))
-            f = layer.ff1(F.layer_norm(x, (d,), w3, b3, e3).to(dtype))  # (R, d_ff), activated
+            x = x + layer.cross_out(a)
+            f = layer.ff1(F.layer_norm(x, (d,), w3, b3, e3))  # (R, d_ff), activated
             x = x + layer.ff2(f)
         nw, nb, ne = w.norm
         return F.layer_norm(x, (d,), nw, nb, ne)

@@ -146,8 +146,7 @@ class _Pipeline:
         self.config = loaded.config
         self.tokenizer = loaded.tokenizer
         self.device = device
-        # Of the linear layers: "float32", "int8" or "bfloat16" (set by `load`).
-        self.precision = "float32"
+        self.int8 = False  # int8 linear layers (set by `load`)
 
     @classmethod
     def load(
@@ -157,7 +156,6 @@ class _Pipeline:
         device: str = "auto",
         threads: int | None = None,
         int8: bool = False,
-        precision: str | None = None,
     ) -> P:
         """Load a model directory for this task.
 
@@ -166,11 +164,8 @@ class _Pipeline:
             device: "auto", "cpu", "cuda" or "mps".
             threads: CPU threads for torch (None keeps torch's default); with workers, the
                 threads of all workers together.
-            int8: run the linear layers in reduced precision (CPU only; faster, about the
-                same output): int8, or bfloat16 on CPUs with AMX
-                (`attn.model.decoding.quantize.low_precision`).
-            precision: "float32", "int8" or "bfloat16" instead of the choice `int8` makes
-                (benchmarks compare them on one machine).
+            int8: quantize the linear layers to int8 (CPU only; faster, about the same
+                output).
 
         Raises:
             ModelError: no model (with a hint to run `attn train`), or a broken one, or a
@@ -194,21 +189,19 @@ class _Pipeline:
                     f"no {cls.task} model at {model_dir}; train one with `attn train "
                     f"{cls.task}` or pass -m/--model DIR"
                 )
-        if int8 or precision not in (None, "float32"):
-            from attn.model.decoding.quantize import check_int8, low_precision
+        if int8:
+            from attn.model.decoding.quantize import check_int8
 
             check_int8(resolved)
-            precision = precision or low_precision()
-        precision = precision or "float32"
         loaded = load_model(model_dir, task=cls.task, device=resolved)
         pipeline = cls(loaded, resolved)
-        pipeline.precision = precision
+        pipeline.int8 = int8
         # The decoder's steps are prepared from the float weights, before quantization.
         pipeline.prepare()
-        if precision != "float32":
+        if int8:
             from attn.model.decoding.quantize import quantize_int8
 
-            quantize_int8(loaded.model, precision)
+            quantize_int8(loaded.model)
         elif resolved.type == "cpu":
             from attn.model.device import column_major_linears
 
@@ -433,7 +426,7 @@ class Seq2Seq(_Pipeline):
 
     def prepare(self) -> None:
         """Arrange the decoder for incremental decoding, once for every batch."""
-        self.step_weights = StepWeights(self.model, self.precision)
+        self.step_weights = StepWeights(self.model, "int8" if self.int8 else "float32")
 
     # Over 80 lines: mostly its documented keyword options (the Python API's contract).
     def generate(
