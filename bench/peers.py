@@ -276,10 +276,23 @@ def machine(threads: int) -> dict:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu": cpu_name(),
+        "cpu_features": cpu_features(),
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "threads": threads,
     }
+
+
+def cpu_features() -> list[str]:
+    """The CPU's vector and matrix extensions that decide attn's kernels (Linux; else [])."""
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return []
+    found = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
+    flags = set(found.group(1).split()) if found else set()
+    return [f for f in wanted if f in flags]
 
 
 def cpu_name() -> str:
@@ -316,7 +329,8 @@ def report_same_model(args: argparse.Namespace) -> None:
     out = args.out or ROOT / "bench" / "results" / "peers_same_model.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"model: {args.model}; {len(sources)} sentences of test2016; {result['machine']['cpu']}")
+    machine_line = f"{result['machine']['cpu']} ({', '.join(result['machine']['cpu_features'])})"
+    print(f"model: {args.model}; {len(sources)} sentences of test2016; {machine_line}")
     print_same_model(same)
     print(f"written to {out}")
 

@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 
+from attn.model.decoding.incremental import DecoderState
 from attn.model.decoding.search import (
     GenerationOptions,
     Hypothesis,
@@ -154,27 +155,26 @@ def test_beam_never_scores_below_greedy(trained, sources, alpha):
 
 
 @pytest.mark.slow
-def test_early_stopping_decodes_fewer_rows_and_only_forgoes_late_hypotheses(trained, sources):
+def test_early_stopping_decodes_fewer_rows_and_only_forgoes_late_hypotheses(
+    trained, sources, monkeypatch
+):
     """The default rule stops when the finished hypotheses beat the best live beam ending at
     the next step; the exhaustive one searches on to the length limit. Up to the early stop
     both take the same steps, so the exhaustive n-best never scores lower."""
     src, mask = sources
     rows = []
-    decode = trained.decode
+    step = DecoderState.step
 
-    def counting(tgt, *args, **kwargs):
-        rows[-1] += tgt.size(0)
-        return decode(tgt, *args, **kwargs)
+    def counting(self, tokens, t):
+        rows[-1] += tokens.size(0)
+        return step(self, tokens, t)
 
+    monkeypatch.setattr(DecoderState, "step", counting)
     results = {}
     for exhaustive in (False, True):
         rows.append(0)
         options = GenerationOptions(beam=4, n_best=2, length_penalty=0.6, exhaustive=exhaustive)
-        trained.decode = counting
-        try:
-            results[exhaustive] = generate(trained, src, mask, options)
-        finally:
-            del trained.decode
+        results[exhaustive] = generate(trained, src, mask, options)
     early_rows, exhaustive_rows = rows
     assert early_rows < exhaustive_rows, rows
     same = 0
@@ -326,12 +326,52 @@ def test_beam_over_subsets_uses_only_them_and_ignores_the_batch(trained, sources
     assert [[h.tokens for h in x] for x in wide] == [[h.tokens for h in x] for x in full]
 
 
-def test_masked_logsumexp_matches_torch():
-    from attn.model.decoding.search import _masked_logsumexp
+def test_scores_over_a_subset_are_log_probabilities_over_its_pieces():
+    from attn.model.decoding.search import _next_scores, _Output
 
-    g = torch.Generator().manual_seed(0)
-    scores = torch.randn(6, 50, generator=g) * 8
-    scores[torch.rand(6, 50, generator=g) < 0.8] = -torch.inf
-    scores[:, 0] = 1.0  # a finite score in every row
-    expected = scores.logsumexp(-1, keepdim=True)
-    assert torch.allclose(_masked_logsumexp(scores.clone()), expected, atol=1e-5)
+    torch.manual_seed(0)
+    config = ModelConfig(
+        task="translate",
+        vocab_size=VOCAB,
+        d_model=16,
+        n_heads=2,
+        n_encoder_layers=1,
+        n_decoder_layers=1,
+        d_ff=32,
+        max_length=24,
+    )
+    model = Transformer(config).eval()
+    allowed = torch.rand(3, VOCAB, generator=torch.Generator().manual_seed(1)) < 0.5
+    output = _Output(model, allowed)
+    states = torch.randn(3, 16)
+    seqs = torch.full((3, 1), BOS)
+    limits = torch.full((3,), 10)
+    scores, lse = _next_scores(model, states, seqs, 0, limits, 10, 0, output, output.block)
+    assert lse is None
+    logits = model.project(states)  # (3, V)
+    for row in range(3):
+        pieces = allowed[row].clone()
+        pieces[EOS], pieces[[PAD, BOS]] = True, False
+        expected = logits[row, pieces].log_softmax(-1)
+        own = output.columns(pieces.nonzero().squeeze(1))
+        torch.testing.assert_close(scores[row, own], expected, atol=1e-5, rtol=1e-5)
+        others = torch.ones(scores.size(1), dtype=torch.bool)
+        others[own] = False
+        assert (scores[row, others] == -torch.inf).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("beam", [1, 4])
+@pytest.mark.parametrize("exhaustive", [False, True])
+def test_looking_for_finished_rows_every_few_steps_changes_nothing(
+    trained, sources, beam, exhaustive, monkeypatch
+):
+    """On a GPU a search reads which rows have finished only every few steps (no host wait per
+    step); the rows and sentences done in between must end as if they had left at once."""
+    import attn.model.decoding.search as search
+
+    src, mask = sources
+    options = GenerationOptions(beam=beam, n_best=min(beam, 2), exhaustive=exhaustive)
+    every_step = generate(trained, src, mask, options)
+    monkeypatch.setattr(search, "check_every", lambda device: 5)
+    _same(generate(trained, src, mask, options), every_step)

@@ -34,6 +34,8 @@ MIN_VOCAB_SIZE = 300
 # Fixed rather than os.cpu_count(): the thread count is stored in the model file, and a
 # model trained twice from the same data must be byte-identical on any machine.
 _TRAIN_THREADS = 4
+# Batches of at least this many texts are encoded on a thread pool (see `Tokenizer.encode`).
+_THREADED_TEXTS = 256
 
 _VOCAB_TOO_HIGH = re.compile(r"Vocabulary size.*too high.*<= ?(\d+)", re.DOTALL)
 
@@ -290,7 +292,11 @@ class Tokenizer:
                 f"max_length must be at least {n_special + 1} with add_bos={add_bos} "
                 f"and add_eos={add_eos}, got {max_length}"
             )
-        bodies = self._sp.encode(list(texts), out_type=int)
+        texts = list(texts)
+        # SentencePiece's batch calls start a thread pool each time (about a millisecond,
+        # more on a busy machine): worth it for many texts only.
+        threads = -1 if len(texts) >= _THREADED_TEXTS else 1
+        bodies = self._sp.encode(texts, out_type=int, num_threads=threads)
         ids: list[list[int]] = []
         truncated: list[bool] = []
         for body in bodies:
@@ -384,7 +390,7 @@ class Tokenizer:
                 if i not in (PAD_ID, BOS_ID):
                     kept.append(i)
             cleaned.append(kept)
-        return self._sp.decode(cleaned)
+        return self._sp.decode(cleaned, num_threads=1)  # a thread pool costs more (`encode`)
 
     def pieces(self, text: str) -> list[str]:
         """The SentencePiece pieces of ``text`` (``▁`` marks a preceding space), no BOS/EOS."""

@@ -2,10 +2,12 @@
 
 Every `nn.Linear` gets int8 weights (per-tensor scale) and quantizes its input on the fly;
 the tied output projection, the largest matrix multiply of a decoding step, gets an int8
-copy of the embedding matrix. Embeddings, layer norms and attention stay float32. On the
-`small` model this makes beam search about 1.2 times as fast as float32 inference (whose
-weights `column_major_linears` lays out for MKL), greedy search about as fast; see the
-README's Performance section and bench/peers.py.
+copy of the embedding matrix. Embeddings, layer norms and attention stay float32. The
+decoder's steps quantize their own fused copies (`attn.model.decoding.incremental`). On the
+`small` model this makes beam search about 1.3 times as fast as float32 inference (whose
+weights `column_major_linears` lays out for MKL), greedy search about 1.15 times; see
+docs/performance.md and bench/peers.py. int8 on every CPU: on one with AMX, bfloat16
+products through oneDNN were no faster end to end (docs/performance.md, bench/low_precision.py).
 """
 
 from __future__ import annotations

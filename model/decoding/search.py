@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from attn.model.decoding.incremental import DecoderState, StepWeights
 from attn.model.device import column_major
-from attn.model.nn.transformer import DecoderCache, Transformer, reorder_cache
+from attn.model.nn.transformer import Transformer
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def generate(
     *,
     use_cache: bool = True,
     allowed: Tensor | None = None,
+    weights: StepWeights | None = None,
 ) -> list[list[Hypothesis]]:
     """Generate outputs for a batch of source sentences.
 
@@ -124,6 +126,8 @@ def generate(
         allowed: the pieces each sentence may generate (`Shortlist.candidates`), EOS always
             included; log-probabilities are normalized over a sentence's own pieces. None =
             the whole vocabulary.
+        weights: the model's decoder prepared for incremental decoding (a loaded model's,
+            possibly int8); None = prepared here from the model's float weights.
 
     Shape: src, src_mask (B, S).
 
@@ -132,8 +136,10 @@ def generate(
     """
     limits = max_lengths(src_mask, options, model.config.max_length)  # (B,)
     output = _Output(model, allowed)
+    if use_cache and weights is None:
+        weights = StepWeights(model)
     search = greedy_search if options.beam == 1 else beam_search
-    return search(model, src, src_mask, limits, options, use_cache=use_cache, output=output)
+    return search(model, src, src_mask, limits, options, weights=weights, output=output)
 
 
 class _Output:
@@ -178,13 +184,15 @@ class _Output:
         self.column[self.vocab] = torch.arange(self.vocab.numel(), device=self.vocab.device)
         self.eos = int(self.column[c.eos_id])
 
-    def logits(self, model: Transformer, states: Tensor) -> Tensor:
-        """Shape: states (R, d_model) -> (R, V or N)."""
+    def logits(self, model: Transformer, states: Tensor, block: Tensor | None = None) -> Tensor:
+        """The projection, plus `block` when given. Shape: states (R, d_model) -> (R, V or N);
+        block (R, N)."""
         if self.weight is not None:
+            if block is not None:  # one product that starts from the block
+                return torch.addmm(block, states, self.weight.t())
             return F.linear(states, self.weight)
-        if self.project is not None:
-            return self.project(states)
-        return model.project(states)
+        logits = self.project(states) if self.project is not None else model.project(states)
+        return logits if block is None else logits.add_(block)
 
     def token(self, columns: Tensor) -> Tensor:
         """Piece ids of score columns (any shape)."""
@@ -195,43 +203,59 @@ class _Output:
         return tokens if self.vocab is None else self.column[tokens]
 
 
-def _next_scores(
+def _decoder_states(
     model: Transformer,
+    state: DecoderState | None,
     seqs: Tensor,
     memory: Tensor,
     src_mask: Tensor,
-    cache: DecoderCache | None,
+    t: int,
+) -> Tensor:
+    """The final decoder states of each row's newest position: incrementally with `state`,
+    or (the reference) by decoding the whole prefix again.
+
+    Shape: seqs (R, t + 1) BOS first; returns (R, d_model).
+    """
+    if state is not None:
+        return state.step(seqs[:, t], t)
+    return model.decode(seqs, memory, src_mask, hidden=True)[:, -1]
+
+
+def _next_scores(
+    model: Transformer,
+    states: Tensor,
+    seqs: Tensor,
     t: int,
     limits: Tensor,
     shortest: int,
     no_repeat_ngram: int,
     output: _Output,
     block: Tensor | None,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor | None]:
     """Scores of the next piece: logits with forbidden pieces at -inf, and the log of the
-    softmax's normalizer, so that a piece's log-probability is `logits - lse`.
+    softmax's normalizer, so that a piece's log-probability is `logits - lse`; or, over a
+    subset (`block`), the log-probabilities themselves and None.
 
-    The caller picks its best pieces from the logits and normalizes only those: a full
-    log-softmax would write a (rows x vocabulary) tensor at every step only to be searched.
+    Over the whole vocabulary the caller picks its best pieces from the logits and normalizes
+    only those: a full log-softmax would write a (rows x vocabulary) tensor at every step only
+    to be searched. Over a subset most of a row is -inf, where `logsumexp` (its `exp`) takes a
+    slow path on the CPU and `log_softmax` does not: one pass gives the log-probabilities.
     PAD and BOS are never generated; rows that reached their length limit may only end (EOS);
     `no_repeat_ngram` blocks pieces that would repeat an n-gram. `shortest` is the smallest of
     `limits`, kept by the caller as a Python int, so that no step waits on the device to ask.
     Columns are those of `output` (pieces, or the pieces of its subset); `block` is -inf at
     each row's columns that its sentence may not use, 0 elsewhere.
 
-    Shape: seqs (R, t + 1) BOS first, R = B x beams; memory (B, S, d); limits (R,); block
-    (R, N); returns logits (R, V or N) and lse (R, 1), float32.
+    Shape: states (R, d_model); seqs (R, t + 1) BOS first, R = B x beams; limits (R,); block
+    (R, N); returns scores (R, V or N) and lse (R, 1) or None, float32.
     """
-    if cache is None:
-        states = model.decode(seqs, memory, src_mask, hidden=True)[:, -1]  # (R, d)
-    else:
-        states = model.decode(seqs[:, -1:], memory, src_mask, cache, hidden=True)[:, -1]
     # (R, V), changed in place below (the model output is not kept)
-    scores = output.logits(model, states).float()
+    scores = output.logits(model, states, block).float()
+    lse = None
     if block is None:
         lse = scores.logsumexp(-1, keepdim=True)  # (R, 1)
     else:
-        lse = _masked_logsumexp(scores.add_(block))
+        scores = scores.log_softmax(-1)
     # Scalar indices and masked_fill_: no index tensor copied to the device, no sync per step.
     for column in output.never:
         scores[:, column] = -torch.inf
@@ -245,22 +269,15 @@ def _next_scores(
     return scores, lse
 
 
-# Scores further than this below a row's best count as this far in `_masked_logsumexp`.
-_FLOOR = -80.0
+# On a GPU, searches look every this many steps whether rows or sentences have finished: each
+# look makes the host wait for the device, which otherwise queues steps ahead.
+_GPU_CHECK_EVERY = 8
 
 
-def _masked_logsumexp(scores: Tensor) -> Tensor:
-    """`scores.logsumexp(-1, keepdim=True)` for rows where most scores are -inf.
-
-    On the CPU, exp of -inf or of anything below about -87 (where float32 underflows) takes a
-    slow path, ten times slower than exp of ordinary values: a shortlisted step would spend
-    more time there than in its projection. Terms below exp(_FLOOR) count as exp(_FLOOR)
-    instead (at most 8k x 2e-35 more in a sum of at least 1).
-
-    Shape: scores (R, N), at least one finite score per row -> (R, 1).
-    """
-    top = scores.amax(-1, keepdim=True)  # (R, 1)
-    return top + (scores - top).clamp_(min=_FLOOR).exp_().sum(-1, keepdim=True).log_()
+def check_every(device: torch.device) -> int:
+    """Every how many steps a search on `device` reads which rows have finished (the CPU:
+    every step, where reading costs nothing and finished rows leave the batch at once)."""
+    return 1 if device.type == "cpu" else _GPU_CHECK_EVERY
 
 
 # Columns are split into this many strided groups for `top_columns` (a power of two keeps the
@@ -323,10 +340,14 @@ def greedy_search(
     limits: Tensor,
     options: GenerationOptions,
     *,
-    use_cache: bool = True,
+    weights: StepWeights | None = None,
     output: _Output | None = None,
 ) -> list[list[Hypothesis]]:
     """Pick the most probable piece at every step.
+
+    Args:
+        weights: the decoder prepared for incremental decoding; None = decode the whole
+            prefix at every step (the reference).
 
     Shape: src, src_mask (B, S); limits (B,) cap on generated pieces per sentence.
     Returns one hypothesis per sentence.
@@ -335,24 +356,30 @@ def greedy_search(
     output = output or _Output(model, None)
     b, device = src.size(0), src.device
     memory = model.encode(src, src_mask)  # (B, S, d)
-    cache = model.new_cache() if use_cache else None
-    seqs = torch.full((b, 1), c.bos_id, dtype=torch.long, device=device)  # (R, t + 1)
+    width = int(limits.max()) + 1
+    state = None if weights is None else weights.start(memory, src_mask, 1, width)
+    # BOS, then the piece of step t in column t + 1.
+    seqs = torch.full((b, width + 1), c.pad_id, dtype=torch.long, device=device)  # (R, width + 1)
+    seqs[:, 0] = c.bos_id
     logprob = torch.zeros(b, device=device)  # (R,)
     rows = torch.arange(b, device=device)  # original sentence of each live row
-    width = int(limits.max()) + 1
     shortest = int(limits.min())
     out_tokens = torch.full((b, width), c.pad_id, dtype=torch.long, device=device)
     out_logprob = torch.zeros(b, device=device)
     out_length = torch.zeros(b, dtype=torch.long, device=device)
     block = output.block  # (R, N) or None
     on_gpu = device.type != "cpu"
+    every = check_every(device)
+    # The step at which each row generated EOS (-1: not yet) and its log-probability then:
+    # recorded on the device, read by the host only every `every` steps.
+    ended_at = torch.full((b,), -1, dtype=torch.long, device=device)  # (R,)
+    end_logprob = torch.zeros(b, device=device)  # (R,)
     for t in range(width):
+        states = _decoder_states(model, state, seqs[:, : t + 1], memory, src_mask, t)
         logits, lse = _next_scores(
             model,
-            seqs,
-            memory,
-            src_mask,
-            cache,
+            states,
+            seqs[:, : t + 1],
             t,
             limits,
             shortest,
@@ -362,28 +389,36 @@ def greedy_search(
         )
         best, column = (x.squeeze(1) for x in top_columns(logits, 1))  # (R,)
         token = output.token(column)
-        logprob = logprob + (best - lse.squeeze(1))
-        seqs = torch.cat([seqs, token[:, None]], dim=1)  # (R, t + 2)
-        done = token == c.eos_id  # (R,)
-        if not bool(done.any()):
+        logprob = logprob + (best if lse is None else best - lse.squeeze(1))
+        seqs[:, t + 1] = token
+        now = (token == c.eos_id) & (ended_at < 0)  # (R,) rows that end here
+        ended_at = ended_at.masked_fill_(now, t)
+        end_logprob = torch.where(now, logprob, end_logprob)
+        if (t + 1) % every and t + 1 < width:
+            continue  # (on a GPU: rows that ended decode on, ignored, until the next look)
+        done = ended_at >= 0  # (R,)
+        if not bool(done.any()):  # the host waits for the device here
             continue
         # Index tensors, not boolean masks: each boolean index would wait for the device.
         ended = done.nonzero().squeeze(1)  # (D,)
         finished = rows[ended]
-        out_tokens[finished, : t + 1] = seqs[ended, 1:]
-        out_logprob[finished] = logprob[ended]
-        out_length[finished] = t + 1
+        out_tokens[finished, : t + 1] = seqs[ended, 1 : t + 2]  # (after EOS: ignored)
+        out_logprob[finished] = end_logprob[ended]
+        out_length[finished] = ended_at[ended] + 1
         keep = (~done).nonzero().squeeze(1)  # (R',)
         if keep.numel() == 0:
             break
         seqs, logprob, rows, limits = seqs[keep], logprob[keep], rows[keep], limits[keep]
+        ended_at, end_logprob = ended_at[keep], end_logprob[keep]
         if not on_gpu:  # a stale (smaller) value only applies the length limit early
             shortest = int(limits.min())
-        memory, src_mask = memory.index_select(0, keep), src_mask.index_select(0, keep)
         if block is not None:
             block = block.index_select(0, keep)
-        if cache is not None:
-            reorder_cache(cache, keep)
+        if state is None:
+            memory, src_mask = memory.index_select(0, keep), src_mask.index_select(0, keep)
+        else:
+            state.reorder(keep, t + 1)
+            state.keep_sentences(keep)
     scores = out_logprob / length_penalty(out_length.float(), options.length_penalty)
     return [
         [Hypothesis(tokens[: n - 1], lp, s)]
@@ -404,7 +439,7 @@ def beam_search(
     limits: Tensor,
     options: GenerationOptions,
     *,
-    use_cache: bool = True,
+    weights: StepWeights | None = None,
     output: _Output | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search with a length penalty and n-best lists.
@@ -419,9 +454,12 @@ def beam_search(
     length: their log-probability can only fall and the penalty is largest at the length
     limit, so best_live_logprob / lp(limit + 1) bounds every continuation.
 
+    `weights` is the decoder prepared for incremental decoding; None decodes the whole prefix
+    at every step (the reference).
+
     Shape: src, src_mask (B, S); limits (B,) cap on generated pieces per sentence.
     """
-    search = _BeamSearch(model, src, src_mask, limits, options, use_cache, output)
+    search = _BeamSearch(model, src, src_mask, limits, options, weights, output)
     for t in range(search.width - 1):
         if not search.step(t):
             break
@@ -482,7 +520,7 @@ class _BeamSearch:
         src_mask: Tensor,
         limits: Tensor,
         options: GenerationOptions,
-        use_cache: bool,
+        weights: StepWeights | None,
         output: _Output | None,
     ) -> None:
         c = model.config
@@ -494,8 +532,10 @@ class _BeamSearch:
         self.device, self.on_gpu = device, device.type != "cpu"
         # One memory per sentence: cross-attention groups the queries of its k beams.
         self.memory, self.src_mask = model.encode(src, src_mask), src_mask  # (B', S, d)
-        self.cache = model.new_cache() if use_cache else None
         self.width = int(limits.max()) + 2  # BOS, at most `limit` pieces, EOS
+        self.state = None
+        if weights is not None:
+            self.state = weights.start(self.memory, src_mask, self.k, self.width)
         self.seqs = torch.full((b * self.k, 1), c.bos_id, dtype=torch.long, device=device)
         # All beams start as copies of BOS; only the first may extend, or the beam would fill
         # with k copies of the same hypothesis.
@@ -508,17 +548,22 @@ class _BeamSearch:
         self.block = self.output.block  # (B', N) or None
         self.row_block = None if self.block is None else self.block.repeat_interleave(self.k, 0)
         self.shortest = int(limits.min())
+        # Sentences are retired every `every` steps (every step on the CPU); in between, those
+        # done are frozen: their beams go on, but their finished lists no longer change.
+        self.every = check_every(device)
+        self.frozen = torch.zeros(b, dtype=torch.bool, device=device)  # (B',)
 
     def step(self, t: int) -> bool:
         """Extend every live beam by one piece; False once every sentence is done."""
         k = self.k
         bb = self.rows.numel()
+        states = _decoder_states(
+            self.model, self.state, self.seqs, self.memory, self.src_mask, t
+        )  # (R, d)
         logits, lse = _next_scores(
             self.model,
+            states,
             self.seqs,
-            self.memory,
-            self.src_mask,
-            self.cache,
             t,
             self.row_limits,
             self.shortest,
@@ -531,7 +576,8 @@ class _BeamSearch:
         per_row = min(2 * k, logits.size(1))
         row_best, row_column = top_columns(logits, per_row)  # (R, per_row)
         row_token = self.output.token(row_column)
-        cand = (self.beam_logprob.view(-1, 1) + (row_best - lse)).view(bb, k * per_row)
+        row_logprob = row_best if lse is None else row_best - lse
+        cand = (self.beam_logprob.view(-1, 1) + row_logprob).view(bb, k * per_row)
         top_logprob, top_index = cand.topk(2 * k, dim=1)  # (B', 2k)
         origin = top_index // per_row + first_row  # (B', 2k): the row each extension continues
         token = row_token.view(bb, k * per_row).gather(1, top_index)  # (B', 2k)
@@ -545,8 +591,10 @@ class _BeamSearch:
         # Live beams have t + 1 pieces; ending adds EOS.
         reach = self.limits[self.rows].float() + 1.0 if self.options.exhaustive else t + 2.0
         bound = live_logprob[:, 0] / length_penalty(reach, self.alpha)  # (B',)
-        done = self.fin.score[:, -1] >= bound  # (B',)
-        if bool(done.any()):
+        done = (self.fin.score[:, -1] >= bound) | self.frozen  # (B',)
+        if (t + 1) % self.every and t + 2 < self.width:
+            self.frozen = done  # (a GPU: no look at `done` this step, no wait for the device)
+        elif bool(done.any()):
             keep = self._retire(done)
             if keep is None:
                 return False
@@ -554,8 +602,8 @@ class _BeamSearch:
         parent = parent.view(-1)  # (R,)
         self.seqs = torch.cat([self.seqs.index_select(0, parent), next_token.view(-1, 1)], 1)
         self.beam_logprob = live_logprob
-        if self.cache is not None:
-            reorder_cache([{"self": layer["self"]} for layer in self.cache], parent)
+        if self.state is not None:
+            self.state.reorder(parent, t + 1)
         return True
 
     def _finish(
@@ -566,6 +614,8 @@ class _BeamSearch:
         Shape: logprob, token, parent (rows), is_eos (B', k).
         """
         new_fin = is_eos & (logprob > -torch.inf)  # (B', k)
+        if self.every > 1:
+            new_fin &= ~self.frozen[:, None]
         # On a GPU the merge costs less than asking the host whether it is needed (a sync).
         if not (self.on_gpu or bool(new_fin.any())):
             return
@@ -588,19 +638,21 @@ class _BeamSearch:
         if keep.numel() == 0:
             return None
         self.rows = self.rows[keep]
+        self.frozen = self.frozen[keep]  # (all False: the done sentences left)
         self.row_limits = self.limits[self.rows].repeat_interleave(self.k)  # (R,)
         if not self.on_gpu:
             self.shortest = int(self.limits[self.rows].min())
         self.fin = self.fin.select(keep)
-        self.memory = self.memory.index_select(0, keep)
-        self.src_mask = self.src_mask.index_select(0, keep)
         if self.block is not None:
             self.block = self.block.index_select(0, keep)
             self.row_block = self.block.repeat_interleave(self.k, 0)
-        if self.cache is not None:
+        if self.state is None:
+            self.memory = self.memory.index_select(0, keep)
+            self.src_mask = self.src_mask.index_select(0, keep)
+        else:
             # Cross-attention keys/values (one per sentence) change only when sentences
-            # leave; the self-attention cache follows the parents.
-            reorder_cache([{"cross": layer["cross"]} for layer in self.cache], keep)
+            # leave; the self-attention cache follows the parents (`step`).
+            self.state.keep_sentences(keep)
         return keep
 
 

@@ -1,0 +1,246 @@
+"""Incremental decoding for search: the decoder run on the newest piece of every row.
+
+`Transformer.decode` with a `new_cache()` cache is the general path (the reference, and the
+graph `attn export --format onnx` traces). Search runs thousands of one-piece steps, whose
+cost on a CPU is mostly the number of operations rather than arithmetic, so this module
+computes the same decoder with fewer of them:
+
+- the weights are arranged once (`StepWeights`): self-attention's query, key and value
+  projections as one matrix, cross-attention's key and value as another, the 1/sqrt(d_k) of
+  the scores folded into the query projections, the embedding matrix scaled by
+  sqrt(d_model); on the CPU in MKL's faster layout (`column_major`), or quantized (int8);
+- the self-attention keys and values live in one buffer preallocated for the whole search,
+  time first (T, layers, 2, rows, d_model): a step writes its slice in place, and beam
+  reordering (or rows leaving) copies the filled part once into a second buffer, where the
+  general path concatenates and then selects, two copies of the cache per step;
+- cross-attention keys and values are computed once per sentence, transposed for the
+  product, and the source mask becomes an additive bias of the scores (one `baddbmm`);
+- plain functions on tensors: no module calls, no masks rebuilt per step.
+
+`attn.model.decoding.search` uses it for every cached search; its outputs equal the general
+path's to float rounding (tests/test_incremental.py).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attn.model.device import column_major
+from attn.model.nn.transformer import Transformer
+
+# Below this many rows an int8 step runs its products in float32: the int8 kernel (which
+# quantizes its input first) costs 20-30 us a call whatever the size, twice float32's on a
+# few rows (a batch's last sentences).
+FEW_ROWS = 16
+
+
+class Linear:
+    """activation(x W^T + b) for one projection: float32 (on the CPU with the weight in MKL's
+    faster layout) or dynamic int8 (the kernels of `torch.ao.nn.quantized.dynamic.Linear`).
+    An int8 layer keeps the float32 weight too, for inputs of fewer than `FEW_ROWS` rows.
+
+    Shape: weight (out, in), bias (out,); maps (R, in) -> (R, out), float32.
+    """
+
+    def __init__(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        precision: str = "float32",
+        activation: str = "none",
+    ) -> None:
+        self.precision, self.activation = precision, activation
+        if precision not in ("float32", "int8"):
+            raise ValueError(f"unknown precision {precision!r}")
+        self.weight = column_major(weight) if weight.is_cpu else weight.contiguous()
+        self.bias = bias
+        self.packed = None
+        if precision == "int8":
+            layer = nn.Linear(weight.size(1), weight.size(0), bias=bias is not None)
+            with torch.no_grad():
+                layer.weight.copy_(weight)
+                if bias is not None:
+                    layer.bias.copy_(bias)
+            with warnings.catch_warnings():
+                # torch.ao.quantization is deprecated in favour of torchao (not a dependency).
+                warnings.simplefilter("ignore")
+                quantized = torch.ao.quantization.quantize_dynamic(
+                    nn.Sequential(layer), {nn.Linear}, dtype=torch.qint8
+                )[0]
+            self.packed = quantized._packed_params._packed_params
+            # As the module's forward: versions >= 4 quantize inputs to a reduced range.
+            self.reduce_range = quantized.version is not None and quantized.version >= 4
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.precision == "int8" and x.size(0) >= FEW_ROWS:
+            y = torch.ops.quantized.linear_dynamic(x, self.packed, reduce_range=self.reduce_range)
+        else:
+            y = F.linear(x, self.weight, self.bias)
+        if self.activation == "relu":
+            return y.relu_()
+        return F.gelu(y) if self.activation == "gelu" else y
+
+
+class LayerWeights:
+    """One decoder layer arranged for single-position steps (see the module docstring)."""
+
+    def __init__(self, layer: nn.Module, precision: str, activation: str) -> None:
+        self_attn, cross = layer.self_attn, layer.cross_attn
+        scale = self_attn.d_k**-0.5
+        self.norms = [(n.weight, n.bias, n.eps) for n in (layer.norm1, layer.norm2, layer.norm3)]
+        q, k, v = self_attn.q_proj, self_attn.k_proj, self_attn.v_proj
+        self.qkv = Linear(
+            torch.cat([q.weight * scale, k.weight, v.weight]),
+            torch.cat([q.bias * scale, k.bias, v.bias]),
+            precision,
+        )
+        self.self_out = Linear(self_attn.out_proj.weight, self_attn.out_proj.bias, precision)
+        self.cross_q = Linear(cross.q_proj.weight * scale, cross.q_proj.bias * scale, precision)
+        self.cross_kv = Linear(  # once per batch, on the memory
+            torch.cat([cross.k_proj.weight, cross.v_proj.weight]),
+            torch.cat([cross.k_proj.bias, cross.v_proj.bias]),
+            precision,
+        )
+        self.cross_out = Linear(cross.out_proj.weight, cross.out_proj.bias, precision)
+        self.ff1 = Linear(layer.ff.w1.weight, layer.ff.w1.bias, precision, activation)
+        self.ff2 = Linear(layer.ff.w2.weight, layer.ff.w2.bias, precision)
+
+
+class StepWeights:
+    """The decoder of a `Transformer` arranged for incremental decoding.
+
+    Prepared once per loaded model (`attn.model.inference.pipeline` does at load); a search
+    without one prepares float32 weights of the model as it is (training's validation).
+    The weights are copies: changing the model afterwards does not change them.
+
+    Args:
+        model: an encoder-decoder `Transformer` with float weights (before `quantize_int8`).
+        precision: of the linear layers of the steps: "float32" or "int8".
+    """
+
+    @torch.no_grad()
+    def __init__(self, model: Transformer, precision: str = "float32") -> None:
+        c = model.config
+        self.d_model, self.n_heads = c.d_model, c.n_heads
+        self.d_k = c.d_model // c.n_heads
+        self.precision = precision
+        self.embed = model.embed.weight * math.sqrt(c.d_model)  # (V, d), as Encoder._embed
+        self.positions = model.positions  # (max_length + 2, d)
+        self.layers = [LayerWeights(layer, precision, c.activation) for layer in model.decoder]
+        norm = model.decoder_norm
+        self.norm = (norm.weight, norm.bias, norm.eps)
+
+    def start(self, memory: Tensor, src_mask: Tensor, beams: int, width: int) -> DecoderState:
+        """The decoder state of a batch: `beams` rows per sentence, at most `width` steps.
+
+        Shape: memory (B, S, d_model); src_mask (B, S) True = real piece.
+        """
+        return DecoderState(self, memory, src_mask, beams, width)
+
+
+class DecoderState:
+    """The keys and values of one batch's search, and its decoding step.
+
+    Rows are the search's hypotheses, `beams` consecutive rows per sentence; the sentences'
+    cross-attention keys and values are shared by their rows. Use `step` once per position,
+    `reorder` to make row i continue row `index[i]` (beam search), `keep_sentences` when
+    sentences leave the batch.
+    """
+
+    def __init__(
+        self, weights: StepWeights, memory: Tensor, src_mask: Tensor, beams: int, width: int
+    ) -> None:
+        w = self.w = weights
+        b, s, d = memory.shape
+        h, d_k = w.n_heads, w.d_k
+        self.beams, self.rows = beams, b * beams
+        self.cross: list[tuple[Tensor, Tensor]] = []
+        for layer in w.layers:
+            kv = layer.cross_kv(memory.view(b * s, d)).view(b, s, 2, h, d_k)
+            k = kv[:, :, 0].permute(0, 2, 3, 1).contiguous()  # (B, h, d_k, S): for q k^T
+            v = kv[:, :, 1].transpose(1, 2).contiguous()  # (B, h, S, d_k)
+            self.cross.append((k, v))
+        # 0 where a sentence's piece is real, the lowest float elsewhere: added to the scores.
+        # One row per sentence and head: (B, h, 1, S), so that a step views it as (B*h, 1, S).
+        bias = torch.zeros(b, 1, 1, s, device=memory.device, dtype=memory.dtype)
+        bias.masked_fill_(~src_mask[:, None, None, :], torch.finfo(bias.dtype).min)
+        self.bias = bias.expand(b, h, 1, s).contiguous()
+        # Self-attention keys and values, time first: (T, layers, 2, rows, d), twice (the
+        # second receives each reordering).
+        self.per_step = len(w.layers) * 2
+        size = width * self.per_step * self.rows * d
+        self.buffers = [memory.new_empty(size), memory.new_empty(size)]
+        self.width = width
+        self.kv = self._view(self.buffers[0], self.rows)
+        # Row offsets of each (step, layer, key or value) block: index of a reordering.
+        self.blocks = torch.arange(width * self.per_step, device=memory.device)[:, None]
+
+    def _view(self, buffer: Tensor, rows: int) -> Tensor:
+        """The first part of `buffer` as the cache of `rows` rows: (T, layers, 2, rows, d)."""
+        d = self.w.d_model
+        size = self.width * self.per_step * rows * d
+        return buffer[:size].view(self.width, len(self.w.layers), 2, rows, d)
+
+    def step(self, tokens: Tensor, t: int) -> Tensor:
+        """Decode position `t` (0 = the piece after BOS's) from each row's newest piece.
+
+        Shape: tokens (R,) -> final decoder states (R, d_model), after the last LayerNorm.
+        """
+        w = self.w
+        r, d, h, d_k = tokens.size(0), w.d_model, w.n_heads, w.d_k
+        b, g = r // self.beams, self.beams
+        x = F.embedding(tokens, w.embed).add_(w.positions[t])  # (R, d)
+        kv_all = self.kv
+        for i, layer in enumerate(w.layers):
+            (w1, b1, e1), (w2, b2, e2), (w3, b3, e3) = layer.norms
+            # Masked self-attention: this step's keys and values join the cache; the query
+            # sees every position so far (the future is not there yet).
+            qkv = layer.qkv(F.layer_norm(x, (d,), w1, b1, e1))  # (R, 3d)
+            kv_all[t, i].copy_(qkv[:, d:].view(r, 2, d).transpose(0, 1))
+            keys = kv_all[: t + 1, i, 0].view(t + 1, r * h, d_k)  # (t+1, R*h, d_k)
+            values = kv_all[: t + 1, i, 1].view(t + 1, r * h, d_k)
+            q = qkv[:, :d].reshape(r * h, 1, d_k)  # scaled by 1/sqrt(d_k)
+            p = torch.bmm(q, keys.permute(1, 2, 0)).softmax(-1)  # (R*h, 1, t+1)
+            a = torch.bmm(p, values.transpose(0, 1)).view(r, d)  # (R*h, 1, d_k) -> (R, d)
+            x = x + layer.self_out(a)
+            # Cross-attention: the g beams of a sentence query its memory together.
+            k, v = self.cross[i]  # (B, h, d_k, S), (B, h, S, d_k)
+            q = layer.cross_q(F.layer_norm(x, (d,), w2, b2, e2))  # (R, d)
+            q = q.view(b, g, h, d_k).transpose(1, 2).reshape(b * h, g, d_k)
+            bias = self.bias.view(b * h, 1, -1)
+            p = torch.baddbmm(bias, q, k.view(b * h, d_k, -1)).softmax(-1)  # (B*h, g, S)
+            a = torch.bmm(p, v.view(b * h, -1, d_k))  # (B*h, g, d_k)
+            a = a.view(b, h, g, d_k).transpose(1, 2).reshape(r, d)
+            x = x + layer.cross_out(a)
+            f = layer.ff1(F.layer_norm(x, (d,), w3, b3, e3))  # (R, d_ff), activated
+            x = x + layer.ff2(f)
+        nw, nb, ne = w.norm
+        return F.layer_norm(x, (d,), nw, nb, ne)
+
+    def reorder(self, index: Tensor, filled: int) -> None:
+        """Row i of the cache becomes row `index[i]` (of the `filled` steps so far).
+
+        Shape: index (R',) row indices into the current rows; R' may be fewer (rows left).
+        """
+        rows, new_rows, d = self.rows, index.numel(), self.w.d_model
+        blocks = filled * self.per_step
+        source = self.kv[:filled].view(blocks * rows, d)
+        flat = (self.blocks[:blocks] * rows + index).view(-1)  # (blocks * R',)
+        self.buffers.reverse()
+        out = self._view(self.buffers[0], new_rows)
+        torch.index_select(source, 0, flat, out=out[:filled].view(blocks * new_rows, d))
+        self.kv, self.rows = out, new_rows
+
+    def keep_sentences(self, keep: Tensor) -> None:
+        """Drop the sentences not in `keep` from the cross-attention keys, values and mask;
+        their rows leave the self-attention cache through `reorder`.
+
+        Shape: keep (B',) sentence indices.
+        """
+        self.cross = [(k.index_select(0, keep), v.index_select(0, keep)) for k, v in self.cross]
+        self.bias = self.bias.index_select(0, keep)
