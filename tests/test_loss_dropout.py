@@ -1,4 +1,5 @@
-"""The training-speed kernels: the fused label-smoothed cross-entropy and the CPU dropout."""
+"""The training kernels: the chunked projection and label-smoothed cross-entropy, the CPU
+dropout and its fused ReLU."""
 
 from __future__ import annotations
 
@@ -6,31 +7,55 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attn.model.nn.dropout import Dropout, dropout
-from attn.model.nn.loss import smoothed_cross_entropy
+from attn.model.nn import loss as loss_module
+from attn.model.nn.dropout import Dropout, dropout, relu_dropout
+from attn.model.nn.loss import projected_cross_entropy
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
-def test_smoothed_cross_entropy_equals_torch(eps: float) -> None:
+@pytest.mark.parametrize("chunk_rows", [1, 7, 64])
+def test_projected_cross_entropy_equals_torch(eps: float, chunk_rows: int, monkeypatch) -> None:
+    # 40 rows in chunks of 1, 7 (a short last chunk) and 64 (one chunk).
+    monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", chunk_rows * 257)
     torch.manual_seed(0)
-    logits = torch.randn(40, 257, dtype=torch.float64) * 4
+    states = torch.randn(40, 16, dtype=torch.float64) * 2
+    weight = torch.randn(257, 16, dtype=torch.float64)
     target = torch.randint(0, 257, (40,))
-    mine_x = logits.clone().requires_grad_()
-    ref_x = logits.clone().requires_grad_()
-    mine = smoothed_cross_entropy(mine_x, target, eps)
-    ref = F.cross_entropy(ref_x, target, label_smoothing=eps, reduction="sum")
+    mine_s, mine_w = states.clone().requires_grad_(), weight.clone().requires_grad_()
+    ref_s, ref_w = states.clone().requires_grad_(), weight.clone().requires_grad_()
+    mine = projected_cross_entropy(mine_s, mine_w, target, eps)
+    ref = F.cross_entropy(F.linear(ref_s, ref_w), target, label_smoothing=eps, reduction="sum")
     (mine * 0.37).backward()
     (ref * 0.37).backward()
     assert torch.allclose(mine, ref, rtol=1e-12, atol=1e-12)
-    assert torch.allclose(mine_x.grad, ref_x.grad, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(mine_s.grad, ref_s.grad, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(mine_w.grad, ref_w.grad, rtol=1e-10, atol=1e-12)
 
 
-def test_smoothed_cross_entropy_stays_finite_when_confidently_wrong() -> None:
-    logits = torch.tensor([[200.0, 0.0, 0.0]], requires_grad=True)
-    loss = smoothed_cross_entropy(logits, torch.tensor([1]), 0.1)
+def test_projected_cross_entropy_in_float32_under_cpu_autocast() -> None:
+    torch.manual_seed(1)
+    states = torch.randn(30, 8, requires_grad=True)
+    weight = torch.randn(50, 8, requires_grad=True)
+    target = torch.randint(0, 50, (30,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = projected_cross_entropy(states, weight, target, 0.1)
+    ref = F.cross_entropy(states.detach() @ weight.detach().t(), target, label_smoothing=0.1,
+                          reduction="sum")  # fmt: skip
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, ref)  # float32 tolerances: no bfloat16 product
     loss.backward()
-    assert torch.isfinite(loss) and loss.item() > 80
-    assert torch.allclose(logits.grad, torch.tensor([[1.0 - 0.1 / 3, -0.9 - 0.1 / 3, -0.1 / 3]]))
+    assert states.grad.dtype == torch.float32 and weight.grad.dtype == torch.float32
+
+
+def test_projected_cross_entropy_stays_finite_when_confidently_wrong() -> None:
+    states = torch.tensor([[200.0, 0.0]], requires_grad=True)
+    weight = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], requires_grad=True)
+    loss = projected_cross_entropy(states, weight, torch.tensor([1]), 0.1)
+    loss.backward()
+    # logits (200, 0, 0): -log p(target) = 200, the smoothing term averages 200, 0 and 0.
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(0.9 * 200 + 0.1 * 400 / 3)
+    expected = torch.tensor([[1.0 - 0.1 / 3, -0.9 - 0.1 / 3, -0.1 / 3]])  # d loss / d logits
+    torch.testing.assert_close(weight.grad, expected.t() @ states.detach())
 
 
 def test_cpu_dropout_rate_scale_and_gradient() -> None:
@@ -59,6 +84,48 @@ def test_cpu_dropout_follows_the_seed_and_is_off_in_eval() -> None:
     assert torch.equal(dropout(x, 0.0, training=True), x)
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(1.5)
+
+
+def test_relu_dropout_equals_dropout_of_relu() -> None:
+    x = torch.randn(300, 64)
+    fused_x, plain_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    upstream = torch.randn(300, 64)
+    torch.manual_seed(5)
+    fused = relu_dropout(fused_x, 0.2, training=True)
+    torch.manual_seed(5)
+    plain = dropout(torch.relu(plain_x), 0.2, training=True)
+    assert torch.equal(fused, plain)
+    assert 0.1 < (fused == 0).float().mean().item() - (x <= 0).float().mean().item() * 0.8 < 0.3
+    (fused * upstream).sum().backward()
+    (plain * upstream).sum().backward()
+    assert torch.equal(fused_x.grad, plain_x.grad)
+    assert torch.equal(relu_dropout(x, 0.2, training=False), torch.relu(x))
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of the distinct tensors autograd keeps for the backward pass of `fn()`."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())
+
+
+def test_feed_forward_keeps_its_hidden_activation_once_for_backward() -> None:
+    from attn.model.nn.transformer import FeedForward
+
+    ff = FeedForward(32, 512, 0.1, "relu").train()
+    x = torch.randn(64, 32, requires_grad=True)
+    fused = _saved_bytes(lambda: ff(x))
+    unfused = _saved_bytes(lambda: ff.w2(dropout(torch.relu(ff.w1(x)), 0.1, training=True)))
+    hidden = 64 * 512 * 4  # one float (64, 512) activation
+    # Unfused: relu's output, the dropout's byte mask and its output (kept by w2); fused: the
+    # output alone (shared by the node and w2). Both keep the input and the weights.
+    assert unfused - fused == hidden + hidden // 4
 
 
 @pytest.mark.parametrize("causal", [False, True])

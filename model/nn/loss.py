@@ -1,11 +1,14 @@
-"""Cross-entropy with label smoothing in one autograd node.
+"""The output projection and the label-smoothed cross-entropy in one autograd node (CPU).
 
-`F.cross_entropy(..., label_smoothing=eps)` stores the log-probabilities and walks the
-(tokens x vocabulary) matrix about eight times between its forward and backward passes;
-with an 8k vocabulary that is a tenth of a CPU training step. Here the forward pass takes
-the softmax once and keeps it; the loss comes from two gathered numbers and the row means
-(log p_target = x_target - logsumexp, so logsumexp = x_target - log p_target), and the
-backward pass turns the kept softmax into the gradient, softmax - smoothed target, in place.
+Computed the plain way, a batch of N target pieces holds its (N x vocabulary) logits and
+their softmax at once: with 4,096 pieces and an 8k vocabulary that is 256 MB at the peak of
+a training step, the largest single item of its memory. Here the rows go through in chunks:
+a chunk's logits are turned into the softmax in place, the loss comes from the row's
+logsumexp, the target's logit and the row mean, and the gradient (softmax - smoothed target)
+is multiplied out at once into the gradients of the states and of the projection's weight,
+which are what the node keeps for the backward pass. The products are the three the plain
+way does (forward, and the two of its backward pass), so the step costs the same, and a
+chunk's logits stay in cache between the exponential and the products.
 """
 
 from __future__ import annotations
@@ -13,40 +16,65 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+# Rows of logits per chunk: 1,024 x 8k floats = 32 MB.
+CHUNK_ELEMENTS = 1024 * 8192
 
-class _SmoothedCrossEntropy(torch.autograd.Function):
+
+class _ProjectedCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: Tensor, target: Tensor, eps: float) -> Tensor:  # type: ignore[override]
-        probs = torch.softmax(logits, dim=1)  # (N, V)
-        index = target.unsqueeze(1)  # (N, 1)
-        # -log p(target); a probability that underflows caps the loss at -log(tiny) ~ 87.
-        nll = -probs.gather(1, index).squeeze(1).clamp_min(torch.finfo(probs.dtype).tiny).log()
-        loss = (1.0 - eps) * nll.sum()
-        if eps:
-            lse = logits.gather(1, index).squeeze(1) + nll  # (N,)
-            loss = loss + eps * (lse - logits.mean(dim=1)).sum()  # mean of -log p over the vocab
-        ctx.save_for_backward(probs, target)
-        ctx.eps = eps
+    def forward(ctx, states: Tensor, weight: Tensor, target: Tensor, eps: float) -> Tensor:  # type: ignore[override]
+        with torch.autocast(states.device.type, enabled=False):
+            # float32, or float64 for float64 input (the tests compare in double precision)
+            dtype = torch.float64 if states.dtype == torch.float64 else torch.float32
+            x_all, w = states.to(dtype), weight.to(dtype)
+            n, vocab = x_all.size(0), w.size(0)
+            rows = max(1, CHUNK_ELEMENTS // vocab)
+            grad_states = torch.empty_like(x_all)  # (N, d)
+            grad_weight = torch.zeros_like(w)  # (V, d)
+            loss = x_all.new_zeros(())
+            for start in range(0, n, rows):
+                x = x_all[start : start + rows]  # (n, d)
+                index = target[start : start + rows].unsqueeze(1)  # (n, 1)
+                logits = x @ w.t()  # (n, V)
+                picked = logits.gather(1, index).squeeze(1)  # (n,)
+                mean = logits.mean(dim=1) if eps else None
+                top = logits.amax(dim=1, keepdim=True)  # (n, 1)
+                total = logits.sub_(top).exp_().sum(dim=1, keepdim=True)
+                lse = (total.log() + top).squeeze(1)  # (n,)
+                loss += (1.0 - eps) * (lse - picked).sum()
+                if eps:  # the mean of -log p over the vocabulary
+                    loss += eps * (lse - mean).sum()
+                g = logits.div_(total)  # the softmax, in place
+                if eps:
+                    g.sub_(eps / vocab)
+                g.scatter_add_(1, index, g.new_full(index.shape, eps - 1.0))
+                torch.mm(g, w, out=grad_states[start : start + rows])
+                grad_weight.addmm_(g.t(), x)
+        ctx.save_for_backward(grad_states, grad_weight)
+        ctx.dtypes = (states.dtype, weight.dtype)
         return loss
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        probs, target = ctx.saved_tensors
-        eps = ctx.eps
-        g = probs  # used once: the softmax becomes the gradient in place
-        if eps:
-            g.sub_(eps / g.size(1))
-        g.scatter_add_(1, target.unsqueeze(1), g.new_full((g.size(0), 1), eps - 1.0))
-        return g.mul_(grad), None, None
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:  # type: ignore[override]
+        grad_states, grad_weight = ctx.saved_tensors
+        states_dtype, weight_dtype = ctx.dtypes
+        return (
+            grad_states.mul_(grad).to(states_dtype),
+            grad_weight.mul_(grad).to(weight_dtype),
+            None,
+            None,
+        )
 
 
-def smoothed_cross_entropy(logits: Tensor, target: Tensor, eps: float = 0.0) -> Tensor:
-    """Summed cross-entropy of `logits` against `target` with label smoothing `eps`.
+def projected_cross_entropy(
+    states: Tensor, weight: Tensor, target: Tensor, eps: float = 0.0
+) -> Tensor:
+    """Summed cross-entropy of `states @ weight.T` against `target`, label smoothing `eps`.
 
-    Equals `F.cross_entropy(logits, target, label_smoothing=eps, reduction="sum")`, value
-    and gradient (the backward pass may run once: no `retain_graph`). Every row counts
-    (select padding out beforehand).
+    Equals `F.cross_entropy(F.linear(states, weight), target, label_smoothing=eps,
+    reduction="sum")`, value and gradients (computed in float32; the backward pass may run
+    once: no `retain_graph`). Every row counts (select padding out beforehand).
 
-    Shape: logits (N, V) float; target (N,) class ids; returns a scalar.
+    Shape: states (N, d); weight (V, d); target (N,) class ids; returns a scalar.
     """
-    return _SmoothedCrossEntropy.apply(logits, target, float(eps))
+    return _ProjectedCrossEntropy.apply(states, weight, target, float(eps))

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from attn.model.nn.attention import KVCache, MultiHeadAttention
 from attn.model.nn.config import ModelConfig
-from attn.model.nn.dropout import Dropout
+from attn.model.nn.dropout import Dropout, relu_dropout
 
 
 @dataclass
@@ -66,7 +66,12 @@ class FeedForward(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.w2(self.dropout(self.act(self.w1(x))))  # (B, T, d_model)
+        h = self.w1(x)  # (B, T, d_ff)
+        if isinstance(self.act, nn.ReLU):
+            h = relu_dropout(h, self.dropout.p, self.training)
+        else:
+            h = self.dropout(self.act(h))
+        return self.w2(h)  # (B, T, d_model)
 
 
 class EncoderLayer(nn.Module):

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attn.model.nn.config import ModelConfig
-from attn.model.nn.loss import smoothed_cross_entropy
+from attn.model.nn.loss import projected_cross_entropy
 from attn.model.nn.transformer import Transformer
 
 
@@ -38,11 +38,11 @@ class Objective(nn.Module):
             # GPU the boolean index would sync with the host, so padding is projected.)
             keep = target != c.pad_id  # (B, T)
             states, target = states[keep], target[keep]  # (N, d_model), (N,)
+            if self.model.output_proj is None:  # the tied projection, chunked with the loss
+                weight = self.model.embed.weight
+                return projected_cross_entropy(states, weight, target, self.label_smoothing)
         logits = self.model.project(states).flatten(0, -2)  # (N, V)
-        target = target.flatten()
-        if logits.device.type == "cpu":
-            return smoothed_cross_entropy(logits.float(), target, self.label_smoothing)
-        return self._cross_entropy(logits, target, self.label_smoothing)
+        return self._cross_entropy(logits, target.flatten(), self.label_smoothing)
 
     def _cross_entropy(self, logits: Tensor, target: Tensor, smoothing: float) -> Tensor:
         return F.cross_entropy(
