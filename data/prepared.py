@@ -1,4 +1,4 @@
-"""Prepared corpora on disk: token ids in flat binary arrays that later runs memory-map.
+"""Prepared corpora on disk: token ids in flat binary arrays that later runs read in place.
 
 A prepared directory (a model directory's `prepared/`) holds raw little-endian arrays, one
 file each (`NAME.bin`, like fairseq's binarized data: no header, the dtype and length are in
@@ -9,8 +9,10 @@ The manifest is the commit point. A preparation first removes the old manifest, 
 each array under a temporary name, fsyncs and renames it, and writes the manifest last
 (atomically): a process killed at any moment leaves either a complete, listed set of arrays or
 no manifest, and `open_prepared` trusts nothing that the manifest does not list with its
-exact size. Every process (each torchrun rank) maps the same files, so the operating system's
-page cache holds one copy of the corpus however many processes train on it.
+exact size. Every process (each torchrun rank) reads the same files, so the operating system's
+page cache holds one copy of the corpus however many processes train on it. The small per-row
+arrays (lengths, labels) are memory-mapped; the token ids and their offsets are read by
+position, a batch's rows at a time (`FileArray`), so they never count in a process's memory.
 """
 
 from __future__ import annotations
@@ -78,6 +80,51 @@ def start_preparation(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
 
 
+class FileArray:
+    """A read-only array in a file, read by position instead of memory-mapped.
+
+    A mapped page counts in the process's resident memory once touched, and the kernel maps
+    a touched page's cached neighbours with it (fault-around, 64 KB): batches drawn from all
+    over a 500 MB corpus grew a training process by about 100 MB a step that way, up to the
+    corpus's size. Reads go through the page cache all the same, so processes reading one
+    file (torchrun ranks) still share one copy of it in memory.
+    """
+
+    def __init__(self, path: Path, dtype: np.dtype, count: int) -> None:
+        self.path, self.dtype, self.count = Path(path), np.dtype(dtype), count
+        self.file = open(self.path, "rb", buffering=0)  # noqa: SIM115 (closed with the object)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        """The items at `index` (an array of positions)."""
+        index = np.asarray(index, dtype=np.int64)
+        return self.runs(index, np.ones_like(index))
+
+    def runs(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """`self[s : s + c]` for each start s and count c, concatenated (adjacent runs are
+        read in one call)."""
+        starts = np.asarray(starts, dtype=np.int64)
+        ends = starts + np.asarray(counts, dtype=np.int64)
+        if not len(starts):
+            return np.zeros(0, dtype=self.dtype)
+        new = np.ones(len(starts), dtype=bool)
+        new[1:] = starts[1:] != ends[:-1]
+        first = np.flatnonzero(new)
+        last = np.append(first[1:] - 1, len(starts) - 1)
+        item = self.dtype.itemsize
+        out = np.empty(int((ends - starts).sum()), dtype=self.dtype)
+        view, pos = memoryview(out.view(np.uint8)), 0
+        for start, end in zip(starts[first].tolist(), ends[last].tolist(), strict=True):
+            size = (end - start) * item
+            self.file.seek(start * item)
+            if self.file.readinto(view[pos : pos + size]) != size:
+                raise OSError(f"{self.path}: shorter than its manifest says")
+            pos += size
+        return out
+
+
 @dataclass(frozen=True)
 class PreparedData:
     """A published prepared directory: its manifest and its arrays, memory-mapped."""
@@ -92,6 +139,15 @@ class PreparedData:
         if entry["count"] == 0:
             return np.zeros(0, dtype=dtype)
         return np.memmap(self.directory / entry["file"], dtype=dtype, mode="r")
+
+    def reader(self, name: str) -> FileArray | np.ndarray:
+        """Array `name`, read by position (`FileArray`; an empty array when it holds nothing):
+        for the token arrays, which batches read a few rows at a time from anywhere."""
+        entry = self.manifest["arrays"][name]
+        dtype = np.dtype(entry["dtype"]).newbyteorder("<")
+        if entry["count"] == 0:
+            return np.zeros(0, dtype=dtype)
+        return FileArray(self.directory / entry["file"], dtype, entry["count"])
 
     def size_on_disk(self) -> int:
         """Bytes of the files the manifest lists."""

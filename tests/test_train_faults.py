@@ -203,8 +203,8 @@ def test_torchrun_resume_continues_every_rank_exactly(tmp_path):
         assert torch.equal(a[name], b[name]), name
 
 
-def test_torchrun_ranks_map_one_prepared_copy(tmp_path):
-    """Prepared once (--prepare-only), then both ranks map the same files: no second
+def test_torchrun_ranks_read_one_prepared_copy(tmp_path):
+    """Prepared once (--prepare-only), then both ranks read the same files: no second
     preparation, and the page cache holds the corpus once for both processes."""
     data, model = slice_translate(tmp_path), tmp_path / "m"
     prepared = subprocess.run(
@@ -214,13 +214,13 @@ def test_torchrun_ranks_map_one_prepared_copy(tmp_path):
     manifest = model / "prepared" / "manifest.json"
     written = manifest.stat().st_mtime_ns
     tokens = str((model / "prepared" / "src_tokens.bin").resolve())
-    mapping: set[int] = set()
+    reading: set[int] = set()
 
-    def watch() -> None:
-        for maps in Path("/proc").glob("[0-9]*/maps"):
+    def watch() -> None:  # the processes that hold the prepared token file open
+        for fd in Path("/proc").glob("[0-9]*/fd/*"):
             try:
-                if tokens in maps.read_text():
-                    mapping.add(int(maps.parent.name))
+                if os.readlink(fd) == tokens:
+                    reading.add(int(fd.parent.parent.name))
             except OSError:
                 continue
 
@@ -230,4 +230,4 @@ def test_torchrun_ranks_map_one_prepared_copy(tmp_path):
     )
     assert "Using the data prepared in" in err and "Prepared " not in err
     assert manifest.stat().st_mtime_ns == written
-    assert len(mapping) == 2, mapping  # both ranks, one file
+    assert len(reading) == 2, reading  # both ranks, one file

@@ -20,18 +20,25 @@ from attn.model.nn.config import ModelConfig
 
 if TYPE_CHECKING:
     from attn.data.batching import Batches
+    from attn.data.prepared import FileArray
 
 
 class Sequences:
     """Token id sequences stored flat (one array of ids plus offsets), batched by gather.
 
-    The arrays are numpy: in memory for a small split, memory-mapped from a prepared
-    directory (`attn.data.prepared`) for the training data, so a batch reads only its rows.
+    The arrays are numpy in memory for a small split; for the training data, the ids and
+    offsets are read by position from a prepared directory (`attn.data.prepared.FileArray`)
+    and the lengths memory-mapped, so a batch reads only its rows.
     flat: (N,) ids; offsets: (n + 1,) int64, sequence i is flat[offsets[i]:offsets[i + 1]];
     lengths: (n,) int32.
     """
 
-    def __init__(self, flat: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> None:
+    def __init__(
+        self,
+        flat: np.ndarray | FileArray,
+        offsets: np.ndarray | FileArray,
+        lengths: np.ndarray,
+    ) -> None:
         self.flat, self.offsets, self.lengths = flat, offsets, lengths
 
     @classmethod
@@ -55,11 +62,18 @@ class Sequences:
         to a multiple of `multiple` where that stays within `cap`."""
         idx = np.asarray(index, dtype=np.int64)
         lengths = self.lengths[idx].astype(np.int64)  # (B,)
+        starts = np.asarray(self.offsets[idx], dtype=np.int64)  # (B,)
+        if isinstance(self.flat, np.ndarray):
+            firsts = np.cumsum(lengths) - lengths  # where each row's run begins in `values`
+            within = np.arange(int(lengths.sum())) - np.repeat(firsts, lengths)
+            values = self.flat[np.repeat(starts, lengths) + within]
+        else:  # a prepared array, read by position (attn.data.prepared.FileArray)
+            values = self.flat.runs(starts, lengths)
         longest = int(lengths.max())
         pos = np.arange(max(longest, min(-(-longest // multiple) * multiple, cap)))  # (T,)
-        gather = np.minimum(self.offsets[idx, None] + pos, max(0, len(self.flat) - 1))  # (B, T)
-        ids = torch.from_numpy(self.flat[gather].astype(np.int64))
-        return ids.masked_fill_(torch.from_numpy(pos >= lengths[:, None]), pad_id)
+        ids = np.full((len(idx), len(pos)), pad_id, dtype=np.int64)  # (B, T)
+        ids[pos < lengths[:, None]] = values  # row by row, as the runs are concatenated
+        return torch.from_numpy(ids)
 
 
 def encode(tokenizer: Any, texts: Sequence[str], max_length: int, keep: str = "head") -> Sequences:
@@ -110,12 +124,12 @@ class Split:
     @classmethod
     def open(cls, prepared: Any) -> Split:
         """The training split of a prepared directory (`attn.data.prepared.PreparedData`),
-        memory-mapped."""
+        read in place."""
 
         def sequences(side: str) -> Sequences:
             return Sequences(
-                prepared.array(f"{side}_tokens"),
-                prepared.array(f"{side}_offsets"),
+                prepared.reader(f"{side}_tokens"),
+                prepared.reader(f"{side}_offsets"),
                 prepared.array(f"{side}_lengths"),
             )
 
