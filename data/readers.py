@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import closing
+from itertools import zip_longest
 from pathlib import Path
 from typing import IO
 
@@ -64,8 +65,9 @@ def _open_binary(path: str | Path) -> IO[bytes]:
         raise DataError(path, f"cannot open ({e.strerror})") from e
 
 
-def _raw_lines(stream: IO[bytes], name: str) -> Iterator[bytes]:
-    """Split a byte stream at ``\\r\\n``, ``\\r`` or ``\\n``, one chunk at a time."""
+def _raw_blocks(stream: IO[bytes], name: str) -> Iterator[list[bytes]]:
+    """Split a byte stream at ``\r\n``, ``\r`` or ``\n``: the complete lines of each read,
+    as a list (a read that completes no line gives none)."""
     buf = b""
     first = True
     while True:
@@ -82,16 +84,24 @@ def _raw_lines(stream: IO[bytes], name: str) -> Iterator[bytes]:
         if not chunk:
             break
         buf += chunk
-        start = 0
+        if b"\r" not in buf:  # the common case: bytes.split, no regex
+            end = buf.rfind(b"\n")
+            if end >= 0:
+                yield buf[:end].split(b"\n")
+                buf = buf[end + 1 :]
+            continue
+        lines, start = [], 0
         for m in _LINE_BREAK.finditer(buf):
             # A CR at the very end may be the first half of a CRLF split across chunks.
             if m.group() == b"\r" and m.end() == len(buf):
                 break
-            yield buf[start : m.start()]
+            lines.append(buf[start : m.start()])
             start = m.end()
+        if lines:
+            yield lines
         buf = buf[start:]
     if buf:
-        yield buf.removesuffix(b"\r")
+        yield [buf.removesuffix(b"\r")]
 
 
 # What a strict read suggests for invalid UTF-8 or a NUL byte. Commands that offer
@@ -121,6 +131,18 @@ def _decode(raw: bytes, name: str, lineno: int, errors: str, hint: str) -> str:
     return text
 
 
+def _decode_block(block: list[bytes], errors: str) -> list[str] | None:
+    """The lines of `block` decoded, or None when a strict decode finds a bad one."""
+    joined = b"\n".join(block)
+    if errors == "replace":
+        return joined.decode("utf-8", errors="replace").replace("\0", "\ufffd").split("\n")
+    try:
+        text = joined.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if "\0" in text else text.split("\n")
+
+
 def read_lines(
     path: str | Path, *, errors: str = "strict", hint: str = REENCODE_HINT
 ) -> Iterator[str]:
@@ -145,9 +167,19 @@ def read_lines(
         raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
     name = _display_name(path)
     stream = _open_binary(path)
+    lineno = 0
     try:
-        for lineno, raw in enumerate(_raw_lines(stream, name), start=1):
-            yield _decode(raw, name, lineno, errors, hint)
+        for block in _raw_blocks(stream, name):
+            # The whole block in one decode; line by line only to name a bad line. (No
+            # decoder takes the joining newline into an invalid sequence.)
+            text = _decode_block(block, errors)
+            if text is not None:
+                yield from text
+                lineno += len(text)
+                continue
+            for raw in block:
+                lineno += 1
+                yield _decode(raw, name, lineno, errors, hint)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
@@ -169,26 +201,22 @@ def read_parallel(
     """
     src_lines = read_lines(src_path)
     tgt_lines = read_lines(tgt_path)
-    n = 0
-    while True:
-        # Not zip(): it would swallow a line of the longer file and miscount it.
-        src = next(src_lines, None)
-        tgt = next(tgt_lines, None)
+    check = empty == "error"
+    # Not zip(): it would swallow a line of the longer file and miscount it.
+    for n, (src, tgt) in enumerate(zip_longest(src_lines, tgt_lines)):
         if src is None or tgt is None:
-            break
-        n += 1
-        for text, path in ((src, src_path), (tgt, tgt_path)):
-            if empty == "error" and not text.strip():
-                raise DataError(_display_name(path), "empty line", n)
+            n_src = n + (src is not None) + sum(1 for _ in src_lines)
+            n_tgt = n + (tgt is not None) + sum(1 for _ in tgt_lines)
+            raise DataError(
+                _display_name(src_path),
+                f"has {n_src} lines but {_display_name(tgt_path)} has {n_tgt}; "
+                "line N of one file must pair with line N of the other",
+            )
+        if check:
+            for text, path in ((src, src_path), (tgt, tgt_path)):
+                if not text.strip():
+                    raise DataError(_display_name(path), "empty line", n + 1)
         yield src, tgt
-    n_src = n + (src is not None) + sum(1 for _ in src_lines)
-    n_tgt = n + (tgt is not None) + sum(1 for _ in tgt_lines)
-    if n_src != n_tgt:
-        raise DataError(
-            _display_name(src_path),
-            f"has {n_src} lines but {_display_name(tgt_path)} has {n_tgt}; "
-            "line N of one file must pair with line N of the other",
-        )
 
 
 def _pick_column(

@@ -66,6 +66,24 @@ def test_read_lines_streams_crlf_split_across_chunks(tmp_path: Path) -> None:
     assert list(read_lines(path)) == [line, "next"]
 
 
+def test_read_lines_decodes_blocks_and_names_the_bad_line_in_a_later_one(tmp_path: Path) -> None:
+    # Lines are decoded a 64 KB read at a time: a character split across two reads, lines
+    # spanning reads, and a bad byte far into the file still give exact lines and numbers.
+    lines = [f"{i} caf\u00e9 \u65e5\u672c " + "x" * (i % 97) for i in range(20_000)]
+    data = "\n".join(lines).encode()
+    assert len(data) > 10 * 65536
+    path = write(tmp_path / "many.txt", data)
+    assert list(read_lines(path)) == lines
+    bad = data.replace(b"\n15000 caf", b"\n15000 c\xffaf", 1)
+    path = write(tmp_path / "bad.txt", bad)
+    assert error_of(lambda: list(read_lines(path))).startswith(
+        f"{path}:15001: invalid UTF-8 (byte 0xff at column 8)"
+    )
+    replaced = list(read_lines(path, errors="replace"))
+    assert replaced[15000] == lines[15000].replace("caf", "c\ufffdaf", 1)
+    assert replaced[:15000] == lines[:15000] and replaced[15001:] == lines[15001:]
+
+
 def test_read_lines_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = io.TextIOWrapper(io.BytesIO(b"one\r\ntwo\n"))
     monkeypatch.setattr(sys, "stdin", fake)
