@@ -127,7 +127,7 @@ class FileArray:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """A published prepared directory: its manifest and its arrays, memory-mapped."""
+    """A published prepared directory: its manifest and its arrays, read in place."""
 
     directory: Path
     manifest: dict[str, Any]

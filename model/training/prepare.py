@@ -1,6 +1,6 @@
 """Everything before the first step: find the data, clear the directory for --overwrite,
-prepare the data once (train or copy the tokenizer, encode the corpus into memory-mapped
-arrays, count the lexical shortlist), or map the data a run prepared before; choose the
+prepare the data once (train or copy the tokenizer, encode the corpus into flat arrays on
+disk, count the lexical shortlist), or open the data a run prepared before; choose the
 model config.
 
 The prepared data lives in MODEL_DIR/prepared/ (`attn.data.prepared`), keyed by what it was
@@ -75,7 +75,7 @@ class DataInfo:
 @dataclass
 class Prepared:
     """What training needs from the data: what it was, the tokenizer, the model config and
-    the encoded splits (train memory-mapped from `directory`)."""
+    the encoded splits (train read in place from `directory`)."""
 
     data: DataInfo
     tokenizer: Any  # attn.tokenizer.Tokenizer
