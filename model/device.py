@@ -50,7 +50,10 @@ def keep_freed_memory() -> None:
     key/value cache). By default glibc maps such blocks fresh and gives them back when freed,
     so every step pays page faults: about a tenth of a beam search on the CPU. With fixed
     thresholds blocks below 32 MB come from the heap, and up to 256 MB of freed heap stays
-    with the process (peak memory is unchanged: what is kept is reused).
+    with the process. Peak memory is what glibc's default gives (its dynamic threshold rises
+    to 32 MB after the first large frees anyway): in training, the holes that one step's
+    freed activations leave add about a third to the live tensors; returning every block
+    instead costs a third of a step in page faults (docs/performance.md, "Large corpora").
     """
     global _allocator_tuned
     if _allocator_tuned or not sys.platform.startswith("linux"):
