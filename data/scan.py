@@ -21,7 +21,7 @@ import numpy as np
 
 from attn.data.progress import StageProgress
 from attn.data.readers import DataError
-from attn.data.tasks import Example, TaskFiles, check_val_label, training_labels
+from attn.data.tasks import Example, TaskFiles, check_val_label, held_out, training_labels
 
 # The role of a row of the training files.
 DROPPED, TRAIN, VAL = 0, 1, 2
@@ -127,9 +127,7 @@ def scan_training_data(
     if not np.any(role == TRAIN):
         raise DataError(names, "no training examples")
     sorted_labels = training_labels(labels, files.train) if sentiment else None
-    val_from_train = not files.val and val_fraction > 0
-    if val_from_train:
-        val_from_train = _hold_out(role, val_fraction, max_val, seed)
+    val_from_train = not files.val and _hold_out(role, val_fraction, max_val, seed)
 
     def keep(row: int) -> bool:
         return bool(role[row] == TRAIN)
@@ -165,11 +163,8 @@ def _drop_duplicates(roles: np.ndarray, hashes: np.ndarray) -> int:
 
 
 def _hold_out(roles: np.ndarray, fraction: float, max_val: int, seed: int) -> bool:
-    """Hold out a seeded slice of the kept rows for validation (as load_task_data does)."""
+    """Hold out the kept rows that load_task_data would hold out (`held_out`) for validation."""
     kept = np.flatnonzero(roles == TRAIN)
-    if len(kept) <= 1:
-        return False
-    n_val = min(max_val, max(1, round(len(kept) * fraction)))
-    held = random.Random(seed).sample(range(len(kept)), n_val)
+    held = held_out(len(kept), fraction, max_val, seed)
     roles[kept[np.asarray(held, dtype=np.int64)]] = VAL
-    return True
+    return bool(held)

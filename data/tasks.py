@@ -362,6 +362,16 @@ def training_labels(found: set[str], files: Sequence[Path]) -> list[str]:
     return ordered
 
 
+def held_out(n: int, fraction: float, max_val: int, seed: int) -> list[int]:
+    """Which of `n` training examples are held out for validation when there are no
+    validation files: a seeded `fraction` of them, at least one and at most `max_val`; none
+    of fewer than two. Positions in an order the seed fixes (the same for every reader)."""
+    if n <= 1 or fraction <= 0:
+        return []
+    n_val = min(max_val, max(1, round(n * fraction)))
+    return random.Random(seed).sample(range(n), n_val)
+
+
 def sort_labels(labels: set[str]) -> list[str]:
     """Label names in class-id order: numerically when all are integers, else by name."""
     try:
@@ -436,10 +446,9 @@ def load_task_data(
             check_val_label(path, line, ex.tgt, labels)
             val_examples.append(ex)
 
-    val_from_train = not val_files and val_fraction > 0 and len(train_examples) > 1
+    held = set() if val_files else set(held_out(len(train_examples), val_fraction, max_val, seed))
+    val_from_train = bool(held)
     if val_from_train:
-        n_val = min(max_val, max(1, round(len(train_examples) * val_fraction)))
-        held = set(random.Random(seed).sample(range(len(train_examples)), n_val))
         val_examples = [ex for i, ex in enumerate(train_examples) if i in held]
         train_examples = [ex for i, ex in enumerate(train_examples) if i not in held]
 
