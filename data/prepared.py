@@ -132,22 +132,22 @@ class PreparedData:
     directory: Path
     manifest: dict[str, Any]
 
-    def array(self, name: str) -> np.ndarray:
-        """Array `name`, memory-mapped read-only (an empty array when it holds nothing)."""
+    def _entry(self, name: str) -> tuple[Path, np.dtype, int]:
+        """Array `name`'s file, dtype and length, from the manifest."""
         entry = self.manifest["arrays"][name]
         dtype = np.dtype(entry["dtype"]).newbyteorder("<")
-        if entry["count"] == 0:
-            return np.zeros(0, dtype=dtype)
-        return np.memmap(self.directory / entry["file"], dtype=dtype, mode="r")
+        return self.directory / entry["file"], dtype, entry["count"]
+
+    def array(self, name: str) -> np.ndarray:
+        """Array `name`, memory-mapped read-only (an empty array when it holds nothing)."""
+        path, dtype, count = self._entry(name)
+        return np.memmap(path, dtype=dtype, mode="r") if count else np.zeros(0, dtype=dtype)
 
     def reader(self, name: str) -> FileArray | np.ndarray:
         """Array `name`, read by position (`FileArray`; an empty array when it holds nothing):
         for the token arrays, which batches read a few rows at a time from anywhere."""
-        entry = self.manifest["arrays"][name]
-        dtype = np.dtype(entry["dtype"]).newbyteorder("<")
-        if entry["count"] == 0:
-            return np.zeros(0, dtype=dtype)
-        return FileArray(self.directory / entry["file"], dtype, entry["count"])
+        path, dtype, count = self._entry(name)
+        return FileArray(path, dtype, count) if count else np.zeros(0, dtype=dtype)
 
     def size_on_disk(self) -> int:
         """Bytes of the files the manifest lists."""
