@@ -65,9 +65,9 @@ def _open_binary(path: str | Path) -> IO[bytes]:
         raise DataError(path, f"cannot open ({e.strerror})") from e
 
 
-def _raw_blocks(stream: IO[bytes], name: str) -> Iterator[list[bytes]]:
-    """Split a byte stream at ``\r\n``, ``\r`` or ``\n``: the complete lines of each read,
-    as a list (a read that completes no line gives none)."""
+def _raw_blocks(stream: IO[bytes], name: str) -> Iterator[bytes]:
+    """Split a byte stream at ``\r\n``, ``\r`` or ``\n``: the complete lines of each read as
+    one block, its lines joined by ``\n`` (a read that completes no line gives none)."""
     buf = b""
     first = True
     while True:
@@ -84,10 +84,10 @@ def _raw_blocks(stream: IO[bytes], name: str) -> Iterator[list[bytes]]:
         if not chunk:
             break
         buf += chunk
-        if b"\r" not in buf:  # the common case: bytes.split, no regex
+        if b"\r" not in buf:  # the common case: the lines are already joined by \n
             end = buf.rfind(b"\n")
             if end >= 0:
-                yield buf[:end].split(b"\n")
+                yield buf[:end]
                 buf = buf[end + 1 :]
             continue
         lines, start = [], 0
@@ -98,10 +98,10 @@ def _raw_blocks(stream: IO[bytes], name: str) -> Iterator[list[bytes]]:
             lines.append(buf[start : m.start()])
             start = m.end()
         if lines:
-            yield lines
+            yield b"\n".join(lines)
         buf = buf[start:]
     if buf:
-        yield [buf.removesuffix(b"\r")]
+        yield buf.removesuffix(b"\r")
 
 
 # What a strict read suggests for invalid UTF-8 or a NUL byte. Commands that offer
@@ -131,13 +131,13 @@ def _decode(raw: bytes, name: str, lineno: int, errors: str, hint: str) -> str:
     return text
 
 
-def _decode_block(block: list[bytes], errors: str) -> list[str] | None:
-    """The lines of `block` decoded, or None when a strict decode finds a bad one."""
-    joined = b"\n".join(block)
+def _decode_block(block: bytes, errors: str) -> list[str] | None:
+    """The lines of `block` (joined by newlines) decoded, or None when a strict decode finds
+    a bad one."""
     if errors == "replace":
-        return joined.decode("utf-8", errors="replace").replace("\0", "\ufffd").split("\n")
+        return block.decode("utf-8", errors="replace").replace("\0", "\ufffd").split("\n")
     try:
-        text = joined.decode("utf-8")
+        text = block.decode("utf-8")
     except UnicodeDecodeError:
         return None
     return None if "\0" in text else text.split("\n")
@@ -177,7 +177,7 @@ def read_lines(
                 yield from text
                 lineno += len(text)
                 continue
-            for raw in block:
+            for raw in block.split(b"\n"):
                 lineno += 1
                 yield _decode(raw, name, lineno, errors, hint)
     finally:
