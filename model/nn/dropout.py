@@ -27,14 +27,20 @@ def random_bytes(shape: torch.Size, device: torch.device) -> Tensor:
     return words.view(torch.uint8)[:n].view(shape)
 
 
+def _keep(ctx, x: Tensor, threshold: int) -> Tensor:
+    """The byte mask of `x` (True = kept: a random byte at or above `threshold`); records the
+    scale of the kept values on `ctx`."""
+    ctx.scale = 256.0 / (256 - threshold)
+    return random_bytes(x.shape, x.device) >= threshold
+
+
 class _ByteDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, threshold: int) -> Tensor:  # type: ignore[override]
         # The mask is kept as bytes (a quarter of a float mask's memory until the backward
         # pass); x * keep * scale equals x * (keep * scale) exactly: one rounding either way.
-        keep = random_bytes(x.shape, x.device) >= threshold
+        keep = _keep(ctx, x, threshold)
         ctx.save_for_backward(keep)
-        ctx.scale = 256.0 / (256 - threshold)
         return x.mul(keep).mul_(ctx.scale)
 
     @staticmethod
@@ -54,9 +60,7 @@ class _ByteDropoutReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, threshold: int) -> Tensor:  # type: ignore[override]
-        keep = random_bytes(x.shape, x.device) >= threshold
-        ctx.scale = 256.0 / (256 - threshold)
-        out = torch.relu(x).mul_(keep).mul_(ctx.scale)
+        out = torch.relu(x).mul_(_keep(ctx, x, threshold)).mul_(ctx.scale)
         ctx.save_for_backward(out)
         return out
 
