@@ -7,7 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attn.model.decoding.incremental import FEW_ROWS, StepWeights
+from attn.model.decoding.incremental import (
+    FEW_POSITIONS,
+    FEW_ROWS,
+    SOFTMAX_WIDTH,
+    StepWeights,
+)
 from attn.model.nn.config import ModelConfig
 from attn.model.nn.transformer import Transformer
 
@@ -45,17 +50,21 @@ def _batch(b: int, s: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("beams", [1, 3])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
+# A source shorter than SOFTMAX_WIDTH (padded on the CPU) and a longer one; steps over at most
+# FEW_POSITIONS positions, fewer than SOFTMAX_WIDTH, and more.
+@pytest.mark.parametrize("source, steps", [(7, 6), (SOFTMAX_WIDTH + 2, SOFTMAX_WIDTH + 4)])
 @torch.inference_mode()
-def test_steps_equal_decoding_the_whole_prefix(beams, activation):
+def test_steps_equal_decoding_the_whole_prefix(beams, activation, source, steps):
+    assert FEW_POSITIONS < 6 < SOFTMAX_WIDTH
     model = _model(activation)
-    src, mask = _batch(4)
+    src, mask = _batch(4, source)
     memory = model.encode(src, mask)
     rows = src.size(0) * beams
-    tgt = torch.randint(4, 40, (rows, 6), generator=torch.Generator().manual_seed(1))
+    tgt = torch.randint(4, 40, (rows, steps), generator=torch.Generator().manual_seed(1))
     tgt[:, 0] = BOS
-    state = StepWeights(model).start(memory, mask, beams, width=6)
+    state = StepWeights(model).start(memory, mask, beams, width=steps)
     full_memory, full_mask = memory.repeat_interleave(beams, 0), mask.repeat_interleave(beams, 0)
-    for t in range(6):
+    for t in range(steps):
         states = state.step(tgt[:, t], t)  # (R, d)
         expected = model.decode(tgt[:, : t + 1], full_memory, full_mask, hidden=True)[:, -1]
         torch.testing.assert_close(states, expected, atol=1e-5, rtol=1e-5)

@@ -14,9 +14,9 @@ computes the same decoder with fewer of them:
   reordering (or rows leaving) copies the filled part once into a second buffer, where the
   general path concatenates and then selects, two copies of the cache per step;
 - cross-attention keys and values are computed once per sentence, transposed for the
-  product, and the source mask becomes an additive bias of the scores (one `baddbmm`); on
-  the CPU a source of fewer than `SHORT_SOURCE` pieces gets masked positions up to that many,
-  where the softmax of the scores is several times faster;
+  product, and the source mask becomes an additive bias of the scores (one `baddbmm`);
+- on the CPU, attention over few positions avoids two slow paths: softmax over fewer than
+  16 scores (`SOFTMAX_WIDTH`), and thousands of tiny matrix products (`FEW_POSITIONS`);
 - plain functions on tensors: no module calls, no masks rebuilt per step.
 
 `attn.model.decoding.search` uses it for every cached search; its outputs equal the general
@@ -41,9 +41,14 @@ from attn.model.nn.transformer import Transformer
 FEW_ROWS = 16
 
 # The CPU's softmax over fewer than 16 scores a row runs a scalar loop: 160 us for 512 rows of
-# 13 scores, 24 us for 16. On the CPU the cross-attention of a batch with a shorter source
-# attends to this many positions, the added ones masked.
-SHORT_SOURCE = 16
+# 13 scores, 24 us for 16. On the CPU, attention over fewer positions takes its softmax over
+# this many, the added ones masked: a batch's source is padded once (its cross-attention), and
+# a step's self-attention scores are padded before their softmax.
+SOFTMAX_WIDTH = 16
+# On the CPU, self-attention over at most this many positions (a sentence's first steps) uses
+# element-wise products and sums: R*h matrix products of 1 x d_k x t cost more (0.35-0.5x the
+# time at 1-4 positions, 1.0-1.5x from 7 on; paired timings, one thread).
+FEW_POSITIONS = 4
 
 
 class Linear:
@@ -167,7 +172,8 @@ class DecoderState:
         h, d_k = w.n_heads, w.d_k
         self.beams, self.rows = beams, b * beams
         self.cross: list[tuple[Tensor, Tensor]] = []
-        pad = max(0, SHORT_SOURCE - s) if memory.is_cpu else 0  # masked positions added
+        self.cpu = memory.is_cpu
+        pad = max(0, SOFTMAX_WIDTH - s) if self.cpu else 0  # masked positions added
         for layer in w.layers:
             kv = layer.cross_kv(memory.view(b * s, d)).view(b, s, 2, h, d_k)
             k = kv[:, :, 0].permute(0, 2, 3, 1)  # (B, h, d_k, S): for q k^T
@@ -218,8 +224,7 @@ class DecoderState:
             keys = kv_all[: t + 1, i, 0].view(t + 1, r * h, d_k)  # (t+1, R*h, d_k)
             values = kv_all[: t + 1, i, 1].view(t + 1, r * h, d_k)
             q = qkv[:, :d].reshape(r * h, 1, d_k)  # scaled by 1/sqrt(d_k)
-            p = torch.bmm(q, keys.permute(1, 2, 0)).softmax(-1)  # (R*h, 1, t+1)
-            a = torch.bmm(p, values.transpose(0, 1)).view(r, d)  # (R*h, 1, d_k) -> (R, d)
+            a = self._self_attention(q, keys, values).view(r, d)
             x = x + layer.self_out(a)
             # Cross-attention: the g beams of a sentence query its memory together.
             k, v = self.cross[i]  # (B, h, d_k, S), (B, h, S, d_k)
@@ -234,6 +239,23 @@ class DecoderState:
             x = x + layer.ff2(f)
         nw, nb, ne = w.norm
         return F.layer_norm(x, (d,), nw, nb, ne)
+
+    def _self_attention(self, q: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+        """One query per row and head over the n positions so far.
+
+        Shape: q (R*h, 1, d_k); keys, values (n, R*h, d_k) -> (R*h, d_k).
+        """
+        n = keys.size(0)
+        if self.cpu and n <= FEW_POSITIONS:
+            p = (keys * q.transpose(0, 1)).sum(-1).softmax(0)  # (n, R*h)
+            return (values * p.unsqueeze(-1)).sum(0)
+        scores = torch.bmm(q, keys.permute(1, 2, 0))  # (R*h, 1, n)
+        if self.cpu and n < SOFTMAX_WIDTH:
+            low = torch.finfo(scores.dtype).min
+            p = F.pad(scores, (0, SOFTMAX_WIDTH - n), value=low).softmax(-1)[..., :n]
+        else:
+            p = scores.softmax(-1)
+        return torch.bmm(p, values.transpose(0, 1)).squeeze(1)
 
     def reorder(self, index: Tensor, filled: int) -> None:
         """Row i of the cache becomes row `index[i]` (of the `filled` steps so far).
