@@ -20,7 +20,7 @@ figures from shared/peers/README.md (an idle machine) are shown, labelled "refer
 Compare ratios only between figures measured in the same run.
 
     python bench/peers.py [-m MODEL_DIR] [--threads 2] [--sentences 1000] [--train-steps 40]
-    python bench/peers.py -m MODEL_DIR --same-model-only
+    python bench/peers.py -m MODEL_DIR --same-model-only [--rounds 3]
 
 Without -m it uses a `small` model with random weights (see bench/translate_speed.py).
 Writes bench/results/peers.json and prints a table.
@@ -29,6 +29,7 @@ Writes bench/results/peers.json and prints a table.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -96,7 +97,7 @@ def attn_translation(model_dir: Path, sources: list[str], threads: int, trained:
     return runs
 
 
-def same_model(model_dir: Path, sources: list[str], threads: int) -> list[dict]:
+def same_model(model_dir: Path, sources: list[str], threads: int, rounds: int = 3) -> list[dict]:
     """attn and CTranslate2 running the same weights: attn's model exported with `attn export`.
 
     Per precision (float32; int8: attn --int8 and CTranslate2 int8 weights) and search (beam 4,
@@ -108,9 +109,12 @@ def same_model(model_dir: Path, sources: list[str], threads: int) -> list[dict]:
     (CTranslate2 stops a sentence when its best beam has ended, as attn does), and so are the
     outputs but for ties (`same_output_as_ctranslate2`). attn's default penalty (GNMT 0.6)
     changes its speed little; CTranslate2's closest one (0.4) turns its early stop off.
+
+    Each setting runs `rounds` times, the engines alternated (in a rotated order), so that a
+    machine whose speed drifts (shared cores) slows both sides alike: rates are medians over
+    the rounds, and the ratio is the median of each round's own ratio (its range is kept).
     """
     import torch
-    from translate_speed import throughput
 
     from attn.model.export import export_model
     from attn.model.export.ctranslate2_run import CT2Translator
@@ -127,40 +131,67 @@ def same_model(model_dir: Path, sources: list[str], threads: int) -> list[dict]:
             torch.set_num_threads(threads)
             for beam in (4, 1):
                 ct2.translate(sources[:4], beam=beam, length_penalty=0.0)  # warm-up
-                start = time.perf_counter()
-                outputs = ct2.translate(sources, beam=beam, length_penalty=0.0)
-                seconds = time.perf_counter() - start
-                pieces = sum(len(o.pieces) for o in outputs)
-                measured = {
-                    "ctranslate2": (seconds, pieces / seconds, [o.text for o in outputs]),
+
+                engines = {
+                    "ctranslate2": functools.partial(_run_ct2, ct2, sources, beam),
+                    "attn": functools.partial(_run_attn, translator, sources, beam, threads, False),
                 }
-                for shortlist in (False, True):
-                    if shortlist and translator.shortlist is None:
-                        continue
-                    m = throughput(translator, sources, beam, 32, threads, shortlist, 0.0)
-                    name = "attn+shortlist" if shortlist else "attn"
-                    measured[name] = (m["seconds"], m["target_tokens_per_s"], m["outputs"])
-                ct2_rate = measured["ctranslate2"][1]
-                for engine, (sec, rate, texts) in measured.items():
+                if translator.shortlist is not None:
+                    engines["attn+shortlist"] = functools.partial(
+                        _run_attn, translator, sources, beam, threads, True
+                    )
+                order = list(engines)
+                rates: dict[str, list[tuple[float, float]]] = {name: [] for name in order}
+                texts: dict[str, list[str]] = {}
+                for r in range(rounds):
+                    for name in order[r % len(order) :] + order[: r % len(order)]:
+                        seconds, rate, texts[name] = engines[name]()
+                        rates[name].append((seconds, rate))
+                ct2_rates = [rate for _, rate in rates["ctranslate2"]]
+                for engine, measured in rates.items():
+                    ratios = [
+                        rate / ct2 for (_, rate), ct2 in zip(measured, ct2_rates, strict=True)
+                    ]
+                    sec = statistics.median(seconds for seconds, _ in measured)
                     run = {
                         "engine": engine,
                         "precision": precision,
                         "beam": beam,
                         "layout": f"{threads} x 1 thread",
                         "length_penalty": 0.0,
+                        "rounds": rounds,
                         "seconds": round(sec, 2),
-                        "target_tokens_per_s": round(rate),
+                        "target_tokens_per_s": round(statistics.median(r for _, r in measured)),
                         "sentences_per_s": round(len(sources) / sec, 1),
-                        "ratio_to_ctranslate2": round(rate / ct2_rate, 2),
-                        "bleu": round(sacrebleu_score(texts, refs), 2),
+                        "ratio_to_ctranslate2": round(statistics.median(ratios), 2),
+                        "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
+                        "bleu": round(sacrebleu_score(texts[engine], refs), 2),
                     }
                     if engine != "ctranslate2":
                         run["same_output_as_ctranslate2"] = sum(
-                            a == b for a, b in zip(texts, measured["ctranslate2"][2], strict=True)
+                            a == b for a, b in zip(texts[engine], texts["ctranslate2"], strict=True)
                         )
                     print(f"same model {run}", file=sys.stderr)
                     runs.append(run)
     return runs
+
+
+def _run_ct2(ct2, sources: list[str], beam: int) -> tuple[float, float, list[str]]:
+    """CTranslate2 over `sources`: seconds, target tokens/s, texts."""
+    start = time.perf_counter()
+    outputs = ct2.translate(sources, beam=beam, length_penalty=0.0)
+    seconds = time.perf_counter() - start
+    return seconds, sum(len(o.pieces) for o in outputs) / seconds, [o.text for o in outputs]
+
+
+def _run_attn(
+    translator, sources: list[str], beam: int, threads: int, shortlist: bool
+) -> tuple[float, float, list[str]]:
+    """attn over `sources` in batches of 32, `threads` workers: as `_run_ct2`."""
+    from translate_speed import throughput
+
+    m = throughput(translator, sources, beam, 32, threads, shortlist, 0.0)
+    return m["seconds"], m["target_tokens_per_s"], m["outputs"]
 
 
 def sacrebleu_score(outputs: list[str], refs: list[str]) -> float:
@@ -317,7 +348,7 @@ def report_same_model(args: argparse.Namespace) -> None:
 
     sources = (MULTI30K / "test2016.en").read_text(encoding="utf-8").splitlines()
     sources = sources[: args.sentences]
-    same = same_model(args.model, sources, args.threads)
+    same = same_model(args.model, sources, args.threads, args.rounds)
     result = {
         "benchmark": "peers, same model: attn and CTranslate2 on attn's exported weights",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -336,13 +367,14 @@ def report_same_model(args: argparse.Namespace) -> None:
 
 
 def print_same_model(runs: list[dict]) -> None:
-    print(f"{'same model':<44} {'tgt tok/s':>9} {'sent/s':>7} {'BLEU':>6} {'x CT2':>6}")
+    print(f"{'same model':<44} {'tgt tok/s':>9} {'sent/s':>7} {'BLEU':>6} {'x CT2':>6} range")
     for run in runs:
         search = "greedy" if run["beam"] == 1 else "beam 4"
         name = f"{run['engine']} {run['precision']} {search}, {run['layout']}"
         print(
             f"{name:<44} {run['target_tokens_per_s']:>9} {run['sentences_per_s']:>7} "
-            f"{run['bleu']:>6} {run['ratio_to_ctranslate2']:>6}"
+            f"{run['bleu']:>6} {run['ratio_to_ctranslate2']:>6} "
+            f"{run['ratio_range'][0]}-{run['ratio_range'][1]}"
         )
 
 
@@ -351,6 +383,9 @@ def main() -> None:
     parser.add_argument("-m", "--model", type=Path, help="a trained translate model dir")
     parser.add_argument("--threads", type=int, default=2, help="threads in total")
     parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="same-model runs per setting, engines alternated"
+    )
     parser.add_argument("--train-steps", type=int, default=0, help="0 = skip training")
     parser.add_argument("--onmt-train-log", type=Path, help="an onmt_train log of this run")
     parser.add_argument("--no-peers", action="store_true", help="do not run the peers")
@@ -379,7 +414,11 @@ def main() -> None:
         translation = attn_translation(model_dir, sources, args.threads, args.model is not None)
         process = whole_process(model_dir, source, args.threads)
     peers = {} if args.no_peers else peers_translation(args.threads)
-    same = same_model(args.model, sources, args.threads) if args.model and _has_ct2() else []
+    same = (
+        same_model(args.model, sources, args.threads, args.rounds)
+        if args.model and _has_ct2()
+        else []
+    )
     training = None
     if args.train_steps:
         from train_speed import measure
