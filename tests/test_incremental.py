@@ -7,12 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attn.model.decoding.incremental import (
-    FEW_POSITIONS,
-    FEW_ROWS,
-    SOFTMAX_WIDTH,
-    StepWeights,
-)
+from attn.model.decoding import incremental
+from attn.model.decoding.incremental import FEW_POSITIONS, FEW_ROWS, StepWeights
 from attn.model.nn.config import ModelConfig
 from attn.model.nn.transformer import Transformer
 
@@ -50,12 +46,16 @@ def _batch(b: int, s: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("beams", [1, 3])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
-# A source shorter than SOFTMAX_WIDTH (padded on the CPU) and a longer one; steps over at most
-# FEW_POSITIONS positions, fewer than SOFTMAX_WIDTH, and more.
-@pytest.mark.parametrize("source, steps", [(7, 6), (SOFTMAX_WIDTH + 2, SOFTMAX_WIDTH + 4)])
+# The padded softmax at both widths a CPU may get (set here, whatever this CPU's); a source
+# shorter than the width (padded) and a longer one; steps over at most FEW_POSITIONS
+# positions, fewer than the width, and more.
+@pytest.mark.parametrize("width", [8, 16])
+@pytest.mark.parametrize("longer", [False, True])
 @torch.inference_mode()
-def test_steps_equal_decoding_the_whole_prefix(beams, activation, source, steps):
-    assert FEW_POSITIONS < 6 < SOFTMAX_WIDTH
+def test_steps_equal_decoding_the_whole_prefix(beams, activation, width, longer, monkeypatch):
+    monkeypatch.setattr(incremental, "SOFTMAX_WIDTH", width)
+    source, steps = (width + 2, width + 4) if longer else (7, 6)
+    assert FEW_POSITIONS < 6
     model = _model(activation)
     src, mask = _batch(4, source)
     memory = model.encode(src, mask)
@@ -123,3 +123,13 @@ def test_int8_steps_stay_close_to_float32(sentences):
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="unknown precision 'float16'"):
         StepWeights(_model(), "float16")
+
+
+@pytest.mark.parametrize(
+    "capability, width", [("AVX512", 16), ("AVX2", 8), ("DEFAULT", 0), ("SVE256", 0)]
+)
+def test_softmax_padding_follows_the_cpu_vector_width(capability, width, monkeypatch):
+    # Padding 9-15 scores to 16 is slower with AVX2, whose softmax is vectorized by 8; where
+    # nothing was measured, nothing is padded.
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    assert incremental.softmax_width() == width

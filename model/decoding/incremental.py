@@ -15,8 +15,9 @@ computes the same decoder with fewer of them:
   general path concatenates and then selects, two copies of the cache per step;
 - cross-attention keys and values are computed once per sentence, transposed for the
   product, and the source mask becomes an additive bias of the scores (one `baddbmm`);
-- on the CPU, attention over few positions avoids two slow paths: softmax over fewer than
-  16 scores (`SOFTMAX_WIDTH`), and thousands of tiny matrix products (`FEW_POSITIONS`);
+- on the CPU, attention over few positions avoids two slow paths: softmax over fewer scores
+  than the CPU's float vector holds (`SOFTMAX_WIDTH`), and thousands of tiny matrix products
+  (`FEW_POSITIONS`);
 - plain functions on tensors: no module calls, no masks rebuilt per step.
 
 `attn.model.decoding.search` uses it for every cached search; its outputs equal the general
@@ -40,11 +41,22 @@ from attn.model.nn.transformer import Transformer
 # few rows (a batch's last sentences).
 FEW_ROWS = 16
 
-# The CPU's softmax over fewer than 16 scores a row runs a scalar loop: 160 us for 512 rows of
-# 13 scores, 24 us for 16. On the CPU, attention over fewer positions takes its softmax over
-# this many, the added ones masked: a batch's source is padded once (its cross-attention), and
-# a step's self-attention scores are padded before their softmax.
-SOFTMAX_WIDTH = 16
+
+def softmax_width() -> int:
+    """Below how many scores a row torch's CPU softmax runs only its scalar loop: the float
+    vector of its kernels (16 with AVX-512, 8 with AVX2), 0 where not measured (no padding).
+
+    With AVX-512, 512 rows of 13 scores take 160 us, of 16 scores 24 us; with AVX2, padding 3-7
+    scores to 8 takes 0.25-0.46x the time, but padding 9-15 to 16 1.37x (paired timings).
+    """
+    get = getattr(torch.backends.cpu, "get_cpu_capability", None)
+    return {"AVX512": 16, "AVX2": 8}.get(get() if get else "", 0)
+
+
+# On the CPU, attention over fewer positions than this takes its softmax over this many, the
+# added ones masked: a batch's source is padded once (its cross-attention), and a step's
+# self-attention scores are padded before their softmax.
+SOFTMAX_WIDTH = softmax_width()
 # On the CPU, self-attention over at most this many positions (a sentence's first steps) uses
 # element-wise products and sums: R*h matrix products of 1 x d_k x t cost more (0.35-0.5x the
 # time at 1-4 positions, 1.0-1.5x from 7 on; paired timings, one thread).
