@@ -572,15 +572,22 @@ class _BeamSearch:
             self.row_block,
         )  # (R, V), (R, 1)
         first_row = torch.arange(bb, device=self.device)[:, None] * k  # (B', 1): beam 0's row
-        # The best 2k extensions of a sentence are among the best 2k of each of its beams.
-        per_row = min(2 * k, logits.size(1))
-        row_best, row_column = top_columns(logits, per_row)  # (R, per_row)
-        row_token = self.output.token(row_column)
-        row_logprob = row_best if lse is None else row_best - lse
-        cand = (self.beam_logprob.view(-1, 1) + row_logprob).view(bb, k * per_row)
-        top_logprob, top_index = cand.topk(2 * k, dim=1)  # (B', 2k)
-        origin = top_index // per_row + first_row  # (B', 2k): the row each extension continues
-        token = row_token.view(bb, k * per_row).gather(1, top_index)  # (B', 2k)
+        if lse is None:  # log-probabilities already: extend all k beams of a sentence at once
+            n = logits.size(1)
+            cand = logits.add_(self.beam_logprob.view(-1, 1)).view(bb, k * n)  # (B', k * N)
+            top_logprob, top_index = top_columns(cand, min(2 * k, k * n))  # (B', 2k)
+            origin = top_index // n + first_row  # (B', 2k): the row each extension continues
+            token = self.output.token(top_index % n)  # (B', 2k)
+        else:
+            # The best 2k extensions of a sentence are among the best 2k of each of its beams:
+            # found from the logits, only those are normalized.
+            per_row = min(2 * k, logits.size(1))
+            row_best, row_column = top_columns(logits, per_row)  # (R, per_row)
+            row_token = self.output.token(row_column)
+            cand = (self.beam_logprob.view(-1, 1) + (row_best - lse)).view(bb, k * per_row)
+            top_logprob, top_index = cand.topk(2 * k, dim=1)  # (B', 2k)
+            origin = top_index // per_row + first_row
+            token = row_token.view(bb, k * per_row).gather(1, top_index)  # (B', 2k)
         is_eos = token == self.eos_id
         self._finish(t, top_logprob[:, :k], token[:, :k], origin[:, :k], is_eos[:, :k])
 
