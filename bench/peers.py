@@ -176,6 +176,14 @@ def same_model(model_dir: Path, sources: list[str], threads: int, rounds: int = 
     return runs
 
 
+def save_result(result: dict, out: Path | None, name: str) -> Path:
+    """Write `result` as JSON to `out`, by default bench/results/`name`; returns the path."""
+    out = out or ROOT / "bench" / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
 def _run_ct2(ct2, sources: list[str], beam: int) -> tuple[float, float, list[str]]:
     """CTranslate2 over `sources`: seconds, target tokens/s, texts."""
     start = time.perf_counter()
@@ -357,9 +365,7 @@ def report_same_model(args: argparse.Namespace) -> None:
         "sentences": len(sources),
         "same_model_ctranslate2": same,
     }
-    out = args.out or ROOT / "bench" / "results" / "peers_same_model.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out = save_result(result, args.out, "peers_same_model.json")
     machine_line = f"{result['machine']['cpu']} ({', '.join(result['machine']['cpu_features'])})"
     print(f"model: {args.model}; {len(sources)} sentences of test2016; {machine_line}")
     print_same_model(same)
@@ -447,9 +453,7 @@ def main() -> None:
         "peers_measured": {k: v for k, v in peers.items() if v is not None},
         "peers_reference": REFERENCE,
     }
-    out = args.out or ROOT / "bench" / "results" / "peers.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out = save_result(result, args.out, "peers.json")
 
     print(f"model: {result['model']}; {len(sources)} sentences of test2016; {args.threads} threads")
     print(f"{'attn':<44} {'tgt tok/s':>9} {'sent/s':>7} {'BLEU':>6}")

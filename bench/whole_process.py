@@ -16,7 +16,6 @@ Writes bench/results/whole_process.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -24,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from peers import ATTN, MULTI30K, PEERS_VENV, PEERS_WORK, ROOT, machine
+from peers import ATTN, MULTI30K, PEERS_VENV, PEERS_WORK, machine, save_result
 
 
 def timed(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> float:
@@ -86,9 +85,7 @@ def main() -> None:
         "commands": {name: " ".join(runs[name][0]) for name in runs},
         "results": rows,
     }
-    out = args.out or ROOT / "bench" / "results" / "whole_process.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out = save_result(result, args.out, "whole_process.json")
     print(f"{result['machine']['cpu']}; {args.rounds} rounds, alternated")
     print(f"{'command':<30} {'median s':>9} {'x onmt_translate':>17}")
     for name, row in rows.items():
