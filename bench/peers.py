@@ -361,7 +361,7 @@ def report_same_model(args: argparse.Namespace) -> None:
         "benchmark": "peers, same model: attn and CTranslate2 on attn's exported weights",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {**machine(args.threads), "ctranslate2": ctranslate2.__version__},
-        "model": str(args.model),
+        "model": args.model.name,
         "sentences": len(sources),
         "same_model_ctranslate2": same,
     }
@@ -444,7 +444,7 @@ def main() -> None:
         "benchmark": "peers",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": machine(args.threads),
-        "model": str(args.model) if args.model else "random weights (small preset)",
+        "model": args.model.name if args.model else "random weights (small preset)",
         "sentences": len(sources),
         "attn_translation": translation,
         "attn_process": process,

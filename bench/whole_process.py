@@ -33,6 +33,10 @@ def timed(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> f
     return time.perf_counter() - start
 
 
+def _shown(part: str) -> str:
+    return Path(part).name if part.startswith("/") else part
+
+
 def commands(model_dir: Path, source: Path) -> dict[str, tuple[list[str], Path | None, dict]]:
     """Name -> (command, working directory, environment) of each timed command."""
     env = dict(os.environ)
@@ -80,9 +84,10 @@ def main() -> None:
         "benchmark": "whole-process translation of test2016 (1,000 sentences), alternated",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": machine(os.cpu_count() or 1),
-        "model": str(args.model),
+        "model": args.model.name,
         "rounds": args.rounds,
-        "commands": {name: " ".join(runs[name][0]) for name in runs},
+        # Paths as their last part: the result speaks of the commands, not of this machine.
+        "commands": {name: " ".join(_shown(part) for part in runs[name][0]) for name in runs},
         "results": rows,
     }
     out = save_result(result, args.out, "whole_process.json")
