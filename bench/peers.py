@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,19 +141,18 @@ def same_model(model_dir: Path, sources: list[str], threads: int, rounds: int = 
                     engines["attn+shortlist"] = functools.partial(
                         _run_attn, translator, sources, beam, threads, True
                     )
-                order = list(engines)
-                rates: dict[str, list[tuple[float, float]]] = {name: [] for name in order}
+                rates: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
                 texts: dict[str, list[str]] = {}
-                for r in range(rounds):
-                    for name in order[r % len(order) :] + order[: r % len(order)]:
-                        seconds, rate, texts[name] = engines[name]()
-                        rates[name].append((seconds, rate))
+                for _, name in rotations(list(engines), rounds):
+                    seconds, rate, texts[name] = engines[name]()
+                    rates[name].append((seconds, rate))
                 ct2_rates = [rate for _, rate in rates["ctranslate2"]]
                 for engine, measured in rates.items():
                     ratios = [
                         rate / ct2 for (_, rate), ct2 in zip(measured, ct2_rates, strict=True)
                     ]
                     sec = statistics.median(seconds for seconds, _ in measured)
+                    ratio, ratio_range = ratio_summary(ratios)
                     run = {
                         "engine": engine,
                         "precision": precision,
@@ -163,8 +163,8 @@ def same_model(model_dir: Path, sources: list[str], threads: int, rounds: int = 
                         "seconds": round(sec, 2),
                         "target_tokens_per_s": round(statistics.median(r for _, r in measured)),
                         "sentences_per_s": round(len(sources) / sec, 1),
-                        "ratio_to_ctranslate2": round(statistics.median(ratios), 2),
-                        "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
+                        "ratio_to_ctranslate2": ratio,
+                        "ratio_range": ratio_range,
                         "bleu": round(sacrebleu_score(texts[engine], refs), 2),
                     }
                     if engine != "ctranslate2":
@@ -208,13 +208,36 @@ def sacrebleu_score(outputs: list[str], refs: list[str]) -> float:
     return sacrebleu.corpus_bleu(outputs, [refs]).score
 
 
-def wall(cmd: list[str], runs: int = 3, stdin: str | None = None, env: dict | None = None) -> float:
+def wall(
+    cmd: list[str],
+    runs: int = 3,
+    stdin: str | None = None,
+    env: dict | None = None,
+    cwd: Path | None = None,
+) -> float:
+    """Median seconds from start to exit of `cmd` over `runs` runs, its output discarded."""
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=True, env=env)
+        subprocess.run(
+            cmd, input=stdin, capture_output=True, text=True, check=True, env=env, cwd=cwd
+        )
         times.append(time.perf_counter() - start)
     return round(statistics.median(times), 3)
+
+
+def rotations(names: list[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, name) for `rounds` rounds of `names`, each round starting one name later, so
+    that no name always runs first or right after the same other one."""
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            yield r, name
+
+
+def ratio_summary(ratios: list[float]) -> tuple[float, list[float]]:
+    """The median of per-round ratios and their range, rounded as the results show them."""
+    return round(statistics.median(ratios), 2), [round(min(ratios), 2), round(max(ratios), 2)]
 
 
 def whole_process(model_dir: Path, source: Path, threads: int) -> dict:

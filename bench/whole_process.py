@@ -18,19 +18,21 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from peers import ATTN, MULTI30K, PEERS_VENV, PEERS_WORK, machine, save_result
-
-
-def timed(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> float:
-    """Seconds from start to exit of `cmd`, its output discarded."""
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
-    return time.perf_counter() - start
+from peers import (
+    ATTN,
+    MULTI30K,
+    PEERS_VENV,
+    PEERS_WORK,
+    machine,
+    ratio_summary,
+    rotations,
+    save_result,
+    wall,
+)
 
 
 def _shown(part: str) -> str:
@@ -64,12 +66,10 @@ def main() -> None:
     source = MULTI30K / "test2016.en"
     runs = commands(args.model, source)
     times: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
-    for r in range(args.rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            cmd, cwd, env = runs[name]
-            times[name].append(timed(cmd, cwd, env))
-            print(f"round {r + 1}: {name} {times[name][-1]:.2f} s", file=sys.stderr)
+    for r, name in rotations(list(runs), args.rounds):
+        cmd, cwd, env = runs[name]
+        times[name].append(wall(cmd, runs=1, env=env, cwd=cwd))
+        print(f"round {r + 1}: {name} {times[name][-1]:.2f} s", file=sys.stderr)
     peer = "onmt_translate (beam 4)"
     rows = {}
     for name, seconds in times.items():
@@ -77,8 +77,7 @@ def main() -> None:
         row["median_s"] = round(statistics.median(seconds), 2)
         if peer in times and name != peer:
             ratios = [p / s for p, s in zip(times[peer], seconds, strict=True)]
-            row["times_faster_than_onmt_translate"] = round(statistics.median(ratios), 2)
-            row["ratio_range"] = [round(min(ratios), 2), round(max(ratios), 2)]
+            row["times_faster_than_onmt_translate"], row["ratio_range"] = ratio_summary(ratios)
         rows[name] = row
     result = {
         "benchmark": "whole-process translation of test2016 (1,000 sentences), alternated",
