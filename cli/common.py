@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -58,3 +61,34 @@ def reported_errors() -> Iterator[None]:
 
 def stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
+
+
+# Set by a command once everything it writes is written and closed (see `end_process`).
+_quick_exit_allowed = False
+
+
+def allow_quick_exit() -> None:
+    """Let this process end without the interpreter's teardown (`end_process`): for a command
+    whose outputs are all flushed and closed, and that leaves nothing to garbage-collect that
+    matters."""
+    global _quick_exit_allowed
+    _quick_exit_allowed = True
+
+
+def end_process(code: object) -> NoReturn:
+    """Exit with `code` (a `SystemExit` code). After `allow_quick_exit`, as Python would up to
+    its teardown (non-daemon threads joined, atexit handlers run, stdout and stderr flushed),
+    then at once: with torch and a model loaded, freeing every module, tensor and object one
+    by one takes 0.3-0.6 s, a tenth of translating a 1,000-line file."""
+    if not _quick_exit_allowed or not isinstance(code, int | None):
+        sys.exit(code)
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):  # a reader gone, or a stream closed: as Python
+        sys.exit(code)
+    os._exit(code or 0)

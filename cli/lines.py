@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 
-from attn.cli.common import err_console, fail, reported_errors, stderr_is_terminal
+from attn.cli.common import allow_quick_exit, err_console, fail, reported_errors, stderr_is_terminal
 
 if TYPE_CHECKING:
     from attn.model.inference.pipeline import Generation
@@ -168,6 +168,7 @@ def run(
             with _interrupt_noted():
                 pipeline = load()
             _write_results(pipeline, jobs, io, infer, render)
+            allow_quick_exit()  # every output is flushed and closed
         except BrokenPipeError:
             _exit_quietly_on_broken_pipe()
 

@@ -134,3 +134,36 @@ def test_help_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_a_quick_exit_ends_like_python_does(tmp_path, allowed):
+    # What a normal exit does before the interpreter's teardown still happens when a command
+    # allowed skipping that teardown: non-daemon threads finish, atexit handlers run, buffered
+    # output is written, and the exit status is the command's.
+    code = (
+        "import atexit, sys, threading, time\n"
+        "from pathlib import Path\n"
+        "from attn.cli.common import allow_quick_exit, end_process\n"
+        "out = Path(sys.argv[1])\n"
+        "atexit.register(lambda: (out / 'atexit').write_text('ran'))\n"
+        "def late():\n"
+        "    time.sleep(0.3)\n"
+        "    (out / 'thread').write_text('ran')\n"
+        "threading.Thread(target=late).start()\n"
+        "sys.stdout.write('buffered, not flushed')\n"
+        f"if {allowed}:\n"
+        "    allow_quick_exit()\n"
+        "try:\n"
+        "    sys.exit(3)\n"
+        "except SystemExit as done:\n"
+        "    end_process(done.code)\n"
+        "print('not reached')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 3, out.stderr
+    assert out.stdout == "buffered, not flushed"
+    assert (tmp_path / "atexit").read_text() == "ran"
+    assert (tmp_path / "thread").read_text() == "ran"

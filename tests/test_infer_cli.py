@@ -240,3 +240,21 @@ def test_python_api_matches_the_cli(translate_model):
     results = list(translator.translate(iter([*TRANSLATIONS, ""]), beam=2, n_best=2))
     assert [r.text for r in results] == [*TRANSLATIONS.values(), ""]
     assert all(len(r.n_best) == 2 for r in results[:-1])
+
+
+def test_a_quick_exit_is_allowed_once_every_output_is_written(
+    translate_model, tmp_path, monkeypatch
+):
+    # (attn.cli.common.end_process: the installed script then skips the interpreter's teardown.)
+    import attn.cli.common as common
+
+    monkeypatch.setattr(common, "_quick_exit_allowed", False)
+    failed = invoke("translate", "-m", str(tmp_path / "missing"), stdin="A dog.\n")
+    assert failed.exit_code == 1
+    assert common._quick_exit_allowed is False
+    out = tmp_path / "out.txt"
+    source, expected = next(iter(TRANSLATIONS.items()))
+    done = invoke("translate", "-m", str(translate_model), "-o", str(out), stdin=source + "\n")
+    assert done.exit_code == 0, done.output
+    assert common._quick_exit_allowed is True
+    assert out.read_text() == expected + "\n"
