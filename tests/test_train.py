@@ -477,17 +477,25 @@ def test_cli_data_name_not_fetched_is_a_one_line_error(tmp_path, monkeypatch, ho
     assert not (tmp_path / "m").exists()
 
 
-def test_cli_refuses_an_existing_model_dir(tmp_path):
+def test_cli_refuses_an_existing_model_dir(tmp_path, monkeypatch):
+    import attn.cli.common
+
     data = slice_sentiment(tmp_path)
     model = tmp_path / "m"
     common = ["--data", str(data), "--preset", "tiny", "--vocab-size", "400", "--threads", "1"]
     common += ["--batch-tokens", "512", "--max-steps", "2"]
+    monkeypatch.setattr(attn.cli.common, "_quick_exit_allowed", False)
     result = train_cli("sentiment", "--model-dir", str(model), *common)
     assert result.exit_code == 0, result.output
     assert "Try it: echo" in result.output and f"-m {model}" in result.output
+    # A finished run may end without the interpreter's teardown (attn.cli.common.end_process);
+    # a refused one ends as Python does.
+    assert attn.cli.common._quick_exit_allowed is True
 
+    monkeypatch.setattr(attn.cli.common, "_quick_exit_allowed", False)
     again = train_cli("sentiment", "--model-dir", str(model), *common)
     assert again.exit_code == 1
+    assert attn.cli.common._quick_exit_allowed is False
     assert "Error:" in again.output and "--resume" in again.output and "--overwrite" in again.output
 
     other = train_cli("translate", "--model-dir", str(model), *common)

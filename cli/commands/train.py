@@ -27,7 +27,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from attn.cli.common import err_console, fail, stderr_is_terminal
+from attn.cli.common import allow_quick_exit, err_console, fail, stderr_is_terminal
 from attn.data.tasks import Task
 from attn.model.nn.config import PRESETS
 from attn.model.training.settings import TrainSettings, help_text
@@ -356,6 +356,9 @@ def _run(task: str, options: dict[str, Any]) -> None:
         return
     if view:
         view.summary(result)
+    # Everything is saved and closed. A quick exit also skips the destructors of torch's
+    # native objects, where a gloo rank under torchrun could abort after a finished run.
+    allow_quick_exit()
     if result.stopped == "interrupted":
         raise typer.Exit(130)
 
