@@ -79,7 +79,7 @@ def end_process(code: object) -> NoReturn:
     """Exit with `code` (a `SystemExit` code). After `allow_quick_exit`, as Python would up to
     its teardown (non-daemon threads joined, atexit handlers run, stdout and stderr flushed),
     then at once: with torch and a model loaded, freeing every module, tensor and object one
-    by one takes 0.3-0.6 s, a tenth of translating a 1,000-line file."""
+    by one takes about 0.3 s, a fifteenth of translating a 1,000-line file."""
     if not _quick_exit_allowed or not isinstance(code, int | None):
         sys.exit(code)
     for thread in threading.enumerate():
