@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from peers import ATTN, MULTI30K, machine, save_result
+from peers import ATTN, MULTI30K, machine, save_result, wall
 
 # Runs in a fresh interpreter: prints one JSON object of phase ends, seconds from the epoch.
 CHILD = r"""
@@ -69,12 +69,6 @@ print(json.dumps(marks))
 """
 
 
-def whole(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
-    return time.perf_counter() - start
-
-
 def phases(model: Path, device: str, source: Path, overlap: bool) -> dict[str, float]:
     """Seconds of each phase of one fresh process (see CHILD), "launch" counted from the
     moment the process was started."""
@@ -108,7 +102,7 @@ def main() -> None:
     walls: list[float] = []
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     for r in range(args.rounds):
-        walls.append(whole(command))
+        walls.append(wall(command, runs=1))
         for name, overlap in variants.items():
             runs[name].append(phases(args.model, args.device, args.source, overlap))
         print(f"round {r + 1}: whole process {walls[-1]:.2f} s", file=sys.stderr)
