@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from attn.model.storage.atomic import atomic_write_bytes, fsync_dir
+from attn.atomic import atomic_write_bytes, fsync_dir
 
 MANIFEST = "manifest.json"
 # The layout's version: a manifest of another version is prepared again, never misread.

@@ -128,7 +128,7 @@ elif point == "swap":
             stall()
     os.replace = replace
 elif point == "config":
-    import attn.model.storage.atomic as io
+    import attn.atomic as io
     real = io.atomic_write
     def atomic_write(path, write):
         if Path(path).name == "config.json" and hit():
@@ -324,7 +324,7 @@ def test_failed_atomic_write_keeps_the_old_file(tmp_path, small_model, monkeypat
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("attn.model.storage.atomic.os.fsync", full)
+    monkeypatch.setattr("attn.atomic.os.fsync", full)
     with torch.no_grad():
         for p in loaded.model.parameters():
             p.add_(1.0)

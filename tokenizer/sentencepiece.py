@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import random
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -20,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sentencepiece as spm
+
+from attn.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,28 +59,6 @@ class EncodedBatch:
     ids: torch.Tensor
     mask: torch.Tensor
     truncated: list[bool]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if os.name == "posix":
-        # The rename itself is only durable once the directory entry is on disk.
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _sample(texts: Iterable[str], max_sentences: int | None, seed: int) -> list[str]:
@@ -218,7 +196,7 @@ class Tokenizer:
                     size,
                 )
         path = Path(path)
-        _atomic_write(path, proto)
+        atomic_write_bytes(path, proto)
         return cls(proto, source=str(path))
 
     @classmethod
@@ -408,4 +386,4 @@ class Tokenizer:
 
     def save(self, path: str | Path) -> None:
         """Write the model atomically to ``path`` (e.g. into a new model directory)."""
-        _atomic_write(Path(path), self._proto)
+        atomic_write_bytes(Path(path), self._proto)

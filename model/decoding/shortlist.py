@@ -128,7 +128,7 @@ class Shortlist:
         """Write the shortlist as safetensors, atomically (int32: ids fit, half the size)."""
         from safetensors.torch import save
 
-        from attn.model.storage.atomic import atomic_write_bytes
+        from attn.atomic import atomic_write_bytes
 
         tensors = {"frequent": self.frequent, "by_source": self.by_source}
         atomic_write_bytes(path, save({k: v.int().contiguous() for k, v in tensors.items()}))

@@ -191,7 +191,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def save_config(config: ModelConfig, path: str | Path, **extra: Any) -> None:
     """Write `config.json` atomically, with the attn version and format version."""
     from attn import __version__
-    from attn.model.storage.atomic import atomic_write_bytes
+    from attn.atomic import atomic_write_bytes
 
     data = {"format_version": FORMAT_VERSION, "attn_version": __version__, **extra}
     data["model"] = config.to_dict()

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import torch
 
-from attn.model.storage.atomic import remove_stale_temp_files
+from attn.atomic import remove_stale_temp_files
 from attn.model.storage.checkpoint import WEIGHTS, save_model_config, save_weights
 from attn.model.training.average import save_step_checkpoint
 from attn.model.training.distributed import Dist

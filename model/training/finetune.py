@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from attn.atomic import atomic_write_bytes
 from attn.model.nn.config import ConfigError, ModelConfig
-from attn.model.storage.atomic import atomic_write_bytes
 from attn.model.storage.checkpoint import (
     TOKENIZER,
     WEIGHTS,

@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 from pathlib import Path
 from typing import Any
 
-from attn.model.storage.atomic import atomic_write, atomic_write_bytes
+from attn.atomic import atomic_write, atomic_write_bytes
+from attn.data import jsonlines
 
 METRICS = "metrics.jsonl"
 PLOT = "training.png"
@@ -23,19 +22,17 @@ class MetricsLog:
         self.path = Path(model_dir) / METRICS
 
     def append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        jsonlines.append(self.path, record)
 
     def drop_after(self, step: int) -> None:
         """Drop validations logged after `step` (the checkpoint a run resumes from): they
         will be redone."""
-        raw = self.path.read_text(encoding="utf-8") if self.path.is_file() else ""
+        raw = self.path.read_bytes() if self.path.is_file() else b""
         records = read_metrics(self.path.parent)
         kept = [r for r in records if r.get("step", 0) <= step]
         # A line cut short by a kill goes too: the next record would be appended onto it.
-        if len(kept) != len(raw.splitlines()) or (raw and not raw.endswith("\n")):
-            text = "".join(json.dumps(r) + "\n" for r in kept)
-            atomic_write_bytes(self.path, text.encode())
+        if len(kept) != raw.count(b"\n") or (raw and not raw.endswith(b"\n")):
+            atomic_write_bytes(self.path, jsonlines.text(kept).encode("utf-8"))
 
 
 def read_metrics(model_dir: str | Path) -> list[dict[str, Any]]:
@@ -43,11 +40,7 @@ def read_metrics(model_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(model_dir) / METRICS
     if not path.is_file():
         return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(ValueError):
-            records.append(json.loads(line))
-    return records
+    return [r for _, r in jsonlines.read(path, skip_bad=True) if isinstance(r, dict)]
 
 
 def write_plot(model_dir: str | Path) -> Path | None:

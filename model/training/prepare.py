@@ -13,7 +13,6 @@ rank 0 prepares while the others wait, then every rank maps the same files.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,9 +22,9 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from attn.atomic import atomic_write_bytes
 from attn.model.decoding.shortlist import SHORTLIST, Shortlist
 from attn.model.nn.config import ConfigError, ModelConfig, preset
-from attn.model.storage.atomic import atomic_write, atomic_write_bytes
 from attn.model.storage.checkpoint import TOKENIZER
 from attn.model.training.corpus import Split
 from attn.model.training.distributed import Dist
@@ -355,8 +354,7 @@ class Preparation:
         m = prepared.manifest
         tokenizer = Tokenizer.load(self.dir / TOKENIZER)
         config = self.model_config(tokenizer.vocab_size, m["labels"])
-        lines = (self.prepared_dir / _VAL_FILE).read_text(encoding="utf-8").splitlines()
-        val = [Example(*json.loads(line)) for line in lines]
+        val = _read_val(self.prepared_dir / _VAL_FILE, Example)
         data = DataInfo(
             train_files=[Path(p) for p in m["train_files"]],
             val_files=[Path(p) for p in m["val_files"]],
@@ -413,12 +411,44 @@ def _sha256(data: bytes) -> str:
 
 
 def _write_val(path: Path, examples: list[Any]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for ex in examples:
-                f.write(json.dumps([ex.src, ex.tgt], ensure_ascii=False) + "\n")
+    """The validation examples, one `[source, target]` JSON line each (`attn.data.jsonlines`:
+    read back line for line whatever the texts hold)."""
+    from attn.data import jsonlines
 
-    atomic_write(path, write)
+    text = jsonlines.text([ex.src, ex.tgt] for ex in examples)
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _read_val(path: Path, example: Callable[[str, str], Any]) -> list[Any]:
+    """The examples `_write_val` wrote.
+
+    Raises:
+        TrainError: the file is missing or a line is not a `[source, target]` pair; the
+            message names the file and line and how to recover.
+    """
+    from attn.data import jsonlines
+
+    def broken(where: str, what: str) -> TrainError:
+        return TrainError(
+            f"{where}: {what}; the prepared data is damaged: delete {path.parent} and run "
+            "again to prepare it anew (if it happens again, please report it as a bug)"
+        )
+
+    val = []
+    try:
+        for number, record in jsonlines.read(path):
+            if not (
+                isinstance(record, list)
+                and len(record) == 2
+                and all(isinstance(x, str) for x in record)
+            ):
+                raise broken(f"{path}:{number}", "expected a [source, target] pair of texts")
+            val.append(example(*record))
+    except jsonlines.JsonLinesError as e:
+        raise broken(f"{e.file}:{e.line}", e.what) from None
+    except OSError as e:
+        raise broken(str(path), f"cannot read it ({e.strerror or e})") from None
+    return val
 
 
 def _summary(prepared: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import torch
 
-from attn.model.storage.atomic import atomic_write
+from attn.atomic import atomic_write
 from attn.model.storage.checkpoint import WEIGHTS, ModelError, load_weights, save_weights
 
 LAST = "last"

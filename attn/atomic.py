@@ -1,4 +1,8 @@
-"""Atomic file writes: a killed process never leaves a half-written file in place."""
+"""Atomic file writes: a killed process never leaves a half-written file in place.
+
+Neutral ground below every package: the tokenizer, the data preparation and the model
+directory all write through here, and it imports nothing of attn (nor torch).
+"""
 
 from __future__ import annotations
 
