@@ -1,6 +1,6 @@
-"""Helpers shared by several test modules: the installed `attn` script, slices of the demo
-corpora, fast training options, the weights of last/, the `attn train` CLI in-process, and a
-child-process hook for Ctrl-C tests.
+"""Helpers shared by several test modules: the installed `attn` script, the check that an
+optional extra is installed, slices of the demo corpora, fast training options, the weights
+of last/, the `attn train` CLI in-process, and a child-process hook for Ctrl-C tests.
 
 Test modules import it as `from helpers import ...`; `pythonpath = ["tests"]` in
 pyproject.toml's [tool.pytest.ini_options] makes that work under `pytest` and
@@ -9,10 +9,12 @@ pyproject.toml's [tool.pytest.ini_options] makes that work under `pytest` and
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from attn.data import demo_dir
@@ -21,6 +23,18 @@ from attn.data import demo_dir
 # user runs (and never another installation found on PATH).
 BIN = Path(sys.executable).parent
 ATTN = str(BIN / "attn")
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Fail (never skip) the calling test when a module of an optional extra is missing: CI
+    installs every extra, and a skip would hide that a feature went untested."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.fail(
+            f"these tests need {', '.join(missing)} (the `{extra}` extra): "
+            f"pip install -e '.[{extra}]'",
+            pytrace=False,
+        )
 
 
 def train_cli(*args: str):

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import require_extra
 
 from attn.data import (
     DataError,
@@ -331,7 +332,7 @@ def test_explicit_train_and_val_files(tmp_path: Path) -> None:
 
 
 def test_demo_files_ship_in_a_non_editable_install(tmp_path: Path) -> None:
-    pytest.importorskip("setuptools")
+    require_extra("dev", "setuptools")
     # Build from a copy: setuptools writes build/ next to the sources.
     source = tmp_path / "src"
     shutil.copytree(

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import require_extra
 from typer.testing import CliRunner
 
 from attn.cli.main import app
@@ -28,10 +29,12 @@ from attn.model.nn.transformer import Transformer
 from attn.model.storage.checkpoint import TOKENIZER, WEIGHTS, save_model_config, save_weights
 from attn.tokenizer import Tokenizer
 
-ctranslate2 = pytest.importorskip("ctranslate2", reason="needs the export extras")
-ort = pytest.importorskip("onnxruntime", reason="needs the export extras")
-
 runner = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _extra() -> None:
+    require_extra("export", "ctranslate2", "onnx", "onnxruntime", "onnxscript")
 
 
 def _texts(task: str, split: str, n: int | None = None) -> list[str]:
@@ -106,6 +109,8 @@ def test_ctranslate2_scores_equal_attn(random_models, tmp_path, task: str) -> No
     sources, _ = tokenizer.encode(texts, max_length=64)
     targets, _ = tokenizer.encode([t[::-1][:40] for t in texts], add_eos=False, max_length=40)
     pieces = [[tokenizer.id_to_piece(i) for i in seq] for seq in sources]
+    import ctranslate2
+
     scored = ctranslate2.Translator(str(out)).score_batch(
         [p[:-1] for p in pieces],  # add_source_eos: CTranslate2 appends EOS itself
         [[tokenizer.id_to_piece(i) for i in seq] for seq in targets],

@@ -13,11 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
+from helpers import require_extra
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "serve_load.py"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _extra() -> None:
+    require_extra("serve", "fastapi", "uvicorn")
 
 
 @pytest.mark.slow

@@ -35,10 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import require_extra
 from typer.testing import CliRunner
-
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
 
 from attn.cli.main import app as cli_app
 
@@ -55,6 +53,11 @@ SCREENSHOT_PIECE = "Fahrrad"  # the output piece pinned in the picture, when the
 
 
 # --- the server ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _extra() -> None:
+    require_extra("serve", "fastapi", "uvicorn")
 
 
 @contextmanager
