@@ -402,13 +402,20 @@ def render_generation(result: Generation, fmt: Format, n_best: int) -> str:
 
 
 def one_line(text: str, *, tabs: bool = False) -> str:
-    """`text` safe for a line-based output: line breaks (and, for TSV, tabs) become spaces."""
+    """`text` safe for a line-based output: line breaks (and, for TSV, tabs) become spaces.
+
+    A lone `\r` goes too, though only `\n` ends a line for attn: an output line then reads
+    as one line in any program, and a `\r` at its end cannot join the `\n` into a CRLF.
+    """
     text = text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
     return text.replace("\t", " ") if tabs else text
 
 
 def json_line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False)
+    """`record` as one `--format jsonl` line (see `attn.data.jsonlines`)."""
+    from attn.data import jsonlines
+
+    return jsonlines.dumps(record)
 
 
 def score_text(score: float | None) -> str:

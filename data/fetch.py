@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attn import __version__
+from attn.data import jsonlines
 from attn.data.catalog import Dataset, RemoteFile
 from attn.data.checksum import sha256_file
 
@@ -433,7 +434,8 @@ def _convert_sst2(paths: Mapping[str, Path], out: Path) -> list[str]:
             except KeyError:
                 raise _BadContent(f"{member} is missing") from None
             with (
-                io.TextIOWrapper(raw, encoding="utf-8") as src,
+                # newline="\n": only \n ends a line, as for every reader of attn.
+                io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as src,
                 _text_writer(out / f"{split}.tsv") as dst,
             ):
                 dst.write("text\tlabel\n")
@@ -446,7 +448,7 @@ def _convert_sst2(paths: Mapping[str, Path], out: Path) -> list[str]:
                     if not tab or label not in ("0", "1"):
                         raise _BadContent(f"{member}:{number}: expected sentence<TAB>0 or 1")
                     # GLUE ends each sentence with a space before the TAB.
-                    text = text.replace("\t", " ").strip()
+                    text = _TSV_BREAKS.sub(" ", text).strip()
                     if text:
                         dst.write(f"{text}\t{label}\n")
     return ["train.tsv", "dev.tsv"]
@@ -564,7 +566,7 @@ def _convert_dialogsum(paths: Mapping[str, Path], out: Path) -> list[str]:
         split = _DIALOGSUM_SPLITS[name]
         with (
             _damaged(path),
-            open(path, encoding="utf-8") as src_file,
+            open(path, encoding="utf-8", newline="\n") as src_file,
             _text_writer(out / f"{split}.src") as src,
             _text_writer(out / f"{split}.tgt") as tgt,
             _text_writer(out / f"{split}.jsonl") as jsonl,
@@ -580,7 +582,7 @@ def _convert_dialogsum(paths: Mapping[str, Path], out: Path) -> list[str]:
                 src.write(dialogue + "\n")
                 tgt.write(summary + "\n")
                 record["dialogue"] = record["dialogue"].strip()
-                jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
+                jsonl.write(jsonlines.dumps(record) + "\n")
         files += [f"{split}.src", f"{split}.tgt", f"{split}.jsonl"]
     return files
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import closing
@@ -21,7 +20,6 @@ STDIN = "-"
 _CHUNK = 1 << 16
 _BINARY_SNIFF = 8192
 _BOM = b"\xef\xbb\xbf"
-_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 
 TEXT_FIELDS = ("sentence", "text", "review", "document")
 LABEL_FIELDS = ("label", "sentiment", "class")
@@ -66,8 +64,9 @@ def _open_binary(path: str | Path) -> IO[bytes]:
 
 
 def _raw_blocks(stream: IO[bytes], name: str) -> Iterator[bytes]:
-    """Split a byte stream at ``\r\n``, ``\r`` or ``\n``: the complete lines of each read as
-    one block, its lines joined by ``\n`` (a read that completes no line gives none)."""
+    """Split a byte stream at ``\n`` (with a ``\r`` just before it, ``\r\n``): the complete
+    lines of each read as one block, its lines joined by ``\n`` (a read that completes no
+    line gives none)."""
     buf = b""
     first = True
     while True:
@@ -84,22 +83,12 @@ def _raw_blocks(stream: IO[bytes], name: str) -> Iterator[bytes]:
         if not chunk:
             break
         buf += chunk
-        if b"\r" not in buf:  # the common case: the lines are already joined by \n
-            end = buf.rfind(b"\n")
-            if end >= 0:
-                yield buf[:end]
-                buf = buf[end + 1 :]
-            continue
-        lines, start = [], 0
-        for m in _LINE_BREAK.finditer(buf):
-            # A CR at the very end may be the first half of a CRLF split across chunks.
-            if m.group() == b"\r" and m.end() == len(buf):
-                break
-            lines.append(buf[start : m.start()])
-            start = m.end()
-        if lines:
-            yield b"\n".join(lines)
-        buf = buf[start:]
+        end = buf.rfind(b"\n")
+        if end >= 0:
+            # Only \n ends a line, so a CRLF split across two reads needs no care.
+            block = buf[: end + 1]
+            yield (block.replace(b"\r\n", b"\n") if b"\r" in block else block)[:-1]
+            buf = buf[end + 1 :]
     if buf:
         yield buf.removesuffix(b"\r")
 
@@ -149,8 +138,11 @@ def read_lines(
     """Yield the lines of a UTF-8 text file, streaming.
 
     Each line of the input gives exactly one string (an empty line gives ``""``), without
-    its line break; ``\\n``, ``\\r\\n`` and a lone ``\\r`` all end a line. A UTF-8 BOM at
-    the start is dropped. ``path`` ``-`` reads stdin.
+    its line break: ``\\n``, or ``\\r\\n``, ends a line, and nothing else does. A lone
+    ``\\r``, U+0085, U+2028, U+2029, a form feed and the like are text, as they are to
+    ``wc -l``, ``paste`` and git (a ``\\r`` left at the end of the file goes, as the
+    first half of a line break cut short). A UTF-8 BOM at the start is dropped. ``path``
+    ``-`` reads stdin.
 
     Args:
         path: the file, or ``-`` for stdin.
@@ -254,11 +246,19 @@ def _table_records(path: str | Path) -> Iterator[tuple[int, list[str]]]:
             except StopIteration:
                 return
             except csv.Error as e:
-                raise DataError(name, f"invalid CSV ({e})", start) from e
+                raise DataError(name, f"invalid CSV ({_csv_problem(e)})", start) from e
             yield start, row
     else:
         for lineno, line in enumerate(lines, start=1):
             yield lineno, line.split("\t")
+
+
+def _csv_problem(error: csv.Error) -> str:
+    # The csv module ends a record at a \r (only \n ends a line for attn): outside quotes a
+    # lone \r is an error, and its own message asks for universal newlines.
+    if "new-line character" in str(error):
+        return "a carriage return (\\r) inside an unquoted field; quote the field"
+    return str(error)
 
 
 def read_table_numbered(

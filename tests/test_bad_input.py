@@ -27,7 +27,7 @@ FAST = ["--threads", "1"]
 # Greedy and short: these tests are about lines, not translation quality.
 QUICK = [*FAST, "--beam", "1", "--max-length", "8"]
 # How data/readers.py ends a line.
-LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+LINE_BREAK = re.compile(rb"\r?\n")
 
 
 def attn(*args: str | Path, stdin: bytes = b"", cwd: Path | None = None):
@@ -87,15 +87,14 @@ def test_errors_replace_continues(tmp_path, sentiment_model):
     assert out[:3] == out[3:]
 
 
-def test_bom_crlf_and_lone_cr_read_like_plain_lines(tmp_path, sentiment_model):
+def test_bom_and_crlf_read_like_plain_lines(tmp_path, sentiment_model):
     texts = ["A fine film.", "", "The soup was cold.", "   ", "Not bad at all."]
     plain = "\n".join(texts) + "\n"
     files = {
         "lf.txt": plain.encode(),
         "bom.txt": b"\xef\xbb\xbf" + plain.encode(),
         "crlf.txt": plain.replace("\n", "\r\n").encode(),
-        "cr.txt": plain.replace("\n", "\r").encode(),
-        "mixed.txt": b"A fine film.\r\n\rThe soup was cold.\n   \r\nNot bad at all.",
+        "mixed.txt": b"A fine film.\r\n\nThe soup was cold.\n   \r\nNot bad at all.",
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -108,6 +107,15 @@ def test_bom_crlf_and_lone_cr_read_like_plain_lines(tmp_path, sentiment_model):
     # Empty and whitespace-only lines give empty lines; the others a label and probability.
     assert [line == "" for line in groups[0]] == [False, True, False, True, False]
     assert all(re.fullmatch(r"\w+\t\d\.\d{4}", line) for line in groups[0] if line)
+
+
+def test_lone_cr_is_text(tmp_path, sentiment_model):
+    # Only \n ends a line (as for wc -l and paste): old Mac line ends make one line.
+    (tmp_path / "cr.txt").write_bytes(b"A fine film.\rThe soup was cold.\rNot bad.\n")
+    result = attn("sentiment", "-m", sentiment_model, *FAST, "cr.txt", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    (line,) = lines(result.stdout)
+    assert re.fullmatch(r"\w+\t\d\.\d{4}", line)
 
 
 def test_nul_byte_after_the_first_8kb(tmp_path, sentiment_model):

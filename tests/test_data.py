@@ -48,8 +48,14 @@ def error_of(call) -> str:
         (b"a\nb\n", ["a", "b"]),
         (b"a\nb", ["a", "b"]),
         (b"a\r\nb\r\n", ["a", "b"]),
-        (b"a\rb\r", ["a", "b"]),
-        (b"a\r\rb", ["a", "", "b"]),
+        # Only \n ends a line: a lone \r is text (one left at the very end goes).
+        (b"a\rb\r", ["a\rb"]),
+        (b"a\r\rb\r\n", ["a\r\rb"]),
+        (b"a\r\r\nb", ["a\r", "b"]),
+        (
+            "a\x85b\u2028c\u2029d\x0be\x0cf\x1cg\x1dh\x1ei\n".encode(),
+            ["a\x85b\u2028c\u2029d\x0be\x0cf\x1cg\x1dh\x1ei"],
+        ),
         (b"\n\nx\n\n", ["", "", "x", ""]),
         (b"\xef\xbb\xbfhello\n", ["hello"]),
         ("caf\u00e9 😀 日本\n".encode(), ["caf\u00e9 😀 日本"]),

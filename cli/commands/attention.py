@@ -100,10 +100,11 @@ def attention(
     if output_format is None and (png is not None or out_dir is not None):
         return
     if output_format is Format.json:
-        import json
         import sys
 
-        sys.stdout.write(json.dumps(maps.to_dict(chosen), ensure_ascii=False) + "\n")
+        from attn.data import jsonlines
+
+        sys.stdout.write(jsonlines.dumps(maps.to_dict(chosen)) + "\n")
         return
     _print_tables(maps, chosen, values)
 
