@@ -43,7 +43,8 @@ def build_random_model(directory: Path, vocab_size: int) -> Path:
     from attn.data import read_lines
     from attn.model.nn.config import ModelConfig, preset
     from attn.model.nn.transformer import Transformer
-    from attn.model.storage.checkpoint import TOKENIZER, WEIGHTS, save_model_config, save_weights
+    from attn.model.storage.checkpoint import save_model_config, save_weights
+    from attn.model.storage.layout import TOKENIZER, WEIGHTS
     from attn.tokenizer import Tokenizer
 
     texts = [line for lang in ("en", "de") for line in read_lines(MULTI30K / f"train.{lang}")]

@@ -29,12 +29,11 @@ from attn.model.inference.attention_maps import (
 from attn.model.nn.config import ModelConfig
 from attn.model.nn.heads import build_model
 from attn.model.storage.checkpoint import (
-    TOKENIZER,
-    WEIGHTS,
     load_model,
     save_model_config,
     save_weights,
 )
+from attn.model.storage.layout import TOKENIZER, WEIGHTS
 from attn.tokenizer import Tokenizer
 
 TEXT = "His small bird paints her fast boat."

@@ -26,7 +26,8 @@ from attn.model.export import export_model
 from attn.model.export.staging import staged_directory
 from attn.model.nn.config import ModelConfig
 from attn.model.nn.transformer import Transformer
-from attn.model.storage.checkpoint import TOKENIZER, WEIGHTS, save_model_config, save_weights
+from attn.model.storage.checkpoint import save_model_config, save_weights
+from attn.model.storage.layout import TOKENIZER, WEIGHTS
 from attn.tokenizer import Tokenizer
 
 runner = CliRunner()

@@ -21,7 +21,8 @@ import pytest
 import torch
 from helpers import ATTN, last_weights, slice_translate, train_cli
 
-from attn.model.training.faults import LOG, NONFINITE_STREAK, OOM_STREAK, TrainingFailed
+from attn.model.storage.layout import TRAIN_LOG as LOG
+from attn.model.training.faults import NONFINITE_STREAK, OOM_STREAK, TrainingFailed
 from attn.model.training.metrics_log import read_metrics
 from attn.model.training.objective import Objective
 from attn.model.training.train import train

@@ -13,9 +13,10 @@ from helpers import ATTN
 import attn.model.decoding.shortlist as shortlist_module
 from attn.data import demo_dir
 from attn.model.decoding.search import GenerationOptions, generate
-from attn.model.decoding.shortlist import SHORTLIST, Shortlist
+from attn.model.decoding.shortlist import Shortlist
 from attn.model.inference.pipeline import Translator
 from attn.model.storage.checkpoint import ModelError
+from attn.model.storage.layout import SHORTLIST
 
 PAD, BOS, EOS = 0, 2, 3
 V = 20

@@ -79,7 +79,8 @@ def test_early_stopping_counts_validations_without_a_new_best():
 
 
 def test_metrics_log_drops_validations_after_the_resumed_step_and_cut_lines(tmp_path):
-    from attn.model.training.metrics_log import METRICS, MetricsLog
+    from attn.model.storage.layout import METRICS
+    from attn.model.training.metrics_log import MetricsLog
 
     log = MetricsLog(tmp_path)
     for step in (10, 20, 30):

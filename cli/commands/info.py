@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from attn.cli.common import fail
+from attn.model.storage.layout import ModelDir
 
 
 class Format(str, Enum):
@@ -64,7 +65,7 @@ def _environment() -> list[tuple[str, str]]:
     ]
     for task in TASKS:
         path = default_model_dir(task)
-        state = "trained" if (path / "config.json").is_file() else "none yet"
+        state = "trained" if ModelDir(path).is_model() else "none yet"
         rows.append((f"model {task}", f"{path} ({state})"))
     return rows
 

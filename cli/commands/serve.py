@@ -96,7 +96,7 @@ def _model_dirs(
     from attn.data.home import default_model_dir
     from attn.data.tasks import TASKS
     from attn.model.nn.config import ConfigError, load_config
-    from attn.model.storage.checkpoint import CONFIG
+    from attn.model.storage.layout import CONFIG, ModelDir
 
     dirs: dict[str, Path] = {}
     for path in models:
@@ -118,7 +118,7 @@ def _model_dirs(
         dirs[task] = path
     if dirs:
         return dirs
-    dirs = {t: default_model_dir(t) for t in TASKS if (default_model_dir(t) / CONFIG).is_file()}
+    dirs = {t: default_model_dir(t) for t in TASKS if ModelDir(default_model_dir(t)).is_model()}
     if not dirs:
         fail("no model to serve: train one with `attn train TASK` or pass -m DIR")
     return dirs

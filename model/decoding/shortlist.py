@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-SHORTLIST = "shortlist.safetensors"
 # Sizes measured on Multi30k en->de (val and test2016, beam 4; see the README): the most
 # frequent target pieces, and the pieces kept per source piece beyond those.
 FREQUENT = 100

@@ -26,7 +26,7 @@ from attn.model.evaluation.metrics import (
     rouge_scores,
     sacrebleu_scores,
 )
-from attn.model.training.metrics_log import METRICS
+from attn.model.storage.layout import ModelDir
 
 # Files read as a split (source and references together) rather than as plain lines.
 _SPLIT_SUFFIXES = (".jsonl", ".tsv", ".csv")
@@ -317,6 +317,6 @@ def log_evaluation(
         record["confusion"] = {"labels": evaluation.labels, "matrix": evaluation.confusion}
     record["time"] = round(seconds, 2)
     record["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with open(Path(model_dir) / METRICS, "a", encoding="utf-8") as f:
+    with open(ModelDir(model_dir).metrics, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, ensure_ascii=False) + "\n")
     return record

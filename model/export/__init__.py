@@ -108,7 +108,7 @@ def export_model(
 
             from attn.model.export.info import write_export_info
             from attn.model.export.onnx_graphs import write_onnx
-            from attn.model.storage.checkpoint import TOKENIZER
+            from attn.model.storage.layout import TOKENIZER
 
             write_onnx(loaded, tmp)
             shutil.copyfile(loaded.path / TOKENIZER, tmp / TOKENIZER)

@@ -23,7 +23,8 @@ import torch
 
 from attn.model.export.info import write_export_info
 from attn.model.nn.transformer import Transformer, sinusoidal_positions
-from attn.model.storage.checkpoint import TOKENIZER, LoadedModel
+from attn.model.storage.checkpoint import LoadedModel
+from attn.model.storage.layout import TOKENIZER
 from attn.tokenizer import UNK_ID
 
 # Weight types `attn export --quantization` offers (CTranslate2 names); None = float32.

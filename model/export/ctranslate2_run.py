@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from attn.model.export.info import output_cap, read_export_config
-from attn.model.storage.checkpoint import TOKENIZER
+from attn.model.storage.layout import TOKENIZER
 from attn.tokenizer import Tokenizer
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from attn.model.export.info import output_cap, read_export_config
 from attn.model.export.onnx_graphs import CLASSIFIER, DECODER_STEP, ENCODER
-from attn.model.storage.checkpoint import TOKENIZER
+from attn.model.storage.layout import TOKENIZER
 from attn.tokenizer import Tokenizer
 
 

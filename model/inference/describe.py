@@ -12,7 +12,7 @@ from attn.model.nn.config import PRESETS, ModelConfig
 from attn.model.nn.heads import build_model
 from attn.model.nn.transformer import count_parameters
 from attn.model.storage.checkpoint import is_untrained, read_model_config
-from attn.model.training.average import step_checkpoints
+from attn.model.storage.layout import ModelDir
 
 
 def describe_model(model_dir: str | Path) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def describe_model(model_dir: str | Path) -> dict[str, Any]:
         "untrained": is_untrained(meta),
         "evaluations": [r for r in records if r.get("evaluate")],
         "averaged": meta.get("averaged"),
-        "checkpoints": [step for step, _ in step_checkpoints(model_dir)],
+        "checkpoints": [step for step, _ in ModelDir(model_dir).step_checkpoints()],
     }
 
 

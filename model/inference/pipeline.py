@@ -30,7 +30,8 @@ from torch import Tensor
 
 from attn.model.decoding.incremental import StepWeights
 from attn.model.decoding.search import GenerationOptions, Hypothesis, generate
-from attn.model.storage.checkpoint import CONFIG, LoadedModel, ModelError, load_model
+from attn.model.storage.checkpoint import LoadedModel, ModelError, load_model
+from attn.model.storage.layout import ModelDir
 
 Out = TypeVar("Out")  # a model output for one text
 R = TypeVar("R")  # a result object
@@ -184,7 +185,7 @@ class _Pipeline:
             keep_freed_memory()
         if model_dir is None:
             model_dir = default_model_dir(cls.task)
-            if not (model_dir / CONFIG).is_file():
+            if not ModelDir(model_dir).is_model():
                 raise ModelError(
                     f"no {cls.task} model at {model_dir}; train one with `attn train "
                     f"{cls.task}` or pass -m/--model DIR"
@@ -413,14 +414,14 @@ class Seq2Seq(_Pipeline):
 
     def __init__(self, loaded: LoadedModel, device: torch.device) -> None:
         super().__init__(loaded, device)
-        from attn.model.decoding.shortlist import SHORTLIST, Shortlist
+        from attn.model.decoding.shortlist import Shortlist
 
         # The decoder arranged for search (`prepare`); None: prepared per batch.
         self.step_weights: StepWeights | None = None
 
         # Written by training (translation models): see attn.model.decoding.shortlist.
         self.shortlist: Shortlist | None = None
-        path = loaded.path / SHORTLIST
+        path = ModelDir(loaded.path).shortlist
         if path.is_file():
             self.shortlist = Shortlist.load(path, self.config.vocab_size).to(device)
 

@@ -1,7 +1,8 @@
 """Model directories: one writer and one loader for config, tokenizer and weights.
 
 A model directory holds `config.json`, `tokenizer.model`, `model.safetensors` (the best
-weights) and, while or after training, `last/` with the latest weights and the trainer state.
+weights) and, while or after training, `last/` with the latest weights and the trainer state
+(every file name: `layout.py`).
 Weights are safetensors only: nothing executes on load.
 """
 
@@ -21,11 +22,7 @@ from attn.atomic import atomic_write
 from attn.model.nn.config import ConfigError, ModelConfig, load_config, save_config
 from attn.model.nn.heads import Classifier, build_model
 from attn.model.nn.transformer import Transformer
-
-CONFIG = "config.json"
-TOKENIZER = "tokenizer.model"
-WEIGHTS = "model.safetensors"
-
+from attn.model.storage.layout import CONFIG, TOKENIZER, WEIGHTS
 
 logger = logging.getLogger(__name__)
 

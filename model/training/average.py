@@ -9,30 +9,20 @@ of them, at no cost at inference. Training with `keep_checkpoints=N` writes
 
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from attn.model.decoding.shortlist import SHORTLIST
 from attn.model.nn.heads import build_model
 from attn.model.storage.checkpoint import (
-    CONFIG,
-    TOKENIZER,
-    WEIGHTS,
     ModelError,
     read_model_config,
     save_model_config,
     save_weights,
 )
-
-CHECKPOINTS = "checkpoints"
-# The weights a model directory held before its first in-place average (a later average
-# keeps this file, so it always holds the trained best).
-BACKUP = "model.before-average.safetensors"
-_STEP_FILE = re.compile(r"step-(\d+)\.safetensors")
+from attn.model.storage.layout import CONFIG, ModelDir
 
 
 @dataclass
@@ -44,24 +34,6 @@ class AverageResult:
     backup: Path | None
 
 
-def step_checkpoint_path(model_dir: Path, step: int) -> Path:
-    """Where the weights of `step` go: `checkpoints/step-000500.safetensors`."""
-    return Path(model_dir) / CHECKPOINTS / f"step-{step:06d}.safetensors"
-
-
-def step_checkpoints(model_dir: str | Path) -> list[tuple[int, Path]]:
-    """The step checkpoints of a model directory as (step, path), oldest first."""
-    directory = Path(model_dir) / CHECKPOINTS
-    if not directory.is_dir():
-        return []
-    found = []
-    for path in directory.iterdir():
-        match = _STEP_FILE.fullmatch(path.name)
-        if match and path.is_file():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
 def save_step_checkpoint(model_dir: Path, model: torch.nn.Module, step: int, keep: int) -> Path:
     """Write `model`'s weights as the checkpoint of `step` (atomically), then delete all but
     the newest `keep` step checkpoints.
@@ -69,12 +41,13 @@ def save_step_checkpoint(model_dir: Path, model: torch.nn.Module, step: int, kee
     A checkpoint of a later step than `step` (left by a run killed after writing it and
     then resumed from an earlier `last/`) is deleted first: it belongs to the abandoned run.
     """
-    for old_step, path in step_checkpoints(model_dir):
+    layout = ModelDir(model_dir)
+    for old_step, path in layout.step_checkpoints():
         if old_step > step:
             path.unlink(missing_ok=True)
-    path = step_checkpoint_path(model_dir, step)
+    path = layout.step_checkpoint(step)
     save_weights(model, path)
-    for _, old in step_checkpoints(model_dir)[:-keep]:
+    for _, old in layout.step_checkpoints()[:-keep]:
         old.unlink(missing_ok=True)
     return path
 
@@ -134,20 +107,21 @@ def average_checkpoints(
         last: how many of the newest checkpoints to average; None = all that are kept.
         output_dir: write a new model directory there (config.json, tokenizer.model and the
             averaged model.safetensors). None: replace `model_dir/model.safetensors`; the
-            weights it held before the first average are kept as `BACKUP`.
+            weights it held before the first average are kept as `model.before-average.safetensors`.
 
     Raises:
         ModelError: not a model directory, too few checkpoints, or checkpoints that do not
             match the model's config.
     """
     model_dir = Path(model_dir)
+    layout = ModelDir(model_dir)
     config, meta = read_model_config(model_dir)
-    found = step_checkpoints(model_dir)
+    found = layout.step_checkpoints()
     if last is not None and last < 1:
         raise ModelError(f"--last must be at least 1, got {last}")
     if not found or (last is not None and len(found) < last):
         raise ModelError(
-            f"{model_dir / CHECKPOINTS} holds {len(found)} step checkpoint(s), "
+            f"{layout.checkpoints} holds {len(found)} step checkpoint(s), "
             f"{'need ' + str(last) if last else 'need at least one'}; train with "
             f"--keep-checkpoints N to keep them"
         )
@@ -167,20 +141,21 @@ def average_checkpoints(
     backup = None
     if output_dir is None:
         target = model_dir
-        backup = model_dir / BACKUP
+        backup = layout.backup
         if not backup.exists():
-            shutil.copy2(model_dir / WEIGHTS, backup)
+            shutil.copy2(layout.weights, backup)
     else:
         target = Path(output_dir)
         if target.resolve() == model_dir.resolve():
             raise ModelError("the output directory is the model directory; leave it out instead")
-        if (target / CONFIG).exists():
+        out = ModelDir(target)
+        if out.config.exists():
             raise ModelError(f"{target} already holds a model; choose another output directory")
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(model_dir / TOKENIZER, target / TOKENIZER)
-        if (model_dir / SHORTLIST).is_file():  # a translation model's; see model.shortlist
-            shutil.copy2(model_dir / SHORTLIST, target / SHORTLIST)
-    save_weights(model, target / WEIGHTS)
+        shutil.copy2(layout.tokenizer, out.tokenizer)
+        if layout.shortlist.is_file():  # a translation model's; see model.shortlist
+            shutil.copy2(layout.shortlist, out.shortlist)
+    save_weights(model, ModelDir(target).weights)
     # config.json last: the directory points at complete files whenever it is a model.
     save_model_config(target, config, **meta)
-    return AverageResult(target / WEIGHTS, steps, backup)
+    return AverageResult(ModelDir(target).weights, steps, backup)

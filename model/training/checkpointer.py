@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import torch
 
 from attn.atomic import remove_stale_temp_files
-from attn.model.storage.checkpoint import WEIGHTS, save_model_config, save_weights
+from attn.model.storage.checkpoint import save_model_config, save_weights
+from attn.model.storage.layout import WEIGHTS
 from attn.model.training.average import save_step_checkpoint
 from attn.model.training.distributed import Dist
 from attn.model.training.early_stopping import EarlyStopping

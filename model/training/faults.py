@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-LOG = "train.log"
+from attn.model.storage.layout import ModelDir
+
 # An out-of-memory batch is split in halves at most this many times (down to 1/8) before
 # the step is skipped.
 OOM_SPLITS = 3
@@ -86,7 +87,8 @@ def write_log(model_dir: Path, error: BaseException) -> Path | None:
         + "".join(traceback.format_exception(type(error), error, error.__traceback__))
         + "\n"
     )
-    for path in (model_dir / LOG, Path(tempfile.gettempdir()) / f"attn-{LOG}"):
+    log = ModelDir(model_dir).train_log
+    for path in (log, Path(tempfile.gettempdir()) / f"attn-{log.name}"):
         try:
             with path.open("a", encoding="utf-8") as f:
                 f.write(text)

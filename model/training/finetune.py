@@ -17,12 +17,11 @@ import torch
 from attn.atomic import atomic_write_bytes
 from attn.model.nn.config import ConfigError, ModelConfig
 from attn.model.storage.checkpoint import (
-    TOKENIZER,
-    WEIGHTS,
     check_weights,
     load_weights,
     read_model_config,
 )
+from attn.model.storage.layout import TOKENIZER, WEIGHTS
 from attn.model.training.settings import TrainError
 
 

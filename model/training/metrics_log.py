@@ -10,9 +10,7 @@ from typing import Any
 
 from attn.atomic import atomic_write, atomic_write_bytes
 from attn.data import jsonlines
-
-METRICS = "metrics.jsonl"
-PLOT = "training.png"
+from attn.model.storage.layout import METRICS, PLOT
 
 
 class MetricsLog:

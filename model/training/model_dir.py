@@ -9,13 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attn.model.decoding.shortlist import SHORTLIST
 from attn.model.nn.config import ModelConfig, load_config
-from attn.model.storage.checkpoint import CONFIG, TOKENIZER, WEIGHTS, check_weights
-from attn.model.training.average import BACKUP, CHECKPOINTS
-from attn.model.training.metrics_log import METRICS, PLOT
+from attn.model.storage.checkpoint import check_weights
+from attn.model.storage.layout import CONFIG, WEIGHTS, ModelDir
 from attn.model.training.settings import TrainError
-from attn.model.training.state import find_last, remove_training_files
+from attn.model.training.state import find_last
 
 
 @dataclass(frozen=True)
@@ -67,11 +65,13 @@ def check_model_dir(
 
 
 def clear_model_dir(model_dir: Path) -> None:
-    """--overwrite: config.json goes first, so the directory never points at missing files."""
-    for name in (CONFIG, WEIGHTS, TOKENIZER, METRICS, PLOT, BACKUP, SHORTLIST):
-        (model_dir / name).unlink(missing_ok=True)
-    remove_training_files(model_dir)
-    shutil.rmtree(model_dir / CHECKPOINTS, ignore_errors=True)
+    """--overwrite: what a previous run wrote goes, config.json first, so the directory never
+    points at missing files; other files stay."""
+    for path in ModelDir(model_dir).training_files():
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _task_in(config_path: Path) -> str | None:

@@ -23,9 +23,9 @@ import numpy as np
 from torch import Tensor
 
 from attn.atomic import atomic_write_bytes
-from attn.model.decoding.shortlist import SHORTLIST, Shortlist
+from attn.model.decoding.shortlist import Shortlist
 from attn.model.nn.config import ConfigError, ModelConfig, preset
-from attn.model.storage.checkpoint import TOKENIZER
+from attn.model.storage.layout import SHORTLIST, TOKENIZER, ModelDir
 from attn.model.training.corpus import Split
 from attn.model.training.distributed import Dist
 from attn.model.training.finetune import InitModel
@@ -34,7 +34,6 @@ from attn.model.training.settings import TrainError, TrainSettings
 
 Event = dict[str, Any]
 
-PREPARED = "prepared"
 # At most this many texts (half sources, half targets) train the tokenizer: a seeded
 # reservoir sample of a larger corpus. SentencePiece needs about 1.5 KB of memory and 25 us
 # per text: 500,000 texts take about 0.8 GB and 15 s on one core.
@@ -106,7 +105,7 @@ class Preparation:
             task, model_dir, settings, dist, emit,
         )  # fmt: skip
         self.saved_config, self.init = saved_config, init
-        self.prepared_dir = model_dir / PREPARED
+        self.prepared_dir = ModelDir(model_dir).prepared
 
     @property
     def resume(self) -> bool:

@@ -19,12 +19,10 @@ from typing import IO, Any
 import torch
 
 from attn.atomic import atomic_write
-from attn.model.storage.checkpoint import WEIGHTS, ModelError, load_weights, save_weights
+from attn.model.storage.checkpoint import ModelError, load_weights, save_weights
+from attn.model.storage.layout import LAST, LAST_OLD, LAST_STAGING, WEIGHTS, ModelDir
+from attn.model.storage.layout import TRAINER_STATE as STATE
 
-LAST = "last"
-STATE = "trainer_state.pt"
-_STAGING = ".last.partial"
-_OLD = ".last.old"
 # Bumped when the layout of trainer_state.pt changes incompatibly.
 STATE_VERSION = 1
 
@@ -54,7 +52,7 @@ def _as_tuple(value: Any) -> Any:
 def save_last(model_dir: Path, model: torch.nn.Module, state: dict[str, Any]) -> None:
     """Replace `model_dir/last/` with `model`'s weights and the trainer `state`."""
     model_dir = Path(model_dir)
-    staging, last, old = model_dir / _STAGING, model_dir / LAST, model_dir / _OLD
+    staging, last, old = model_dir / LAST_STAGING, model_dir / LAST, model_dir / LAST_OLD
     shutil.rmtree(staging, ignore_errors=True)
     try:
         save_weights(model, staging / WEIGHTS)
@@ -104,8 +102,7 @@ def _save_state(state: dict[str, Any], path: Path) -> None:
 
 def find_last(model_dir: Path) -> Path | None:
     """The directory holding the latest complete checkpoint, or None."""
-    for name in (LAST, _OLD):
-        candidate = Path(model_dir) / name
+    for candidate in ModelDir(model_dir).last_candidates():
         if (candidate / STATE).is_file() and (candidate / WEIGHTS).is_file():
             return candidate
     return None
@@ -139,10 +136,3 @@ def load_last(
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise ModelError(f"{last / STATE}: written by an incompatible attn version")
     return state
-
-
-def remove_training_files(model_dir: Path) -> None:
-    """Delete what a previous training run left (`--overwrite`), never other files."""
-    model_dir = Path(model_dir)
-    for name in (LAST, _STAGING, _OLD):
-        shutil.rmtree(model_dir / name, ignore_errors=True)

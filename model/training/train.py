@@ -21,17 +21,17 @@ from typing import Any
 
 import torch
 
-from attn.model.decoding.shortlist import SHORTLIST
 from attn.model.evaluation.metrics import PRIMARY_METRIC
 from attn.model.nn.heads import build_model
 from attn.model.nn.transformer import count_parameters
+from attn.model.storage.layout import PLOT, SHORTLIST
 from attn.model.training.checkpointer import Checkpointer
 from attn.model.training.distributed import Dist, start_distributed
 from attn.model.training.early_stopping import EarlyStopping
 from attn.model.training.faults import TrainingFailed, write_log
 from attn.model.training.finetune import InitModel
 from attn.model.training.loop import Progress, Trainer
-from attn.model.training.metrics_log import PLOT, MetricsLog, read_metrics, write_plot
+from attn.model.training.metrics_log import MetricsLog, read_metrics, write_plot
 from attn.model.training.model_dir import SavedRun, check_model_dir
 from attn.model.training.objective import Objective
 from attn.model.training.optimizer import build_optimizer
