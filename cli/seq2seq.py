@@ -145,7 +145,7 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
                 replace(r, alignment=align_text(pipeline.loaded, r.source, r.text)) for r in results
             )
 
-        from attn.data.tasks import SRC_FIELDS
+        from attn.data.task_files import SRC_FIELDS
 
         run(
             IOOptions(files or [], output, output_dir, field, errors, guess_fields=SRC_FIELDS),

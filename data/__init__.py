@@ -8,7 +8,7 @@ from attn.data.readers import (
     read_parallel,
     read_table,
 )
-from attn.data.tasks import (
+from attn.data.task_files import (
     TASKS,
     Example,
     TaskData,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from attn.data.catalog import DATASETS
 from attn.data.readers import DataError
-from attn.data.tasks import check_task
+from attn.data.task_files import check_task
 
 
 def attn_home() -> Path:

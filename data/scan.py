@@ -21,7 +21,7 @@ import numpy as np
 
 from attn.data.progress import StageProgress
 from attn.data.readers import DataError
-from attn.data.tasks import Example, TaskFiles, check_val_label, held_out, training_labels
+from attn.data.task_files import Example, TaskFiles, check_val_label, held_out, training_labels
 
 # The role of a row of the training files.
 DROPPED, TRAIN, VAL = 0, 1, 2

@@ -19,7 +19,7 @@ import pytest
 import torch
 from helpers import ATTN, sigint_default
 
-from attn.data.tasks import demo_dir
+from attn.data.task_files import demo_dir
 
 # Every test here runs a demo model, some picked with request.getfixturevalue.
 pytestmark = pytest.mark.slow

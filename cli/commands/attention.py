@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from attn.cli.common import fail
-from attn.data.tasks import Task
+from attn.data.task_files import Task
 
 if TYPE_CHECKING:
     from attn.model.inference.attention_maps import AttentionMap, AttentionMaps

@@ -22,7 +22,7 @@ from attn.cli.lines import (
     _progress,
     same_file,
 )
-from attn.data.tasks import Task
+from attn.data.task_files import Task
 
 if TYPE_CHECKING:
     from attn.model.evaluation.evaluate import Evaluation

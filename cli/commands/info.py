@@ -52,7 +52,7 @@ def _environment() -> list[tuple[str, str]]:
 
     from attn import __version__
     from attn.data.home import attn_home, default_model_dir
-    from attn.data.tasks import TASKS
+    from attn.data.task_files import TASKS
 
     rows = [
         ("attn", __version__),

@@ -94,7 +94,7 @@ def _model_dirs(
     """Task -> model directory, from -m (task read from config.json), the per-task options,
     or, with none of them, the default model directories that hold a model."""
     from attn.data.home import default_model_dir
-    from attn.data.tasks import TASKS
+    from attn.data.task_files import TASKS
     from attn.model.nn.config import ConfigError, load_config
     from attn.model.storage.layout import CONFIG, ModelDir
 

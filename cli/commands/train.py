@@ -28,7 +28,7 @@ import typer
 from rich.markup import escape
 
 from attn.cli.common import allow_quick_exit, err_console, fail, stderr_is_terminal
-from attn.data.tasks import Task
+from attn.data.task_files import Task
 from attn.model.nn.config import PRESETS
 from attn.model.training.settings import TrainSettings, help_text
 

@@ -140,14 +140,14 @@ def score(
 def read_references(task: str, paths: Sequence[str | Path]) -> list[list[str]]:
     """Reference sets from files: plain lines, or the targets (labels) of a split file.
 
-    A `.jsonl`, `.tsv` or `.csv` file is read as a split (`attn.data.tasks.load_split`), so a
+    A `.jsonl`, `.tsv` or `.csv` file is read as a split (`attn.data.task_files.load_split`), so a
     sentiment `dev.tsv` serves as gold labels and a summarization `.jsonl` as summaries.
 
     Raises:
         DataError: unreadable or malformed files.
     """
     from attn.data import read_lines
-    from attn.data.tasks import load_split
+    from attn.data.task_files import load_split
 
     sets = []
     for path in paths:
@@ -199,7 +199,7 @@ def load_test_set(
         DataError: unreadable or malformed files, or no such split.
     """
     from attn.data import read_lines
-    from attn.data.tasks import load_split
+    from attn.data.task_files import load_split
 
     path = Path(data)
     check_test_args(path, references, split)

@@ -615,7 +615,7 @@ def load_pipeline(
         ModelError: no model, a broken one, or one of another task.
         ValueError: an unknown task, or a device that is unknown or unavailable.
     """
-    from attn.data.tasks import check_task
+    from attn.data.task_files import check_task
 
     check_task(task)
     return PIPELINES[task].load(model_dir, device=device, threads=threads, int8=int8)

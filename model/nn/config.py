@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attn.data.tasks import TASKS
+from attn.data.task_files import TASKS
 
 ACTIVATIONS = ("gelu", "relu")
 POOLINGS = ("mean", "max", "mean+max")

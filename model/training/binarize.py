@@ -21,7 +21,7 @@ import numpy as np
 from attn.data.prepared import ArrayWriter
 from attn.data.progress import StageProgress
 from attn.data.scan import TRAIN, VAL, Scan
-from attn.data.tasks import Example, TaskFiles
+from attn.data.task_files import Example, TaskFiles
 
 # Rows per chunk sent to a worker: large enough that pickling is cheap beside encoding.
 _CHUNK = 8192

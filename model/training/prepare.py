@@ -158,7 +158,7 @@ class Preparation:
             raise TrainError(f"bad model config: {e}") from None
 
     def _files(self) -> Any:
-        from attn.data.tasks import find_task_files
+        from attn.data.task_files import find_task_files
 
         s = self.settings
         return find_task_files(
@@ -344,7 +344,7 @@ class Preparation:
     def _open(self) -> Prepared:
         """Map the prepared data (every rank) and load what goes with it."""
         from attn.data.prepared import open_prepared
-        from attn.data.tasks import Example
+        from attn.data.task_files import Example
         from attn.tokenizer import Tokenizer
 
         prepared = open_prepared(self.prepared_dir)
