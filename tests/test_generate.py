@@ -1,4 +1,8 @@
-"""Greedy and beam search: the cache changes nothing, batching changes nothing, beams help."""
+"""Greedy and beam search: the cache changes nothing, batching changes nothing, beams help.
+
+What holds for any weights (the cache, beam 1 as greedy, batching, subsets of the
+vocabulary, int8's beam 1) runs on random weights, in a second; the slow set runs it on a
+model trained to reverse sequences too, and what needs a model that learned something."""
 
 from __future__ import annotations
 
@@ -67,6 +71,39 @@ def trained() -> Transformer:
     return model.eval()
 
 
+def _random_model() -> Transformer:
+    """The same architecture with random weights, built in a blink: what holds for any
+    weights is tested on it outside the slow set. The final layer norm gets random gains:
+    with tied embeddings an untrained decoder prefers the piece it was fed and repeats it to
+    the length limit; with them, outputs vary in pieces and length (some end early, some at
+    the limit), as a trained model's do. Gains of 4 spread the logits so widely that the
+    searches' choices survive relative changes of 1e-4 to every weight: float rounding, which
+    differs between the paths compared here, never flips one."""
+    torch.manual_seed(1)
+    config = ModelConfig(
+        task="translate",
+        vocab_size=VOCAB,
+        d_model=64,
+        n_heads=4,
+        n_encoder_layers=2,
+        n_decoder_layers=2,
+        d_ff=128,
+        dropout=0.0,
+        max_length=24,
+    )
+    model = Transformer(config).eval()
+    with torch.no_grad():
+        model.decoder_norm.weight.copy_(torch.randn(config.d_model) * 4)
+    return model
+
+
+@pytest.fixture(scope="module", params=["random", pytest.param("trained", marks=pytest.mark.slow)])
+def model(request) -> Transformer:
+    """For the properties of the search that hold for any weights: random weights (fast),
+    and in the slow set the trained model too, whose outputs end where it learned to."""
+    return _random_model() if request.param == "random" else request.getfixturevalue("trained")
+
+
 @pytest.fixture(scope="module")
 def sources() -> tuple[torch.Tensor, torch.Tensor]:
     src, _, _ = _reverse_batch(torch.Generator().manual_seed(1), 24, max_len=10)
@@ -110,36 +147,33 @@ def test_the_model_learned_to_reverse(trained, sources):
     assert correct >= len(out) // 2
 
 
-@pytest.mark.slow
-def test_greedy_matches_a_reference_loop(trained, sources):
+def test_greedy_matches_a_reference_loop(model, sources):
     src, mask = sources
-    out = generate(trained, src, mask, GenerationOptions(beam=1, max_length=12))
+    out = generate(model, src, mask, GenerationOptions(beam=1, max_length=12))
     for row, hyps in zip(src, out, strict=True):
-        _same([hyps], [[_reference_greedy(trained, row, 12)]])
+        _same([hyps], [[_reference_greedy(model, row, 12)]])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("beam", [1, 4])
-def test_cached_decoding_equals_full_recomputation(trained, sources, beam):
+def test_cached_decoding_equals_full_recomputation(model, sources, beam):
     src, mask = sources
     options = GenerationOptions(beam=beam, n_best=beam)
     _same(
-        generate(trained, src, mask, options, use_cache=True),
-        generate(trained, src, mask, options, use_cache=False),
+        generate(model, src, mask, options, use_cache=True),
+        generate(model, src, mask, options, use_cache=False),
     )
 
 
-@pytest.mark.slow
-def test_beam_one_is_greedy(trained, sources):
+def test_beam_one_is_greedy(model, sources):
     src, mask = sources
     from attn.model.decoding.search import beam_search, greedy_search, max_lengths
 
     options = GenerationOptions(beam=1, length_penalty=0.0)
-    limits = max_lengths(mask, options, trained.config.max_length)
+    limits = max_lengths(mask, options, model.config.max_length)
     with torch.inference_mode():
         _same(
-            beam_search(trained, src, mask, limits, options),
-            greedy_search(trained, src, mask, limits, options),
+            beam_search(model, src, mask, limits, options),
+            greedy_search(model, src, mask, limits, options),
         )
 
 
@@ -185,10 +219,9 @@ def test_early_stopping_decodes_fewer_rows_and_only_forgoes_late_hypotheses(
     assert same >= 0.9 * len(results[False])  # the late finds are rare
 
 
-@pytest.mark.slow
-def test_n_best_lists_are_sorted_and_distinct(trained, sources):
+def test_n_best_lists_are_sorted_and_distinct(model, sources):
     src, mask = sources
-    out = generate(trained, src, mask, GenerationOptions(beam=5, n_best=3))
+    out = generate(model, src, mask, GenerationOptions(beam=5, n_best=3))
     for hyps in out:
         assert len(hyps) == 3
         scores = [h.score for h in hyps]
@@ -196,16 +229,15 @@ def test_n_best_lists_are_sorted_and_distinct(trained, sources):
         assert len({tuple(h.tokens) for h in hyps}) == 3
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("beam", [1, 4])
-def test_batching_does_not_change_outputs(trained, sources, beam):
+def test_batching_does_not_change_outputs(model, sources, beam):
+    """Each sentence decodes alone, without padding, as it does in the padded batch."""
     src, mask = sources
     options = GenerationOptions(beam=beam, n_best=beam)
-    short = int(mask.sum(1).argmin())
-    batch = generate(trained, src, mask, options)
-    n = int(mask[short].sum())
-    alone = generate(trained, src[short : short + 1, :n], mask[short : short + 1, :n], options)
-    _same([batch[short]], alone)
+    batch = generate(model, src, mask, options)
+    for i, hyps in enumerate(batch):
+        n = int(mask[i].sum())
+        _same([hyps], generate(model, src[i : i + 1, :n], mask[i : i + 1, :n], options))
 
 
 @pytest.mark.parametrize("beam", [1, 3])
@@ -249,8 +281,7 @@ def test_blocking_also_stops_a_piece_three_times_in_a_row():
     assert banned == [[0, 9]]  # row 0 ends "9 9"; row 2's "9 9" is not at the end
 
 
-@pytest.mark.slow
-def test_max_length_is_relative_to_the_source_and_capped(trained):
+def test_max_length_is_relative_to_the_source_and_capped():
     from attn.model.decoding.search import max_lengths
 
     mask = torch.tensor([[True] * 2 + [False] * 8, [True] * 10])
@@ -259,8 +290,38 @@ def test_max_length_is_relative_to_the_source_and_capped(trained):
     assert max_lengths(mask, options, 10).tolist() == [6, 10]
     assert max_lengths(mask, GenerationOptions(max_length=4), 100).tolist() == [4, 4]
     src = torch.tensor([[5, 6, EOS]])
-    out = generate(trained, src, src != PAD, GenerationOptions(beam=2, max_length=1))
+    out = generate(_random_model(), src, src != PAD, GenerationOptions(beam=2, max_length=1))
     assert len(out[0][0].tokens) <= 1
+
+
+@pytest.mark.parametrize("shortlist", [False, True])
+def test_int8_beam_one_is_greedy(sources, shortlist):
+    """With int8 weights too (a loaded model's `--int8`: steps and output projection), over
+    the whole vocabulary and over per-sentence subsets. Only this invariant is asked of int8:
+    its dynamic quantization scales each product's input by the largest value of the whole
+    batch, so a sentence alone and in a batch may differ, and the full-prefix reference
+    runs other (unfused) int8 products."""
+    from attn.model.decoding.incremental import StepWeights
+    from attn.model.decoding.quantize import quantize_int8
+    from attn.model.decoding.search import _Output, beam_search, greedy_search, max_lengths
+
+    src, mask = sources
+    model = _random_model()
+    weights = StepWeights(model, "int8")  # from the float weights, as `Translator.load` does
+    quantize_int8(model)
+    allowed = None
+    if shortlist:
+        allowed = torch.rand(src.size(0), VOCAB, generator=torch.Generator().manual_seed(7)) < 0.6
+    options = GenerationOptions(beam=1, length_penalty=0.0)
+    limits = max_lengths(mask, options, model.config.max_length)
+    output = _Output(model, allowed)
+    with torch.inference_mode():
+        greedy = greedy_search(model, src, mask, limits, options, weights=weights, output=output)
+        beam = beam_search(model, src, mask, limits, options, weights=weights, output=output)
+    _same(beam, greedy)
+    if shortlist:
+        for row, hyps in zip(allowed, greedy, strict=True):
+            assert row[hyps[0].tokens].all()
 
 
 def test_invalid_options_are_refused():
@@ -289,37 +350,43 @@ def test_top_columns_equals_topk(vocab, k):
 # --- decoding over per-sentence subsets of the vocabulary (a lexical shortlist) -------------
 
 
-@pytest.mark.slow
-def test_greedy_over_a_subset_holding_its_pieces_picks_the_same_pieces(trained, sources):
+def test_greedy_over_a_subset_holding_its_pieces_picks_the_same_pieces(model, sources):
     src, mask = sources
-    full = generate(trained, src, mask, GenerationOptions(beam=1))
+    full = generate(model, src, mask, GenerationOptions(beam=1))
     g = torch.Generator().manual_seed(5)
     allowed = torch.rand(src.size(0), VOCAB, generator=g) < 0.3  # (B, V) random extras
     for row, hyps in zip(allowed, full, strict=True):
         row[hyps[0].tokens] = True
-    sub = generate(trained, src, mask, GenerationOptions(beam=1), allowed=allowed)
+    sub = generate(model, src, mask, GenerationOptions(beam=1), allowed=allowed)
     for a, b in zip(full, sub, strict=True):
         assert a[0].tokens == b[0].tokens
         # Normalized over fewer pieces: each step's log-probability can only rise.
         assert b[0].logprob >= a[0].logprob - 1e-5
 
 
-@pytest.mark.slow
-def test_beam_over_subsets_uses_only_them_and_ignores_the_batch(trained, sources):
+def test_beam_over_subsets_uses_only_them_and_ignores_the_batch(model, sources):
     src, mask = sources
     g = torch.Generator().manual_seed(6)
     allowed = torch.rand(src.size(0), VOCAB, generator=g) < 0.6  # (B, V)
     options = GenerationOptions(beam=3, n_best=2)
-    batch = generate(trained, src, mask, options, allowed=allowed)
+    batch = generate(model, src, mask, options, allowed=allowed)
     for i, hyps in enumerate(batch):
         for h in hyps:
             assert allowed[i, h.tokens].all()
         n = int(mask[i].sum())
         alone = generate(
-            trained, src[i : i + 1, :n], mask[i : i + 1, :n], options, allowed=allowed[i : i + 1]
+            model, src[i : i + 1, :n], mask[i : i + 1, :n], options, allowed=allowed[i : i + 1]
         )
         _same([hyps], alone)
-    # Everything allowed: the same search, normalized without PAD and BOS (never generated).
+
+
+@pytest.mark.slow
+def test_beam_over_the_whole_vocabulary_as_a_subset_finds_the_plain_search(trained, sources):
+    """Everything allowed: the same search, but normalized without PAD and BOS (never
+    generated), so the same outputs only where a model gives those two pieces no weight: a
+    trained one, not random weights."""
+    src, mask = sources
+    options = GenerationOptions(beam=3, n_best=2)
     everything = torch.ones(src.size(0), VOCAB, dtype=torch.bool)
     wide = generate(trained, src, mask, options, allowed=everything)
     full = generate(trained, src, mask, options)
@@ -360,11 +427,10 @@ def test_scores_over_a_subset_are_log_probabilities_over_its_pieces():
         assert (scores[row, others] == -torch.inf).all()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("beam", [1, 4])
 @pytest.mark.parametrize("exhaustive", [False, True])
 def test_looking_for_finished_rows_every_few_steps_changes_nothing(
-    trained, sources, beam, exhaustive, monkeypatch
+    model, sources, beam, exhaustive, monkeypatch
 ):
     """On a GPU a search reads which rows have finished only every few steps (no host wait per
     step); the rows and sentences done in between must end as if they had left at once."""
@@ -372,6 +438,6 @@ def test_looking_for_finished_rows_every_few_steps_changes_nothing(
 
     src, mask = sources
     options = GenerationOptions(beam=beam, n_best=min(beam, 2), exhaustive=exhaustive)
-    every_step = generate(trained, src, mask, options)
+    every_step = generate(model, src, mask, options)
     monkeypatch.setattr(search, "check_every", lambda device: 5)
-    _same(generate(trained, src, mask, options), every_step)
+    _same(generate(model, src, mask, options), every_step)
