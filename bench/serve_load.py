@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             "cores": os.cpu_count(),
             "python": platform.python_version(),
         },
-        "models": {t: health["models"][t]["path"] for t in tasks},
+        "models": {t: health["models"][t]["name"] for t in tasks},
         "server_threads": args.threads,
         "requests": len(requests),
         "clients": args.clients,

@@ -11,7 +11,8 @@
 A request with "text" gets one result object; with "texts", {"results": [...]} in order.
 Result objects carry the fields of the CLI's `--format jsonl` lines. Errors are
 `{"error": "..."}` with a 4xx status: 400 bad JSON, 422 a bad field, 413 over a size limit,
-404 no model for that task.
+404 no model for that task. Before a route sees a request, `attn.server.security` checks its
+Host, Origin, Content-Type, API key and rate (403, 415, 401, 429).
 
 Each model runs in one worker thread (torch is never called from two threads at once), fed
 by a micro-batcher: requests that arrive within `max_wait` seconds of each other with the
@@ -48,7 +49,8 @@ from attn.model.inference.pipeline import (
     Translator,
 )
 from attn.model.nn.transformer import count_parameters
-from attn.server.page import mount_page
+from attn.server.page import mount_page, page_paths
+from attn.server.security import SecurityMiddleware, SecurityPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -326,6 +328,7 @@ def create_app(
     *,
     limits: Limits | None = None,
     max_wait: float = 0.005,
+    security: SecurityPolicy | None = None,
 ) -> FastAPI:
     """The FastAPI app serving `models` (task -> loaded pipeline; any subset of tasks).
 
@@ -333,6 +336,8 @@ def create_app(
         models: e.g. {"translate": Translator.load(dir)}.
         limits: request size limits (default `Limits()`).
         max_wait: seconds a request waits for others to share its batch.
+        security: who may call it (default `SecurityPolicy()`: a loopback server, no
+            cross-origin browser requests, no API keys).
 
     The models run in worker threads started by the app's lifespan (uvicorn runs it by
     default) and stopped when the server shuts down.
@@ -382,7 +387,7 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        """The loaded models: task, directory, vocabulary, device, size (preset, parameters,
+        """The loaded models: task, directory name, vocabulary, device, size (preset, parameters,
         layers, heads), languages of a translation model (and labels); the request limits."""
         if not described:
             described.update({task: _describe_model(p) for task, p in models.items()})
@@ -442,14 +447,18 @@ def create_app(
         return results[0]
 
     mount_page(app)
+    app.add_middleware(
+        SecurityMiddleware, policy=security or SecurityPolicy(), open_paths=page_paths()
+    )
     return app
 
 
 def _describe_model(pipeline: Pipeline) -> dict[str, Any]:
-    """What /health says of one loaded model (the page lists these to choose from)."""
+    """What /health says of one loaded model (the page lists these to choose from); the
+    model is named by its directory's name: where it lives on the server is not told."""
     config, train = pipeline.config, pipeline.loaded.meta.get("train") or {}
     entry: dict[str, Any] = {
-        "path": str(pipeline.loaded.path),
+        "name": pipeline.loaded.path.name,
         "vocab_size": config.vocab_size,
         "device": str(pipeline.device),
         "preset": preset_name(config, train.get("preset")),

@@ -36,16 +36,20 @@ def read_static(name: str) -> bytes:
     return files("attn.server").joinpath("static", name).read_bytes()
 
 
+def page_paths() -> list[str]:
+    """The URL paths of the page's files (served without an API key)."""
+    return ["/" if name == "index.html" else f"/static/{name}" for name in FILES]
+
+
 def mount_page(app: FastAPI) -> None:
     """Serve the page at / and its files at /static/NAME."""
     content = {name: read_static(name) for name in FILES}
 
-    def route(name: str) -> None:
+    def route(name: str, path: str) -> None:
         def serve() -> Response:
             return Response(content[name], media_type=FILES[name], headers=HEADERS)
 
-        path = "/" if name == "index.html" else f"/static/{name}"
         app.add_api_route(path, serve, methods=["GET"], include_in_schema=False)
 
-    for name in FILES:
-        route(name)
+    for name, path in zip(FILES, page_paths(), strict=True):
+        route(name, path)

@@ -27,7 +27,7 @@ from attn.model.inference.attention_maps import (
     record_attention,
 )
 from attn.model.nn.config import ModelConfig
-from attn.model.nn.heads import build_model
+from attn.model.nn.model import build_model
 from attn.model.storage.checkpoint import (
     load_model,
     save_model_config,

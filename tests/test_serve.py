@@ -28,6 +28,7 @@ try:
     import uvicorn
 
     from attn.server.app import Limits, MicroBatcher, create_app
+    from attn.server.security import RateLimiter, SecurityMiddleware, SecurityPolicy
 except ImportError as missing:
     SERVE_EXTRA_MISSING: ImportError | None = missing
 else:
@@ -124,7 +125,9 @@ def test_health_lists_the_loaded_models(server, translate_model, sentiment_model
     assert status == 200
     assert body["status"] == "ok"
     assert body["tasks"] == ["translate", "sentiment"]
-    assert body["models"]["translate"]["path"] == str(translate_model)
+    # Named by the directory's name: the server's file system is not told.
+    assert body["models"]["translate"]["name"] == translate_model.name
+    assert str(translate_model.parent) not in json.dumps(body)
     assert body["models"]["sentiment"]["labels"] == ["negative", "positive"]
 
 
@@ -322,3 +325,249 @@ def test_attn_serve_command_end_to_end(translate_model, tmp_path) -> None:
             proc.wait(timeout=5)
     assert proc.returncode == 0
     assert b"Serving translate" in proc.stderr.read()
+
+
+# --- who may call the server (attn.server.security) ----------------------------------------
+
+
+def send(
+    base: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
+    """(status, response headers, parsed JSON or None) of a request with exactly `headers`
+    (urllib adds Host only where `headers` has none)."""
+    req = urllib.request.Request(base + path, data=body, headers=headers or {})
+    if body is not None and not any(k.lower() == "content-type" for k in headers or {}):
+        req.remove_header("Content-type")  # urllib's default is a form's media type
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            status, head, raw = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as e:
+        status, head, raw = e.code, dict(e.headers), e.read()
+    head = {k.lower(): v for k, v in head.items()}
+    return status, head, json.loads(raw) if raw else None
+
+
+JSON = {"Content-Type": "application/json"}
+ONE = json.dumps({"text": "A dog runs.", "beam": 1}).encode()
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:8000", "127.0.0.1.evil.example", "localhost.evil"]
+)
+def test_a_foreign_host_is_refused(server, host) -> None:
+    """DNS rebinding: a page whose own name now points at 127.0.0.1 sends its own name."""
+    status, _, body = send(server, "/translate", ONE, {**JSON, "Host": host})
+    assert status == 403
+    assert "is not allowed" in body["error"] and "--allow-host" in body["error"]
+    status, _, body = send(server, "/health", None, {"Host": host})
+    assert status == 403
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8000", "127.0.0.1:1", "[::1]:8000"])
+def test_loopback_names_are_answered(server, host) -> None:
+    status, _, body = send(server, "/translate", ONE, {**JSON, "Host": host})
+    assert status == 200
+    assert body["output"]
+
+
+def test_a_foreign_origin_is_refused_and_the_own_origin_is_not(server) -> None:
+    for origin in ("http://evil.example", "http://127.0.0.1:1", "null"):
+        status, head, body = send(server, "/translate", ONE, {**JSON, "Origin": origin})
+        assert status == 403, origin
+        assert "cross-origin request" in body["error"]
+        assert "access-control-allow-origin" not in {k.lower() for k in head}
+        # Its preflight too: the browser then never sends the request itself.
+        preflight = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+        req = urllib.request.Request(server + "/translate", headers=preflight, method="OPTIONS")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=60)
+        assert refused.value.code == 403
+    status, _, body = send(server, "/translate", ONE, {**JSON, "Origin": server})
+    assert status == 200
+    assert body["output"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "raw"),
+    [
+        ("text/plain", ONE),  # a "simple request": no preflight
+        ("text/plain;charset=UTF-8", ONE),
+        ("application/x-www-form-urlencoded", b"text=A+dog+runs."),  # an HTML form
+        ("multipart/form-data; boundary=x", b'--x\r\nContent-Disposition: form-data; name="text"'),
+        (None, ONE),
+    ],
+)
+def test_a_body_that_is_not_declared_json_is_refused(server, content_type, raw) -> None:
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    status, _, body = send(server, "/translate", raw, headers)
+    assert status == 415
+    assert "Content-Type must be application/json" in body["error"]
+
+
+def test_json_with_a_charset_is_accepted(server) -> None:
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    status, _, body = send(server, "/translate", ONE, headers)
+    assert status == 200
+    assert body["output"]
+
+
+@pytest.fixture(scope="module")
+def keyed_server(pipelines) -> Iterator[str]:
+    policy = SecurityPolicy(
+        api_keys=("alpha-key", "beta-key", "gamma-key"),
+        rate_limit=3,
+        cors_origins=("http://127.0.0.1:1",),
+    )
+    with running(create_app(pipelines, security=policy)) as base:
+        yield base
+
+
+def test_api_keys_are_required_except_for_the_page(keyed_server) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "alpha-key"}):
+        status, head, body = send(keyed_server, "/translate", ONE, {**JSON, **headers})
+        assert status == 401, headers
+        assert "key" in body["error"]
+        assert head["www-authenticate"].startswith("Bearer")
+    status, _, _ = send(keyed_server, "/health", None, {"Authorization": "Bearer wrong"})
+    assert status == 401
+    for path in ("/", "/static/app.js", "/static/style.css"):
+        with urllib.request.urlopen(keyed_server + path, timeout=60) as response:
+            assert response.status == 200, path
+    auth = {"Authorization": "Bearer beta-key"}
+    status, _, body = send(keyed_server, "/translate", ONE, {**JSON, **auth})
+    assert status == 200
+    assert body["output"]
+
+
+def test_the_rate_limit_is_per_key_with_retry_after(keyed_server) -> None:
+    # Each test its own key: "alpha-key" (3 requests a minute) is spent here.
+    auth = {**JSON, "Authorization": "Bearer alpha-key"}
+    statuses = [send(keyed_server, "/sentiment", b'{"text": "fine"}', auth)[0] for _ in range(3)]
+    assert statuses == [200, 200, 200]
+    status, head, body = send(keyed_server, "/sentiment", b'{"text": "fine"}', auth)
+    assert status == 429
+    assert 1 <= int(head["retry-after"]) <= 20  # a token comes back every 20 s
+    assert "rate limit of 3 requests a minute" in body["error"]
+    # Another key has its own budget.
+    other = {**JSON, "Authorization": "Bearer beta-key"}
+    assert send(keyed_server, "/sentiment", b'{"text": "fine"}', other)[0] == 200
+
+
+def test_an_allowed_origin_gets_cors_and_its_preflight(keyed_server) -> None:
+    origin = "http://127.0.0.1:1"
+    preflight = {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    req = urllib.request.Request(keyed_server + "/translate", headers=preflight, method="OPTIONS")
+    with urllib.request.urlopen(req, timeout=60) as response:  # no key: a preflight has none
+        assert response.status == 204
+        assert response.headers["Access-Control-Allow-Origin"] == origin
+        assert "POST" in response.headers["Access-Control-Allow-Methods"]
+        allowed = response.headers["Access-Control-Allow-Headers"].lower()
+        assert "authorization" in allowed and "content-type" in allowed
+    headers = {**JSON, "Origin": origin, "Authorization": "Bearer gamma-key"}
+    status, head, body = send(keyed_server, "/translate", ONE, headers)
+    assert status == 200
+    assert body["output"]
+    assert head["access-control-allow-origin"] == origin
+    # Its errors carry the header too, so its page can read them.
+    status, head, _ = send(keyed_server, "/translate", ONE, {"Origin": origin, **JSON})
+    assert status == 401
+    assert head["access-control-allow-origin"] == origin
+
+
+# The middleware alone, in-process: an ASGI call, no network.
+
+
+def judge(middleware: Any, method: str = "GET", path: str = "/health", **headers: str) -> int:
+    """The status `middleware` answers for a request (0: passed on to the app)."""
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "client": ("127.0.0.1", 5000),
+        "headers": [(k.replace("_", "-").lower().encode(), v.encode()) for k, v in headers.items()],
+    }
+    return middleware.check(scope).status
+
+
+def test_policy_hosts_follow_the_listen_address_and_allow_host() -> None:
+    app = SecurityMiddleware(lambda *a: None, SecurityPolicy("10.0.0.5", ("Attn.Example.org",)))
+    assert judge(app, host="10.0.0.5:8000") == 0
+    assert judge(app, host="attn.example.org") == 0  # names are not case-sensitive
+    assert judge(app, host="attn.example.org.") == 0
+    assert judge(app, host="10.0.0.6:8000") == 403
+    assert judge(app) == 403  # no Host at all
+    # Listening on every address: any IP address names the machine; a name needs allowing.
+    wide = SecurityMiddleware(lambda *a: None, SecurityPolicy("0.0.0.0"))
+    assert judge(wide, host="192.168.1.20:8000") == 0
+    assert judge(wide, host="[fe80::1]:8000") == 0
+    assert judge(wide, host="evil.example") == 403
+
+
+def test_policy_refuses_bad_settings() -> None:
+    with pytest.raises(ValueError, match="not an origin"):
+        SecurityPolicy(cors_origins=("http://localhost:3000/page",))
+    with pytest.raises(ValueError, match="not an origin"):
+        SecurityPolicy(cors_origins=("localhost:3000",))
+    with pytest.raises(ValueError, match="rate_limit"):
+        SecurityPolicy(rate_limit=0)
+    assert SecurityPolicy(cors_origins=("HTTP://LocalHost:3000/",)).cors_origins == (
+        "http://localhost:3000",
+    )
+
+
+def test_middleware_checks_keys_before_the_content_type() -> None:
+    app = SecurityMiddleware(lambda *a: None, SecurityPolicy(api_keys=("k1",)), ["/"])
+    assert judge(app, "POST", "/translate", host="localhost", content_type="text/plain") == 401
+    auth = {"host": "localhost", "authorization": "Bearer k1"}
+    assert judge(app, "POST", "/translate", content_type="text/plain", **auth) == 415
+    assert judge(app, "POST", "/translate", content_type="application/json", **auth) == 0
+    assert judge(app, "GET", "/", host="localhost") == 0
+    assert judge(app, "GET", "/docs", host="localhost") == 401
+
+
+def test_rate_limiter_refills_with_time() -> None:
+    now = [100.0]
+    limiter = RateLimiter(6, clock=lambda: now[0])  # one request every 10 s, bursts of 6
+    assert [limiter.take("a") for _ in range(6)] == [0.0] * 6
+    assert limiter.take("a") == pytest.approx(10.0)
+    assert limiter.take("b") == 0.0  # clients have their own buckets
+    now[0] += 4.0
+    assert limiter.take("a") == pytest.approx(6.0)
+    now[0] += 6.0
+    assert limiter.take("a") == 0.0
+    now[0] += 3600.0
+    assert [limiter.take("a") for _ in range(7)][-1] > 0  # the burst never exceeds 6
+
+
+def test_serve_options_make_the_policy(tmp_path, monkeypatch) -> None:
+    from attn.cli.commands.serve import KEYS_ENV, _security
+
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# keys for the team\nfirst-key\n\nsecond-key  # Anna\n")
+    monkeypatch.setenv(KEYS_ENV, "env-key, other-env-key")
+    policy = _security("0.0.0.0", ["attn.example.org"], ["http://localhost:3000"], keys, 30)
+    assert set(policy.api_keys) == {"first-key", "second-key", "env-key", "other-env-key"}
+    assert policy.rate_limit == 30
+    assert policy.cors_origins == ("http://localhost:3000",)
+    assert policy.allow_hosts == ("attn.example.org",)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate-limit", "fast"], "N/min"),
+        (["--rate-limit", "0/min"], "N/min"),
+        (["--cors-origin", "localhost:3000"], "not an origin"),
+        (["--api-key-file", "no-such-file"], "cannot read the API key file"),
+    ],
+)
+def test_serve_refuses_bad_security_options(args, message, translate_model, monkeypatch) -> None:
+    monkeypatch.delenv("ATTN_API_KEYS", raising=False)
+    result = CliRunner().invoke(cli_app, ["serve", "-m", str(translate_model), *args])
+    assert result.exit_code in (1, 2)
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output

@@ -627,7 +627,7 @@ def test_cli_data_without_examples(tmp_path):
 
 def _tiny_sentiment_model(**changes):
     from attn.model.nn.config import ModelConfig
-    from attn.model.nn.heads import build_model
+    from attn.model.nn.model import build_model
 
     config = ModelConfig(
         task="sentiment", vocab_size=50, d_model=16, n_heads=2, n_encoder_layers=1,

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from attn.model.nn.config import ConfigError, ModelConfig, load_config, preset, save_config
-from attn.model.nn.heads import Classifier, build_model
+from attn.model.nn.model import Classifier, build_model
 from attn.model.nn.transformer import Transformer, reorder_cache
 
 PAD, BOS, EOS = 0, 2, 3

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from attn.model.nn.heads import Classifier
+from attn.model.nn.model import Classifier
 from attn.model.nn.transformer import Transformer
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from attn.model.nn.heads import Classifier
+from attn.model.nn.model import Classifier
 from attn.model.nn.transformer import AttentionRecord, Transformer
 
 if TYPE_CHECKING:

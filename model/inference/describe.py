@@ -9,7 +9,7 @@ import torch
 
 from attn.model.evaluation.metrics import PRIMARY_METRIC
 from attn.model.nn.config import PRESETS, ModelConfig
-from attn.model.nn.heads import build_model
+from attn.model.nn.model import build_model
 from attn.model.nn.transformer import count_parameters
 from attn.model.storage.checkpoint import is_untrained, read_model_config
 from attn.model.storage.layout import ModelDir

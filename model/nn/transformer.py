@@ -142,7 +142,7 @@ class Encoder(nn.Module):
     """The part every attn network has: piece embeddings (scaled by sqrt(d_model)) plus
     sinusoidal positions, then the encoder stack and its final LayerNorm.
 
-    `Transformer` adds the decoder, `attn.model.nn.heads.Classifier` a classification head.
+    `Transformer` adds the decoder, `attn.model.nn.model.Classifier` a classification head.
     They extend this class rather than hold it, so that its weights keep their names
     (`embed.`, `encoder.`, `encoder_norm.`) in `model.safetensors`. Each calls
     `reset_parameters()` once its own modules exist.

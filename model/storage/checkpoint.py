@@ -20,7 +20,7 @@ from torch.overrides import TorchFunctionMode
 
 from attn.atomic import atomic_write
 from attn.model.nn.config import ConfigError, ModelConfig, load_config, save_config
-from attn.model.nn.heads import Classifier, build_model
+from attn.model.nn.model import Classifier, build_model
 from attn.model.nn.transformer import Transformer
 from attn.model.storage.layout import CONFIG, TOKENIZER, WEIGHTS
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from attn.model.nn.heads import build_model
+from attn.model.nn.model import build_model
 from attn.model.storage.checkpoint import (
     ModelError,
     read_model_config,

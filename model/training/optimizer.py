@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from attn.model.nn.heads import Classifier
+from attn.model.nn.model import Classifier
 
 BETAS = (0.9, 0.98)
 EPS = 1e-9

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from attn.model.evaluation.metrics import PRIMARY_METRIC
-from attn.model.nn.heads import build_model
+from attn.model.nn.model import build_model
 from attn.model.nn.transformer import count_parameters
 from attn.model.storage.layout import PLOT, SHORTLIST
 from attn.model.training.checkpointer import Checkpointer

@@ -41,6 +41,7 @@ const state = {
   limits: null,
   task: null, // the chosen model's task
   busy: false,
+  key: "", // the API key, where sessionStorage is not available
   explorer: null, // { data, maps: Map(key -> map), layers: {kind: n}, heads }
   view: { kind: "cross", layer: 0, head: "mean" },
   focus: null, // { r, c } (either or both): what the pointer or the keyboard is on
@@ -57,12 +58,36 @@ class ApiError extends Error {
   }
 }
 
+// The API key, when the server asks for one: kept in this tab's sessionStorage only.
+const KEY_STORE = "attn-api-key";
+
+function apiKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORE) || "";
+  } catch (e) {
+    return state.key || ""; // storage refused (a private window, say): the page's memory
+  }
+}
+
+function setApiKey(key) {
+  state.key = key;
+  try {
+    sessionStorage.setItem(KEY_STORE, key);
+  } catch (e) {
+    // kept in state.key alone
+  }
+}
+
 async function api(path, body) {
-  const init = body === undefined ? {} : {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  };
+  const headers = {};
+  const key = apiKey();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const init = { headers };
+  if (body !== undefined) {
+    init.method = "POST";
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
   let response;
   try {
     response = await fetch(path, init);
@@ -82,6 +107,8 @@ async function api(path, body) {
 
 function explain(status, data) {
   const detail = data && typeof data.error === "string" ? data.error : "no details";
+  if (status === 401) return `A valid API key is needed (HTTP 401): ${detail}.`;
+  if (status === 429) return `Too many requests (HTTP 429): ${detail}.`;
   if (status === 413) return `Too long (HTTP 413): ${detail}. Shorten the text and try again.`;
   if (status === 400 || status === 422) return `Not accepted (HTTP ${status}): ${detail}.`;
   if (status === 404) return `Not available (HTTP 404): ${detail}.`;
@@ -120,6 +147,7 @@ async function loadModels() {
     state.limits = health.limits;
   } catch (e) {
     $("models-empty").textContent = e.message;
+    if (e.status === 401) askForKey();
     return;
   }
   const tasks = Object.keys(state.models);
@@ -142,6 +170,25 @@ async function loadModels() {
   if (tasks.length) choose(tasks[0]);
   else showError("No model is loaded: start attn serve with -m DIR.");
   updateCount();
+}
+
+// Show the key field; a key given there is kept and the models are asked for again.
+function askForKey() {
+  $("key-form").hidden = false;
+  $("key").value = "";
+  $("key").focus();
+}
+
+function wireKey() {
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const key = $("key").value.trim();
+    if (!key) return;
+    setApiKey(key);
+    $("key-form").hidden = true;
+    showError("");
+    if (!Object.keys(state.models).length) loadModels();
+  });
 }
 
 function choose(task) {
@@ -228,6 +275,7 @@ async function submit(task) {
   } catch (e) {
     if (!(e instanceof ApiError)) throw e;
     showError(e.message);
+    if (e.status === 401) askForKey();
   } finally {
     setBusy(task, false);
   }
@@ -775,6 +823,7 @@ function start() {
   });
   wireExplorer();
   wireAlignment();
+  wireKey();
   loadModels();
 }
 
