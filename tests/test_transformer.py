@@ -288,7 +288,7 @@ def test_column_major_linear_weights_change_no_output():
 
 
 def test_classifier_weights_keep_the_names_saved_models_use():
-    """Sentiment models saved before the head moved to heads.py load: the same names."""
+    """Sentiment models saved before the head moved out of transformer.py load: the same names."""
     model = _model(task="sentiment", labels=("neg", "pos"), n_encoder_layers=1, ngram_buckets=4 * V)
     names = {name.split(".")[0] for name in model.state_dict()}
     assert names == {"embed", "encoder", "encoder_norm", "classifier", "ngrams"}

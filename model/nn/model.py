@@ -1,4 +1,4 @@
-"""Task heads on the transformer's encoder, and the network of each task (`build_model`).
+"""The network of each task (`build_model`), and the sentiment head on the encoder.
 
 Sentiment uses the encoder with a classification head (`Classifier`): the encoder output
 pooled over the real pieces, then a linear layer. Beside it, a model may have a bag of
