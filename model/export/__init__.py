@@ -106,7 +106,7 @@ def export_model(
         else:
             import shutil
 
-            from attn.model.export.info import write_export_info
+            from attn.model.export.metadata import write_export_info
             from attn.model.export.onnx_graphs import write_onnx
             from attn.model.storage.layout import TOKENIZER
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attn.model.export.info import write_export_info
+from attn.model.export.metadata import write_export_info
 from attn.model.nn.transformer import Transformer, sinusoidal_positions
 from attn.model.storage.checkpoint import LoadedModel
 from attn.model.storage.layout import TOKENIZER

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attn.model.export.info import output_cap, read_export_config
+from attn.model.export.metadata import output_cap, read_export_config
 from attn.model.storage.layout import TOKENIZER
 from attn.tokenizer import Tokenizer
 

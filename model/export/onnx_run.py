@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from attn.model.export.info import output_cap, read_export_config
+from attn.model.export.metadata import output_cap, read_export_config
 from attn.model.export.onnx_graphs import CLASSIFIER, DECODER_STEP, ENCODER
 from attn.model.storage.layout import TOKENIZER
 from attn.tokenizer import Tokenizer

@@ -11,19 +11,24 @@ from pathlib import Path
 
 from attn.model.nn.config import ModelConfig
 from attn.model.storage.checkpoint import LoadedModel
+from attn.model.storage.layout import ModelDir
 
 EXPORT_INFO = "attn_export.json"
 
 
 def write_export_info(loaded: LoadedModel, directory: Path, fmt: str, weights: str) -> None:
-    """Write `attn_export.json`: attn's version, the format, weight type and model config."""
+    """Write `attn_export.json`: attn's version, the format, weight type and model config.
+
+    The source model is named by its directory's name: an export travels to other machines,
+    and an absolute path would tell them how this one is laid out.
+    """
     from attn import __version__
 
     info = {
         "attn_version": __version__,
         "format": fmt,
         "weights": weights,
-        "source": str(loaded.path),
+        "source": ModelDir(loaded.path).name,
         "model": loaded.config.to_dict(),
     }
     (directory / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
