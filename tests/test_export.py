@@ -227,6 +227,9 @@ def test_overwrite_replaces_an_export(random_models, tmp_path) -> None:
     assert not (out / "stale").exists()
     info = json.loads((out / "attn_export.json").read_text())
     assert info["weights"] == "int8" and info["model"]["task"] == "translate"
+    # The source model by its directory's name: no path of the exporting machine.
+    assert info["source"] == random_models["translate"].name
+    assert model not in (out / "attn_export.json").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["ct2"]
 
 
