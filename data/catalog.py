@@ -22,6 +22,8 @@ class RemoteFile:
         gunzip: the checksum is of the gunzipped content, not of the download itself
             (recorded from the uncompressed copy in shared/data, which is byte-identical).
         size: approximate download size in bytes, for `attn data list`.
+        git_blob: for a file of a Git repository at a pinned commit whose SHA-256 is not
+            known, the blob id (SHA-1) the commit's tree records for it; checked instead.
     """
 
     name: str
@@ -29,6 +31,12 @@ class RemoteFile:
     sha256: str | None = None
     gunzip: bool = False
     size: int | None = None
+    git_blob: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        """Whether a download of it is checked against a pinned hash."""
+        return self.sha256 is not None or self.git_blob is not None
 
 
 @dataclass(frozen=True)
@@ -65,9 +73,14 @@ class Dataset:
 
     @property
     def checksums(self) -> str:
-        """'all', 'none' or 'some': how many downloads have a known SHA-256."""
-        known = sum(f.sha256 is not None for f in self.files)
+        """'all', 'none' or 'some': how many downloads are checked against a pinned hash."""
+        known = self.verified_files
         return "all" if known == len(self.files) else "none" if known == 0 else "some"
+
+    @property
+    def verified_files(self) -> int:
+        """How many of its downloads are checked against a pinned hash."""
+        return sum(f.verified for f in self.files)
 
     def train_command(self, directory: Path) -> str:
         """The `attn train` command line that trains on the converted `directory`."""
@@ -97,6 +110,24 @@ _MULTI30K_GZ_SIZE = {"train": 610_000, "val": 23_000, "test_2016_flickr": 22_000
 _DIALOGSUM_RAW = (
     "https://raw.githubusercontent.com/cylnlp/dialogsum/"
     "848cc8c05e0a04def79326539de827f1b28786a0/DialogSum_Data/"
+)
+# dev and test: SHA-256 of the blobs at that commit. train: its blob is not in the copy of
+# the repository these were read from, so the download is checked against the blob id the
+# commit's tree records (a SHA-1 of the exact bytes GitHub serves at that commit).
+_DIALOGSUM_FILES = (
+    ("dialogsum.train.jsonl", 12_500_000, None, "0a02b0f0cbe801a75384ba28364a7528b9340587"),
+    (
+        "dialogsum.dev.jsonl",
+        471_830,
+        "436721e0a3571eef7072964f80e042fb151d8c6178db1a688ce8f803bbf0a13f",
+        None,
+    ),
+    (
+        "dialogsum.test.jsonl",
+        639_707,
+        "6de36eca7e7b9b10975fd5ea3f47391df172d8b3c15d03d84d763cbaab015fda",
+        None,
+    ),
 )
 
 DATASETS: dict[str, Dataset] = {
@@ -131,6 +162,8 @@ DATASETS: dict[str, Dataset] = {
                 RemoteFile(
                     name="SST-2.zip",
                     url="https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
+                    # As Hugging Face datasets' GLUE download checksums record it.
+                    sha256="d67e16fb55739c1b32cdce9877596db1c127dc322d93c082281f64057c16deaa",
                     size=7_439_277,
                 ),
             ),
@@ -147,6 +180,8 @@ DATASETS: dict[str, Dataset] = {
                 RemoteFile(
                     name="aclImdb_v1.tar.gz",
                     url="https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
+                    # As several dataset loaders pin it (e.g. Julia's DataDeps registrations).
+                    sha256="c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
                     size=84_125_825,
                 ),
             ),
@@ -160,12 +195,8 @@ DATASETS: dict[str, Dataset] = {
             task="summarize",
             layout="dialogsum",
             files=tuple(
-                RemoteFile(name=name, url=f"{_DIALOGSUM_RAW}{name}", size=size)
-                for name, size in (
-                    ("dialogsum.train.jsonl", 12_500_000),
-                    ("dialogsum.dev.jsonl", 640_000),
-                    ("dialogsum.test.jsonl", 640_000),
-                )
+                RemoteFile(name, f"{_DIALOGSUM_RAW}{name}", sha, size=size, git_blob=blob)
+                for name, size, sha, blob in _DIALOGSUM_FILES
             ),
             license="CC BY-NC-SA 4.0",
             citation="Chen et al. 2021",

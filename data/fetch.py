@@ -39,7 +39,7 @@ from pathlib import Path
 from attn import __version__
 from attn.data import jsonlines
 from attn.data.catalog import Dataset, RemoteFile
-from attn.data.checksum import sha256_file
+from attn.data.checksum import git_blob_id, sha256_file
 
 CHUNK = 1 << 16
 DOWNLOADS = ".downloads"
@@ -325,7 +325,17 @@ def _verify(remote: RemoteFile, path: Path, source: str, report: ProgressCallbac
     with _damaged(path):
         actual = sha256_file(path, gunzip=remote.gunzip)
     what = "gunzipped content" if remote.gunzip else "file"
-    if remote.sha256 is None:
+    if remote.sha256 is None and remote.git_blob is not None:
+        with _damaged(path):
+            blob = git_blob_id(path)
+        if blob != remote.git_blob:
+            bad = _set_apart(path)
+            raise ChecksumError(
+                f"{source}: Git blob id of the file is {blob}, expected {remote.git_blob}; "
+                f"the download was kept as {bad}: check the mirror or run again to download afresh"
+            )
+        report(FetchEvent("verify", remote.name, message="Git blob id of the file verified"))
+    elif remote.sha256 is None:
         report(FetchEvent("verify", remote.name, message=f"no checksum known; SHA-256 {actual}"))
     elif actual != remote.sha256:
         bad = _set_apart(path)

@@ -375,7 +375,36 @@ def test_cli_list_json_has_every_dataset():
     listed = {d["name"]: d for d in json.loads(result.output)}
     assert {"multi30k", "sst2", "imdb", "dialogsum"} <= set(listed)
     assert all(f["sha256"] for f in listed["multi30k"]["files"])
-    assert listed["imdb"]["files"][0]["sha256"] is None
+    assert all(f["sha256"] or f["git_blob"] for d in listed.values() for f in d["files"])
+
+
+def test_every_file_of_the_catalog_is_verified():
+    unverified = [(d.name, f.name) for d in DATASETS.values() for f in d.files if not f.verified]
+    assert unverified == []
+    for f in (f for d in DATASETS.values() for f in d.files):
+        assert re.fullmatch(r"[0-9a-f]{64}", f.sha256 or "") or re.fullmatch(
+            r"[0-9a-f]{40}", f.git_blob or ""
+        ), f.name
+
+
+def test_a_git_blob_id_is_checked_where_no_sha256_is_known(server, tmp_path):
+    body = b'{"fname": "dev_0", "dialogue": "#Person1#: Bye.", "summary": "They part."}\n'
+    server.files["dialogsum.dev.jsonl"] = body
+    # What `git hash-object` gives for these bytes: SHA-1 of "blob <size>\\0" and the bytes.
+    blob = hashlib.sha1(b"blob %d\x00" % len(body) + body).hexdigest()
+
+    def catalog(git_blob: str) -> Dataset:
+        url = f"{server.url}dialogsum.dev.jsonl"
+        remote = RemoteFile("dialogsum.dev.jsonl", url, git_blob=git_blob)
+        return dataclasses.replace(DATASETS["dialogsum"], files=(remote,))
+
+    with pytest.raises(ChecksumError, match=rf"Git blob id of the file is {blob}, expected 0+;"):
+        fetch(catalog("0" * 40), tmp_path / "bad")
+    assert _leftovers(tmp_path / "bad" / ".downloads") == ["dialogsum.dev.jsonl.corrupt"]
+    events = []
+    fetch(catalog(blob), tmp_path / "good", progress=events.append)
+    assert "Git blob id of the file verified" in [e.message for e in events if e.kind == "verify"]
+    assert (tmp_path / "good" / "val.tgt").read_text() == "They part.\n"
 
 
 def test_installed_script_lists_and_fetches_through_a_mirror(server, tmp_path):
@@ -388,16 +417,20 @@ def test_installed_script_lists_and_fetches_through_a_mirror(server, tmp_path):
     for name in ("multi30k", "sst2", "imdb", "dialogsum", "CC BY-NC-SA"):
         assert name in out.stdout
 
-    # The real catalog entry; only the mirror points at the local server.
+    # The real catalog entry; only the mirror points at the local server, which serves a
+    # stand-in for SST-2.zip: its pinned SHA-256 refuses it, in one line, and nothing is placed.
     server.files["SST-2.zip"] = _sst2_zip()
     cmd = [ATTN, "data", "fetch", "sst2", "--mirror", server.url]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
-    assert out.returncode == 0, out.stderr
-    target = tmp_path / "home" / "data" / "sst2"
-    assert out.stdout == f"attn train sentiment --data {target}\n"
+    assert out.returncode == 1
     assert f"Downloading SST-2.zip from {server.url}SST-2.zip" in out.stderr
-    assert "no checksum known; SHA-256" in out.stderr
-    assert _tsv(target / "dev.tsv") == [("it 's great", "1"), ("it 's bad", "0")]
+    sst2 = DATASETS["sst2"].files[0].sha256
+    assert re.fullmatch(
+        rf"Error: {re.escape(server.url)}SST-2.zip: SHA-256 of the file is [0-9a-f]{{64}}, "
+        rf"expected {sst2}; .*",
+        out.stderr.splitlines()[-1],
+    )
+    assert not (tmp_path / "home" / "data" / "sst2" / "train.tsv").exists()
 
     # ATTN_MIRROR works like --mirror; a 404 there is a one-line error naming the URL.
     env["ATTN_MIRROR"] = server.url

@@ -44,7 +44,7 @@ def _size(n: int | None) -> str:
 
 
 def _checksum_note(dataset: Dataset) -> str:
-    return {"all": "known", "none": "unknown", "some": "partly known"}[dataset.checksums]
+    return f"{dataset.verified_files} of {len(dataset.files)} files"
 
 
 def _as_json(dataset: Dataset) -> dict:
@@ -62,6 +62,7 @@ def _as_json(dataset: Dataset) -> dict:
                 "url": f.url,
                 "sha256": f.sha256,
                 "sha256_of": "gunzipped content" if f.gunzip else "file",
+                "git_blob": f.git_blob,
             }
             for f in dataset.files
         ],
@@ -86,7 +87,7 @@ def list_datasets(
     from rich.table import Table
 
     table = Table(title="Public datasets: attn data fetch NAME", title_justify="left")
-    for column in ("name", "task", "download", "license", "sha-256", "cite"):
+    for column in ("name", "task", "download", "license", "verified", "cite"):
         table.add_column(column, justify="right" if column == "download" else "left")
     for d in datasets:
         table.add_row(
@@ -101,7 +102,8 @@ def list_datasets(
     console.print(table)
     console.print(
         "Check each license before use; `--format json` shows URLs and checksums. "
-        "SHA-256 'unknown': the download is not verified (its hash is printed when fetched).",
+        "'verified': the files checked against a pinned SHA-256 (or, where none is known, "
+        "the Git blob id at a pinned commit); an unverified file's hash is printed when fetched.",
         soft_wrap=True,
     )
 
