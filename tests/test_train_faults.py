@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from helpers import ATTN, BIN, slice_translate
 from safetensors.torch import load_file
 
-from attn.model.storage.checkpoint import load_model
+from attn.model.storage.checkpoint import ModelError, load_model
 from attn.model.training.metrics_log import read_metrics
 from attn.model.training.state import find_last
 
@@ -50,10 +51,9 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
-    data, model = slice_translate(tmp_path), tmp_path / "m"
-    proc = start(args(data, model, "--max-steps", "100000", "--val-every", "1000"))
-    wait_for(model / "config.json", proc)
-    time.sleep(1.5)
+    data, model = slice_translate(tmp_path, n_val=4), tmp_path / "m"
+    proc = start(args(data, model, "--max-steps", "100000", "--val-every", "2"))
+    wait_for(model / "metrics.jsonl", proc)  # the validation of step 2: training is under way
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -61,7 +61,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     assert "Traceback" not in err
 
     state = torch.load(model / "last" / "trainer_state.pt", weights_only=True)
-    assert state["step"] >= 1
+    assert state["step"] >= 2
     load_model(model, task="translate")
 
     resumed = subprocess.run(
@@ -75,34 +75,69 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     assert final["step"] == state["step"] + 3
 
 
-@pytest.mark.parametrize("delay", [-1.0, 0.0, 0.3, 1.5])
+# Runs `attn ARGS` until it is about to write config.json (the first file that promises a
+# model), touches MARK there and waits to be killed.
+STALL_BEFORE_CONFIG = r"""
+import sys, time
+from pathlib import Path
+
+import attn.atomic as io
+
+mark, real = Path(sys.argv[1]), io.atomic_write
+
+def atomic_write(path, write):
+    if Path(path).name == "config.json":
+        mark.touch()
+        time.sleep(600)
+    return real(path, write)
+
+io.atomic_write = atomic_write
+sys.argv = ["attn", *sys.argv[2:]]
+from attn.cli.main import main
+main()
+"""
+
+
+def test_kill_9_before_the_first_checkpoint_leaves_no_model(tmp_path):
+    """Killed after the data and tokenizer are prepared, just before config.json: nothing
+    was promised, the directory holds no model, and a new run may use it."""
+    data, model, mark = slice_translate(tmp_path, n_val=4), tmp_path / "m", tmp_path / "mark"
+    cmd = [sys.executable, "-c", STALL_BEFORE_CONFIG, str(mark)]
+    proc = start(cmd + args(data, model, "--max-steps", "100000")[1:])
+    try:
+        wait_for(mark, proc)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert not (model / "config.json").exists()
+    with pytest.raises(ModelError):
+        load_model(model, task="translate")
+    fresh = subprocess.run(
+        args(data, model, "--max-steps", "2"), capture_output=True, text=True, env=ENV
+    )
+    assert fresh.returncode == 0, fresh.stderr
+    load_model(model, task="translate")
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3, 1.5])
 def test_kill_9_never_leaves_a_broken_model_dir(tmp_path, delay):
-    """Killed before the first checkpoint (delay < 0) or that long after it, with a
-    validation (best + last + config writes) every other step."""
+    """Killed that long after the first checkpoint, with a validation (best + last + config
+    writes) every other step: wherever the kill lands, the model loads and resumes. (The
+    kill lands inside a chosen write in tests/test_faults.py.)"""
     data, model = slice_translate(tmp_path, n_val=4), tmp_path / "m"
     proc = start(args(data, model, "--max-steps", "100000", "--val-every", "2"))
-    if delay < 0:
-        time.sleep(1.0)
-    else:
-        wait_for(model / "config.json", proc)
-        time.sleep(delay)
+    wait_for(model / "config.json", proc)
+    time.sleep(delay)
     proc.kill()
     proc.communicate()
-    if (model / "config.json").exists():
-        load_model(model, task="translate")
-        assert find_last(model) is not None
-        resumed = subprocess.run(
-            [ATTN, "train", "translate", "--model-dir", str(model), "--resume", "--threads",
-             "1", "--max-steps", "1000000", "--time-budget", "0.5s"],
-            capture_output=True, text=True, env=ENV, timeout=120,
-        )  # fmt: skip
-        assert resumed.returncode == 0, resumed.stderr
-    else:
-        # Nothing was promised yet: the directory holds no model, and a new run may use it.
-        fresh = subprocess.run(
-            args(data, model, "--max-steps", "2"), capture_output=True, text=True, env=ENV
-        )
-        assert fresh.returncode == 0, fresh.stderr
+    load_model(model, task="translate")
+    assert find_last(model) is not None
+    resumed = subprocess.run(
+        [ATTN, "train", "translate", "--model-dir", str(model), "--resume", "--threads",
+         "1", "--max-steps", "1000000", "--time-budget", "0.5s"],
+        capture_output=True, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
     load_model(model, task="translate")
 
 
