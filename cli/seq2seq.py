@@ -116,9 +116,11 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
         check_n_best(n_best, beam)
 
         def load() -> Any:
+            from attn.model.device import apply_process_settings
             from attn.model.inference.pipeline import load_pipeline
 
-            return load_pipeline(spec.task, model, device=device, threads=threads, int8=int8)
+            apply_process_settings(device, threads)
+            return load_pipeline(spec.task, model, device=device, int8=int8)
 
         def infer(pipeline, texts, chunk_size, progress):
             results = pipeline.generate(

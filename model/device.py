@@ -69,6 +69,23 @@ def keep_freed_memory() -> None:
     mallopt(m_top_pad, 16 << 20)
 
 
+def apply_process_settings(device: str = "auto", threads: int | None = None) -> None:
+    """The process-wide settings of a run, for an application (the CLI) to apply once before
+    it loads or trains: torch's intra-op thread count (None keeps torch's choice) and, when
+    `device` resolves to the CPU, `keep_freed_memory`. Library calls (`Translator.load`,
+    `train`) leave both alone.
+
+    Raises:
+        ValueError: threads below 1, or a device that is unknown or unavailable.
+    """
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    if resolve_device(device).type == "cpu":
+        keep_freed_memory()
+
+
 def column_major(weight: torch.Tensor) -> torch.Tensor:
     """A (out, in) weight with the same values and shape, stored transposed in memory.
 

@@ -62,9 +62,11 @@ def sentiment(
     """
 
     def load():
+        from attn.model.device import apply_process_settings
         from attn.model.inference.pipeline import SentimentClassifier
 
-        return SentimentClassifier.load(model, device=device, threads=threads, int8=int8)
+        apply_process_settings(device, threads)
+        return SentimentClassifier.load(model, device=device, int8=int8)
 
     def infer(classifier, texts, chunk_size, progress):
         return classifier.classify(

@@ -313,6 +313,7 @@ class _StopFlag:
 
 def _run(task: str, options: dict[str, Any]) -> None:
     from attn.data.home import default_model_dir
+    from attn.model.device import apply_process_settings
     from attn.model.training.train import TrainingFailed
     from attn.model.training.train import train as train_model
 
@@ -323,6 +324,7 @@ def _run(task: str, options: dict[str, Any]) -> None:
     stop = _StopFlag()
     previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        apply_process_settings(run.get("device", "auto"), run.get("threads"))
         result = train_model(
             task,
             model_dir,
@@ -330,7 +332,6 @@ def _run(task: str, options: dict[str, Any]) -> None:
             resume=bool(run.get("resume")),
             overwrite=bool(run.get("overwrite")),
             device=run.get("device", "auto"),
-            threads=run.get("threads"),
             on_event=view.on_event if view else None,
             stop_requested=stop,
             prepare_only=bool(run.get("prepare_only")),

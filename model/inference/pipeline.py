@@ -49,8 +49,6 @@ GPU_BATCH_FACTOR = 8
 
 # A batch: its texts, their piece ids and masks as lists (B, S), and their truncation flags.
 _Job = tuple[list[str], list[list[int]], list[list[bool]], list[bool]]
-# What a forked worker runs on a job: (results, pieces generated). Set before the fork.
-_worker_run: Callable[[_Job], tuple[list[Any], int]] | None = None
 
 
 @dataclass
@@ -163,8 +161,10 @@ class _Pipeline:
         Args:
             model_dir: the directory `attn train` wrote; None = the default model of the task.
             device: "auto", "cpu", "cuda" or "mps".
-            threads: CPU threads for torch (None keeps torch's default); with workers, the
-                threads of all workers together.
+            threads: set torch's (process-wide) CPU thread count to this; None leaves it as
+                it is. With workers, the threads of all workers together. Nothing else of
+                the process changes: an application applies the rest of its settings itself
+                (`attn.model.device.apply_process_settings`, as the CLI does).
             int8: quantize the linear layers to int8 (CPU only; faster, about the same
                 output).
 
@@ -174,15 +174,13 @@ class _Pipeline:
             ValueError: the device is unknown or unavailable.
         """
         from attn.data.home import default_model_dir
-        from attn.model.device import keep_freed_memory, resolve_device
+        from attn.model.device import resolve_device
 
         if threads is not None:
             if threads < 1:
                 raise ValueError(f"threads must be >= 1, got {threads}")
             torch.set_num_threads(threads)
         resolved = resolve_device(device)
-        if resolved.type == "cpu":
-            keep_freed_memory()
         if model_dir is None:
             model_dir = default_model_dir(cls.task)
             if not ModelDir(model_dir).is_model():
@@ -373,13 +371,12 @@ class _Pipeline:
 
         from attn.data import restore_order
 
-        global _worker_run
         threads = max(1, torch.get_num_threads() // n_workers)
-        _worker_run = run_job
+        # A forked worker inherits its arguments (nothing is pickled): `run_job` reaches it
+        # through the initializer, and the parent holds no state for it.
         pool = multiprocessing.get_context("fork").Pool(
-            n_workers, initializer=_init_worker, initargs=(threads,)
+            n_workers, initializer=_Worker.start, initargs=(run_job, threads)
         )
-        _worker_run = None
         finished = False
         try:
             pending: deque = deque()
@@ -387,7 +384,7 @@ class _Pipeline:
                 # Longest batches first (a chunk's are sorted by length): the last batches to
                 # finish are then short ones, and no worker waits long for another.
                 jobs = self._jobs(chunk, batch_size, batch_tokens)[::-1]
-                running = [(pos, pool.apply_async(_work, (job,))) for pos, job in jobs]
+                running = [(pos, pool.apply_async(_Worker.work, (job,))) for pos, job in jobs]
                 pending.append((chunk, order, running))
                 while len(pending) > 1:
                     yield from _collect(*pending.popleft(), make, restore_order, progress)
@@ -627,15 +624,23 @@ def _can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-def _init_worker(threads: int) -> None:
-    # Ctrl-C reaches the whole process group: the parent handles it and ends the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
+class _Worker:
+    """What a forked worker process runs: `start` (the pool's initializer, in the worker)
+    keeps the job function it was given; `work` (pickled by name) runs a job with it."""
 
+    run: ClassVar[Callable[[_Job], tuple[list[Any], int]] | None] = None
 
-def _work(job: _Job) -> tuple[list[Any], int]:
-    assert _worker_run is not None, "workers are forked with their job function set"
-    return _worker_run(job)
+    @staticmethod
+    def start(run_job: Callable[[_Job], tuple[list[Any], int]], threads: int) -> None:
+        # Ctrl-C reaches the whole process group: the parent handles it and ends the workers.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        torch.set_num_threads(threads)
+        _Worker.run = run_job
+
+    @staticmethod
+    def work(job: _Job) -> tuple[list[Any], int]:
+        assert _Worker.run is not None, "the pool starts each worker with its job function"
+        return _Worker.run(job)
 
 
 def _collect(

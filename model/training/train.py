@@ -103,7 +103,9 @@ def train(
         resume: continue the run in `model_dir` from `last/`, exactly where it stopped.
         overwrite: replace a model already in `model_dir`.
         device: "auto", "cpu", "cuda" or "mps".
-        threads: torch intra-op threads; None leaves torch's default.
+        threads: set torch's (process-wide) intra-op thread count to this; None leaves it
+            as it is. Other process settings are the application's (the CLI applies
+            `attn.model.device.apply_process_settings`).
         on_event: receives progress events (dicts with an "event" key), on rank 0 only.
         stop_requested: polled between steps; when it returns True, training saves a
             resumable checkpoint and returns with `stopped == "interrupted"`.
@@ -118,15 +120,13 @@ def train(
         TrainingFailed: a fault stopped the run after training began; `last/` holds the
             state it names, `log` the file with the traceback.
     """
-    from attn.model.device import keep_freed_memory, resolve_device
+    from attn.model.device import resolve_device
 
     if threads is not None:
         torch.set_num_threads(threads)
     dist = start_distributed(device)
     try:
         target = resolve_device(device)
-        if target.type == "cpu":
-            keep_freed_memory()
         if dist.enabled and target.type == "cuda":
             target = torch.device("cuda", dist.local_rank)
         run = _Run(
