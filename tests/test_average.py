@@ -105,3 +105,67 @@ def test_average_errors_are_one_line(run_dir: Path, tmp_path) -> None:
     assert "not an attn model directory" in result.output
     result = runner.invoke(app, ["average", "-m", str(run_dir), "-o", str(run_dir)])
     assert result.exit_code == 1
+
+
+def _copy(run_dir: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run_dir, tmp_path / "model"))
+
+
+def test_average_in_place_is_the_mean_and_attn_info_reports_it(run_dir: Path, tmp_path) -> None:
+    from attn.model.storage.checkpoint import load_model
+
+    model_dir = _copy(run_dir, tmp_path)
+    result = runner.invoke(app, ["average", "-m", str(model_dir), "--last", "2"])
+    assert result.exit_code == 0, result.output
+    kept = sorted((model_dir / "checkpoints").iterdir())
+    states = [load_file(str(p)) for p in kept[-2:]]  # steps 30 and 40
+    averaged = load_file(str(model_dir / "model.safetensors"))
+    for name, tensor in averaged.items():
+        torch.testing.assert_close(tensor, (states[0][name] + states[1][name]) / 2)
+    loaded = load_model(model_dir, task="translate")
+    assert all(torch.equal(p, averaged[n]) for n, p in loaded.model.state_dict().items())
+
+    about = runner.invoke(app, ["info", "-m", str(model_dir), "--format", "json"])
+    assert about.exit_code == 0, about.output
+    fields = json.loads(about.output)
+    assert fields["averaged"]["steps"] == [30, 40]
+    assert fields["checkpoints"] == [20, 30, 40]
+    text = runner.invoke(app, ["info", "-m", str(model_dir)]).output.splitlines()
+    assert "averaged      weights are the mean of steps 30, 40" in text
+    assert "checkpoints   step 20, step 30, step 40" in text
+
+
+def _one_error(result, *parts: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+    for part in parts:
+        assert part in result.output
+
+
+def test_average_refuses_bad_checkpoints_and_leaves_the_weights(run_dir: Path, tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    model_dir = _copy(run_dir, tmp_path)
+    weights = (model_dir / "model.safetensors").read_bytes()
+    newest = sorted((model_dir / "checkpoints").iterdir())[-1]
+    state = load_file(str(newest))
+    # A checkpoint of another architecture: one matrix of the wrong shape.
+    name = next(n for n, t in state.items() if t.dim() == 2)
+    save_file({**state, name: torch.zeros(3, 3)}, str(newest))
+    _one_error(runner.invoke(app, ["average", "-m", str(model_dir), "--last", "2"]), name)
+    # A truncated checkpoint file.
+    newest.write_bytes(newest.read_bytes()[:100])
+    _one_error(runner.invoke(app, ["average", "-m", str(model_dir)]), newest.name)
+    assert (model_dir / "model.safetensors").read_bytes() == weights
+    assert not (model_dir / "model.before-average.safetensors").exists()
+
+
+def test_average_of_a_run_that_kept_no_checkpoints(run_dir: Path, tmp_path) -> None:
+    import shutil
+
+    model_dir = _copy(run_dir, tmp_path)
+    shutil.rmtree(model_dir / "checkpoints")
+    _one_error(runner.invoke(app, ["average", "-m", str(model_dir)]), "--keep-checkpoints")
