@@ -65,6 +65,8 @@ def test_average_into_a_new_directory_loads_and_translates(run_dir: Path, tmp_pa
     assert any(not torch.equal(averaged[k], states[-1][k]) for k in averaged)
     meta = json.loads((out / "config.json").read_text())
     assert meta["averaged"]["steps"] == [20, 30, 40]
+    # The source is named by its directory, not by a path of this machine.
+    assert meta["averaged"]["from"] == run_dir.name
 
     from attn import Translator
 

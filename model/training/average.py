@@ -134,7 +134,7 @@ def average_checkpoints(
     except RuntimeError as e:
         raise ModelError(f"the checkpoints do not match {model_dir / CONFIG}: {e}") from None
     steps = [step for step, _ in chosen]
-    meta = {**meta, "averaged": {"steps": steps, "from": str(model_dir.resolve())}}
+    meta = {**meta, "averaged": {"steps": steps, "from": model_dir.resolve().name}}
     meta.pop("format_version", None)
     meta.pop("attn_version", None)
     meta.pop("untrained", None)  # the steps averaged were validated
