@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from attn.cli.main import app
 from attn.data import DataError, demo_dir
-from attn.model.evaluation.evaluate import load_test_set, score
+from attn.model.evaluation.evaluate import evaluate_model, load_test_set, score
 
 runner = CliRunner()
 
@@ -191,6 +191,12 @@ def test_explicit_files_and_several_references(tmp_path):
         load_test_set("translate", src, references=[refs[0], short])
 
 
+def test_evaluate_model_refuses_test_data_before_loading_a_model(tmp_path):
+    src = write(tmp_path / "test.en", REFS)
+    with pytest.raises(ValueError, match="give the references of"):
+        evaluate_model("translate", tmp_path / "no-model", src)
+
+
 def test_usage_errors(tmp_path):
     hyp = str(write(tmp_path / "hyp.txt", HYPS))
     for args in (
@@ -279,3 +285,35 @@ def test_a_sentiment_model_on_a_demo_table(sentiment_model, tmp_path):
     assert record["confusion"]["labels"] == ["negative", "positive"]
     assert sum(map(sum, record["confusion"]["matrix"])) == 300
     assert "split" not in record  # a file, not a directory's split
+
+
+def test_evaluate_model_from_python(translate_model, tmp_path):
+    model = shutil.copytree(translate_model, tmp_path / "model")
+    data = demo_dir("translate")
+    src = write(tmp_path / "test.en", (data / "val.en").read_text("utf-8").splitlines()[:20])
+    ref = write(tmp_path / "test.de", (data / "val.de").read_text("utf-8").splitlines()[:20])
+    out = tmp_path / "out.de"
+    done = []
+    result = evaluate_model(
+        "translate", model, src, [ref], beam=1, output=out, device="cpu",
+        progress=lambda sentences, pieces: done.append(sentences),
+    )  # fmt: skip
+    outputs = out.read_text(encoding="utf-8").splitlines()
+    assert result.evaluation == score(
+        "translate", outputs, [ref.read_text(encoding="utf-8").splitlines()]
+    )
+    assert result.evaluation.n == sum(done) == 20
+    assert result.facts == {
+        "model": str(model),
+        "data": [str(src), str(ref)],
+        "beam": 1,
+        "length_penalty": 0.6,
+        "no_repeat_ngram": 0,
+        "shortlist": True,
+        "truncated": 0,
+    }
+    assert result.max_length > 0
+    record = json.loads((model / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    assert record["evaluate"] is True
+    assert record["bleu"] == pytest.approx(result.evaluation.scores["bleu"], abs=1e-4)
+    assert "split" not in record

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -146,19 +145,12 @@ def evaluate(
                 data,
                 refs,
                 split=split,
-                languages=(src, tgt),
-                decoding={
-                    "beam": beam,
-                    "length_penalty": length_penalty,
-                    "no_repeat_ngram": (
-                        no_repeat_ngram
-                        if no_repeat_ngram is not None
-                        else 6
-                        if task.value == "summarize"
-                        else 0
-                    ),
-                    **({"shortlist": shortlist} if task.value == "translate" else {}),
-                },
+                src=src,
+                tgt=tgt,
+                beam=beam,
+                length_penalty=length_penalty,
+                no_repeat_ngram=no_repeat_ngram,
+                shortlist=shortlist,
                 batch_size=batch_size,
                 output=output,
                 device=device,
@@ -190,70 +182,20 @@ def _score_files(task: str, hyp: Path, refs: list[Path]) -> tuple[Evaluation, di
 
 
 def _run_model(
-    task: str,
-    model: Path | None,
-    data: Path,
-    refs: list[Path],
-    *,
-    split: str | None,
-    languages: tuple[str | None, str | None],
-    decoding: dict[str, Any],
-    batch_size: int | None,
-    output: Path | None,
-    device: str,
-    threads: int | None,
+    task: str, model: Path | None, data: Path, refs: list[Path], **options: Any
 ) -> tuple[Evaluation, dict[str, Any]]:
-    from attn.model.evaluation.evaluate import (
-        check_test_args,
-        load_test_set,
-        log_evaluation,
-        predict,
-        score,
-    )
-    from attn.model.inference.pipeline import load_pipeline
+    from attn.model.evaluation.evaluate import evaluate_model
 
-    start = time.monotonic()
-    check_test_args(data, refs, split)
-    pipeline = load_pipeline(task, model, device=device, threads=threads)
-    # A model trained on a directory knows its direction; --src/--tgt override it.
-    trained = pipeline.loaded.meta.get("train", {})
-    src = languages[0] or trained.get("src")
-    tgt = languages[1] or trained.get("tgt")
-    test = load_test_set(task, data, references=refs, split=split, src=src, tgt=tgt)
     with _progress() as progress:
-        outputs, truncated = predict(
-            pipeline, test.sources, batch_size=batch_size, progress=progress, **decoding
-        )
+        result = evaluate_model(task, model, data, refs, progress=progress, **options)
+    truncated = result.facts["truncated"]
     if truncated:
         err_console.print(
-            f"Warning: {truncated} of {len(test.sources)} inputs are longer than the model's "
-            f"max_length ({pipeline.config.max_length} pieces) and were truncated",
+            f"Warning: {truncated} of {result.evaluation.n} inputs are longer than the model's "
+            f"max_length ({result.max_length} pieces) and were truncated",
             soft_wrap=True,
         )
-    if output is not None:
-        with open(output, "w", encoding="utf-8") as f:
-            f.writelines(line.replace("\n", " ") + "\n" for line in outputs)
-    evaluation = score(task, outputs, test.references, labels=pipeline.config.labels or ())
-    details: dict[str, Any] = {}
-    if data.is_dir():
-        # The split that was read, also when --split was left to its default.
-        details["split"] = split or test.files[0].name.split(".", 1)[0]
-    if task != "sentiment":
-        details.update(decoding)
-    details["truncated"] = truncated
-    log_evaluation(
-        pipeline.loaded.path,
-        evaluation,
-        test.files,
-        seconds=time.monotonic() - start,
-        **details,
-    )
-    facts = {
-        "model": str(pipeline.loaded.path),
-        "data": [str(f) for f in test.files],
-        **details,
-    }
-    return evaluation, facts
+    return result.evaluation, result.facts
 
 
 def _print_table(evaluation: Evaluation, facts: dict[str, Any]) -> None:

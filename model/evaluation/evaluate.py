@@ -12,13 +12,14 @@ three line-aligned files.
 
 from __future__ import annotations
 
-import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from attn.data import jsonlines
 from attn.data.checksum import sha256_file
 from attn.model.evaluation.metrics import (
     classification_scores,
@@ -80,6 +81,24 @@ class Evaluation:
         if self.confusion is not None:
             out["confusion"] = {"labels": self.labels, "matrix": self.confusion}
         return out
+
+
+@dataclass
+class ModelEvaluation:
+    """What `evaluate_model` found.
+
+    Attributes:
+        evaluation: the scores.
+        facts: what was evaluated, as logged beside the scores: "model" (its directory),
+            "data" (the files read), "split" (a data directory's), the decoding settings
+            (not for sentiment) and "truncated" (inputs longer than the model's max_length,
+            cut).
+        max_length: the model's longest input, in pieces.
+    """
+
+    evaluation: Evaluation
+    facts: dict[str, Any]
+    max_length: int
 
 
 def check_aligned(counts: Sequence[tuple[str, int]]) -> None:
@@ -317,6 +336,94 @@ def log_evaluation(
         record["confusion"] = {"labels": evaluation.labels, "matrix": evaluation.confusion}
     record["time"] = round(seconds, 2)
     record["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with open(ModelDir(model_dir).metrics, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    jsonlines.append(ModelDir(model_dir).metrics, record)
     return record
+
+
+def evaluate_model(
+    task: str,
+    model_dir: str | Path | None,
+    data: str | Path,
+    references: Sequence[str | Path] = (),
+    *,
+    split: str | None = None,
+    src: str | None = None,
+    tgt: str | None = None,
+    beam: int = 4,
+    length_penalty: float = 0.6,
+    no_repeat_ngram: int | None = None,
+    shortlist: bool = True,
+    batch_size: int | None = None,
+    output: str | Path | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> ModelEvaluation:
+    """Run a model on test data, score its outputs and log the scores in its metrics.jsonl.
+
+    Args:
+        task: translate, summarize or sentiment.
+        model_dir: the model directory (None: the task's default model).
+        data, references, split: the test data, as `load_test_set` reads it.
+        src, tgt: translation languages of a data directory; None: the direction the model
+            was trained in, else guessed.
+        beam, length_penalty, shortlist: the search, as translate does it (ignored for
+            sentiment).
+        no_repeat_ngram: n-gram blocking; None = the task's default (summarize 6, else 0).
+        batch_size: texts per batch; None = the pipeline's default.
+        output: also write the outputs here, one per line.
+        device, threads: as `load_pipeline` takes them.
+        progress: called after each batch with (sentences, output pieces).
+
+    Raises:
+        ValueError: test data given the wrong way (see `load_test_set`), or a bad device.
+        DataError: unreadable or malformed test data.
+        ModelError: no model, a broken one, or one of another task.
+    """
+    from attn.model.inference.pipeline import load_pipeline
+
+    start = time.monotonic()
+    path = Path(data)
+    check_test_args(path, references, split)
+    pipeline = load_pipeline(task, model_dir, device=device, threads=threads)
+    # A model trained on a directory knows its direction; src/tgt override it.
+    trained = pipeline.loaded.meta.get("train", {})
+    test = load_test_set(
+        task,
+        path,
+        references=references,
+        split=split,
+        src=src or trained.get("src"),
+        tgt=tgt or trained.get("tgt"),
+    )
+    decoding: dict[str, Any] = {
+        "beam": beam,
+        "length_penalty": length_penalty,
+        "no_repeat_ngram": (
+            no_repeat_ngram if no_repeat_ngram is not None else 6 if task == "summarize" else 0
+        ),
+        **({"shortlist": shortlist} if task == "translate" else {}),
+    }
+    outputs, truncated = predict(
+        pipeline, test.sources, batch_size=batch_size, progress=progress, **decoding
+    )
+    if output is not None:
+        with open(output, "w", encoding="utf-8") as f:
+            f.writelines(line.replace("\n", " ") + "\n" for line in outputs)
+    evaluation = score(task, outputs, test.references, labels=pipeline.config.labels or ())
+    details: dict[str, Any] = {}
+    if path.is_dir():
+        # The split that was read, also when split was left to its default.
+        details["split"] = split or test.files[0].name.split(".", 1)[0]
+    if task != "sentiment":
+        details.update(decoding)
+    details["truncated"] = truncated
+    log_evaluation(
+        pipeline.loaded.path,
+        evaluation,
+        test.files,
+        seconds=time.monotonic() - start,
+        **details,
+    )
+    facts = {"model": str(pipeline.loaded.path), "data": [str(f) for f in test.files], **details}
+    return ModelEvaluation(evaluation, facts, pipeline.config.max_length)
