@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,19 +61,26 @@ def _extra() -> None:
     require_extra("serve", "fastapi", "uvicorn")
 
 
-@contextmanager
-def attn_serve(*models: Path, max_chars: int | None = MAX_CHARS) -> Iterator[str]:
-    """Run `attn serve -m DIR...` on a free loopback port (None: the default limit of
-    characters per text); yield its base URL."""
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    cmd = [ATTN, "serve", "--port", str(port), "--threads", "1"]
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def attn_serve(
+    *models: Path, max_chars: int | None = MAX_CHARS, options: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Run `attn serve -m DIR... [options]` on a free loopback port (max_chars None: the
+    default limit of characters per text); yield its base URL."""
+    port = free_port()
+    cmd = [ATTN, "serve", "--port", str(port), "--threads", "1", *options]
     if max_chars is not None:
         cmd += ["--max-chars", str(max_chars)]
     for model in models:
         cmd += ["-m", str(model)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {k: v for k, v in os.environ.items() if k != "ATTN_API_KEYS"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -539,6 +547,135 @@ def test_the_page_fits_a_phone(page) -> None:
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     assert overflow <= 0, "the page scrolls sideways at 390 px (only the heatmap may)"
+
+
+# --- another site's page cannot use the server ---------------------------------------------
+
+# A page of another origin (another local port) that tries the server's /translate twice: as
+# a "simple request" (text/plain, which needs no preflight) and as JSON (preflighted), with
+# the key in its address, if any. It writes what it got into <body data-...>.
+FOREIGN_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body><script>
+const q = new URLSearchParams(location.search);
+const api = q.get("api"), key = q.get("key");
+async function attempt(contentType) {
+  const headers = {"Content-Type": contentType};
+  if (key) headers.Authorization = "Bearer " + key;
+  try {
+    const r = await fetch(api + "/translate",
+      {method: "POST", headers, body: JSON.stringify({text: "A dog runs.", beam: 1})});
+    const data = await r.json();
+    return r.ok ? "output:" + data.output : "status:" + r.status;
+  } catch (e) {
+    return "blocked";  // the browser hides the answer: no CORS headers on it
+  }
+}
+(async () => {
+  document.body.dataset.simple = await attempt("text/plain");
+  document.body.dataset.json = await attempt("application/json");
+  document.body.dataset.done = "yes";
+})();
+</script></body></html>
+"""
+
+
+@pytest.fixture(scope="module")
+def foreign_site(tmp_path_factory) -> Iterator[str]:
+    """A tiny http.server on another 127.0.0.1 port serving FOREIGN_PAGE; yields its origin."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path_factory.mktemp("foreign")
+    (root / "probe.html").write_text(FOREIGN_PAGE, encoding="utf-8")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
+def probe_from(chrome: Any, site: str, api: str, key: str = "") -> dict[str, str]:
+    """What FOREIGN_PAGE, opened at `site`, got from the server at `api`."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    query = urllib.parse.urlencode({"api": api, "key": key})
+    chrome.get(f"{site}/probe.html?{query}")
+    WebDriverWait(chrome, 120, poll_frequency=0.05).until(
+        lambda d: d.find_element("css selector", "body").get_attribute("data-done")
+    )
+    body = chrome.find_element("css selector", "body")
+    result = {k: body.get_attribute(f"data-{k}") for k in ("simple", "json")}
+    chrome.get_log("browser")  # the refused requests are logged there, as they should be
+    return result
+
+
+def test_another_sites_page_cannot_get_a_translation(chrome, server, foreign_site) -> None:
+    assert probe_from(chrome, foreign_site, server) == {"simple": "blocked", "json": "blocked"}
+    # The server refused them, not only the browser: the same requests over HTTP get 403.
+    req = urllib.request.Request(
+        server + "/translate",
+        json.dumps({"text": "A dog runs."}).encode(),
+        {"Content-Type": "text/plain", "Origin": foreign_site},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=60)
+    assert refused.value.code == 403
+
+
+@pytest.fixture(scope="module")
+def open_server(translate_model, foreign_site, tmp_path_factory) -> Iterator[str]:
+    """`attn serve` with an API key and --cors-origin for the foreign site."""
+    keys = tmp_path_factory.mktemp("keys") / "keys.txt"
+    keys.write_text("page-key\n", encoding="utf-8")
+    options = ("--cors-origin", foreign_site, "--api-key-file", str(keys))
+    with attn_serve(translate_model, options=options) as base:
+        yield base
+
+
+def test_an_allowed_origin_gets_a_translation_as_json_only(chrome, open_server, foreign_site):
+    got = probe_from(chrome, foreign_site, open_server, key="page-key")
+    req = urllib.request.Request(
+        open_server + "/translate",
+        json.dumps({"text": "A dog runs.", "beam": 1}).encode(),
+        {"Content-Type": "application/json", "Authorization": "Bearer page-key"},
+    )
+    with urllib.request.urlopen(req, timeout=120) as response:
+        want = json.loads(response.read())["output"]
+    # The JSON request is answered (CORS); the simple one still cannot start work.
+    assert got == {"simple": "status:415", "json": f"output:{want}"}
+    assert probe_from(chrome, foreign_site, open_server, key="wrong") == {
+        "simple": "status:401",
+        "json": "status:401",
+    }
+
+
+def test_the_page_asks_for_the_key_the_server_needs(chrome, open_server) -> None:
+    page = Page(chrome, open_server)
+    page.expected_errors.append("status of 401")
+    chrome.get(open_server + "/")
+    chrome.execute_script("sessionStorage.clear()")
+    chrome.get(open_server + "/")
+    page.wait(lambda d: page.find("#key-form").is_displayed())
+    assert "401" in page.find("#models-empty").text
+    page.find("#key").send_keys("page-key\n")
+    page.wait(lambda d: page.all("#models input"))
+    assert page.find("#key-form").get_attribute("hidden") is not None
+    page.type(SENTENCE)
+    page.run("translate")
+    assert page.find("#output").text
+    assert page.find("#error").text == ""
+    assert chrome.execute_script("return sessionStorage.getItem('attn-api-key')") == "page-key"
+    errors = page.console_errors()
+    assert not errors, f"errors in the browser console: {errors}"
 
 
 # --- the screenshots in docs/ --------------------------------------------------------------
