@@ -67,7 +67,7 @@ def serve(
         typer.Option(
             metavar="NAME",
             help="Another Host name to answer (repeat), e.g. the real name behind a proxy. "
-            "Always answered: localhost, 127.0.0.1, [::1] and the --host address."
+            "Always answered: localhost, 127.0.0.1, [::1] and the --host address.",
         ),
     ] = None,
     cors_origin: Annotated[
@@ -75,7 +75,7 @@ def serve(
         typer.Option(
             metavar="ORIGIN",
             help="A web origin whose pages may call the API (repeat), e.g. "
-            "http://localhost:3000. Other sites' pages are refused."
+            "http://localhost:3000. Other sites' pages are refused.",
         ),
     ] = None,
     api_key_file: Annotated[
@@ -83,7 +83,7 @@ def serve(
         typer.Option(
             metavar="FILE",
             help=f"Require Authorization: Bearer KEY, KEY one of this file's lines (also: "
-            f"${KEYS_ENV}, comma-separated). The page asks for a key."
+            f"${KEYS_ENV}, comma-separated). The page asks for a key.",
         ),
     ] = None,
     rate_limit: Annotated[
