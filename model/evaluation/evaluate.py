@@ -408,8 +408,9 @@ def evaluate_model(
         pipeline, test.sources, batch_size=batch_size, progress=progress, **decoding
     )
     if output is not None:
-        with open(output, "w", encoding="utf-8") as f:
-            f.writelines(line.replace("\n", " ") + "\n" for line in outputs)
+        # One line per output for any reader: a \r would end a line in universal newlines.
+        with open(output, "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(line.replace("\r", " ").replace("\n", " ") + "\n" for line in outputs)
     evaluation = score(task, outputs, test.references, labels=pipeline.config.labels or ())
     details: dict[str, Any] = {}
     if path.is_dir():
