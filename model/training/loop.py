@@ -29,16 +29,7 @@ from attn.model.training.checkpointer import Checkpointer
 from attn.model.training.corpus import Split, epoch_batches
 from attn.model.training.distributed import Dist
 from attn.model.training.early_stopping import EarlyStopping
-from attn.model.training.faults import (
-    NONFINITE_STREAK,
-    OOM_SPLITS,
-    OOM_STREAK,
-    StopRun,
-    TrainingFailed,
-    free_memory,
-    is_out_of_memory,
-    one_line,
-)
+from attn.model.training.faults import Faults, StopRun
 from attn.model.training.metrics_log import MetricsLog
 from attn.model.training.optimizer import CLIP_NORM, set_lr
 from attn.model.training.precision import Precision
@@ -131,7 +122,15 @@ class Trainer:
         self.metric = PRIMARY_METRIC[model.config.task]
         self.scores: dict[str, float] = {}
         self.n_batches = 1
-        self._phase = "training"  # or "validating", "saving": what a fault interrupted
+        self.faults = Faults(
+            progress=progress,
+            settings=settings,
+            optimizer=optimizer,
+            checkpointer=checkpointer,
+            dist=dist,
+            device=device,
+            warn=self._warn,
+        )
 
     def run(self) -> str:
         """Train; returns why it stopped: "max_steps", "epochs", "time_budget",
@@ -152,15 +151,12 @@ class Trainer:
                 f"no training batch for {self.dist.world} process(es): too little data"
             )
         self.steps_per_epoch = math.ceil(len(batches) / s.accum)
-        self._in_step = self._in_update = False
-        self._step_rng = rng_state()
-        self._oom_streak = self._nonfinite_streak = 0
         try:
             return self._run(batches)
         except StopRun as e:  # a stop the run chose: no traceback to keep
-            raise self._failure(e) from None
+            raise self.faults.failure(e) from None
         except Exception as e:
-            raise self._failure(e) from e
+            raise self.faults.failure(e) from e
 
     def _run(self, batches: list[list[int]]) -> str:
         s, p = self.settings, self.progress
@@ -174,7 +170,9 @@ class Trainer:
                 p.epoch, p.position = p.epoch + 1, 0
                 batches = self._epoch_batches()
             group = batches[p.position : p.position + s.accum]
-            tokens = self._step(group)  # forward, backward, update; None: skipped
+            self.model.train()
+            # Forward, backward, update (in pieces if out of memory); None: skipped.
+            tokens = self.faults.step(group, self._update)
             p.position += len(group)
             if tokens is not None:
                 p.step += 1
@@ -189,58 +187,6 @@ class Trainer:
             self._validate_and_save()
         self.dist.barrier()
         return stopped
-
-    def _step(self, group: list[list[int]]) -> tuple[int, int] | None:
-        """One optimizer update over the batches of `group`; returns (src, tgt) tokens, or
-        None when the update was skipped (out of memory, or not finite)."""
-        self.model.train()
-        self._step_rng, self._in_step = rng_state(), True
-        parts, splits, fits = group, 0, True
-        while True:
-            try:
-                tokens = self._update(parts)
-                break
-            except Exception as e:
-                if not is_out_of_memory(e) or self.dist.enabled:
-                    raise
-            # Out of memory (outside the except: its traceback no longer holds the batch).
-            self.optimizer.zero_grad(set_to_none=True)
-            free_memory(self.device)
-            halves = [half for index in parts for half in _halves(index)]
-            if splits == OOM_SPLITS or len(halves) == len(parts):
-                tokens, fits = None, False
-                break
-            parts, splits = halves, splits + 1
-        self._in_step = False
-        self._count_oom(splits, fits, sum(len(index) for index in group), len(parts))
-        return tokens
-
-    def _count_oom(self, splits: int, fits: bool, examples: int, pieces: int) -> None:
-        """Warn about a step that ran out of memory; stop after OOM_STREAK in a row."""
-        p = self.progress
-        if not splits and fits:
-            self._oom_streak = 0
-            return
-        self._oom_streak += 1
-        if self._oom_streak >= OOM_STREAK:
-            batch_tokens = self.settings.batch_tokens
-            raise StopRun(
-                f"out of memory on {OOM_STREAK} steps in a row",
-                f"lower --batch-tokens (now {batch_tokens}, e.g. --batch-tokens "
-                f"{max(1, batch_tokens // 2)})",
-            )
-        if fits:
-            p.oom_split += 1
-            self._warn(
-                f"out of memory on a batch of {examples} examples at step {p.step + 1}: "
-                f"trained it in {pieces} pieces"
-            )
-        else:
-            p.oom_skipped += 1
-            self._warn(
-                f"out of memory on a batch of {examples} examples after step {p.step}, even "
-                f"split in {pieces}: skipped it ({p.oom_skipped} skipped so far)"
-            )
 
     def _update(self, group: list[list[int]]) -> tuple[int, int] | None:
         """Forward and backward over the batches of `group`, then the optimizer update unless
@@ -263,49 +209,23 @@ class Trainer:
         if scaler is not None:
             scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIP_NORM)
-        # With a gradient scaler, infinite gradients are its overflows: it skips those
-        # updates itself (and lowers its scale). A non-finite loss is a fault either way.
-        # Under DDP the decision goes by the all-reduced norm alone, the same on every rank
-        # (a rank's own loss is not).
-        if self.dist.enabled:
-            finite = torch.isfinite(norm) | (scaler is not None)
-        elif scaler is not None:
-            finite = torch.isfinite(total)
-        else:
-            finite = torch.isfinite(total) & torch.isfinite(norm)
-        if not bool(finite):  # one host sync per step
+        if not self.faults.finite(total, norm, scaler):
             self.optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.update()
-            self._skipped_nonfinite()
+            self.faults.skipped_nonfinite()
             return None
-        self._nonfinite_streak = 0
-        self._in_update = True  # from here until the end the weights are half-updated
+        self.faults.in_update = True  # from here until the end the weights are half-updated
         if scaler is not None:
             scaler.step(self.optimizer)
             scaler.update()
         else:
             self.optimizer.step()
-        self._in_update = False
+        self.faults.in_update = False
         self.optimizer.zero_grad(set_to_none=True)
         for meter in (self.log_meter, self.val_meter):
             meter.loss += total
         return n_src, n_tgt
-
-    def _skipped_nonfinite(self) -> None:
-        p = self.progress
-        p.nonfinite_skipped += 1
-        self._nonfinite_streak += 1
-        if self._nonfinite_streak >= NONFINITE_STREAK:
-            raise StopRun(
-                f"the loss or the gradients were not finite on {NONFINITE_STREAK} steps in "
-                f"a row after step {p.step}",
-                f"lower --lr (now {self.settings.lr:g}) or check the training data",
-            )
-        self._warn(
-            f"the loss or the gradients are not finite after step {p.step}: skipped the "
-            f"update ({p.nonfinite_skipped} skipped so far)"
-        )
 
     def _warn(self, message: str) -> None:
         if self.dist.main:
@@ -315,31 +235,8 @@ class Trainer:
         """`last/` now, with every rank's random generators (all ranks call this)."""
         rngs = self.dist.gather(rng_state())
         if self.dist.main:
-            self._phase = "saving"
-            self.checkpointer.save_last(rngs)
-            self._phase = "training"
-
-    def _failure(self, error: Exception) -> TrainingFailed:
-        """Save `last/` from the last consistent state, if there is one, and describe the
-        fault. Runs on the rank that failed only: no collective calls."""
-        p = self.progress
-        if isinstance(error, TrainingFailed):
-            return error
-        # Inside a step the weights and optimizer are still those of the last update (until
-        # the update itself begins); the random generators go back to the step's start.
-        consistent = not self._in_update
-        if consistent and self.dist.main:
-            rngs = [self._step_rng if self._in_step else rng_state()]
-            if self.dist.enabled:  # the other ranks' generators are out of reach
-                rngs = None
-            with contextlib.suppress(Exception):
+            with self.faults.doing("saving"):
                 self.checkpointer.save_last(rngs)
-        saved = self.checkpointer.last_step
-        if isinstance(error, StopRun):
-            return TrainingFailed(error.reason, p.step, saved, error.advice)
-        return TrainingFailed(
-            f"{self._phase} failed at step {p.step}: {one_line(error)}", p.step, saved
-        )
 
     def _log(self, n_src: int, n_tgt: int) -> None:
         """A progress event every step; the training loss and throughput every LOG_EVERY."""
@@ -384,9 +281,8 @@ class Trainer:
         stop = False
         if self.dist.main:
             self.emit({"event": "stage", "message": f"validating at step {p.step}"})
-            self._phase = "validating"
-            self.scores = scores = self.validator.scores(self.model)
-            self._phase = "training"
+            with self.faults.doing("validating"):
+                self.scores = scores = self.validator.scores(self.model)
             # Marked once it succeeded: a run resumed after a failed validation redoes it.
             p.validated_step = p.step
             improved = self.stopping.update(scores[self.metric], p.step)
@@ -401,9 +297,8 @@ class Trainer:
                 "lr": self.lr,
             }
             self.metrics.append(record)
-            self._phase = "saving"
-            self.checkpointer.save_validation(improved, p.step, rngs)
-            self._phase = "training"
+            with self.faults.doing("saving"):
+                self.checkpointer.save_validation(improved, p.step, rngs)
             best = {"best_value": self.stopping.best_value, "best_step": self.stopping.best_step}
             value = scores[self.metric]
             self.emit(
@@ -467,9 +362,3 @@ class Trainer:
     def lr(self) -> float:
         """The learning rate of the last update."""
         return lr_at(max(1, self.progress.step), self.settings.lr, self.settings.warmup)
-
-
-def _halves(index: list[int]) -> list[list[int]]:
-    """A batch's examples in two batches (one, if it has a single example)."""
-    middle = (len(index) + 1) // 2
-    return [index[:middle], index[middle:]] if len(index) > 1 else [index]
