@@ -3,8 +3,9 @@
 `fetch` downloads each file of a catalog entry (from its canonical URL, a mirror URL or a
 mirror directory) into `DIR/.downloads/`, resuming a partial `.part` file with an HTTP
 Range request and retrying dropped connections; verifies SHA-256 checksums where the
-catalog knows them; converts into a staging directory inside DIR; and only then renames
-the converted files into place. A failure at any step leaves no half-converted file in
+catalog knows them; converts into a staging directory inside DIR (each dataset's layout
+by its converter in `attn.data.layouts`); and only then renames the converted files into
+place. A failure at any step leaves no half-converted file in
 DIR: a partial download stays as `NAME.part` (the next run resumes it) and a download
 that fails its checksum or cannot be read is kept apart as `NAME.corrupt`.
 
@@ -13,43 +14,28 @@ Library code: progress goes to a callback, never to the terminal.
 
 from __future__ import annotations
 
-import ast
-import gzip
 import http.client
-import io
 import json
-import math
 import os
-import random
-import re
 import shutil
-import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from attn import __version__
-from attn.data import jsonlines
 from attn.data.catalog import Dataset, RemoteFile
 from attn.data.checksum import git_blob_id, sha256_file
+from attn.data.layouts import CHUNK, CONVERTERS, DamagedFile, reading
 
-CHUNK = 1 << 16
 DOWNLOADS = ".downloads"
 MARKER = ".attn-fetch.json"
 USER_AGENT = f"attn/{__version__} (dataset fetch; Python urllib)"
-
-# IMDB: the dev split is whole movies of the official train split, picked by this seeded
-# shuffle (the seed of shared/data's copy) until it holds this fraction of the reviews.
-IMDB_SEED = 20110619
-IMDB_DEV_FRACTION = 0.1
 
 
 class FetchError(RuntimeError):
@@ -110,10 +96,6 @@ class FetchResult:
 
 class _Retryable(Exception):
     """A transient download failure: the connection dropped, timed out or got a 5xx."""
-
-
-class _BadContent(ValueError):
-    """A download that opened fine but does not hold what the converter expects."""
 
 
 def fetch(
@@ -322,11 +304,11 @@ def _reason(error: BaseException) -> str:
 
 def _verify(remote: RemoteFile, path: Path, source: str, report: ProgressCallback) -> str:
     """SHA-256 of the download (or its gunzipped content); checked where one is known."""
-    with _damaged(path):
+    with _damaged(), reading(path):
         actual = sha256_file(path, gunzip=remote.gunzip)
     what = "gunzipped content" if remote.gunzip else "file"
     if remote.sha256 is None and remote.git_blob is not None:
-        with _damaged(path):
+        with _damaged(), reading(path):
             blob = git_blob_id(path)
         if blob != remote.git_blob:
             bad = _set_apart(path)
@@ -355,27 +337,19 @@ def _set_apart(path: Path) -> Path:
 
 
 @contextmanager
-def _damaged(path: Path) -> Iterator[None]:
+def _damaged() -> Iterator[None]:
     """Report a download that cannot be read as what it should be, and set it apart."""
     try:
         yield
-    except (
-        EOFError,
-        zlib.error,
-        gzip.BadGzipFile,
-        tarfile.TarError,
-        zipfile.BadZipFile,
-        UnicodeDecodeError,
-        _BadContent,
-    ) as e:
-        bad = _set_apart(path)
+    except DamagedFile as e:
+        bad = _set_apart(e.path)
         raise FetchError(
-            f"{path.name} is damaged or not what was expected ({e}); it was kept as {bad}: "
-            "run again to download it afresh"
+            f"{e.path.name} is damaged or not what was expected ({e.error}); it was kept as "
+            f"{bad}: run again to download it afresh"
         ) from None
 
 
-# -- conversion -----------------------------------------------------------------------
+# -- conversion (attn.data.layouts) and placing -----------------------------------------
 
 
 def _convert_and_place(dataset: Dataset, paths: Mapping[str, Path], directory: Path) -> list[str]:
@@ -383,7 +357,8 @@ def _convert_and_place(dataset: Dataset, paths: Mapping[str, Path], directory: P
     convert = CONVERTERS[dataset.layout]
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
     try:
-        files = convert(paths, staging)
+        with _damaged():
+            files = convert(paths, staging)
         # The marker says "complete"; drop it first so a crash while placing files
         # makes the next run fetch again instead of trusting a mixed directory.
         (directory / MARKER).unlink(missing_ok=True)
@@ -415,191 +390,3 @@ def fetched(dataset: Dataset, directory: Path) -> FetchResult | None:
     if not files or not all(f.is_file() for f in files):
         return None
     return FetchResult(dataset, directory, files, dict(record.get("sha256", {})), True)
-
-
-def _text_writer(path: Path) -> io.TextIOWrapper:
-    return open(path, "w", encoding="utf-8", newline="\n")
-
-
-def _convert_multi30k(paths: Mapping[str, Path], out: Path) -> list[str]:
-    """`train.en.gz`, `test_2016_flickr.de.gz`, ... -> `train.en`, `test2016.de`, ..."""
-    files = []
-    for name, path in paths.items():
-        split, lang = name.removesuffix(".gz").rsplit(".", 1)
-        target = f"{'test2016' if split == 'test_2016_flickr' else split}.{lang}"
-        with _damaged(path), gzip.open(path, "rb") as src, open(out / target, "wb") as dst:
-            shutil.copyfileobj(src, dst, CHUNK)
-        files.append(target)
-    return files
-
-
-def _convert_sst2(paths: Mapping[str, Path], out: Path) -> list[str]:
-    """GLUE `SST-2.zip` -> `train.tsv`, `dev.tsv` with a `text<TAB>label` header."""
-    (path,) = paths.values()
-    with _damaged(path), zipfile.ZipFile(path) as archive:
-        for split in ("train", "dev"):
-            member = f"SST-2/{split}.tsv"
-            try:
-                raw = archive.open(member)
-            except KeyError:
-                raise _BadContent(f"{member} is missing") from None
-            with (
-                # newline="\n": only \n ends a line, as for every reader of attn.
-                io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as src,
-                _text_writer(out / f"{split}.tsv") as dst,
-            ):
-                dst.write("text\tlabel\n")
-                for number, line in enumerate(src, 1):
-                    text, tab, label = line.rstrip("\r\n").rpartition("\t")
-                    if number == 1:
-                        if (text, label) != ("sentence", "label"):
-                            raise _BadContent(f"{member}:1: expected the header sentence<TAB>label")
-                        continue
-                    if not tab or label not in ("0", "1"):
-                        raise _BadContent(f"{member}:{number}: expected sentence<TAB>0 or 1")
-                    # GLUE ends each sentence with a space before the TAB.
-                    text = _TSV_BREAKS.sub(" ", text).strip()
-                    if text:
-                        dst.write(f"{text}\t{label}\n")
-    return ["train.tsv", "dev.tsv"]
-
-
-_IMDB_REVIEW = re.compile(r"(?:\./)?aclImdb/(train|test)/(pos|neg)/(\d+)_\d+\.txt")
-_IMDB_URLS = re.compile(r"(?:\./)?aclImdb/train/urls_(pos|neg)\.txt")
-_TSV_BREAKS = re.compile(r"[\t\r\n]")
-_ReviewKey = tuple[str, int]  # (polarity, number in aclImdb's file names)
-
-
-def _convert_imdb(paths: Mapping[str, Path], out: Path) -> list[str]:
-    """`aclImdb_v1.tar.gz` -> `train.tsv`, `dev.tsv` (movie-disjoint slice of the official
-    train split) and `test.tsv` (the official test split), label 0 = negative, 1 = positive.
-
-    Reviews are kept verbatim except that TAB/CR/LF become spaces and ends are trimmed.
-    """
-    (path,) = paths.values()
-    reviews: dict[str, dict[_ReviewKey, str]] = {"train": {}, "test": {}}
-    urls: dict[str, list[str]] = {}
-    with _damaged(path):
-        # Stream mode: one pass, no seeking, nothing written to disk. tarfile's own gzip
-        # reader ends quietly on a truncated file; GzipFile raises EOFError instead.
-        with gzip.open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as archive:
-            for member in archive:
-                review = _IMDB_REVIEW.fullmatch(member.name)
-                url_list = _IMDB_URLS.fullmatch(member.name)
-                if not member.isfile() or not (review or url_list):
-                    continue
-                # A stray byte in one of 50,000 reviews should not sink the whole fetch.
-                data = archive.extractfile(member).read().decode("utf-8", errors="replace")
-                if review:
-                    split, polarity, number = review.groups()
-                    text = _TSV_BREAKS.sub(" ", data).strip()
-                    reviews[split][(polarity, int(number))] = text
-                else:
-                    urls[url_list.group(1)] = data.split()
-        train, dev = _movie_disjoint_split(reviews["train"], urls)
-    rows = {"train": train, "dev": dev, "test": sorted(reviews["test"].items())}
-    for split, items in rows.items():
-        random.Random(IMDB_SEED).shuffle(items)
-        with _text_writer(out / f"{split}.tsv") as dst:
-            dst.write("text\tlabel\n")
-            for (polarity, _), text in items:
-                if text:
-                    dst.write(f"{text}\t{1 if polarity == 'pos' else 0}\n")
-    return ["train.tsv", "dev.tsv", "test.tsv"]
-
-
-def _movie_disjoint_split(
-    reviews: dict[_ReviewKey, str], urls: dict[str, list[str]]
-) -> tuple[list[tuple[_ReviewKey, str]], list[tuple[_ReviewKey, str]]]:
-    """Split train reviews into (train, dev) so that no movie is in both.
-
-    `urls[polarity][i]` is the movie of review `i` of that polarity (aclImdb's urls_*.txt).
-    """
-    by_movie: dict[str, list[_ReviewKey]] = {}
-    for polarity, number in sorted(reviews):
-        try:
-            movie = urls[polarity][number]
-        except (KeyError, IndexError):
-            raise _BadContent(f"no movie URL for train/{polarity} review {number}") from None
-        by_movie.setdefault(movie, []).append((polarity, number))
-    movies = sorted(by_movie)
-    random.Random(IMDB_SEED).shuffle(movies)
-    wanted = math.ceil(IMDB_DEV_FRACTION * len(reviews))
-    dev: set[_ReviewKey] = set()
-    for movie in movies:
-        if len(dev) >= wanted:
-            break
-        dev.update(by_movie[movie])
-    items = sorted(reviews.items())
-    return [i for i in items if i[0] not in dev], [i for i in items if i[0] in dev]
-
-
-_DIALOGSUM_SPLITS = {
-    "dialogsum.train.jsonl": "train",
-    "dialogsum.dev.jsonl": "val",
-    "dialogsum.test.jsonl": "test",
-}
-
-
-def _dialogsum_record(line: str, where: str) -> dict[str, str]:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        # Early DialogSum releases wrote Python dict literals instead of JSON.
-        try:
-            record = ast.literal_eval(line)
-        except (ValueError, SyntaxError):
-            raise _BadContent(f"{where}: not a JSON object") from None
-    if not isinstance(record, dict):
-        raise _BadContent(f"{where}: not a JSON object")
-    # Train records have one summary and topic; dev and test have three: use the first.
-    fields = {
-        "id": record.get("fname"),
-        "dialogue": record.get("dialogue"),
-        "summary": record.get("summary", record.get("summary1")),
-        "topic": record.get("topic", record.get("topic1")),
-    }
-    missing = [k for k in ("dialogue", "summary") if not isinstance(fields[k], str)]
-    if missing:
-        raise _BadContent(f"{where}: no {' or '.join(missing)}")
-    return fields
-
-
-def _convert_dialogsum(paths: Mapping[str, Path], out: Path) -> list[str]:
-    """`dialogsum.{train,dev,test}.jsonl` -> `{train,val,test}.{src,tgt,jsonl}`.
-
-    `.src`/`.tgt`: one example per line, whitespace collapsed (turns joined by a space);
-    `.jsonl`: `{"id", "dialogue", "summary", "topic"}` with the original turn breaks.
-    """
-    files = []
-    for name, path in paths.items():
-        split = _DIALOGSUM_SPLITS[name]
-        with (
-            _damaged(path),
-            open(path, encoding="utf-8", newline="\n") as src_file,
-            _text_writer(out / f"{split}.src") as src,
-            _text_writer(out / f"{split}.tgt") as tgt,
-            _text_writer(out / f"{split}.jsonl") as jsonl,
-        ):
-            for number, line in enumerate(src_file, 1):
-                if not line.strip():
-                    continue
-                record = _dialogsum_record(line, f"{name}:{number}")
-                dialogue = " ".join(record["dialogue"].split())
-                summary = " ".join(record["summary"].split())
-                if not (dialogue and summary):
-                    continue
-                src.write(dialogue + "\n")
-                tgt.write(summary + "\n")
-                record["dialogue"] = record["dialogue"].strip()
-                jsonl.write(jsonlines.dumps(record) + "\n")
-        files += [f"{split}.src", f"{split}.tgt", f"{split}.jsonl"]
-    return files
-
-
-CONVERTERS: dict[str, Callable[[Mapping[str, Path], Path], list[str]]] = {
-    "multi30k": _convert_multi30k,
-    "glue-sst2": _convert_sst2,
-    "aclimdb": _convert_imdb,
-    "dialogsum": _convert_dialogsum,
-}
