@@ -139,25 +139,6 @@ def test_masked_self_attention_equals_torch_module_with_causal_mask():
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_cache_appends_self_attention_keys_and_reuses_cross_attention_keys():
-    torch.manual_seed(2)
-    mha = MultiHeadAttention(16, 2).eval()
-    x = torch.randn(2, 5, 16)
-    full, _ = mha(x, x, causal=True)
-    cache: dict = {}
-    steps = [mha(x[:, t : t + 1], x[:, t : t + 1], causal=True, cache=cache)[0] for t in range(5)]
-    assert cache["k"].shape == (2, 2, 5, 8)
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
-
-    memory = torch.randn(2, 7, 16)
-    cross_cache: dict = {}
-    first, _ = mha(x[:, :1], memory, cache=cross_cache, static_kv=True)
-    k_first = cross_cache["k"]
-    again, _ = mha(x[:, :1], torch.zeros_like(memory), cache=cross_cache, static_kv=True)
-    assert cross_cache["k"] is k_first  # computed once, never from the new (ignored) memory
-    torch.testing.assert_close(first, again)
-
-
 @pytest.mark.parametrize("t_q", [1, 3])
 def test_beams_sharing_one_memory_equal_a_memory_per_beam(t_q):
     """Beam search passes one memory per sentence for its k beams (queries grouped)."""

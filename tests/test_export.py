@@ -350,8 +350,9 @@ def test_onnx_export_holds_the_graphs_and_a_readme(onnx_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_onnx_graphs_equal_attn(translate_model, onnx_dir: Path) -> None:
-    """Encoder outputs and decoder-step logits within 1e-4 of attn's (float32), on a padded
-    batch, step after step with the cache, from an empty past."""
+    """Encoder outputs and decoder-step logits within 1e-4 of the step attn's search runs
+    (float32), on a padded batch, step after step with the cache, from an empty past."""
+    from attn.model.decoding.incremental import StepWeights
     from attn.model.export.onnx_run import OnnxSeq2Seq
     from attn.model.storage.checkpoint import load_model
 
@@ -372,11 +373,11 @@ def test_onnx_graphs_equal_attn(translate_model, onnx_dir: Path) -> None:
         empty = np.zeros((len(src_ids), c.n_heads, 0, c.d_head), dtype=np.float32)
         past = [(empty, empty)] * c.n_decoder_layers
         seqs = torch.full((len(src_ids), 1), c.bos_id)
-        cache = model.new_cache()
-        for _ in range(12):
+        state = StepWeights(model).start(expected, mask, beams=1, width=12)
+        for t in range(12):
             logits, past = runner_.step(seqs[:, -1:].numpy(), src_ids != c.pad_id, past, cross)
-            cached = model.decode(seqs[:, -1:], expected, mask, cache)[:, -1]
-            np.testing.assert_allclose(logits, cached.numpy(), atol=1e-4)
+            stepped = model.project(state.step(seqs[:, -1], t))  # (B, vocab)
+            np.testing.assert_allclose(logits, stepped.numpy(), atol=1e-4)
             assert past[0][0].shape[2] == seqs.size(1)
             seqs = torch.cat([seqs, torch.from_numpy(logits.argmax(-1))[:, None]], dim=1)
 

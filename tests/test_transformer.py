@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from attn.model.nn.config import ConfigError, ModelConfig, load_config, preset, save_config
 from attn.model.nn.model import Classifier, build_model
-from attn.model.nn.transformer import Transformer, reorder_cache
+from attn.model.nn.transformer import Transformer
 
 PAD, BOS, EOS = 0, 2, 3
 V = 24
@@ -129,33 +129,6 @@ def test_bag_of_ngrams_counts_each_distinct_piece_and_run_once(order):
     combined = model.classify(src, mask)
     torch.testing.assert_close(combined, (logits.log_softmax(-1) + bag.log_softmax(-1)) / 2)
     torch.testing.assert_close(combined[1:], model.classify(src[1:, :3], mask[1:, :3]))
-
-
-def test_incremental_decoding_with_cache_equals_full_recomputation():
-    model = _model()
-    src = _ids([5, 6, 7, 8, EOS], [9, 10, EOS, PAD, PAD])
-    src_mask = src != PAD
-    tgt = _ids([BOS, 11, 12, 13, 14], [BOS, 15, 16, 17, 18])
-    with torch.inference_mode():
-        memory = model.encode(src, src_mask)
-        full = model.decode(tgt, memory, src_mask)
-        cache = model.new_cache()
-        steps = [model.decode(tgt[:, t : t + 1], memory, src_mask, cache) for t in range(5)]
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
-
-
-def test_reorder_cache_selects_rows():
-    model = _model()
-    src = _ids([5, 6, EOS], [7, 8, EOS])
-    mask = src != PAD
-    memory = model.encode(src, mask)
-    cache = model.new_cache()
-    model.decode(_ids([BOS], [BOS]), memory, mask, cache)
-    before = cache[0]["self"]["k"].clone()
-    reorder_cache(cache, torch.tensor([1, 1, 0]))
-    assert cache[0]["self"]["k"].shape[0] == 3
-    torch.testing.assert_close(cache[0]["self"]["k"][2], before[0])
-    torch.testing.assert_close(cache[1]["cross"]["v"][0], cache[1]["cross"]["v"][1])
 
 
 def test_attention_records_cover_every_layer_and_kind():

@@ -1,9 +1,8 @@
 """Incremental decoding for search: the decoder run on the newest piece of every row.
 
-`Transformer.decode` with a `new_cache()` cache is the general path (the reference, and the
-graph `attn export --format onnx` traces). Search runs thousands of one-piece steps, whose
-cost on a CPU is mostly the number of operations rather than arithmetic, so this module
-computes the same decoder with fewer of them:
+`Transformer.decode` over the whole prefix is the reference. Search runs thousands of
+one-piece steps, whose cost on a CPU is mostly the number of operations rather than
+arithmetic, so this module computes the same decoder with fewer of them:
 
 - the weights are arranged once (`StepWeights`): self-attention's query, key and value
   projections as one matrix, cross-attention's key and value as another, the 1/sqrt(d_k) of
@@ -20,8 +19,10 @@ computes the same decoder with fewer of them:
   (`FEW_POSITIONS`);
 - plain functions on tensors: no module calls, no masks rebuilt per step.
 
-`attn.model.decoding.search` uses it for every cached search; its outputs equal the general
-path's to float rounding (tests/test_incremental.py).
+`attn.model.decoding.search` uses it for every cached search, and `attn export --format onnx`
+traces the same layer computations (`StepWeights.embed_step`, `self_qkv`, `finish_layer`)
+with a functional cache; its outputs equal the reference's to float rounding
+(tests/test_incremental.py, tests/test_export.py).
 """
 
 from __future__ import annotations
@@ -159,12 +160,98 @@ class StepWeights:
         norm = model.decoder_norm
         self.norm = (norm.weight, norm.bias, norm.eps)
 
+    def embed_step(self, tokens: Tensor, t: int) -> Tensor:
+        """The decoder input of position `t` (0 = BOS's). Shape: tokens (R,) -> (R, d_model)."""
+        return F.embedding(tokens, self.embed).add_(self.positions[t])
+
+    def self_qkv(self, i: int, x: Tensor) -> Tensor:
+        """Layer i's self-attention query (scaled by 1/sqrt(d_k)), key and value of `x`.
+
+        Shape: x (R, d_model) -> (R, 3 * d_model): query, key, value side by side.
+        """
+        w, b, e = self.layers[i].norms[0]
+        return self.layers[i].qkv(F.layer_norm(x, (self.d_model,), w, b, e))
+
+    def cross_keys_values(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Every layer's cross-attention keys and values of the memory.
+
+        Shape: memory (B, S, d_model) -> per layer (keys, values), each (B, h, S, d_k).
+        """
+        b, s, d = memory.shape
+        out = []
+        for layer in self.layers:
+            kv = layer.cross_kv(memory.reshape(b * s, d)).view(b, s, 2, self.n_heads, self.d_k)
+            out.append((kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)))
+        return out
+
+    def finish_layer(
+        self, i: int, x: Tensor, a: Tensor, k: Tensor, v: Tensor, bias: Tensor, beams: int
+    ) -> tuple[Tensor, Tensor]:
+        """The rest of decoder layer i once its self-attention `a` is known: the residual,
+        cross-attention (the `beams` rows of a sentence query its memory together) and the
+        feed-forward block. Returns the layer's output and the cross-attention weights.
+
+        Shape: x, a (R, d_model), R = B * beams; k (B, h, d_k, S) transposed for q k^T;
+            v (B, h, S, d_k); bias (B, h, 1, S) added to the scores (`score_bias`);
+            returns (R, d_model) and weights (B*h, beams, S).
+        """
+        layer, d, h, d_k = self.layers[i], self.d_model, self.n_heads, self.d_k
+        r, g = x.size(0), beams
+        b = r // g
+        _, (w2, b2, e2), (w3, b3, e3) = layer.norms
+        x = x + layer.self_out(a)
+        q = layer.cross_q(F.layer_norm(x, (d,), w2, b2, e2))  # (R, d)
+        q = q.view(b, g, h, d_k).transpose(1, 2).reshape(b * h, g, d_k)
+        p = torch.baddbmm(bias.view(b * h, 1, -1), q, k.reshape(b * h, d_k, -1)).softmax(-1)
+        a = torch.bmm(p, v.reshape(b * h, -1, d_k))  # (B*h, g, d_k)
+        a = a.view(b, h, g, d_k).transpose(1, 2).reshape(r, d)
+        x = x + layer.cross_out(a)
+        f = layer.ff1(F.layer_norm(x, (d,), w3, b3, e3))  # (R, d_ff), activated
+        return x + layer.ff2(f), p
+
+    def final_norm(self, x: Tensor) -> Tensor:
+        """The decoder's last LayerNorm. Shape: (R, d_model) -> (R, d_model)."""
+        nw, nb, ne = self.norm
+        return F.layer_norm(x, (self.d_model,), nw, nb, ne)
+
     def start(self, memory: Tensor, src_mask: Tensor, beams: int, width: int) -> DecoderState:
         """The decoder state of a batch: `beams` rows per sentence, at most `width` steps.
 
         Shape: memory (B, S, d_model); src_mask (B, S) True = real piece.
         """
         return DecoderState(self, memory, src_mask, beams, width)
+
+
+def score_bias(src_mask: Tensor, heads: int, dtype: torch.dtype) -> Tensor:
+    """The source mask as an additive bias of cross-attention scores: 0 where a sentence's
+    piece is real, the lowest float elsewhere; one row per sentence and head, so that a step
+    views it as (B*h, 1, S).
+
+    Shape: src_mask (B, S) True = real piece -> (B, h, 1, S).
+    """
+    b, s = src_mask.shape
+    bias = torch.zeros(b, 1, 1, s, device=src_mask.device, dtype=dtype)
+    bias = bias.masked_fill(~src_mask[:, None, None, :], torch.finfo(dtype).min)
+    return bias.expand(b, heads, 1, s).contiguous()
+
+
+def self_attention(q: Tensor, keys: Tensor, values: Tensor, cpu: bool = False) -> Tensor:
+    """One query per row and head over the n positions so far; `cpu` takes the CPU's faster
+    paths for few positions (see the module docstring), same values.
+
+    Shape: q (R*h, 1, d_k) scaled by 1/sqrt(d_k); keys, values (n, R*h, d_k) -> (R*h, d_k).
+    """
+    n = keys.size(0)
+    if cpu and n <= FEW_POSITIONS:
+        p = (keys * q.transpose(0, 1)).sum(-1).softmax(0)  # (n, R*h)
+        return (values * p.unsqueeze(-1)).sum(0)
+    scores = torch.bmm(q, keys.permute(1, 2, 0))  # (R*h, 1, n)
+    if cpu and n < SOFTMAX_WIDTH:
+        low = torch.finfo(scores.dtype).min
+        p = F.pad(scores, (0, SOFTMAX_WIDTH - n), value=low).softmax(-1)[..., :n]
+    else:
+        p = scores.softmax(-1)
+    return torch.bmm(p, values.transpose(0, 1)).squeeze(1)
 
 
 class DecoderState:
@@ -181,26 +268,19 @@ class DecoderState:
     ) -> None:
         w = self.w = weights
         b, s, d = memory.shape
-        h, d_k = w.n_heads, w.d_k
+        h = w.n_heads
         self.beams, self.rows = beams, b * beams
         self.cross: list[tuple[Tensor, Tensor]] = []
         self.cpu = memory.is_cpu
         pad = max(0, SOFTMAX_WIDTH - s) if self.cpu else 0  # masked positions added
-        for layer in w.layers:
-            kv = layer.cross_kv(memory.view(b * s, d)).view(b, s, 2, h, d_k)
-            k = kv[:, :, 0].permute(0, 2, 3, 1)  # (B, h, d_k, S): for q k^T
-            v = kv[:, :, 1].transpose(1, 2)  # (B, h, S, d_k)
+        for k, v in w.cross_keys_values(memory):  # (B, h, S, d_k)
+            k = k.transpose(2, 3)  # (B, h, d_k, S): for q k^T
             if pad:
                 k, v = F.pad(k, (0, pad)), F.pad(v, (0, 0, 0, pad))
             self.cross.append((k.contiguous(), v.contiguous()))
         if pad:
             src_mask = F.pad(src_mask, (0, pad), value=False)
-            s += pad
-        # 0 where a sentence's piece is real, the lowest float elsewhere: added to the scores.
-        # One row per sentence and head: (B, h, 1, S), so that a step views it as (B*h, 1, S).
-        bias = torch.zeros(b, 1, 1, s, device=memory.device, dtype=memory.dtype)
-        bias.masked_fill_(~src_mask[:, None, None, :], torch.finfo(bias.dtype).min)
-        self.bias = bias.expand(b, h, 1, s).contiguous()
+        self.bias = score_bias(src_mask, h, memory.dtype)
         # Self-attention keys and values, time first: (T, layers, 2, rows, d), twice (the
         # second receives each reordering).
         self.per_step = len(w.layers) * 2
@@ -224,50 +304,19 @@ class DecoderState:
         """
         w = self.w
         r, d, h, d_k = tokens.size(0), w.d_model, w.n_heads, w.d_k
-        b, g = r // self.beams, self.beams
-        x = F.embedding(tokens, w.embed).add_(w.positions[t])  # (R, d)
+        x = w.embed_step(tokens, t)  # (R, d)
         kv_all = self.kv
-        for i, layer in enumerate(w.layers):
-            (w1, b1, e1), (w2, b2, e2), (w3, b3, e3) = layer.norms
+        for i in range(len(w.layers)):
             # Masked self-attention: this step's keys and values join the cache; the query
             # sees every position so far (the future is not there yet).
-            qkv = layer.qkv(F.layer_norm(x, (d,), w1, b1, e1))  # (R, 3d)
+            qkv = w.self_qkv(i, x)  # (R, 3d)
             kv_all[t, i].copy_(qkv[:, d:].view(r, 2, d).transpose(0, 1))
             keys = kv_all[: t + 1, i, 0].view(t + 1, r * h, d_k)  # (t+1, R*h, d_k)
             values = kv_all[: t + 1, i, 1].view(t + 1, r * h, d_k)
             q = qkv[:, :d].reshape(r * h, 1, d_k)  # scaled by 1/sqrt(d_k)
-            a = self._self_attention(q, keys, values).view(r, d)
-            x = x + layer.self_out(a)
-            # Cross-attention: the g beams of a sentence query its memory together.
-            k, v = self.cross[i]  # (B, h, d_k, S), (B, h, S, d_k)
-            q = layer.cross_q(F.layer_norm(x, (d,), w2, b2, e2))  # (R, d)
-            q = q.view(b, g, h, d_k).transpose(1, 2).reshape(b * h, g, d_k)
-            bias = self.bias.view(b * h, 1, -1)
-            p = torch.baddbmm(bias, q, k.view(b * h, d_k, -1)).softmax(-1)  # (B*h, g, S)
-            a = torch.bmm(p, v.view(b * h, -1, d_k))  # (B*h, g, d_k)
-            a = a.view(b, h, g, d_k).transpose(1, 2).reshape(r, d)
-            x = x + layer.cross_out(a)
-            f = layer.ff1(F.layer_norm(x, (d,), w3, b3, e3))  # (R, d_ff), activated
-            x = x + layer.ff2(f)
-        nw, nb, ne = w.norm
-        return F.layer_norm(x, (d,), nw, nb, ne)
-
-    def _self_attention(self, q: Tensor, keys: Tensor, values: Tensor) -> Tensor:
-        """One query per row and head over the n positions so far.
-
-        Shape: q (R*h, 1, d_k); keys, values (n, R*h, d_k) -> (R*h, d_k).
-        """
-        n = keys.size(0)
-        if self.cpu and n <= FEW_POSITIONS:
-            p = (keys * q.transpose(0, 1)).sum(-1).softmax(0)  # (n, R*h)
-            return (values * p.unsqueeze(-1)).sum(0)
-        scores = torch.bmm(q, keys.permute(1, 2, 0))  # (R*h, 1, n)
-        if self.cpu and n < SOFTMAX_WIDTH:
-            low = torch.finfo(scores.dtype).min
-            p = F.pad(scores, (0, SOFTMAX_WIDTH - n), value=low).softmax(-1)[..., :n]
-        else:
-            p = scores.softmax(-1)
-        return torch.bmm(p, values.transpose(0, 1)).squeeze(1)
+            a = self_attention(q, keys, values, self.cpu).view(r, d)
+            x, _ = w.finish_layer(i, x, a, *self.cross[i], self.bias, self.beams)
+        return w.final_norm(x)
 
     def reorder(self, index: Tensor, filled: int) -> None:
         """Row i of the cache becomes row `index[i]` (of the `filled` steps so far).

@@ -1,7 +1,7 @@
 """Sequence generation: greedy search and batched beam search with a key/value cache.
 
 The encoder runs once per batch. The decoder then runs one position at a time and, with the
-cache (`Transformer.new_cache()`), only on the newest token: self-attention keys and values
+cache (`attn.model.decoding.incremental`), only on the newest token: self-attention keys and values
 grow step by step, cross-attention keys and values of the memory are computed on the first
 step and reused. `use_cache=False` recomputes the whole prefix at every step instead; it exists
 as the reference that the cached path must equal (tests).

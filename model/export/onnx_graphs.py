@@ -1,9 +1,11 @@
 """attn's network as ONNX graphs: the encoder and one decoder step with its key/value cache,
 or for sentiment the classifier, exported with torch's dynamo exporter (`torch.export`).
 
-The graphs run the modules of `attn.model.nn.transformer` themselves, traced once with
-symbolic batch and length sizes, so that they compute what attn computes (tests check it to
-1e-4) for any batch and length up to the model's max_length:
+The encoder and classifier graphs run the modules of `attn.model.nn.transformer`; the
+decoder step runs the step search runs (`attn.model.decoding.incremental.StepWeights`: fused
+projections, the scale folded into the queries), with the cache passed in and out. Each is
+traced once with symbolic batch and length sizes, so that it computes what attn computes
+(tests check it to 1e-4) for any batch and length up to the model's max_length:
 
     encoder.onnx       src_ids (B, S) int64, src_mask (B, S) bool
                        -> memory (B, S, d_model), cross_key_i / cross_value_i (B, h, S, d_head)
@@ -27,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attn.model.decoding.incremental import StepWeights, score_bias, self_attention
 from attn.model.nn.transformer import Transformer
 from attn.model.storage.checkpoint import LoadedModel
 
@@ -41,45 +44,52 @@ _BATCH, _SRC, _PAST = 2, 7, 3
 class EncoderGraph(nn.Module):
     """The encoder, and the cross-attention keys and values every decoder layer needs."""
 
-    def __init__(self, model: Transformer) -> None:
+    def __init__(self, model: Transformer, weights: StepWeights) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.weights = model, weights
 
     def forward(self, src_ids: Tensor, src_mask: Tensor) -> tuple[Tensor, ...]:
         memory = self.model.encode(src_ids, src_mask)  # (B, S, d_model)
         outputs = [memory]
-        for layer in self.model.decoder:
-            attention = layer.cross_attn
-            outputs.append(attention._split(attention.k_proj(memory)))  # (B, h, S, d_head)
-            outputs.append(attention._split(attention.v_proj(memory)))
+        for k, v in self.weights.cross_keys_values(memory):
+            outputs += [k, v]  # (B, h, S, d_head)
         return tuple(outputs)
 
 
 class DecoderStepGraph(nn.Module):
-    """One decoding step on the newest piece, with the keys and values of the earlier ones.
+    """One decoding step on the newest piece, with the keys and values of the earlier ones:
+    `DecoderState.step`'s layer computations, with the cache as inputs and outputs instead of
+    a buffer it writes in place.
 
     `kv` holds, per decoder layer: past self-attention keys and values, then the layer's
     cross-attention keys and values (from the encoder graph).
     """
 
-    def __init__(self, model: Transformer) -> None:
+    def __init__(self, model: Transformer, weights: StepWeights) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.weights = model, weights
 
     def forward(self, tgt_ids: Tensor, src_mask: Tensor, *kv: Tensor) -> tuple[Tensor, ...]:
-        cache = [
-            {
-                "self": {"k": kv[4 * i], "v": kv[4 * i + 1]},
-                "cross": {"k": kv[4 * i + 2], "v": kv[4 * i + 3]},
-            }
-            for i in range(len(self.model.decoder))
-        ]
-        # The memory itself is not read: every layer's cache holds its keys and values.
-        logits = self.model.decode(tgt_ids, None, src_mask, cache)[:, -1]  # (B, vocab)
-        outputs = [logits]
-        for layer in cache:
-            outputs += [layer["self"]["k"], layer["self"]["v"]]  # (B, h, T + 1, d_head)
-        return tuple(outputs)
+        w = self.weights
+        b, h, d_k = tgt_ids.size(0), w.n_heads, w.d_k
+        t = kv[0].size(2)  # past positions: this step's position
+        x = w.embed_step(tgt_ids[:, 0], t)  # (B, d)
+        bias = score_bias(src_mask, h, x.dtype)  # (B, h, 1, S)
+        outputs = []
+        for i in range(len(w.layers)):
+            past_k, past_v, cross_k, cross_v = kv[4 * i : 4 * i + 4]
+            qkv = w.self_qkv(i, x).view(b, 3, h, 1, d_k)  # query, key, value
+            keys = torch.cat([past_k, qkv[:, 1]], dim=2)  # (B, h, T + 1, d_k)
+            values = torch.cat([past_v, qkv[:, 2]], dim=2)
+            outputs += [keys, values]
+            a = self_attention(  # time first: (T + 1, B*h, d_k)
+                qkv[:, 0].reshape(b * h, 1, d_k),
+                keys.permute(2, 0, 1, 3).reshape(t + 1, b * h, d_k),
+                values.permute(2, 0, 1, 3).reshape(t + 1, b * h, d_k),
+            ).view(b, h * d_k)
+            x, _ = w.finish_layer(i, x, a, cross_k.transpose(2, 3), cross_v, bias, 1)
+        logits = self.model.project(w.final_norm(x))  # (B, vocab)
+        return (logits, *outputs)
 
 
 class ClassifierGraph(nn.Module):
@@ -117,8 +127,9 @@ def write_onnx(loaded: LoadedModel, directory: Path) -> list[str]:
     else:
         layers = range(c.n_decoder_layers)
         cross = [f"cross_{kv}_{i}" for i in layers for kv in ("key", "value")]
+        weights = StepWeights(model)
         _export(
-            EncoderGraph(model),
+            EncoderGraph(model, weights),
             (src, src_mask),
             src_shapes,
             ["src_ids", "src_mask"],
@@ -136,7 +147,7 @@ def write_onnx(loaded: LoadedModel, directory: Path) -> list[str]:
             kv_names += [f"past_key_{i}", f"past_value_{i}", f"cross_key_{i}", f"cross_value_{i}"]
         tgt = torch.randint(4, c.vocab_size, (_BATCH, 1))  # (B, 1)
         _export(
-            DecoderStepGraph(model),
+            DecoderStepGraph(model, weights),
             (tgt, src_mask, *kv),
             ({0: batch}, {0: batch, 1: src_len}, tuple(kv_shapes)),
             ["tgt_ids", "src_mask", *kv_names],

@@ -25,9 +25,6 @@ from attn.model.nn.dropout import dropout
 # the CPU is two batched products instead of SDPA.
 _FEW_QUERIES = 16
 
-# A layer's key/value cache: "k" and "v" of shape (B, h, T_past, d_k).
-KVCache = dict[str, Tensor]
-
 
 def causal_mask(t_q: int, t_k: int, device: torch.device | None = None) -> Tensor:
     """Boolean mask (t_q, t_k): query i (the last t_q of t_k positions) sees keys <= itself."""
@@ -142,31 +139,16 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         *,
         causal: bool = False,
-        cache: KVCache | None = None,
-        static_kv: bool = False,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from `x_q` to `x_kv`.
 
-        Args:
-            cache: per-layer dict, updated in place. Self-attention appends this step's keys
-                and values; with `static_kv` (cross-attention) the keys and values of the
-                memory are computed once and reused on every later step.
+        Incremental decoding (one position at a time, with a key/value cache) is
+        `attn.model.decoding.incremental`'s; this is the whole-sequence computation.
         """
         q = self._split(self.q_proj(x_q))  # (B, h, T_q, d_k)
-        if cache is not None and static_kv and "k" in cache:
-            k, v = cache["k"], cache["v"]  # (B, h, T_k, d_k)
-        else:
-            k = self._split(self.k_proj(x_kv))  # (B, h, T_new, d_k)
-            v = self._split(self.v_proj(x_kv))
-            if cache is not None:
-                if not static_kv and "k" in cache:
-                    k = torch.cat([cache["k"], k], dim=2)  # (B, h, T_past + T_new, d_k)
-                    v = torch.cat([cache["v"], v], dim=2)
-                # Contiguous (B, h, T, d_k): later steps fold (B, h) into one batch dimension
-                # without copying the whole cache each time.
-                k, v = k.contiguous(), v.contiguous()
-                cache["k"], cache["v"] = k, v
+        k = self._split(self.k_proj(x_kv))  # (B, h, T_k, d_k)
+        v = self._split(self.v_proj(x_kv))
         # Beam search keeps one memory per sentence for its `groups` beams: their queries
         # attend together, one product per sentence and head.
         groups = q.size(0) // k.size(0)

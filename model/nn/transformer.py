@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attn.model.nn.attention import KVCache, MultiHeadAttention
+from attn.model.nn.attention import MultiHeadAttention
 from attn.model.nn.config import ModelConfig
 from attn.model.nn.dropout import Dropout, relu_dropout
 
@@ -29,10 +29,6 @@ class AttentionRecord:
     kind: str
     layer: int
     weights: Tensor
-
-
-# Per decoder layer: the self-attention cache and the cross-attention (memory) cache.
-DecoderCache = list[dict[str, KVCache]]
 
 
 def sinusoidal_positions(length: int, d_model: int) -> Tensor:
@@ -113,26 +109,12 @@ class DecoderLayer(nn.Module):
         x: Tensor,
         memory: Tensor,
         memory_mask: Tensor,
-        cache: dict[str, KVCache] | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         h = self.norm1(x)
-        a, self_w = self.self_attn(
-            h,
-            h,
-            causal=True,
-            cache=None if cache is None else cache["self"],
-            need_weights=need_weights,
-        )
+        a, self_w = self.self_attn(h, h, causal=True, need_weights=need_weights)
         x = x + self.dropout(a)
-        a, cross_w = self.cross_attn(
-            self.norm2(x),
-            memory,
-            memory_mask,
-            cache=None if cache is None else cache["cross"],
-            static_kv=True,
-            need_weights=need_weights,
-        )
+        a, cross_w = self.cross_attn(self.norm2(x), memory, memory_mask, need_weights=need_weights)
         x = x + self.dropout(a)
         x = x + self.dropout(self.ff(self.norm3(x)))
         return x, self_w, cross_w  # (B, T, d_model)
@@ -174,15 +156,14 @@ class Encoder(nn.Module):
         with torch.no_grad():
             self.embed.weight[self.config.pad_id].zero_()
 
-    def _embed(self, ids: Tensor, offset: int = 0) -> Tensor:
+    def _embed(self, ids: Tensor) -> Tensor:
         t = ids.size(1)
-        if offset + t > self.positions.size(0):
+        if t > self.positions.size(0):
             raise ValueError(
-                f"sequence of {offset + t} pieces is longer than max_length "
-                f"{self.config.max_length}"
+                f"sequence of {t} pieces is longer than max_length {self.config.max_length}"
             )
         x = self.embed(ids) * math.sqrt(self.config.d_model)  # (B, T, d_model)
-        x = x + self.positions[offset : offset + t]
+        x = x + self.positions[:t]
         return self.emb_dropout(x)
 
     def encode(
@@ -232,16 +213,14 @@ class Transformer(Encoder):
         tgt: Tensor,
         memory: Tensor,
         src_mask: Tensor,
-        cache: DecoderCache | None = None,
         attn: list[AttentionRecord] | None = None,
         hidden: bool = False,
     ) -> Tensor:
         """Run the decoder and the (tied) output projection.
 
         Args:
-            tgt: decoder input ids. With a `cache`, only the new positions (usually one).
-            cache: from `new_cache()`; updated in place, so that each step reuses the
-                keys/values of earlier steps and of the memory.
+            tgt: decoder input ids, BOS first (incremental decoding, one position at a
+                time with a cache, is `attn.model.decoding.incremental`'s).
             attn: if a list is given, each layer appends its masked self-attention and
                 cross-attention weights.
             hidden: return the final decoder states, before the output projection
@@ -250,19 +229,10 @@ class Transformer(Encoder):
         Shape: tgt (B, T); memory (B, S, d_model); src_mask (B, S); returns (B, T, vocab),
             or (B, T, d_model) with `hidden`.
         """
-        offset = 0
-        if cache is not None and "k" in cache[0]["self"]:
-            offset = cache[0]["self"]["k"].size(2)
         mask = src_mask[:, None, None, :]  # (B, 1, 1, S)
-        x = self._embed(tgt, offset)
+        x = self._embed(tgt)
         for i, layer in enumerate(self.decoder):
-            x, self_w, cross_w = layer(
-                x,
-                memory,
-                mask,
-                cache=None if cache is None else cache[i],
-                need_weights=attn is not None,
-            )
+            x, self_w, cross_w = layer(x, memory, mask, need_weights=attn is not None)
             if attn is not None:
                 attn.append(AttentionRecord("decoder", i, self_w))
                 attn.append(AttentionRecord("cross", i, cross_w))
@@ -275,10 +245,6 @@ class Transformer(Encoder):
             return self.output_proj(x)
         return F.linear(x, self.embed.weight)
 
-    def new_cache(self) -> DecoderCache:
-        """An empty key/value cache for incremental decoding."""
-        return [{"self": {}, "cross": {}} for _ in self.decoder]
-
     def forward(self, src: Tensor, tgt: Tensor, hidden: bool = False) -> Tensor:
         """Teacher-forced logits (or, with `hidden`, decoder states) for training.
 
@@ -286,17 +252,6 @@ class Transformer(Encoder):
         """
         src_mask = src != self.config.pad_id
         return self.decode(tgt, self.encode(src, src_mask), src_mask, hidden=hidden)
-
-
-def reorder_cache(cache: DecoderCache, index: Tensor) -> None:
-    """Select batch rows of every cached tensor in place (beam search reordering).
-
-    Shape: index (B',) of row indices into the current batch.
-    """
-    for layer in cache:
-        for kv in layer.values():
-            for key, t in kv.items():
-                kv[key] = t.index_select(0, index)
 
 
 def count_parameters(model: nn.Module) -> int:
