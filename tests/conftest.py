@@ -7,6 +7,7 @@ CPU cores, so every test that uses one is marked slow: `pytest -m "not slow"` tr
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -91,7 +92,11 @@ def sentiment_model(trained_models_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real datasets beside the project; tests using them skip when absent."""
+    """The real datasets beside the project; tests using them skip when absent, and fail
+    when ATTN_REQUIRE_SHARED_DATA=1 (CI, where they are always there: a skip would hide)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared datasets not found at {SHARED_DATA}")
+        message = f"shared datasets not found at {SHARED_DATA}"
+        if os.environ.get("ATTN_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(f"{message} (ATTN_REQUIRE_SHARED_DATA=1)")
+        pytest.skip(message)
     return SHARED_DATA
