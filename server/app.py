@@ -368,20 +368,7 @@ def create_app(
     from attn import __version__
 
     app = FastAPI(title="attn", version=__version__, lifespan=lifespan)
-
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": _describe(exc.errors())}, 422)
-
-    @app.exception_handler(Exception)
-    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-        # uvicorn logs the traceback; the client learns only that the server failed.
-        return JSONResponse({"error": f"internal server error ({type(exc).__name__})"}, 500)
-
+    _answer_errors_in_json(app)
     described: dict[str, dict[str, Any]] = {}  # filled by the first /health
     limits_record = asdict(limits)
 
@@ -451,6 +438,23 @@ def create_app(
         SecurityMiddleware, policy=security or SecurityPolicy(), open_paths=page_paths()
     )
     return app
+
+
+def _answer_errors_in_json(app: FastAPI) -> None:
+    """Every error, the app's own and FastAPI's, answered as `{"error": "..."}`."""
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _describe(exc.errors())}, 422)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # uvicorn logs the traceback; the client learns only that the server failed.
+        return JSONResponse({"error": f"internal server error ({type(exc).__name__})"}, 500)
 
 
 def _describe_model(pipeline: Pipeline) -> dict[str, Any]:
