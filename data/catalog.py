@@ -47,7 +47,7 @@ class Dataset:
         name: the name users type (`attn data fetch NAME`).
         title: a human title.
         task: the `attn train` task the converted data feeds.
-        layout: the converter in `attn.data.fetch` that knows the downloaded files' layout.
+        layout: the converter in `attn.data.layouts` that knows the downloaded files' layout.
         files: what to download.
         license: the license as the source states it.
         citation: whom to cite.
