@@ -342,12 +342,16 @@ def greedy_search(
     *,
     weights: StepWeights | None = None,
     output: _Output | None = None,
+    pick: Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]] | None = None,
 ) -> list[list[Hypothesis]]:
     """Pick the most probable piece at every step.
 
     Args:
         weights: the decoder prepared for incremental decoding; None = decode the whole
             prefix at every step (the reference).
+        pick: another choice of the next piece (`attn.model.decoding.sampling`): (scores
+            (R, V or N), each row's sentence in the batch (R,), t) -> the chosen columns'
+            scores and the columns (R,); None = the best.
 
     Shape: src, src_mask (B, S); limits (B,) cap on generated pieces per sentence.
     Returns one hypothesis per sentence.
@@ -387,7 +391,10 @@ def greedy_search(
             output,
             block,
         )
-        best, column = (x.squeeze(1) for x in top_columns(logits, 1))  # (R,)
+        if pick is None:
+            best, column = (x.squeeze(1) for x in top_columns(logits, 1))  # (R,)
+        else:
+            best, column = pick(logits, rows, t)
         token = output.token(column)
         logprob = logprob + (best if lse is None else best - lse.squeeze(1))
         seqs[:, t + 1] = token
