@@ -61,6 +61,36 @@ AlignOpt = Annotated[
     ),
 ]
 
+SampleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--sample",
+        help="Draw each piece from the model's distribution instead of searching "
+        "(--n-best N: N samples); not with --beam.",
+    ),
+]
+TemperatureOpt = Annotated[
+    float | None,
+    typer.Option(help="With --sample: divide the logits by this; 0 = greedy. Default 1."),
+]
+TopKOpt = Annotated[
+    int | None,
+    typer.Option(help="With --sample: only the K most probable pieces; 1 = greedy. Default: all."),
+]
+TopPOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="With --sample: only the fewest most probable pieces whose probabilities "
+        "reach P, in (0, 1]. Default 1."
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="With --sample: the same seed gives the same samples for the same input. Default 0."
+    ),
+]
+
 # Options that only some of the commands offer (see `Seq2SeqCommand.extras`).
 EXTRAS = ("shortlist", "align")
 
@@ -91,6 +121,7 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
     holds the command's defaults and leaves out the extras it does not offer."""
 
     def command(
+        ctx: typer.Context,
         *,
         files: FilesArg = None,
         output: OutputOpt = None,
@@ -112,8 +143,17 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
         shortlist: ShortlistOpt = True,
         errors: ErrorsOpt = Errors.strict,
         align: AlignOpt = False,
+        sample: SampleOpt = False,
+        temperature: TemperatureOpt = None,
+        top_k: TopKOpt = None,
+        top_p: TopPOpt = None,
+        seed: SeedOpt = None,
     ) -> None:
-        check_n_best(n_best, beam)
+        sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+        beam_given = getattr(ctx.get_parameter_source("beam"), "name", "") == "COMMANDLINE"
+        check_sampling(sample, beam if beam_given else None, n_best, sampling)
+        if not sample:
+            check_n_best(n_best, beam)
 
         def load() -> Any:
             from attn.model.device import apply_process_settings
@@ -123,7 +163,7 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
             return load_pipeline(spec.task, model, device=device, int8=int8)
 
         def infer(pipeline, texts, chunk_size, progress):
-            results = pipeline.generate(
+            return pipeline.generate(
                 texts,
                 beam=beam,
                 n_best=n_best,
@@ -136,15 +176,9 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
                 progress=progress,
                 workers=worker_processes(workers, chunk_size),
                 shortlist=shortlist,
-            )
-            if not align:
-                return results
-            from dataclasses import replace
-
-            from attn.model.inference.attention_maps import align_text
-
-            return (
-                replace(r, alignment=align_text(pipeline.loaded, r.source, r.text)) for r in results
+                align=align,
+                sample=sample,
+                **sampling,
             )
 
         from attn.data.task_files import SRC_FIELDS
@@ -172,6 +206,29 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
     command.__doc__ = spec.help
     command.__name__ = command.__qualname__ = spec.task
     return command
+
+
+def check_sampling(sample: bool, beam: int | None, n_best: int, options: dict[str, Any]) -> None:
+    """Refuse sampling options without --sample, --sample with a --beam above 1 (`beam`:
+    the one given on the command line, or None), and values out of range (usage errors,
+    exit 2)."""
+    from attn.model.decoding.sampling import sampling_options
+
+    flag = {name: "--" + name.replace("_", "-") for name in options}
+    if not sample:
+        for name, value in options.items():
+            if value is not None:
+                raise typer.BadParameter("applies only with --sample", param_hint=flag[name])
+        return
+    if beam is not None and beam > 1:
+        raise typer.BadParameter(
+            f"--sample draws one piece at a time: drop --beam {beam}", param_hint="--beam"
+        )
+    try:
+        sampling_options(True, n_best, **options)
+    except ValueError as e:  # "top_p must be in (0, 1], got 0.0"
+        name = str(e).split()[0]
+        raise typer.BadParameter(str(e).split(" ", 1)[1], param_hint=flag.get(name)) from None
 
 
 def register(app: typer.Typer, spec: Seq2SeqCommand) -> None:

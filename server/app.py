@@ -45,6 +45,7 @@ from attn.model.inference.attention_maps import attention_maps
 from attn.model.inference.describe import preset_name
 from attn.model.inference.pipeline import (
     SentimentClassifier,
+    Seq2Seq,
     Summarizer,
     Translator,
 )
@@ -118,11 +119,22 @@ class GenerateRequest(_TextsRequest):
     length_penalty: float = Field(0.6, ge=0)
     no_repeat_ngram: int | None = Field(None, ge=0)
     max_length: int | None = Field(None, ge=1)
+    sample: bool = False
+    temperature: float | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
 
     @model_validator(mode="after")
     def _n_best_in_beam(self) -> GenerateRequest:
-        if self.n_best > self.beam:
+        if self.sample:
+            if "beam" in self.model_fields_set and self.beam > 1:
+                raise ValueError(f"sample draws one piece at a time: drop beam {self.beam}")
+        elif self.n_best > self.beam:
             raise ValueError(f"n_best {self.n_best} is more than beam {self.beam}")
+        for name in ("temperature", "top_k", "top_p", "seed"):
+            if getattr(self, name) is not None and not self.sample:
+                raise ValueError(f"{name} applies only with sample: true")
         return self
 
     def decode_options(self) -> dict[str, Any]:
@@ -133,7 +145,13 @@ class GenerateRequest(_TextsRequest):
             "length_penalty": self.length_penalty,
             "no_repeat_ngram": self.no_repeat_ngram,
             "max_length": self.max_length,
-        }
+        } | self._sampling()
+
+    def _sampling(self) -> dict[str, Any]:
+        if not self.sample:
+            return {}
+        names = ("sample", "temperature", "top_k", "top_p", "seed")
+        return {name: getattr(self, name) for name in names}
 
 
 class SentimentRequest(_TextsRequest):
@@ -262,7 +280,9 @@ class MicroBatcher:
             self._execute(group)
 
     def _fits(self, job: _Job, other: _Job, count: int) -> bool:
-        return other.key == job.key and count + len(other.texts) <= self.max_texts
+        # A sampling request runs alone: its texts' samples follow their index in it.
+        alone = job.options.get("sample", False)
+        return not alone and other.key == job.key and count + len(other.texts) <= self.max_texts
 
     def _execute(self, group: list[_Job]) -> None:
         # A job whose caller gave up (cancelled future) is dropped before it costs anything.
@@ -313,7 +333,10 @@ def _attention(
     Raises:
         ValueError: a layer or head the model lacks (the message names the model's shape).
     """
-    maps = attention_maps(pipeline.loaded, text)
+    if isinstance(pipeline, Seq2Seq):  # the output /translate and /summarize give
+        maps = pipeline.attention_maps(text)
+    else:
+        maps = attention_maps(pipeline.loaded, text)
     chosen = maps.choose(kind, layer, head, heads)
     return maps.to_dict(chosen, digits)
 
@@ -405,7 +428,7 @@ def create_app(
     @app.post("/translate")
     async def translate(request: Request) -> dict[str, Any]:
         """Translate `text` or `texts`; options beam, n_best, length_penalty, no_repeat_ngram,
-        max_length."""
+        max_length; or sample with temperature, top_k, top_p, seed."""
         req, results = await run("translate", request, GenerateRequest)
         return reply(req, [r.record(req.n_best) for r in results])
 

@@ -21,7 +21,6 @@ from attn.cli.main import app
 from attn.data import demo_dir, read_lines, read_table
 from attn.model.inference.attention_maps import (
     align,
-    align_text,
     attention_maps,
     format_alignment,
     record_attention,
@@ -297,12 +296,23 @@ def test_user_mistakes_are_one_line_errors(translate_dir, sentiment_dir, tmp_pat
     assert result.stdout == ""
 
 
-def test_align_text_aligns_every_output_word(translate_dir):
-    loaded = load_model(translate_dir)
-    pairs = align_text(loaded, TEXT, "Sein kleiner Vogel malt ihr schnelles Boot.")
-    assert {t for _, t in pairs} == set(range(7))
-    assert all(0 <= s < 7 for s, _ in pairs)
-    assert align_text(loaded, TEXT, "") == []
+def test_alignments_come_from_the_search_that_gave_the_output(translate_model):
+    """With align, the same outputs as without (beam search included), and each alignment
+    covers exactly its output's words: it is of that search's pieces."""
+    from attn import Translator
+
+    translator = Translator.load(translate_model, device="cpu")
+    texts = [TEXT, "", "Birds are beautiful.", "A man rides a bike in the park."]
+    plain = list(translator.translate(texts, beam=4))
+    aligned = list(translator.translate(texts, beam=4, align=True))
+    assert [r.text for r in aligned] == [r.text for r in plain]
+    assert [r.score for r in aligned] == [r.score for r in plain]
+    assert aligned[1].alignment == []  # an empty line: no words
+    for r in (aligned[0], aligned[2], aligned[3]):
+        assert r.alignment == sorted(set(r.alignment))
+        assert {t for _, t in r.alignment} == set(range(len(r.text.split())))
+        assert all(0 <= s < len(r.source.split()) for s, _ in r.alignment)
+    assert plain[0].alignment is None
 
 
 def test_translate_align_adds_word_pairs(translate_model, tmp_path):

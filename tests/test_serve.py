@@ -141,6 +141,22 @@ def test_translate_one_text(server, expected) -> None:
     assert body["score"] == pytest.approx(want.score, abs=1e-4)
 
 
+def test_attention_shows_the_translation_translate_gives(server) -> None:
+    """POST /attention runs the search /translate runs (beam 4): same output, and its maps
+    and alignment are of that output's pieces."""
+    for text in SENTENCES:
+        status, translated = request(server, "/translate", {"text": text, "beam": 4})
+        assert status == 200
+        status, body = request(server, "/attention", {"text": text, "kind": "cross"})
+        assert status == 200, body
+        assert body["output"] == translated["output"]
+        assert body["target_tokens"][1:] == body["output_tokens"][:-1]
+        rows = {len(m["matrix"]) for m in body["maps"]}
+        assert rows == {len(body["output_tokens"])}
+        words = len(body["output"].split())
+        assert {t for _, t in body["alignment"]} == set(range(words))
+
+
 def test_translate_many_with_n_best(server, expected) -> None:
     texts = [SENTENCES[2], "", SENTENCES[0]]
     status, body = request(server, "/translate", {"texts": texts, "beam": 2, "n_best": 2})

@@ -1,9 +1,11 @@
 """Attention maps: the attention weights a model used on a text, as plain data.
 
-A sequence-to-sequence model first generates its output (greedy search); then ONE
-teacher-forced forward pass over the source and that output records every layer's weights on
-the reference attention path (`Transformer.encode/decode(..., attn=records)`), so the maps
-are exactly what the model computed for this output, not an approximation.
+A sequence-to-sequence model first generates its output (`attention_maps`: greedy search;
+`Translator.attention_maps` and `--align`: the search that gave the translation, on its own
+ids); then ONE teacher-forced forward pass over those source ids and output pieces records
+every layer's weights on the reference attention path (`Transformer.encode/decode(...,
+attn=records)`), so the maps are what the model computed for this output, not an
+approximation, and nothing is tokenized twice.
 
 Axes. The encoder reads the source pieces (EOS last). Decoder step i reads
 `target_tokens[i]` (BOS, then the output) and produces `output_tokens[i]` (the output, then
@@ -267,18 +269,59 @@ def attention_maps(loaded: LoadedModel, text: str) -> AttentionMaps:
             truncated=batch.truncated[0],
         )
     hyp = generate(model, batch.ids, batch.mask, GenerationOptions(beam=1))[0][0]
-    tgt = torch.tensor([[config.bos_id, *hyp.tokens]], device=device)  # (1, T)
-    _, weights = record_attention(model, batch.ids, batch.mask, tgt)
+    return output_maps(loaded, batch.ids, batch.mask, hyp.tokens, batch.truncated[0])
+
+
+def output_maps(
+    loaded: LoadedModel, src: Tensor, src_mask: Tensor, output: list[int], truncated: bool
+) -> AttentionMaps:
+    """The maps of a sequence-to-sequence model on one source and the output a search gave.
+
+    Shape: src, src_mask (1, S): the ids the search read; output: its pieces (no BOS, EOS).
+    """
+    config, tok = loaded.config, loaded.tokenizer
+    n = int(src_mask[0].sum())
+    tgt = torch.tensor([[config.bos_id, *output]], device=src.device)  # (1, T)
+    _, weights = record_attention(loaded.model, src[:, :n], src_mask[:, :n], tgt)
     return AttentionMaps(
         task=config.task,
-        source_tokens=source,
+        source_tokens=[tok.id_to_piece(i) for i in src[0, :n].tolist()],
         target_tokens=[tok.id_to_piece(i) for i in tgt[0].tolist()],
-        output_tokens=[tok.id_to_piece(i) for i in [*hyp.tokens, config.eos_id]],
-        output=tok.decode([hyp.tokens])[0],
+        output_tokens=[tok.id_to_piece(i) for i in [*output, config.eos_id]],
+        output=tok.decode([output])[0],
         probability=None,
         weights={k: w[0].cpu() for k, w in weights.items()},
-        truncated=batch.truncated[0],
+        truncated=truncated,
     )
+
+
+def search_alignments(
+    loaded: LoadedModel, src: Tensor, src_mask: Tensor, outputs: Sequence[list[int]]
+) -> list[list[tuple[int, int]]]:
+    """Word alignments of a batch's sources and the outputs its search gave, from one
+    teacher-forced pass over the batch's own ids (`align`).
+
+    Shape: src, src_mask (B, S), EOS last in each row; outputs: B lists of pieces (no BOS,
+        EOS).
+    """
+    config, tok = loaded.config, loaded.tokenizer
+    width = 1 + max((len(o) for o in outputs), default=0)
+    tgt = torch.full((len(outputs), width), config.pad_id, dtype=torch.long)
+    for row, output in enumerate(outputs):
+        tgt[row, : len(output) + 1] = torch.tensor([config.bos_id, *output])
+    # Causal: the padding after a row's output changes none of its weights.
+    _, weights = record_attention(loaded.model, src, src_mask, tgt.to(src.device))
+    cross = weights["cross"].cpu()  # (B, L, h, T, S)
+    lengths = src_mask.sum(1).tolist()
+    ids = src.tolist()
+    return [
+        align(
+            [tok.id_to_piece(i) for i in ids[row][: lengths[row] - 1]],  # EOS dropped
+            [tok.id_to_piece(i) for i in output],
+            cross[row],
+        )
+        for row, output in enumerate(outputs)
+    ]
 
 
 def word_index(pieces: Sequence[str]) -> list[int]:
@@ -327,32 +370,6 @@ def align(
     best = w[:t, :s].argmax(-1).tolist()  # (t,): source piece per target piece
     src_word, tgt_word = word_index(src_pieces), word_index(tgt_pieces)
     return sorted({(src_word[j], tgt_word[i]) for i, j in enumerate(best)})
-
-
-def align_text(loaded: LoadedModel, source: str, output: str) -> list[tuple[int, int]]:
-    """Word alignment of a source text and its translation, from one teacher-forced pass.
-
-    The output is encoded again rather than taken from the search, so this works on any
-    output text; the alignment refers to the whitespace words of `source` and `output`.
-
-    Args:
-        loaded: a sequence-to-sequence model (eval mode).
-
-    Returns:
-        (source word, output word) pairs as from `align`; [] when either text is empty.
-    """
-    if not source.strip() or not output.strip():
-        return []
-    config, tok = loaded.config, loaded.tokenizer
-    device = next(loaded.model.parameters()).device
-    src = tok.encode_batch([source], max_length=config.max_length, device=device)
-    tgt = tok.encode_batch(
-        [output], max_length=config.max_length, add_bos=True, add_eos=False, device=device
-    ).ids  # (1, T): BOS, then the output pieces
-    _, weights = record_attention(loaded.model, src.ids, src.mask, tgt)
-    src_pieces = [tok.id_to_piece(i) for i in src.ids[0, :-1].tolist()]  # EOS dropped
-    tgt_pieces = [tok.id_to_piece(i) for i in tgt[0, 1:].tolist()]
-    return align(src_pieces, tgt_pieces, weights["cross"][0])
 
 
 def format_alignment(pairs: Sequence[tuple[int, int]]) -> str:

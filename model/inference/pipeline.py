@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -33,7 +33,13 @@ from attn.model.decoding.search import GenerationOptions, Hypothesis, generate
 from attn.model.storage.checkpoint import LoadedModel, ModelError, load_model
 from attn.model.storage.layout import ModelDir
 
+if TYPE_CHECKING:
+    from attn.model.decoding.sampling import SamplingOptions
+    from attn.model.inference.attention_maps import AttentionMaps
+
 Out = TypeVar("Out")  # a model output for one text
+# A sentence's hypotheses, best first, and the word alignment of the best one (or None).
+_Searched = tuple[list[Hypothesis], list[tuple[int, int]] | None]
 R = TypeVar("R")  # a result object
 P = TypeVar("P", bound="_Pipeline")
 
@@ -47,8 +53,9 @@ AUTO_WORKERS_MIN_TEXTS = 64
 # A GPU runs a batch of small-model steps in about the time of one sentence: batch wider there.
 GPU_BATCH_FACTOR = 8
 
-# A batch: its texts, their piece ids and masks as lists (B, S), and their truncation flags.
-_Job = tuple[list[str], list[list[int]], list[list[bool]], list[bool]]
+# A batch: its texts, their piece ids and mask (B, S) as the tokenizer collated them (on the
+# CPU), their truncation flags, and their indices in the whole input (which seed sampling).
+_Job = tuple[list[str], Tensor, Tensor, list[bool], list[int]]
 
 
 @dataclass
@@ -231,7 +238,7 @@ class _Pipeline:
     def _run(
         self,
         texts: Iterable[str],
-        process: Callable[[Tensor, Tensor], tuple[list[Out], int]],
+        process: Callable[[Tensor, Tensor, list[int]], tuple[list[Out], int]],
         make: Callable[[str, Out | None, bool], R],
         *,
         batch_size: int | None,
@@ -243,7 +250,8 @@ class _Pipeline:
         """Chunk, sort by length, batch, run `process` per batch, yield results in input order.
 
         Args:
-            process: (src, src_mask) on the device -> (one output per row, pieces generated).
+            process: (src, src_mask) on the device, each row's index in the whole input ->
+                (one output per row, pieces generated).
             make: (text, its output or None for an empty text, truncated) -> the result.
             workers: processes that run batches side by side (see `worker_count`); each is
                 forked after the model is loaded, so it shares the weights.
@@ -266,10 +274,9 @@ class _Pipeline:
             raise ValueError(f"workers must be >= 1, got {workers}")
 
         def run_job(job: _Job) -> tuple[list[R], int]:
-            batch_texts, ids, mask, truncated = job
-            src = torch.tensor(ids, device=self.device)  # (B, S)
-            src_mask = torch.tensor(mask, device=self.device)  # (B, S)
-            outputs, pieces = process(src, src_mask)
+            batch_texts, ids, mask, truncated, indices = job
+            src, src_mask = ids.to(self.device), mask.to(self.device)  # (B, S)
+            outputs, pieces = process(src, src_mask, indices)
             results = [
                 make(text, output, cut)
                 for text, output, cut in zip(batch_texts, outputs, truncated, strict=True)
@@ -281,9 +288,10 @@ class _Pipeline:
         )
 
     def _jobs(
-        self, chunk: list[str], batch_size: int, batch_tokens: int | None
+        self, chunk: list[str], batch_size: int, batch_tokens: int | None, indices: list[int]
     ) -> list[tuple[list[int], _Job]]:
         """The batches of a chunk: (positions in the chunk, job); empty texts skipped.
+        `indices` holds each text's index in the whole input.
 
         Batches hold texts of similar lengths in pieces: the chunk comes sorted by characters,
         and is sorted again by pieces once encoded (a third less padding on Multi30k, and
@@ -307,9 +315,10 @@ class _Pipeline:
                     [real[j] for j in batch],
                     (
                         [chunk[real[j]] for j in batch],
-                        enc.ids[rows, :width].tolist(),  # (B, S)
-                        enc.mask[rows, :width].tolist(),  # (B, S)
+                        enc.ids[rows, :width],  # (B, S)
+                        enc.mask[rows, :width],  # (B, S)
                         [enc.truncated[j] for j in batch],
+                        [indices[real[j]] for j in batch],
                     ),
                 )
             )
@@ -343,9 +352,12 @@ class _Pipeline:
                 chunks, run_job, make, batch_size, batch_tokens, n_workers, progress
             )
             return
+        start = 0  # the index in the whole input of the chunk's first text
         for chunk, order in chunks:
             results = [make(text, None, False) for text in chunk]
-            for positions, job in self._jobs(chunk, batch_size, batch_tokens):
+            indices = [start + i for i in order]
+            start += len(chunk)
+            for positions, job in self._jobs(chunk, batch_size, batch_tokens, indices):
                 done_results, pieces = run_job(job)
                 for i, result in zip(positions, done_results, strict=True):
                     results[i] = result
@@ -380,10 +392,13 @@ class _Pipeline:
         finished = False
         try:
             pending: deque = deque()
+            start = 0
             for chunk, order in chunks:
                 # Longest batches first (a chunk's are sorted by length): the last batches to
                 # finish are then short ones, and no worker waits long for another.
-                jobs = self._jobs(chunk, batch_size, batch_tokens)[::-1]
+                indices = [start + i for i in order]
+                start += len(chunk)
+                jobs = self._jobs(chunk, batch_size, batch_tokens, indices)[::-1]
                 running = [(pos, pool.apply_async(_Worker.work, (job,))) for pos, job in jobs]
                 pending.append((chunk, order, running))
                 while len(pending) > 1:
@@ -442,6 +457,12 @@ class Seq2Seq(_Pipeline):
         progress: ProgressCallback | None = None,
         workers: int | None = 1,
         shortlist: bool = True,
+        align: bool = False,
+        sample: bool = False,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
     ) -> Iterator[Generation]:
         """Translate (`Translator.translate`) or summarize (`Summarizer.summarize`) texts;
         yields one `Generation` per text, in input order.
@@ -470,38 +491,47 @@ class Seq2Seq(_Pipeline):
             shortlist: decode each batch over the target pieces the model's lexical
                 shortlist allows for its source pieces (faster); False, or a model without
                 one (summarization models): over the whole vocabulary.
+            align: give each result the word alignment of its text and best output
+                (`Generation.alignment`), from the cross-attention over the ids and pieces of
+                its own search ([] for an empty text).
+            sample: draw each piece from the model's distribution (`beam` is not used);
+                `n_best` samples per text, best score first.
+            temperature, top_k, top_p, seed: how to sample (only with `sample`): temperature
+                (default 1; 0 = greedy), the k most probable pieces only (default: all; 1 =
+                greedy), the nucleus of probability top_p only (default 1), the seed of the
+                random numbers (default 0; with a text's index in `texts` it decides its
+                samples, whatever the batches and workers).
 
         Raises:
-            ValueError: an option is out of range.
+            ValueError: an option is out of range, or a sampling option without `sample`.
         """
-        if no_repeat_ngram is None:
-            no_repeat_ngram = self.default_no_repeat_ngram
-        options = GenerationOptions(
-            beam=beam,
-            n_best=n_best,
-            length_penalty=length_penalty,
-            no_repeat_ngram=no_repeat_ngram,
-            max_length=max_length,
-            max_length_a=self.max_length_a,
-            max_length_b=self.max_length_b,
-        )
+        from attn.model.decoding.sampling import sampling_options
 
-        words = self.shortlist if shortlist else None
+        sampling = sampling_options(sample, n_best, temperature, top_k, top_p, seed)
+        if sampling is not None:
+            beam = n_best = 1  # (the search's options; sampling.n holds the samples)
+        options = self._options(beam, n_best, length_penalty, no_repeat_ngram, max_length)
 
-        def process(src: Tensor, mask: Tensor) -> tuple[list[list[Hypothesis]], int]:
-            allowed = None if words is None else words.candidates(src, mask)
-            hyps = generate(
-                self.model, src, mask, options, allowed=allowed, weights=self.step_weights
-            )
-            return hyps, sum(len(h[0].tokens) for h in hyps)
+        def process(src: Tensor, mask: Tensor, indices: list[int]) -> tuple[list[_Searched], int]:
+            hyps = self._search(src, mask, options, shortlist, sampling, indices)
+            pieces = sum(len(h[0].tokens) for h in hyps)
+            if not align:
+                return [(h, None) for h in hyps], pieces
+            from attn.model.inference.attention_maps import search_alignments
 
-        def make(text: str, hyps: list[Hypothesis] | None, truncated: bool) -> Generation:
-            if not hyps:
-                return Generation(text, "")
+            pairs = search_alignments(self.loaded, src, mask, [h[0].tokens for h in hyps])
+            return list(zip(hyps, pairs, strict=True)), pieces
+
+        def make(text: str, searched: _Searched | None, truncated: bool) -> Generation:
+            if searched is None or not searched[0]:  # an empty text: no words to align
+                return Generation(text, "", alignment=[] if align else None)
+            hyps, alignment = searched
             outputs = self.tokenizer.decode([h.tokens for h in hyps])
             n_best = [Candidate(o, h.score, h.logprob) for o, h in zip(outputs, hyps, strict=True)]
             best = n_best[0]
-            return Generation(text, best.text, best.score, best.logprob, n_best, truncated)
+            return Generation(
+                text, best.text, best.score, best.logprob, n_best, truncated, alignment
+            )
 
         return self._run(
             texts,
@@ -513,6 +543,84 @@ class Seq2Seq(_Pipeline):
             progress=progress,
             workers=workers,
         )
+
+    def attention_maps(
+        self,
+        text: str,
+        *,
+        beam: int = 4,
+        length_penalty: float = 0.6,
+        no_repeat_ngram: int | None = None,
+        max_length: int | None = None,
+        shortlist: bool = True,
+    ) -> AttentionMaps:
+        """The attention weights behind the output `generate` gives `text` with these options
+        (`POST /attention`): the search's own ids and best output, the weights recorded on
+        them in one teacher-forced pass (`attn.model.inference.attention_maps`).
+
+        Raises:
+            ValueError: the text is empty, or an option is out of range.
+        """
+        from attn.model.inference.attention_maps import output_maps
+
+        if not text.strip():
+            raise ValueError("the text is empty")
+        options = self._options(beam, 1, length_penalty, no_repeat_ngram, max_length)
+        enc = self.tokenizer.encode_batch(
+            [text], max_length=self.config.max_length, keep=self.config.keep
+        )  # ids, mask (1, S)
+        src, mask = enc.ids.to(self.device), enc.mask.to(self.device)
+        best = self._search(src, mask, options, shortlist)[0][0]
+        return output_maps(self.loaded, src, mask, best.tokens, enc.truncated[0])
+
+    def _options(
+        self,
+        beam: int,
+        n_best: int,
+        length_penalty: float,
+        no_repeat_ngram: int | None,
+        max_length: int | None,
+    ) -> GenerationOptions:
+        if no_repeat_ngram is None:
+            no_repeat_ngram = self.default_no_repeat_ngram
+        return GenerationOptions(
+            beam=beam,
+            n_best=n_best,
+            length_penalty=length_penalty,
+            no_repeat_ngram=no_repeat_ngram,
+            max_length=max_length,
+            max_length_a=self.max_length_a,
+            max_length_b=self.max_length_b,
+        )
+
+    def _search(
+        self,
+        src: Tensor,
+        mask: Tensor,
+        options: GenerationOptions,
+        shortlist: bool,
+        sampling: SamplingOptions | None = None,
+        indices: list[int] | None = None,
+    ) -> list[list[Hypothesis]]:
+        """The search of a batch: each sentence's hypotheses, best first; with `sampling`,
+        its samples, drawn by its index in the input (`indices`). Shape: (B, S)."""
+        words = self.shortlist if shortlist else None
+        allowed = None if words is None else words.candidates(src, mask)
+        if sampling is not None:
+            from attn.model.decoding.sampling import sample
+
+            assert indices is not None, "sampling needs each sentence's index in the input"
+            return sample(
+                self.model,
+                src,
+                mask,
+                options,
+                sampling,
+                indices,
+                allowed=allowed,
+                weights=self.step_weights,
+            )
+        return generate(self.model, src, mask, options, allowed=allowed, weights=self.step_weights)
 
 
 class Translator(Seq2Seq):
@@ -565,7 +673,7 @@ class SentimentClassifier(_Pipeline):
         labels = self.config.labels
 
         @torch.inference_mode()
-        def process(src: Tensor, mask: Tensor) -> tuple[list[list[float]], int]:
+        def process(src: Tensor, mask: Tensor, _: list[int]) -> tuple[list[list[float]], int]:
             probs = self.model.classify(src, mask).float().softmax(-1)  # (B, C)
             return probs.tolist(), 0
 
