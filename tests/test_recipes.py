@@ -185,11 +185,12 @@ def _check_settings(run: Run, recipe: dict[str, Any], config: dict[str, Any]) ->
         assert {k: model[k] for k in preset(recipe["preset"])} == preset(recipe["preset"])
         assert model["vocab_size"] == recipe["vocab_size"]
         return
-    # Fine-tuning: the size and the tokenizer are the init model's.
+    # Fine-tuning: the size and the tokenizer are the init model's (the labels the data's).
     assert Path(train["init"]) == run.init.model_dir.resolve()
     before = json.loads((run.init.model_dir / "config.json").read_text(encoding="utf-8"))
     assert train["overrides"] == {**before["train"]["overrides"], **recipe.get("set", {})}
-    assert model == {**before["model"], **recipe.get("set", {})}
+    expected = {**before["model"], **recipe.get("set", {}), "labels": model["labels"]}
+    assert model == expected
     tokenizer = "tokenizer.model"
     assert (run.model_dir / tokenizer).read_bytes() == (run.init.model_dir / tokenizer).read_bytes()
 
@@ -213,7 +214,8 @@ def test_recipe_runs_on_its_dataset(name: str, runs: Runs) -> None:
     recipe = _recipe(name)
     metric = PRIMARY_METRIC[run.task]
 
-    # Prepared here (not reused), trained, validated, ended by the step count.
+    # Prepared (or started with what a recipe on the same data prepared), trained for the
+    # step count, validated once, ended with the summary.
     assert ("Using the data prepared in" if run.reused else "Prepared ") in run.stderr
     assert f"Done (reached --max-steps): {STEPS} steps" in run.stderr
     validations = [r for r in read_metrics(run.model_dir) if "val_loss" in r]
