@@ -175,3 +175,133 @@ def test_int8_samples_are_greedy_at_top_k_one_and_reproducible(batch):
     a = sample(model, src, mask, GREEDY, hot, range(8), allowed=allowed, weights=weights)
     b = sample(model, src, mask, GREEDY, hot, range(8), allowed=allowed, weights=weights)
     assert _tokens(a) == _tokens(b)
+
+
+# --- the Python API, the CLI and the server, on the demo translation model (slow) ---------
+
+SENTENCES = [
+    "His teacher laughs in this park.",
+    "A fast cow is beautiful.",
+    "",
+    "A young bird likes the letter.",
+    "The red car is in the garden.",
+    "My white horse sits next to the street.",
+    "A woman reads a book.",
+    "The children play in the park.",
+    "A small dog runs to the old man.",
+]
+
+
+@pytest.fixture(scope="module")
+def translator(translate_model):
+    from attn import Translator
+
+    return Translator.load(translate_model, device="cpu")
+
+
+def _texts(results) -> list[list[str]]:
+    return [[c.text for c in r.n_best] for r in results]
+
+
+@pytest.mark.parametrize("greedy", [{"temperature": 0.0}, {"top_k": 1}])
+def test_api_greedy_sampling_equals_greedy_search(translator, translate_model, greedy):
+    from attn import Translator
+
+    int8 = Translator.load(translate_model, device="cpu", int8=True)
+    for pipeline in (translator, int8):
+        for shortlist in (True, False):
+            expected = _texts(pipeline.translate(SENTENCES, beam=1, shortlist=shortlist))
+            got = pipeline.translate(SENTENCES, sample=True, shortlist=shortlist, **greedy)
+            assert _texts(got) == expected
+
+
+def test_api_samples_follow_the_seed_not_the_batching_or_workers(translator):
+    hot = {"sample": True, "temperature": 1.5, "n_best": 3}
+    first = _texts(translator.translate(SENTENCES, seed=5, batch_size=8, **hot))
+    assert [len(r) for r in first] == [3, 3, 0, 3, 3, 3, 3, 3, 3]
+    assert _texts(translator.translate(SENTENCES, seed=5, batch_size=1, **hot)) == first
+    assert _texts(translator.translate(SENTENCES, seed=5, workers=2, batch_size=2, **hot)) == first
+    other = _texts(translator.translate(SENTENCES, seed=6, **hot))
+    assert other != first
+    with pytest.raises(ValueError, match="top_p applies only when sampling"):
+        list(translator.translate(SENTENCES, top_p=0.9))
+    with pytest.raises(ValueError, match="top_p must be in"):
+        list(translator.translate(SENTENCES, sample=True, top_p=0.0))
+
+
+def test_cli_sample_is_reproducible_and_n_best_gives_samples(translate_model):
+    from typer.testing import CliRunner
+
+    from attn.cli.main import app
+
+    runner = CliRunner()
+    args = ["translate", "-m", str(translate_model), "--sample", "--temperature", "1.5"]
+    stdin = "\n".join(SENTENCES) + "\n"
+    a = runner.invoke(app, [*args, "--seed", "3", "--n-best", "2"], input=stdin)
+    assert a.exit_code == 0, a.output
+    lines = a.stdout.splitlines()
+    assert len(lines) == len(SENTENCES) and lines[2] == ""
+    assert all(line.count("\t") == 3 for i, line in enumerate(lines) if i != 2)
+    b = runner.invoke(
+        app, [*args, "--seed", "3", "--n-best", "2", "--batch-size", "1"], input=stdin
+    )
+    # The same samples (scores may differ in the last digit: other batches, other rounding).
+    assert [line.split("\t")[::2] for line in b.stdout.splitlines()] == [
+        line.split("\t")[::2] for line in lines
+    ]
+    greedy = runner.invoke(
+        app, ["translate", "-m", str(translate_model), "--beam", "1"], input=stdin
+    )
+    zero = runner.invoke(
+        app,
+        ["translate", "-m", str(translate_model), "--sample", "--temperature", "0"],
+        input=stdin,
+    )
+    assert zero.exit_code == 0 and zero.stdout == greedy.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sample", "--beam", "4"], "drop --beam 4"),
+        (["--top-k", "5"], "applies only with --sample"),
+        (["--temperature", "0.5"], "applies only with --sample"),
+        (["--sample", "--temperature", "-1"], "temperature"),
+        (["--sample", "--top-p", "0"], "top-p"),
+        (["--sample", "--top-p", "1.5"], "top-p"),
+        (["--sample", "--top-k", "-2"], "top-k"),
+    ],
+)
+def test_cli_conflicting_sampling_options_are_usage_errors(args, message):
+    from typer.testing import CliRunner
+
+    from attn.cli.main import app
+
+    for command in ("translate", "summarize"):
+        result = CliRunner().invoke(app, [command, *args], input="a\n")
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+
+
+def test_serve_samples_as_the_api_does_and_refuses_conflicts(translator):
+    from test_serve import SERVE_EXTRA_MISSING, request, running
+
+    assert SERVE_EXTRA_MISSING is None, "CI installs the serve extra"
+    from attn.server.app import Limits, create_app
+
+    texts = SENTENCES[:4]
+    options = {"sample": True, "temperature": 1.5, "top_p": 0.95, "seed": 4, "n_best": 2}
+    want = list(translator.translate(texts, **options))
+    limits = Limits(max_texts=8, max_chars=300, max_body_bytes=4096)
+    with running(create_app({"translate": translator}, limits=limits, max_wait=0.02)) as base:
+        status, body = request(base, "/translate", {"texts": texts, **options})
+        assert status == 200
+        assert body["results"] == [r.record(2) for r in want]
+        for bad, message in [
+            ({"sample": True, "beam": 4}, "drop beam 4"),
+            ({"top_p": 0.5}, "top_p applies only with sample"),
+            ({"sample": True, "top_p": 0}, "top_p"),
+            ({"sample": True, "temperature": -1}, "temperature"),
+        ]:
+            status, body = request(base, "/translate", {"text": "a", **bad})
+            assert status == 422 and message in body["error"], body

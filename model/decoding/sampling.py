@@ -191,3 +191,29 @@ def sample(
     )
     grouped = [[h[0] for h in hyps[i * n : (i + 1) * n]] for i in range(b)]
     return [sorted(group, key=lambda h: -h.score) for group in grouped]
+
+
+def sampling_options(
+    sample: bool,
+    n_best: int,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+) -> SamplingOptions | None:
+    """The options of the Python API and `attn serve` as `SamplingOptions` (None: no
+    sampling). Unset (None) options take their defaults: temperature 1, no top-k, top-p 1,
+    seed 0.
+
+    Raises:
+        ValueError: a sampling option without `sample`, or one out of range.
+    """
+    given = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+    if not sample:
+        for name, value in given.items():
+            if value is not None:
+                raise ValueError(f"{name} applies only when sampling (sample=True)")
+        return None
+    return SamplingOptions(
+        **{name: value for name, value in given.items() if value is not None}, n=n_best
+    )
