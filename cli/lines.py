@@ -26,7 +26,7 @@ import typer
 from attn.cli.common import allow_quick_exit, err_console, fail, reported_errors, stderr_is_terminal
 
 if TYPE_CHECKING:
-    from attn.model.inference.pipeline import Generation
+    from attn.model.inference.results import Generation
 
 # 128 + SIGPIPE: what a shell reports for a command whose reader went away.
 EXIT_BROKEN_PIPE = 141

@@ -31,7 +31,7 @@ from attn.cli.lines import (
 )
 
 if TYPE_CHECKING:
-    from attn.model.inference.pipeline import Classification
+    from attn.model.inference.results import Classification
 
 
 def sentiment(
