@@ -49,7 +49,6 @@ from attn.model.inference.pipeline import (
     Summarizer,
     Translator,
 )
-from attn.model.nn.transformer import count_parameters
 from attn.server.page import mount_page, page_paths
 from attn.server.security import SecurityMiddleware, SecurityPolicy
 
@@ -489,7 +488,7 @@ def _describe_model(pipeline: Pipeline) -> dict[str, Any]:
         "vocab_size": config.vocab_size,
         "device": str(pipeline.device),
         "preset": preset_name(config, train.get("preset")),
-        "parameters": count_parameters(pipeline.model),
+        "parameters": pipeline.n_parameters,
         "layers": {"encoder": config.n_encoder_layers, "decoder": config.n_decoder_layers},
         "heads": config.n_heads,
     }

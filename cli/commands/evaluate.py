@@ -184,8 +184,10 @@ def _score_files(task: str, hyp: Path, refs: list[Path]) -> tuple[Evaluation, di
 def _run_model(
     task: str, model: Path | None, data: Path, refs: list[Path], **options: Any
 ) -> tuple[Evaluation, dict[str, Any]]:
+    from attn.model.device import apply_process_settings
     from attn.model.evaluation.evaluate import evaluate_model
 
+    apply_process_settings(options.get("device", "auto"), options.get("threads"))
     with _progress() as progress:
         result = evaluate_model(task, model, data, refs, progress=progress, **options)
     truncated = result.facts["truncated"]

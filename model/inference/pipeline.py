@@ -117,6 +117,13 @@ class _Pipeline(BatchRunner):
     def prepare(self) -> None:
         """Arrange the loaded weights for this task's inference (before `load` quantizes)."""
 
+    @property
+    def n_parameters(self) -> int:
+        """How many parameters the model has (`attn info`, `/health`)."""
+        from attn.model.nn.transformer import count_parameters
+
+        return count_parameters(self.model)
+
 
 class Seq2Seq(_Pipeline):
     """Translation and summarization: one search; what sets the tasks apart is data (the
