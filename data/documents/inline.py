@@ -1,0 +1,231 @@
+"""Text with inline markup: the markup kept in place around the translated words.
+
+A sentence like `Click <a href="/x">the blue button</a> to start.` is translated as its
+plain text, `Click the blue button to start.`, and the markup goes back around the output
+words that translate the words it surrounded: the word alignment (source word, output
+word) of the translation says which those are. A markup is a span (an opening and a
+closing string around some text: a tag pair, Markdown emphasis, a link's brackets and
+target) or a point (a string kept whole at its place: an image, inline code, a line
+break). Without an alignment, or for words it leaves unaligned, a span goes around the
+output words at the same relative position. The output is always well nested: a span
+that would cross another is put around its enclosing span's words instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+# Whitespace a unit's text is stripped of (not U+00A0: an escaped &nbsp; stays literal text).
+_SPACE = " \t\n\r\f"
+_WORD = re.compile(r"\S+")
+
+# A place in the output: (word index, character offset in that word).
+_Pos = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Markup:
+    """Markup in a unit's plain text: `open` and `close` around text[start:end], or, for a
+    point (start == end), `open` kept whole at `start`."""
+
+    start: int
+    end: int
+    open: str
+    close: str = ""
+
+    @property
+    def is_point(self) -> bool:
+        return self.start == self.end
+
+
+@dataclass
+class InlineText:
+    """A unit: plain text to translate, and the markup to put back around its translation.
+
+    Attributes:
+        text: the plain text, stripped.
+        markups: in the order their openings appear in the source.
+        escape: how a translated word is written into the document (HTML: `&`, `<`, `>`).
+    """
+
+    text: str
+    markups: list[Markup]
+    escape: Callable[[str], str] = str
+
+    def render(self, translation: str, alignment: Sequence[tuple[int, int]] | None) -> str:
+        return " ".join(self.tokens(translation, alignment))
+
+    def tokens(self, translation: str, alignment: Sequence[tuple[int, int]] | None) -> list[str]:
+        """The output words with the markup attached (a caller may wrap them into lines)."""
+        words = [self.escape(w) for w in translation.split()]
+        if not words:
+            return ["".join(m.open + m.close for m in self.markups)] if self.markups else []
+        placer = _Placer(self, words, alignment)
+        for i, m in enumerate(self.markups):
+            placer.place(i, m)
+        return placer.assemble()
+
+
+class _Placer:
+    """Places a unit's markups among the output words (see `InlineText.tokens`)."""
+
+    def __init__(
+        self, unit: InlineText, words: list[str], alignment: Sequence[tuple[int, int]] | None
+    ) -> None:
+        self.unit = unit
+        self.words = words
+        self.src = [(m.start(), m.end()) for m in _WORD.finditer(unit.text)]
+        self.targets: dict[int, set[int]] = {}
+        for s, t in alignment or ():
+            if 0 <= t < len(words):
+                self.targets.setdefault(s, set()).add(t)
+        # Placed spans: (start, end, markup index); inserts: (word, offset, rank, key, text).
+        self.spans: list[tuple[_Pos, _Pos, int]] = []
+        self.inserts: list[tuple[int, int, int, tuple, str]] = []
+
+    def _out_range(self, first: int, last: int) -> tuple[int, int]:
+        """Output words for source words first..last: the aligned ones, else the same
+        relative position."""
+        aligned = [t for s in range(first, last + 1) for t in self.targets.get(s, ())]
+        if aligned:
+            return min(aligned), max(aligned)
+        n_src, n_out = max(len(self.src), 1), len(self.words)
+        a = min(first * n_out // n_src, n_out - 1)
+        b = max(a, min((last + 1) * n_out // n_src - 1, n_out - 1))
+        return a, b
+
+    def _parent(self, index: int) -> tuple[_Pos, _Pos]:
+        """The placed interval of the nearest span enclosing markup `index` in the source,
+        or the whole output."""
+        m = self.unit.markups[index]
+        for start, end, j in reversed(self.spans):
+            p = self.unit.markups[j]
+            if p.start <= m.start and m.end <= p.end:
+                return start, end
+        return (0, 0), (len(self.words) - 1, len(self.words[-1]))
+
+    def place(self, index: int, m: Markup) -> None:
+        text = self.unit.text
+        covered = [k for k, (a, b) in enumerate(self.src) if a < m.end and b > m.start]
+        lo, hi = self._parent(index)
+        if m.is_point or not covered:
+            self._place_point(index, m, lo, hi)
+            return
+        a, b = self._out_range(covered[0], covered[-1])
+        prefix = self.unit.escape(text[self.src[covered[0]][0] : m.start])
+        suffix = self.unit.escape(text[m.end : self.src[covered[-1]][1]])
+        oa = len(prefix) if prefix and self.words[a].startswith(prefix) else 0
+        wb = self.words[b]
+        ob = len(wb) - len(suffix) if suffix and wb.endswith(suffix) else len(wb)
+        start, end = (a, oa), (b, ob)
+        if start >= end:
+            start, end = (a, 0), (b, len(wb))
+        start, end = max(start, lo), min(end, hi)
+        if start >= end or any(_cross((start, end), (s, e)) for s, e, _ in self.spans):
+            start, end = lo, hi
+        self.spans.append((start, end, index))
+        # At one place: closes first, then opens (the widest first), then points.
+        self.inserts.append((*start, 1, (tuple(-x for x in end), index), m.open))
+        self.inserts.append((*end, 0, (tuple(-x for x in start), -index), m.close))
+
+    def _place_point(self, index: int, m: Markup, lo: _Pos, hi: _Pos) -> None:
+        raw = m.open + m.close
+        after = next((k for k, (_, b) in enumerate(self.src) if b > m.start), None)
+        if after is None:  # after the last word
+            last = len(self.words) - 1
+            pos, spaced = (
+                (last, len(self.words[last])),
+                bool(self.src) and m.start > self.src[-1][1],
+            )
+            rank, text = -1, (" " + raw if spaced else raw)
+        else:
+            word = self._out_range(after, after)[0]
+            pos, spaced = (word, 0), self.src[after][0] > m.start
+            rank, text = 2, (raw + " " if spaced else raw)
+        pos = min(max(pos, lo), hi)
+        self.inserts.append((*pos, rank, (index,), text))
+
+    def assemble(self) -> list[str]:
+        by_word: dict[int, list[tuple[int, int, tuple, str]]] = {}
+        for word, offset, rank, key, text in self.inserts:
+            by_word.setdefault(word, []).append((offset, rank, key, text))
+        out = []
+        for k, word in enumerate(self.words):
+            pieces, at = [], 0
+            for offset, _, _, text in sorted(by_word.get(k, ()), key=lambda x: x[:3]):
+                pieces += [word[at:offset], text]
+                at = offset
+            out.append("".join(pieces) + word[at:])
+        return out
+
+
+def _cross(x: tuple[_Pos, _Pos], y: tuple[_Pos, _Pos]) -> bool:
+    """Whether two intervals overlap without one holding the other."""
+    (s1, e1), (s2, e2) = x, y
+    return s1 < s2 < e1 < e2 or s2 < s1 < e2 < e1
+
+
+class InlineBuilder:
+    """Collects a run of text and markup, in source order, into document parts.
+
+    `text` adds text (its plain form, translated, and its raw form, kept when the run has
+    no words); `open`/`close` a span's two strings; `point` a string kept whole.
+    """
+
+    def __init__(self, escape: Callable[[str], str] = str) -> None:
+        self.escape = escape
+        self._plain: list[str] = []
+        self._raw: list[str] = []
+        self._length = 0
+        self._markups: list[list] = []  # [start, end or None, open, close]
+
+    @property
+    def empty(self) -> bool:
+        return not self._raw
+
+    def text(self, plain: str, raw: str | None = None) -> None:
+        self._plain.append(plain)
+        self._raw.append(plain if raw is None else raw)
+        self._length += len(plain)
+
+    def open(self, raw: str) -> int:
+        """Start a span; returns its handle for `close`."""
+        self._markups.append([self._length, None, raw, ""])
+        self._raw.append(raw)
+        return len(self._markups) - 1
+
+    def close(self, handle: int, raw: str) -> None:
+        self._markups[handle][1] = self._length
+        self._markups[handle][3] = raw
+        self._raw.append(raw)
+
+    def point(self, raw: str) -> None:
+        self._markups.append([self._length, self._length, raw, ""])
+        self._raw.append(raw)
+
+    def build(self) -> list:
+        """The run as parts: literal strings and at most one `InlineText` unit (none when the
+        run has no words: then all of it is literal). The builder is empty afterwards."""
+        plain, raw = "".join(self._plain), "".join(self._raw)
+        markups = self._markups
+        self.__init__(self.escape)
+        if not plain.strip(_SPACE):
+            return [raw] if raw else []
+        lead = len(plain) - len(plain.lstrip(_SPACE))
+        text = plain.strip(_SPACE)
+
+        def clip(x: int) -> int:
+            return min(max(x - lead, 0), len(text))
+
+        units = [
+            Markup(clip(s), clip(s if e is None else e), o, c)  # unclosed: a point
+            for s, e, o, c in markups
+        ]
+        trail = plain[lead + len(text) :]
+        parts: list = [plain[:lead]] if lead else []
+        parts.append(InlineText(text, units, self.escape))
+        if trail:
+            parts.append(trail)
+        return parts
