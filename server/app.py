@@ -5,6 +5,8 @@
     POST /sentiment   {"text": ...} or {"texts": [...]}, option probs
     POST /attention   {"text": ..., "task": "translate"}, options kind, layer, head, heads:
                       the attention weights, as `attn attention --format json` prints them
+    POST /translate/file  {"filename": "talk.srt", "content": "..."}: a whole file translated
+                      with its structure kept, streamed as progress lines (`attn.server.files`)
     GET  /health      the loaded models and the request limits
     GET  /            the web page (`attn.server.page`)
 
@@ -49,6 +51,7 @@ from attn.model.inference.pipeline import (
     Summarizer,
     Translator,
 )
+from attn.server.files import mount_file_route
 from attn.server.page import mount_page, page_paths
 from attn.server.security import SecurityMiddleware, SecurityPolicy
 
@@ -56,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 Pipeline = Translator | Summarizer | SentimentClassifier
 M = TypeVar("M", bound="_TextsRequest")
+B = TypeVar("B", bound=BaseModel)
 
 # The largest beam a request may ask for: the cost of a request grows with it.
 MAX_BEAM = 16
@@ -455,6 +459,13 @@ def create_app(
             raise HTTPException(422, str(e)) from None
         return results[0]
 
+    translator = models.get("translate")
+    mount_file_route(
+        app,
+        lambda request, schema: _parse(request, schema, limits),
+        lambda: batchers["translate"].submit if "translate" in batchers else None,
+        _target_language(translator) if translator is not None else None,
+    )
     mount_page(app)
     app.add_middleware(
         SecurityMiddleware, policy=security or SecurityPolicy(), open_paths=page_paths()
@@ -499,7 +510,11 @@ def _describe_model(pipeline: Pipeline) -> dict[str, Any]:
     return entry
 
 
-async def _parse(request: Request, schema: type[M], limits: Limits) -> M:
+def _target_language(pipeline: Pipeline) -> str | None:
+    return (pipeline.loaded.meta.get("train") or {}).get("tgt")
+
+
+async def _parse(request: Request, schema: type[B], limits: Limits) -> B:
     """Read and validate a request body within `limits` (HTTPException 400/413/422)."""
     too_big = HTTPException(413, f"request body over {limits.max_body_bytes} bytes")
     declared = request.headers.get("content-length", "")
@@ -521,6 +536,8 @@ async def _parse(request: Request, schema: type[M], limits: Limits) -> M:
         req = schema.model_validate(data)
     except ValidationError as e:
         raise HTTPException(422, _describe(e.errors())) from None
+    if not isinstance(req, _TextsRequest):
+        return req
     texts = req.all_texts()
     if len(texts) > limits.max_texts:
         raise HTTPException(

@@ -41,6 +41,9 @@ const state = {
   limits: null,
   task: null, // the chosen model's task
   busy: false,
+  fileBusy: false, // a file is being translated
+  fileStarted: 0, // when (Date.now())
+  fileUrl: "", // the object URL of the last translated file
   key: "", // the API key, where sessionStorage is not available
   explorer: null, // { data, maps: Map(key -> map), layers: {kind: n}, heads }
   view: { kind: "cross", layer: 0, head: "mean" },
@@ -78,7 +81,8 @@ function setApiKey(key) {
   }
 }
 
-async function api(path, body) {
+// GET `path`, or POST `body` as JSON; the response, once its status is OK (else ApiError).
+async function send(path, body) {
   const headers = {};
   const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
@@ -86,7 +90,7 @@ async function api(path, body) {
   if (body !== undefined) {
     init.method = "POST";
     headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
+    init.body = typeof body === "string" ? body : JSON.stringify(body);
   }
   let response;
   try {
@@ -94,13 +98,23 @@ async function api(path, body) {
   } catch (e) {
     throw new ApiError(0, "The server could not be reached. Is attn serve still running?");
   }
-  let data = null;
-  try {
-    data = await response.json();
-  } catch (e) {
-    data = null; // not JSON (a proxy's page, say): the status alone is reported
+  if (!response.ok) {
+    throw new ApiError(response.status, explain(response.status, await readJson(response)));
   }
-  if (!response.ok) throw new ApiError(response.status, explain(response.status, data));
+  return response;
+}
+
+async function readJson(response) {
+  try {
+    return await response.json();
+  } catch (e) {
+    return null; // not JSON (a proxy's page, say): the status alone is reported
+  }
+}
+
+async function api(path, body) {
+  const response = await send(path, body);
+  const data = await readJson(response);
   if (data === null) throw new ApiError(response.status, "The server's answer was not JSON.");
   return data;
 }
@@ -167,6 +181,7 @@ async function loadModels() {
     button.title = loaded ? "" : `No ${button.dataset.task} model is loaded`;
     button.addEventListener("click", () => submit(button.dataset.task));
   }
+  $("file").hidden = !("translate" in state.models);
   if (tasks.length) choose(tasks[0]);
   else showError("No model is loaded: start attn serve with -m DIR.");
   updateCount();
@@ -309,6 +324,126 @@ function showSentiment(result) {
     }),
   );
   $("result").hidden = false;
+}
+
+// --- a whole file --------------------------------------------------------------------------
+
+// Read the dropped or chosen file, send it to /translate/file, follow its progress lines and
+// offer the translated file for download.
+async function translateFile(file) {
+  if (state.fileBusy || !("translate" in state.models)) return;
+  $("file-error").textContent = "";
+  $("file-done").hidden = true;
+  let content;
+  try {
+    content = new TextDecoder("utf-8", { fatal: true }).decode(await file.arrayBuffer());
+  } catch (e) {
+    $("file-error").textContent = `${file.name} is not a text file (UTF-8): it cannot be translated.`;
+    return;
+  }
+  const body = JSON.stringify({ filename: file.name, content });
+  const limit = state.limits && state.limits.max_body_bytes;
+  if (limit && new Blob([body]).size > limit) {
+    $("file-error").textContent = `${file.name} is too long: this server takes at most ` +
+      `${count(limit)}B per request (attn serve --max-body-bytes).`;
+    return;
+  }
+  setFileBusy(file.name, true);
+  try {
+    const done = await followFile(await send("/translate/file", body), file.name);
+    offerFile(done, file.name);
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+    $("file-error").textContent = e.message;
+    if (e.status === 401) askForKey();
+  } finally {
+    setFileBusy(file.name, false);
+  }
+}
+
+// The answer's JSON lines as they arrive: progress shown, the last ("done") returned.
+async function followFile(response, name) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
+    let end;
+    while ((end = buffer.indexOf("\n")) >= 0) {
+      const event = JSON.parse(buffer.slice(0, end));
+      buffer = buffer.slice(end + 1);
+      if (event.event === "error") throw new ApiError(500, `The server failed: ${event.error}.`);
+      if (event.event === "done") return event;
+      showFileProgress(name, event.done || 0, event.parts);
+    }
+    if (done) throw new ApiError(0, "The server stopped before the file was translated.");
+  }
+}
+
+let fileTimer = 0;
+
+function setFileBusy(name, busy) {
+  state.fileBusy = busy;
+  $("file").setAttribute("aria-busy", String(busy));
+  $("file-input").disabled = busy;
+  clearInterval(fileTimer);
+  if (!busy) return;
+  state.fileStarted = Date.now();
+  showFileProgress(name, 0, null);
+  fileTimer = setInterval(() => {
+    const time = $("file-time");
+    if (time) time.textContent = ` (${Math.round((Date.now() - state.fileStarted) / 1000)} s)`;
+  }, 1000);
+}
+
+function showFileProgress(name, done, parts) {
+  const bar = el("progress", { id: "file-progress" });
+  let what = `Reading ${name}`;
+  if (parts !== null && parts !== undefined) {
+    Object.assign(bar, { max: Math.max(parts, 1), value: done });
+    what = `Translating ${name}: ${done.toLocaleString("en")} of ${parts.toLocaleString("en")} parts`;
+  }
+  const seconds = Math.round((Date.now() - state.fileStarted) / 1000);
+  $("file-status").replaceChildren(
+    bar, el("span", { textContent: `${what}\u2026` }),
+    el("span", { id: "file-time", textContent: seconds ? ` (${seconds} s)` : "" }),
+  );
+}
+
+function offerFile(done, name) {
+  const seconds = ((Date.now() - state.fileStarted) / 1000).toFixed(1);
+  if (state.fileUrl) URL.revokeObjectURL(state.fileUrl);
+  state.fileUrl = URL.createObjectURL(new Blob([done.content], { type: "text/plain" }));
+  const link = $("download");
+  Object.assign(link, { href: state.fileUrl, download: done.filename });
+  link.textContent = `Download ${done.filename}`;
+  $("file-summary").textContent = `${name} translated in ${seconds} s (${done.format}).`;
+  const lang = state.models.translate.languages;
+  $("file-preview").lang = (lang && lang.target) || "";
+  $("file-preview").textContent = done.content.split("\n").slice(0, 40).join("\n");
+  $("file-status").replaceChildren();
+  $("file-done").hidden = false;
+}
+
+function wireFile() {
+  const zone = $("drop");
+  $("file-input").addEventListener("change", (event) => {
+    const file = event.target.files[0];
+    event.target.value = ""; // choosing the same file again translates it again
+    if (file) translateFile(file);
+  });
+  // A file dropped anywhere else must not replace the page with itself.
+  for (const type of ["dragover", "drop"]) {
+    window.addEventListener(type, (event) => event.preventDefault());
+  }
+  zone.addEventListener("dragover", () => zone.classList.add("over"));
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    zone.classList.remove("over");
+    const file = event.dataTransfer && event.dataTransfer.files[0];
+    if (file) translateFile(file);
+  });
 }
 
 // --- the explorer: data -------------------------------------------------------------------
@@ -824,6 +959,7 @@ function start() {
   wireExplorer();
   wireAlignment();
   wireKey();
+  wireFile();
   loadModels();
 }
 
