@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -238,7 +238,10 @@ class Seq2Seq(_Pipeline):
                 return Generation(text, "", alignment=[] if align else None)
             hyps, alignment = searched
             outputs = self.tokenizer.decode([h.tokens for h in hyps])
-            n_best = [Candidate(o, h.score, h.logprob) for o, h in zip(outputs, hyps, strict=True)]
+            n_best = [
+                Candidate(o, h.score, h.logprob, len(h.tokens) + 1)
+                for o, h in zip(outputs, hyps, strict=True)
+            ]
             best = n_best[0]
             return Generation(
                 text, best.text, best.score, best.logprob, n_best, truncated, alignment
@@ -335,13 +338,73 @@ class Seq2Seq(_Pipeline):
 
 
 class Translator(Seq2Seq):
-    """Translate with a model `attn train translate` wrote. Load with `Translator.load(dir)`."""
+    """Translate with a model `attn train translate` wrote. Load with `Translator.load(dir)`.
+
+    Attributes:
+        language: the source language the model was trained on (config.json), which
+            chooses the sentence splitter's rules; None: unknown (rule-based split).
+    """
 
     task = "translate"
     max_length_a = 1.5
     max_length_b = 10
 
-    translate = Seq2Seq.generate
+    def __init__(self, loaded: LoadedModel, device: torch.device) -> None:
+        super().__init__(loaded, device)
+        self.language: str | None = source_language(loaded.meta)
+
+    def translate(
+        self, texts: Iterable[str], *, split: str = "sentences", **options: Any
+    ) -> Iterator[Generation]:
+        """Translate texts; yields one `Generation` per text, in input order.
+
+        Args:
+            texts: a list or an iterator of texts (read lazily).
+            split: "sentences": each text is split into sentences (a sentence longer than
+                the model's max_length further, so nothing is cut off), they are
+                translated in the batches of all texts and joined back with the text's
+                own separators (`Generation.sentences` holds each sentence's result; see
+                `attn.model.inference.sentences` for the joined n-best, scores and
+                alignment). "none": each text is one input of the model, cut at max_length.
+            options: those of `Seq2Seq.generate` (beam, n_best, align, batch_size, ...).
+
+        Raises:
+            ValueError: an unknown split, or an option out of range.
+        """
+        from attn.model.inference.sentences import (
+            SentenceSplitter,
+            check_split,
+            translate_split,
+        )
+
+        check_split(split)
+        if "constraints" in options or "prefix" in options:  # a text's own, not a sentence's
+            from attn.data.glossary import guided
+
+            texts = guided(texts, options.pop("constraints", None), options.pop("prefix", None))
+        if split == "none":
+            return self.generate(texts, **options)
+        splitter = SentenceSplitter(
+            self.tokenizer, self.config.max_length, self.config.keep, self.language
+        )
+        alpha = options.get("length_penalty", 0.6)
+
+        def run(sentences: Iterable[str]) -> Iterator[Generation]:
+            return self.generate(sentences, **options)
+
+        # Options are checked at the call, not at the first result.
+        run([]).close()
+        return translate_split(run, texts, splitter, alpha)
+
+
+def source_language(meta: dict[str, Any]) -> str | None:
+    """The source language config.json records: `languages.src` (written by training),
+    else the `--src` of the training settings; None if neither."""
+    languages = meta.get("languages")
+    if isinstance(languages, dict) and isinstance(languages.get("src"), str):
+        return languages["src"]
+    src = meta.get("train", {}).get("src") if isinstance(meta.get("train"), dict) else None
+    return src if isinstance(src, str) else None
 
 
 class Summarizer(Seq2Seq):

@@ -9,11 +9,13 @@ from typing import Any
 
 @dataclass
 class Candidate:
-    """One hypothesis of an n-best list: its text and its scores (see `Generation`)."""
+    """One hypothesis of an n-best list: its text and its scores (see `Generation`);
+    `length`: the pieces its score counts (the output's and EOS)."""
 
     text: str
     score: float
     logprob: float
+    length: int = 0
 
 
 @dataclass
@@ -29,6 +31,13 @@ class Generation:
         truncated: the input was longer than the model's max_length and was cut.
         alignment: (source word, output word) pairs of `text`, from the search that gave
             it, when asked for (`translate(..., align=True)`); None otherwise.
+        sentences: with `translate(..., split="sentences")`, the result of each sentence
+            the text was split into (word indices of their alignments within the
+            sentence); None otherwise. See `attn.model.inference.sentences`.
+        split_further: a sentence was longer than the model's max_length and was split
+            further (at clause punctuation, spaces or pieces) instead of cut.
+        constraints_met: False where the text's constraints (glossary terms, `constraints`)
+            could not all be met: the output is then the best one without them.
     """
 
     source: str
@@ -38,11 +47,16 @@ class Generation:
     n_best: list[Candidate] = field(default_factory=list)
     truncated: bool = False
     alignment: list[tuple[int, int]] | None = None
+    # Keyword-only: the fields above keep their positions.
+    sentences: list[Generation] | None = field(default=None, kw_only=True)
+    split_further: bool = field(default=False, kw_only=True)
+    constraints_met: bool = field(default=True, kw_only=True)
 
     def record(self, n_best: int = 1) -> dict[str, Any]:
         """The JSON fields of this result (`--format jsonl`, `attn serve`): source, output,
         score, logprob; n_best (a list of output/score/logprob) when n_best > 1; alignment
-        as [[s, t], ...] when there is one."""
+        as [[s, t], ...] when there is one; sentences (a list of source/output/score/
+        logprob and alignment when there is one) when the text was split into sentences."""
         record: dict[str, Any] = {
             "source": self.source,
             "output": self.text,
@@ -56,6 +70,10 @@ class Generation:
             ]
         if self.alignment is not None:
             record["alignment"] = [list(pair) for pair in self.alignment]
+        if self.sentences is not None:
+            record["sentences"] = [sentence.record() for sentence in self.sentences]
+        if not self.constraints_met:
+            record["constraints_met"] = False
         return record
 
 
