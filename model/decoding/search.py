@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from attn.model.decoding.constraints import Guidance, Guide, any_guidance, fit_limits
 from attn.model.decoding.incremental import DecoderState, StepWeights
 from attn.model.device import column_major
 from attn.model.nn.transformer import Transformer
@@ -85,6 +86,9 @@ class Hypothesis:
     tokens: list[int]
     logprob: float
     score: float
+    # False where the search could not meet the sentence's constraints and searched again
+    # without them (`generate` with guides).
+    constraints_met: bool = True
 
 
 def length_penalty(length: Tensor | float, alpha: float) -> Tensor | float:
@@ -115,6 +119,7 @@ def generate(
     use_cache: bool = True,
     allowed: Tensor | None = None,
     weights: StepWeights | None = None,
+    guides: list[Guide] | None = None,
 ) -> list[list[Hypothesis]]:
     """Generate outputs for a batch of source sentences.
 
@@ -128,6 +133,10 @@ def generate(
             the whole vocabulary.
         weights: the model's decoder prepared for incremental decoding (a loaded model's,
             possibly int8); None = prepared here from the model's float weights.
+        guides: per sentence, the pieces its output must hold and start with
+            (`attn.model.decoding.constraints`; their pieces must be in `allowed`). A
+            sentence whose constraints no hypothesis met is searched again without them
+            (keeping its prefix); its hypotheses then have `constraints_met` False.
 
     Shape: src, src_mask (B, S).
 
@@ -138,8 +147,34 @@ def generate(
     output = _Output(model, allowed)
     if use_cache and weights is None:
         weights = StepWeights(model)
-    search = greedy_search if options.beam == 1 else beam_search
-    return search(model, src, src_mask, limits, options, weights=weights, output=output)
+    if not any_guidance(guides):
+        search = greedy_search if options.beam == 1 else beam_search
+        return search(model, src, src_mask, limits, options, weights=weights, output=output)
+    assert guides is not None
+    cap = model.config.max_length if options.max_length is None else options.max_length
+    limits = fit_limits(limits, guides, min(cap, model.config.max_length))
+    guidance = Guidance(guides, options.beam, model.config.eos_id, src.device)
+    found = beam_search(
+        model, src, src_mask, limits, options, weights=weights, output=output, guidance=guidance
+    )
+    unmet = [i for i, g in enumerate(guides) if g.constraints and not found[i]]
+    if unmet:
+        rows = torch.tensor(unmet, device=src.device)
+        again = generate(
+            model,
+            src[rows],
+            src_mask[rows],
+            options,
+            use_cache=use_cache,
+            allowed=None if allowed is None else allowed[rows],
+            weights=weights,
+            guides=[guides[i].without_constraints() for i in unmet],
+        )
+        for i, hyps in zip(unmet, again, strict=True):
+            for h in hyps:
+                h.constraints_met = False
+            found[i] = hyps
+    return found
 
 
 class _Output:
@@ -448,6 +483,7 @@ def beam_search(
     *,
     weights: StepWeights | None = None,
     output: _Output | None = None,
+    guidance: Guidance | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search with a length penalty and n-best lists.
 
@@ -462,11 +498,12 @@ def beam_search(
     limit, so best_live_logprob / lp(limit + 1) bounds every continuation.
 
     `weights` is the decoder prepared for incremental decoding; None decodes the whole prefix
-    at every step (the reference).
+    at every step (the reference). `guidance` forces prefixes and constrains the outputs
+    (`attn.model.decoding.constraints`).
 
     Shape: src, src_mask (B, S); limits (B,) cap on generated pieces per sentence.
     """
-    search = _BeamSearch(model, src, src_mask, limits, options, weights, output)
+    search = _BeamSearch(model, src, src_mask, limits, options, weights, output, guidance)
     for t in range(search.width - 1):
         if not search.step(t):
             break
@@ -529,8 +566,10 @@ class _BeamSearch:
         options: GenerationOptions,
         weights: StepWeights | None,
         output: _Output | None,
+        guidance: Guidance | None = None,
     ) -> None:
         c = model.config
+        self.guidance = guidance
         self.model, self.options, self.limits = model, options, limits
         self.output = output or _Output(model, None)
         self.k, self.alpha = options.beam, options.length_penalty
@@ -578,8 +617,17 @@ class _BeamSearch:
             self.output,
             self.row_block,
         )  # (R, V), (R, 1)
+        guided = self.guidance is not None and self.guidance.constrained
+        if self.guidance is not None:
+            self.guidance.mask(logits, t, self.output.columns, self.output.eos)
         first_row = torch.arange(bb, device=self.device)[:, None] * k  # (B', 1): beam 0's row
-        if lse is None:  # log-probabilities already: extend all k beams of a sentence at once
+        if guided:
+            logprob = logits if lse is None else logits - lse  # (R, N)
+            fin, parent, next_token, live_logprob = self.guidance.select(
+                logprob, self.beam_logprob, self.output.token, self.output.columns
+            )
+            self._finish(t, *fin)
+        elif lse is None:  # log-probabilities already: extend all k beams of a sentence at once
             n = logits.size(1)
             cand = logits.add_(self.beam_logprob.view(-1, 1)).view(bb, k * n)  # (B', k * N)
             top_logprob, top_index = top_columns(cand, min(2 * k, k * n))  # (B', 2k)
@@ -595,17 +643,20 @@ class _BeamSearch:
             top_logprob, top_index = cand.topk(2 * k, dim=1)  # (B', 2k)
             origin = top_index // per_row + first_row
             token = row_token.view(bb, k * per_row).gather(1, top_index)  # (B', 2k)
-        is_eos = token == self.eos_id
-        self._finish(t, top_logprob[:, :k], token[:, :k], origin[:, :k], is_eos[:, :k])
-
-        # Live: the best k extensions that do not end.
-        live_logprob, pick = top_logprob.masked_fill(is_eos, -torch.inf).topk(k, dim=1)
-        parent = origin.gather(1, pick)  # (B', k) rows in the current batch
-        next_token = token.gather(1, pick)  # (B', k)
+        if not guided:
+            is_eos = token == self.eos_id
+            self._finish(t, top_logprob[:, :k], token[:, :k], origin[:, :k], is_eos[:, :k])
+            # Live: the best k extensions that do not end.
+            live_logprob, pick = top_logprob.masked_fill(is_eos, -torch.inf).topk(k, dim=1)
+            parent = origin.gather(1, pick)  # (B', k) rows in the current batch
+            next_token = token.gather(1, pick)  # (B', k)
         # Live beams have t + 1 pieces; ending adds EOS.
         reach = self.limits[self.rows].float() + 1.0 if self.options.exhaustive else t + 2.0
-        bound = live_logprob[:, 0] / length_penalty(reach, self.alpha)  # (B',)
+        # (Guided, the live beams are not in score order.)
+        best_live = live_logprob.amax(1) if guided else live_logprob[:, 0]
+        bound = best_live / length_penalty(reach, self.alpha)  # (B',)
         done = (self.fin.score[:, -1] >= bound) | self.frozen  # (B',)
+        keep = None
         if (t + 1) % self.every and t + 2 < self.width:
             self.frozen = done  # (a GPU: no look at `done` this step, no wait for the device)
         elif bool(done.any()):
@@ -613,6 +664,8 @@ class _BeamSearch:
             if keep is None:
                 return False
             parent, next_token, live_logprob = parent[keep], next_token[keep], live_logprob[keep]
+        if guided:
+            self.guidance.set_rows(keep)
         parent = parent.view(-1)  # (R,)
         self.seqs = torch.cat([self.seqs.index_select(0, parent), next_token.view(-1, 1)], 1)
         self.beam_logprob = live_logprob
@@ -657,6 +710,8 @@ class _BeamSearch:
         if not self.on_gpu:
             self.shortest = int(self.limits[self.rows].min())
         self.fin = self.fin.select(keep)
+        if self.guidance is not None:
+            self.guidance.keep_sentences(keep)
         if self.block is not None:
             self.block = self.block.index_select(0, keep)
             self.row_block = self.block.repeat_interleave(self.k, 0)

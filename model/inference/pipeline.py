@@ -16,7 +16,7 @@ caller writing one line per result keeps its lines aligned with the input.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -31,6 +31,8 @@ from attn.model.storage.checkpoint import LoadedModel, ModelError, load_model
 from attn.model.storage.layout import ModelDir
 
 if TYPE_CHECKING:
+    from attn.data.glossary import Glossary
+    from attn.model.decoding.constraints import Guide
     from attn.model.decoding.sampling import SamplingOptions
     from attn.model.inference.attention_maps import AttentionMaps
 
@@ -174,6 +176,9 @@ class Seq2Seq(_Pipeline):
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        constraints: Iterable[Sequence[str] | None] | None = None,
+        prefix: str | Iterable[str | None] | None = None,
+        glossary: Glossary | None = None,
     ) -> Iterator[Generation]:
         """Translate (`Translator.translate`) or summarize (`Summarizer.summarize`) texts;
         yields one `Generation` per text, in input order.
@@ -212,19 +217,39 @@ class Seq2Seq(_Pipeline):
                 greedy), the nucleus of probability top_p only (default 1), the seed of the
                 random numbers (default 0; with a text's index in `texts` it decides its
                 samples, whatever the batches and workers).
+            constraints: per text, target texts that must appear in its output (lexically
+                constrained beam search, `attn.model.decoding.constraints`); a text whose
+                constraints cannot all be met gets the best output without them and
+                `Generation.constraints_met` False. A text may also be a
+                `attn.data.glossary.GuidedText` that carries its own.
+            prefix: the text each output starts with (one string for all texts, or one per
+                text; None or "" for none); the model continues it.
+            glossary: wherever a source term of the glossary occurs in a text, its target
+                term is a constraint of that text.
 
         Raises:
-            ValueError: an option is out of range, or a sampling option without `sample`.
+            ValueError: an option is out of range, a sampling option without `sample`,
+                constraints or a prefix with `sample`, or (when its text is reached) a
+                constraint or prefix longer than the model's max_length.
         """
         from attn.model.decoding.sampling import sampling_options
 
         sampling = sampling_options(sample, n_best, temperature, top_k, top_p, seed)
+        if sampling is not None and (constraints, prefix, glossary) != (None, None, None):
+            raise ValueError("constraints, prefixes and glossaries need beam search, not sample")
+        if constraints is not None or prefix is not None:
+            from attn.data.glossary import guided
+
+            texts = guided(texts, constraints, prefix)
         if sampling is not None:
             beam = n_best = 1  # (the search's options; sampling.n holds the samples)
         options = self._options(beam, n_best, length_penalty, no_repeat_ngram, max_length)
 
-        def process(src: Tensor, mask: Tensor, indices: list[int]) -> tuple[list[_Searched], int]:
-            hyps = self._search(src, mask, options, shortlist, sampling, indices)
+        def process(
+            src: Tensor, mask: Tensor, indices: list[int], batch: list[str]
+        ) -> tuple[list[_Searched], int]:
+            guides = self._guides(batch, glossary, sampling is not None)
+            hyps = self._search(src, mask, options, shortlist, sampling, indices, guides)
             pieces = sum(len(h[0].tokens) for h in hyps)
             if not align:
                 return [(h, None) for h in hyps], pieces
@@ -243,8 +268,16 @@ class Seq2Seq(_Pipeline):
                 for o, h in zip(outputs, hyps, strict=True)
             ]
             best = n_best[0]
+            met = hyps[0].constraints_met
             return Generation(
-                text, best.text, best.score, best.logprob, n_best, truncated, alignment
+                text,
+                best.text,
+                best.score,
+                best.logprob,
+                n_best,
+                truncated,
+                alignment,
+                constraints_met=met,
             )
 
         return self._run(
@@ -315,11 +348,17 @@ class Seq2Seq(_Pipeline):
         shortlist: bool,
         sampling: SamplingOptions | None = None,
         indices: list[int] | None = None,
+        guides: list[Guide] | None = None,
     ) -> list[list[Hypothesis]]:
         """The search of a batch: each sentence's hypotheses, best first; with `sampling`,
-        its samples, drawn by its index in the input (`indices`). Shape: (B, S)."""
+        its samples, drawn by its index in the input (`indices`); with `guides`, outputs
+        that hold their constraints and prefixes. Shape: (B, S)."""
         words = self.shortlist if shortlist else None
         allowed = None if words is None else words.candidates(src, mask)
+        if allowed is not None and guides is not None:  # constraint pieces always allowed
+            for row, guide in enumerate(guides):
+                pieces = [p for c in guide.constraints for p in c] + list(guide.prefix)
+                allowed[row, pieces] = True
         if sampling is not None:
             from attn.model.decoding.sampling import sample
 
@@ -334,7 +373,52 @@ class Seq2Seq(_Pipeline):
                 allowed=allowed,
                 weights=self.step_weights,
             )
-        return generate(self.model, src, mask, options, allowed=allowed, weights=self.step_weights)
+        return generate(
+            self.model,
+            src,
+            mask,
+            options,
+            allowed=allowed,
+            weights=self.step_weights,
+            guides=guides,
+        )
+
+    def _guides(
+        self, texts: list[str], glossary: Glossary | None, sampling: bool
+    ) -> list[Guide] | None:
+        """The constraints and prefix of each text of a batch, in pieces; None if none has any.
+
+        Raises:
+            ValueError: a constraint or prefix longer than the model's max_length, or
+                directions for sampling.
+        """
+        from attn.model.decoding.constraints import Guide
+
+        wanted = []
+        for text in texts:
+            cons = list(getattr(text, "constraints", ()))
+            if glossary is not None:
+                cons += glossary.targets(text)
+            wanted.append(
+                (list(dict.fromkeys(c for c in cons if c.strip())), getattr(text, "prefix", ""))
+            )
+        if not any(c or p for c, p in wanted):
+            return None
+        if sampling:
+            raise ValueError("constraints and prefixes need beam search, not sample")
+        flat = [c for cons, _ in wanted for c in cons] + [p for _, p in wanted if p]
+        ids, _ = self.tokenizer.encode(flat, add_eos=False) if flat else ([], [])
+        pieces = dict(zip(flat, ids, strict=True))
+        limit = self.config.max_length
+        for text, n in pieces.items():
+            if len(n) > limit:
+                raise ValueError(
+                    f'"{text}" is {len(n)} pieces, more than the model\'s max_length {limit}'
+                )
+        return [
+            Guide(tuple(tuple(pieces[c]) for c in cons if pieces[c]), tuple(pieces[p]) if p else ())
+            for cons, p in wanted
+        ]
 
 
 class Translator(Seq2Seq):
@@ -447,7 +531,9 @@ class SentimentClassifier(_Pipeline):
         labels = self.config.labels
 
         @torch.inference_mode()
-        def process(src: Tensor, mask: Tensor, _: list[int]) -> tuple[list[list[float]], int]:
+        def process(
+            src: Tensor, mask: Tensor, _: list[int], __: list[str]
+        ) -> tuple[list[list[float]], int]:
             probs = self.model.classify(src, mask).float().softmax(-1)  # (B, C)
             return probs.tolist(), 0
 

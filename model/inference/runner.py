@@ -67,7 +67,7 @@ class BatchRunner:
     def _run(
         self,
         texts: Iterable[str],
-        process: Callable[[Tensor, Tensor, list[int]], tuple[list[Out], int]],
+        process: Callable[[Tensor, Tensor, list[int], list[str]], tuple[list[Out], int]],
         make: Callable[[str, Out | None, bool], R],
         *,
         batch_size: int | None,
@@ -79,8 +79,8 @@ class BatchRunner:
         """Chunk, sort by length, batch, run `process` per batch, yield results in input order.
 
         Args:
-            process: (src, src_mask) on the device, each row's index in the whole input ->
-                (one output per row, pieces generated).
+            process: (src, src_mask) on the device, each row's index in the whole input, each
+                row's text -> (one output per row, pieces generated).
             make: (text, its output or None for an empty text, truncated) -> the result.
             workers: processes that run batches side by side (see `worker_count`); each is
                 forked after the model is loaded, so it shares the weights.
@@ -105,7 +105,7 @@ class BatchRunner:
         def run_job(job: _Job) -> tuple[list[R], int]:
             batch_texts, ids, mask, truncated, indices = job
             src, src_mask = ids.to(self.device), mask.to(self.device)  # (B, S)
-            outputs, pieces = process(src, src_mask, indices)
+            outputs, pieces = process(src, src_mask, indices, batch_texts)
             results = [
                 make(text, output, cut)
                 for text, output, cut in zip(batch_texts, outputs, truncated, strict=True)
