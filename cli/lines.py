@@ -187,12 +187,24 @@ def _write_results(
     warned = False
     with _progress() as progress:
         for inputs, target in jobs:
+            where = (
+                f"{inputs[0] if inputs[0] != '-' else '<stdin>'}:" if len(inputs) == 1 else "line "
+            )
+            lineno = 0
             texts = (t for f in inputs for t in _texts(f, io.field, io.errors, io.guess_fields))
             with (
                 _output(target) as out,
                 closing(infer(pipeline, texts, chunk_size, progress)) as results,
             ):
                 for result in results:
+                    lineno += 1
+                    if not getattr(result, "constraints_met", True):
+                        err_console.print(
+                            f"Warning: {where}{lineno}: a constraint could not be met "
+                            "(too long for the output?); translated without its constraints",
+                            soft_wrap=True,
+                            markup=False,
+                        )
                     if result.truncated and not warned:
                         warned = True
                         err_console.print(
@@ -314,7 +326,26 @@ def _texts(path: str, field: str | None, errors: Errors, guess: Sequence[str]) -
         if not isinstance(value, str):
             what = "missing" if field not in record else f"a {type(value).__name__}, not a string"
             raise DataError(name, f'field "{field}" is {what}', lineno)
-        yield value
+        yield _directed(value, record, name, lineno)
+
+
+def _directed(text: str, record: dict[str, Any], name: str, lineno: int) -> str:
+    """The text of a JSON Lines record, with its "constraints" (a list of strings that its
+    translation must hold) and "prefix" (the text its translation starts with), if any."""
+    if "constraints" not in record and "prefix" not in record:
+        return text
+    from attn.data import DataError
+    from attn.data.glossary import GuidedText
+
+    constraints = record.get("constraints") or []
+    if not isinstance(constraints, list) or not all(
+        isinstance(c, str) and c.strip() for c in constraints
+    ):
+        raise DataError(name, '"constraints" must be a list of non-empty strings', lineno)
+    prefix = record.get("prefix") or ""
+    if not isinstance(prefix, str):
+        raise DataError(name, '"prefix" must be a string', lineno)
+    return GuidedText(text, constraints, prefix)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -91,8 +92,37 @@ SeedOpt = Annotated[
     ),
 ]
 
+GlossaryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="TSV file of source term<TAB>target term pairs: wherever a source term occurs "
+        "in a line (as words), its target term appears in the translation.",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+GlossaryIgnoreCaseOpt = Annotated[
+    bool,
+    typer.Option("--glossary-ignore-case", help="Match --glossary source terms in any case."),
+]
+PrefixOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Every translation starts with this text, which the model continues "
+        '(a JSON Lines "prefix" field overrides it per line).',
+        show_default=False,
+    ),
+]
+
+
 # Options that only some of the commands offer (see `Seq2SeqCommand.extras`).
-EXTRAS = ("shortlist", "align")
+EXTRAS = (
+    "shortlist",
+    "align",
+    "glossary",
+    "glossary_ignore_case",
+    "prefix",
+)
 
 
 @dataclass(frozen=True)
@@ -148,19 +178,33 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
         top_k: TopKOpt = None,
         top_p: TopPOpt = None,
         seed: SeedOpt = None,
+        glossary: GlossaryOpt = None,
+        glossary_ignore_case: GlossaryIgnoreCaseOpt = False,
+        prefix: PrefixOpt = None,
     ) -> None:
         sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
         beam_given = getattr(ctx.get_parameter_source("beam"), "name", "") == "COMMANDLINE"
         check_sampling(sample, beam if beam_given else None, n_best, sampling)
         if not sample:
             check_n_best(n_best, beam)
+        check_terms(glossary, glossary_ignore_case, prefix, sample, beam)
+        terms: list[Any] = []  # the glossary, read before the model loads
 
         def load() -> Any:
             from attn.model.device import apply_process_settings
             from attn.model.inference.pipeline import load_pipeline
 
+            if glossary is not None:
+                from attn.data.glossary import Glossary
+
+                terms.append(Glossary.read(glossary, ignore_case=glossary_ignore_case))
             apply_process_settings(device, threads)
-            return load_pipeline(spec.task, model, device=device, int8=int8)
+            pipeline = load_pipeline(spec.task, model, device=device, int8=int8)
+            if terms:
+                targets = [e.target for e in terms[0].entries]
+                ids, _ = pipeline.tokenizer.encode(targets, add_eos=False) if targets else ([], [])
+                terms[0].check_lengths([len(i) for i in ids], pipeline.config.max_length)
+            return pipeline
 
         def infer(pipeline, texts, chunk_size, progress):
             return pipeline.generate(
@@ -179,6 +223,8 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
                 align=align,
                 sample=sample,
                 **sampling,
+                **({"glossary": terms[0]} if terms else {}),
+                **({"prefix": prefix} if prefix else {}),
             )
 
         from attn.data.task_files import SRC_FIELDS
@@ -229,6 +275,24 @@ def check_sampling(sample: bool, beam: int | None, n_best: int, options: dict[st
     except ValueError as e:  # "top_p must be in (0, 1], got 0.0"
         name = str(e).split()[0]
         raise typer.BadParameter(str(e).split(" ", 1)[1], param_hint=flag.get(name)) from None
+
+
+def check_terms(
+    glossary: Path | None, ignore_case: bool, prefix: str | None, sample: bool, beam: int
+) -> None:
+    """Refuse --glossary and --prefix with --sample, --glossary with --beam 1, and
+    --glossary-ignore-case without --glossary (usage errors, exit 2)."""
+    if ignore_case and glossary is None:
+        raise typer.BadParameter(
+            "applies only with --glossary", param_hint="--glossary-ignore-case"
+        )
+    for name, value in (("--glossary", glossary), ("--prefix", prefix)):
+        if value is not None and sample:
+            raise typer.BadParameter("needs beam search: drop --sample", param_hint=name)
+    if glossary is not None and beam < 2:
+        raise typer.BadParameter(
+            "constrained search needs a beam of at least 2, not --beam 1", param_hint="--glossary"
+        )
 
 
 def register(app: typer.Typer, spec: Seq2SeqCommand) -> None:

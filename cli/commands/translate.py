@@ -16,7 +16,7 @@ TRANSLATE = Seq2SeqCommand(
 
     Example: echo "A man rides a bike." | attn translate -m models/en-de
     """,
-    extras=("shortlist", "align"),
+    extras=("shortlist", "align", "glossary", "glossary_ignore_case", "prefix"),
 )
 
 
