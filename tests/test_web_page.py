@@ -549,6 +549,185 @@ def test_the_page_fits_a_phone(page) -> None:
     assert overflow <= 0, "the page scrolls sideways at 390 px (only the heatmap may)"
 
 
+# --- a whole file -------------------------------------------------------------------------
+
+FILE_SENTENCES = [
+    "A dog runs in the park.",
+    "The red car is in the garden.",
+    "A woman reads a book.",
+    "The children play in the park.",
+    "My white horse sits next to the street.",
+]
+MARKDOWN = """# A dog in the park
+
+A dog runs in the park. The children play in the park.
+
+- A woman reads a book.
+- The red car is in the garden.
+
+```python
+print("A dog runs.")
+```
+
+A man sees [the red car](https://example.org/car "car") and `attn translate`.
+"""
+
+
+def subtitles(n: int) -> str:
+    """An .srt of `n` cues: every third over two lines, every fourth in <i>...</i>."""
+    cues = []
+    for i in range(n):
+        start, end = 2 * i, 2 * i + 1
+        text = FILE_SENTENCES[i % len(FILE_SENTENCES)]
+        if i % 3 == 1:
+            words = text.split()
+            text = " ".join(words[: len(words) // 2]) + "\n" + " ".join(words[len(words) // 2 :])
+        if i % 4 == 2:
+            text = f"<i>{text}</i>"
+        timing = (
+            f"00:{start // 60:02d}:{start % 60:02d},000 --> 00:{end // 60:02d}:{end % 60:02d},500"
+        )
+        cues.append(f"{i + 1}\n{timing}\n{text}\n")
+    return "\n".join(cues)
+
+
+def post_file(base: str, body: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+    """(status, the answer's JSON lines) of POST /translate/file (an error: [its object])."""
+    req = urllib.request.Request(
+        base + "/translate/file", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=300) as response:
+            assert response.headers["Content-Type"] == "application/x-ndjson"
+            return response.status, [json.loads(line) for line in response]
+    except urllib.error.HTTPError as e:
+        return e.code, [json.loads(e.read())]
+
+
+def cue_blocks(text: str) -> list[list[str]]:
+    """An .srt's cues as lists of lines (number, timing, text lines)."""
+    return [block.split("\n") for block in text.strip("\n").split("\n\n")]
+
+
+def test_a_file_is_translated_with_progress_lines(server) -> None:
+    from attn.data.documents import parse
+
+    source = subtitles(40)
+    status, events = post_file(server, {"filename": "talk.srt", "content": source})
+    assert status == 200
+    start, *progress, done = events
+    assert start == {"event": "start", "format": "srt", "parts": 40}
+    # One line per chunk of parts, in order, up to all of them.
+    assert [e["done"] for e in progress] == [32, 40]
+    assert done["event"] == "done" and done["filename"].startswith("talk.")
+    assert done["filename"].endswith(".srt")
+    translated = parse(done["content"], "srt", "out.srt")  # the format's parser accepts it
+    assert len(translated.units) == 40
+    # The same cues: numbers, timings and each cue's number of lines; the text translated.
+    before, after = cue_blocks(source), cue_blocks(done["content"])
+    assert [b[:2] for b in after] == [b[:2] for b in before]
+    assert [len(b) for b in after] == [len(b) for b in before]
+    for old, new in zip(before, after, strict=True):
+        assert new[2:] != old[2:]
+        assert new[2].startswith("<i>") == old[2].startswith("<i>")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"filename": "bad.srt", "content": "1\nsoon --> later\nHello.\n"}, "bad.srt:2:"),
+        ({"filename": "a.txt", "content": "A dog.", "format": "pdf"}, "unknown format 'pdf'"),
+        ({"filename": "a.txt", "content": "A\x00dog."}, "a binary file"),
+        ({"filename": "a.txt"}, "content: "),
+    ],
+)
+def test_a_file_that_cannot_be_read_gets_a_422(server, body, message) -> None:
+    status, [answer] = post_file(server, body)
+    assert status == 422
+    assert message in answer["error"]
+
+
+def downloads_to(page: Page, folder: Path) -> None:
+    page.driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder)}
+    )
+
+
+def download(page: Page, folder: Path) -> tuple[str, str]:
+    """Click the download link; (the file's name, its text) once it is saved."""
+    before = set(folder.iterdir())
+    page.find("#download").click()
+    new = page.wait(
+        lambda d: [p for p in set(folder.iterdir()) - before if p.suffix != ".crdownload"]
+    )
+    return new[0].name, new[0].read_text(encoding="utf-8")
+
+
+def test_a_dropped_subtitle_file_comes_back_translated(page, server, tmp_path) -> None:
+    page.open()
+    downloads_to(page, tmp_path)
+    source = subtitles(70)
+    # Every progress bar the page draws, as it draws it.
+    page.driver.execute_script(
+        "window.bars = [];"
+        "new MutationObserver((records) => records.forEach((r) => r.addedNodes.forEach((n) => {"
+        "  if (n.tagName === 'PROGRESS') window.bars.push([n.value, n.max]);"
+        "}))).observe(document.getElementById('file-status'), {childList: true});"
+    )
+    # What a drop from the desktop gives the page: a DataTransfer holding the file.
+    page.driver.execute_script(
+        "const dt = new DataTransfer();"
+        "dt.items.add(new File([arguments[0]], 'talk.srt', {type: 'application/x-subrip'}));"
+        "document.getElementById('drop').dispatchEvent("
+        "  new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));",
+        source,
+    )
+    page.wait(lambda d: page.find("#file-done").is_displayed())
+    bars = page.driver.execute_script("return window.bars")
+    assert [done for done, parts in bars if parts == 70] == [0, 32, 64, 70]
+    name, text = download(page, tmp_path)
+    status, events = post_file(server, {"filename": "talk.srt", "content": source})
+    assert status == 200
+    assert (name, text) == (events[-1]["filename"], events[-1]["content"])
+    assert [b[:2] for b in cue_blocks(text)] == [b[:2] for b in cue_blocks(source)]
+    assert page.find("#file-preview").text.startswith("1\n00:00:00,000 --> 00:00:01,500\n")
+    assert page.find("#file-error").text == ""
+    page.driver.save_screenshot(str(tmp_path / "file.png"))
+    print(f"screenshot: {tmp_path / 'file.png'}")
+
+
+def test_a_chosen_markdown_file_keeps_its_structure(page, server, tmp_path) -> None:
+    page.open()
+    downloads_to(page, tmp_path)
+    path = tmp_path / "notes.md"
+    path.write_text(MARKDOWN, encoding="utf-8")
+    page.find("#file-input").send_keys(str(path))
+    page.wait(lambda d: page.find("#file-done").is_displayed())
+    name, text = download(page, tmp_path)
+    status, events = post_file(server, {"filename": "notes.md", "content": MARKDOWN})
+    assert status == 200
+    assert (name, text) == (events[-1]["filename"], events[-1]["content"])
+    assert name.endswith(".md") and events[0]["format"] == "markdown"
+    code = MARKDOWN[MARKDOWN.index("```python") : MARKDOWN.index("```\n\nA man") + 4]
+    assert code in text
+    assert '(https://example.org/car "car")' in text and "`attn translate`" in text
+    lines, source_lines = text.split("\n"), MARKDOWN.split("\n")
+    assert len(lines) == len(source_lines)
+    assert lines[0].startswith("# ") and lines[0] != source_lines[0]
+    assert [line[:2] for line in lines if line.startswith("- ")] == ["- ", "- "]
+    assert "A dog runs in the park." not in text
+
+
+def test_a_binary_file_is_refused_on_the_page(page, tmp_path) -> None:
+    page.open()
+    path = tmp_path / "photo.srt"
+    path.write_bytes(b"\xff\xd8\xff\xe0 not text")
+    page.find("#file-input").send_keys(str(path))
+    page.wait(lambda d: page.find("#file-error").text)
+    assert "photo.srt is not a text file" in page.find("#file-error").text
+    assert not page.find("#file-done").is_displayed()
+
+
 # --- another site's page cannot use the server ---------------------------------------------
 
 # A page of another origin (another local port) that tries the server's /translate twice: as
