@@ -191,6 +191,7 @@ def _write_results(
                 f"{inputs[0] if inputs[0] != '-' else '<stdin>'}:" if len(inputs) == 1 else "line "
             )
             lineno = 0
+            split_further: list[int] = []  # lines with a sentence longer than max_length
             texts = (t for f in inputs for t in _texts(f, io.field, io.errors, io.guess_fields))
             with (
                 _output(target) as out,
@@ -212,8 +213,25 @@ def _write_results(
                             f"({pipeline.config.max_length} pieces) and were truncated",
                             soft_wrap=True,
                         )
+                    if getattr(result, "split_further", False):
+                        split_further.append(lineno)
                     out.write(render(result).encode() + b"\n")
                     out.flush()
+            if split_further:
+                _warn_split_further(where, split_further, pipeline.config.max_length)
+
+
+def _warn_split_further(where: str, lines: list[int], max_length: int) -> None:
+    """Name the lines whose sentences were split further instead of cut."""
+    shown = ", ".join(map(str, lines[:20])) + (
+        f" and {len(lines) - 20} more" if len(lines) > 20 else ""
+    )
+    err_console.print(
+        f"Warning: {where}{shown}: a sentence longer than the model's max_length "
+        f"({max_length} pieces) was split further at punctuation or spaces, not cut",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 @contextmanager

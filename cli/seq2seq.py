@@ -8,9 +8,11 @@ and `cli/commands/summarize.py` each register one.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -115,10 +117,26 @@ PrefixOpt = Annotated[
 ]
 
 
+class Split(str, Enum):
+    sentences = "sentences"
+    none = "none"
+
+
+SplitOpt = Annotated[
+    Split,
+    typer.Option(
+        "--split",
+        help="sentences: split each line into sentences, translate them and join them back "
+        "on one line (a sentence too long for the model is split further, never cut); "
+        "none: each line is one input of the model.",
+    ),
+]
+
 # Options that only some of the commands offer (see `Seq2SeqCommand.extras`).
 EXTRAS = (
     "shortlist",
     "align",
+    "split",
     "glossary",
     "glossary_ignore_case",
     "prefix",
@@ -178,6 +196,7 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
         top_k: TopKOpt = None,
         top_p: TopPOpt = None,
         seed: SeedOpt = None,
+        split: SplitOpt = Split.sentences,
         glossary: GlossaryOpt = None,
         glossary_ignore_case: GlossaryIgnoreCaseOpt = False,
         prefix: PrefixOpt = None,
@@ -207,7 +226,11 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
             return pipeline
 
         def infer(pipeline, texts, chunk_size, progress):
-            return pipeline.generate(
+            # Only translation splits: a summary's input is the whole document.
+            run = pipeline.generate
+            if "split" in spec.extras:
+                run = functools.partial(pipeline.translate, split=split.value)
+            return run(
                 texts,
                 beam=beam,
                 n_best=n_best,

@@ -43,6 +43,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException
 
+from attn.data.glossary import guided
 from attn.model.inference.attention_maps import attention_maps
 from attn.model.inference.describe import preset_name
 from attn.model.inference.pipeline import (
@@ -155,6 +156,66 @@ class GenerateRequest(_TextsRequest):
             return {}
         names = ("sample", "temperature", "top_k", "top_p", "seed")
         return {name: getattr(self, name) for name in names}
+
+
+class TranslateRequest(GenerateRequest):
+    """A translate request: `split` "sentences" (each text split into sentences, translated
+    and joined back) or "none" (each text one input of the model); `constraints`, target
+    texts the output must hold (one list for all texts, or with "texts" one list per text),
+    and `prefix`, the text the output starts with (one string for all, or one per text; ""
+    for none). A text with constraints or a prefix is translated whole."""
+
+    split: Literal["sentences", "none"] = "sentences"
+    constraints: list[str] | list[list[str]] | None = None
+    prefix: str | list[str] | None = None
+
+    @model_validator(mode="after")
+    def _guidance(self) -> TranslateRequest:
+        if self.sample and (self.constraints is not None or self.prefix is not None):
+            raise ValueError("constraints and prefix need beam search: drop sample")
+        count = len(super().all_texts())
+        lists = (
+            self.constraints if self.constraints and isinstance(self.constraints[0], list) else None
+        )
+        for name, per_text, one in (
+            ("constraints", lists, "list of strings"),
+            ("prefix", self.prefix if isinstance(self.prefix, list) else None, "string"),
+        ):
+            if per_text is not None and self.text is not None:
+                raise ValueError(f'{name}: with "text", give one {one}')
+            if per_text is not None and len(per_text) != count:
+                raise ValueError(f"{name}: {len(per_text)} given for {count} texts")
+        if any(not c.strip() for cons in self._constraint_lists() for c in cons):
+            raise ValueError("constraints: a constraint is empty")
+        return self
+
+    def _constraint_lists(self) -> list[list[str]]:
+        cons = self.constraints or []
+        if cons and isinstance(cons[0], list):
+            return cons  # type: ignore[return-value]
+        return [cons] * len(super().all_texts())  # type: ignore[list-item]
+
+    def all_texts(self) -> list[str]:
+        texts = super().all_texts()
+        if self.constraints is None and self.prefix is None:
+            return texts
+        return list(guided(texts, self._constraint_lists(), self.prefix))
+
+    def check_lengths(self, pipeline: Seq2Seq) -> None:
+        """Raises HTTPException 422: a constraint or prefix is longer than the model's
+        max_length (checked before decoding, so a batch shared with others never fails)."""
+        prefixes = [self.prefix] if isinstance(self.prefix, str) else self.prefix or []
+        flat = [c for cons in self._constraint_lists() for c in cons] + [p for p in prefixes if p]
+        ids, _ = pipeline.tokenizer.encode(flat, add_eos=False) if flat else ([], [])
+        limit = pipeline.config.max_length
+        for text, pieces in zip(flat, ids, strict=True):
+            if len(pieces) > limit:
+                raise HTTPException(
+                    422, f'"{text[:40]}" is {len(pieces)} pieces, more than max_length {limit}'
+                )
+
+    def decode_options(self) -> dict[str, Any]:
+        return super().decode_options() | {"split": self.split}
 
 
 class SentimentRequest(_TextsRequest):
@@ -431,8 +492,12 @@ def create_app(
     @app.post("/translate")
     async def translate(request: Request) -> dict[str, Any]:
         """Translate `text` or `texts`; options beam, n_best, length_penalty, no_repeat_ngram,
-        max_length; or sample with temperature, top_k, top_p, seed."""
-        req, results = await run("translate", request, GenerateRequest)
+        max_length, split ("sentences" or "none"), constraints, prefix; or sample with
+        temperature, top_k, top_p, seed."""
+        req = await _parse(request, TranslateRequest, limits)
+        if "translate" in models:
+            req.check_lengths(models["translate"])
+        req, results = await run("translate", request, TranslateRequest, req)
         return reply(req, [r.record(req.n_best) for r in results])
 
     @app.post("/summarize")

@@ -11,12 +11,14 @@ TRANSLATE = Seq2SeqCommand(
     task="translate",
     help="""Translate text: one line out per line in, in order (an empty line stays empty).
 
-    Reads FILES or stdin. Beam search by default; an output has at most
+    Reads FILES or stdin. A line may hold a paragraph: it is split into sentences,
+    translated and joined back on one line (--split none: the line as one input).
+    Beam search by default; an output has at most
     1.5 x source pieces + 10 pieces unless --max-length says otherwise.
 
     Example: echo "A man rides a bike." | attn translate -m models/en-de
     """,
-    extras=("shortlist", "align", "glossary", "glossary_ignore_case", "prefix"),
+    extras=("shortlist", "align", "split", "glossary", "glossary_ignore_case", "prefix"),
 )
 
 

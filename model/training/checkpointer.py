@@ -154,6 +154,8 @@ class Checkpointer:
                 "val": [str(Path(p).resolve()) for p in self.data.val_files],
                 "val_from_train": self.data.val_from_train,
             },
+            # The source language chooses the sentence splitter's rules at inference.
+            **_languages(self.config.task, [d["file"] for d in self.data_digests]),
             "best": {
                 "step": stopping.best_step,
                 "metric": self.metric,
@@ -163,3 +165,14 @@ class Checkpointer:
             "untrained": stopping.best_step is None,
         }
         save_model_config(self.dir, self.config, **meta)
+
+
+def _languages(task: str, train_files: list[str]) -> dict[str, Any]:
+    """{"languages": {"src": ..., "tgt": ...}} for a translation model trained on files named
+    by language (train.en and train.de); {} otherwise."""
+    suffixes = [Path(f).suffix[1:] for f in train_files[:2]]
+    if task != "translate" or len(suffixes) != 2:
+        return {}
+    if any(not s.isalpha() or s.lower() in ("src", "tgt", "jsonl", "tsv", "txt") for s in suffixes):
+        return {}
+    return {"languages": {"src": suffixes[0], "tgt": suffixes[1]}}
