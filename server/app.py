@@ -524,12 +524,11 @@ def create_app(
             raise HTTPException(422, str(e)) from None
         return results[0]
 
-    translator = models.get("translate")
     mount_file_route(
         app,
         lambda request, schema: _parse(request, schema, limits),
         lambda: batchers["translate"].submit if "translate" in batchers else None,
-        _target_language(translator) if translator is not None else None,
+        lambda: _target_language(models["translate"]),
     )
     mount_page(app)
     app.add_middleware(

@@ -72,14 +72,15 @@ def mount_file_route(
     app: FastAPI,
     parse: Callable[[Request, type[FileRequest]], Awaitable[FileRequest]],
     submit: Callable[[], Submit | None],
-    target_language: str | None,
+    target_language: Callable[[], str | None],
 ) -> None:
     """Add POST /translate/file to `app`.
 
     Args:
         parse: reads and validates a request body (the app's limits apply).
         submit: the translation model's `MicroBatcher.submit`, or None without one.
-        target_language: the model's target language, for the answer's file name.
+        target_language: the translation model's target language (None: not known), for
+            the answer's file name; asked only once `submit` gave a model.
     """
 
     @app.post("/translate/file", response_model=None)
@@ -97,7 +98,7 @@ def mount_file_route(
             document = parse_document(req.content, fmt, PurePath(req.filename).name)
         except ValueError as e:  # a DataError ("talk.srt:3: ...") or an unknown format
             raise HTTPException(422, str(e)) from None
-        name = output_name(req.filename, target_language)
+        name = output_name(req.filename, target_language())
         events = _events(document, run, req.decode_options(), name)
         return StreamingResponse(events, media_type="application/x-ndjson")
 

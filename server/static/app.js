@@ -393,7 +393,7 @@ function setFileBusy(name, busy) {
   showFileProgress(name, 0, null);
   fileTimer = setInterval(() => {
     const time = $("file-time");
-    if (time) time.textContent = ` (${Math.round((Date.now() - state.fileStarted) / 1000)} s)`;
+    if (time) time.textContent = `(${Math.round((Date.now() - state.fileStarted) / 1000)} s)`;
   }, 1000);
 }
 
@@ -407,7 +407,7 @@ function showFileProgress(name, done, parts) {
   const seconds = Math.round((Date.now() - state.fileStarted) / 1000);
   $("file-status").replaceChildren(
     bar, el("span", { textContent: `${what}\u2026` }),
-    el("span", { id: "file-time", textContent: seconds ? ` (${seconds} s)` : "" }),
+    el("span", { id: "file-time", textContent: seconds ? `(${seconds} s)` : "" }),
   );
 }
 
