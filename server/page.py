@@ -2,7 +2,8 @@
 
 They ship inside the package (`attn.server/static/`) and are read once, when the app is
 made: no CDN, no build step, nothing fetched at run time. The page talks to the JSON API
-of `attn.server.app` (GET /health, POST /translate, /summarize, /sentiment, /attention).
+of `attn.server.app` (GET /health, POST /translate, /summarize, /sentiment, /attention,
+/translate/file).
 """
 
 from __future__ import annotations
