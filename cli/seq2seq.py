@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from attn.cli.documents import InputFormatOpt, run_documents
 from attn.cli.lines import (
     BatchSizeOpt,
     BatchTokensOpt,
@@ -136,6 +137,7 @@ SplitOpt = Annotated[
 EXTRAS = (
     "shortlist",
     "align",
+    "input_format",
     "split",
     "glossary",
     "glossary_ignore_case",
@@ -196,6 +198,7 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
         top_k: TopKOpt = None,
         top_p: TopPOpt = None,
         seed: SeedOpt = None,
+        input_format: InputFormatOpt = None,
         split: SplitOpt = Split.sentences,
         glossary: GlossaryOpt = None,
         glossary_ignore_case: GlossaryIgnoreCaseOpt = False,
@@ -225,6 +228,22 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
                 terms[0].check_lengths([len(i) for i in ids], pipeline.config.max_length)
             return pipeline
 
+        def options() -> dict[str, Any]:
+            """The search options of every input (`load` reads the glossary)."""
+            return {
+                "beam": beam,
+                "length_penalty": length_penalty,
+                "no_repeat_ngram": no_repeat_ngram,
+                "max_length": max_length,
+                "batch_size": batch_size,
+                "batch_tokens": batch_tokens,
+                "shortlist": shortlist,
+                "sample": sample,
+                **sampling,
+                **({"glossary": terms[0]} if terms else {}),
+                **({"prefix": prefix} if prefix else {}),
+            }
+
         def infer(pipeline, texts, chunk_size, progress):
             # Only translation splits: a summary's input is the whole document.
             run = pipeline.generate
@@ -232,23 +251,34 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
                 run = functools.partial(pipeline.translate, split=split.value)
             return run(
                 texts,
-                beam=beam,
                 n_best=n_best,
-                length_penalty=length_penalty,
-                no_repeat_ngram=no_repeat_ngram,
-                max_length=max_length,
-                batch_size=batch_size,
-                batch_tokens=batch_tokens,
                 chunk_size=chunk_size,
                 progress=progress,
                 workers=worker_processes(workers, chunk_size),
-                shortlist=shortlist,
                 align=align,
-                sample=sample,
-                **sampling,
-                **({"glossary": terms[0]} if terms else {}),
-                **({"prefix": prefix} if prefix else {}),
+                **options(),
             )
+
+        def translate_document(pipeline, document) -> str:
+            from attn.model.inference.documents import translate_document
+
+            return translate_document(
+                pipeline, document, split=split.value, workers=workers, **options()
+            )
+
+        if "input_format" in spec.extras and run_documents(
+            files or [],
+            output,
+            output_dir,
+            input_format,
+            load,
+            translate_document,
+            fmt=fmt,
+            n_best=n_best,
+            field=field,
+            align=align,
+        ):
+            return
 
         from attn.data.task_files import SRC_FIELDS
 

@@ -18,7 +18,15 @@ TRANSLATE = Seq2SeqCommand(
 
     Example: echo "A man rides a bike." | attn translate -m models/en-de
     """,
-    extras=("shortlist", "align", "split", "glossary", "glossary_ignore_case", "prefix"),
+    extras=(
+        "shortlist",
+        "align",
+        "input_format",
+        "split",
+        "glossary",
+        "glossary_ignore_case",
+        "prefix",
+    ),
 )
 
 

@@ -13,13 +13,36 @@ that would cross another is put around its enclosing span's words instead.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Whitespace a unit's text is stripped of (not U+00A0: an escaped &nbsp; stays literal text).
 _SPACE = " \t\n\r\f"
 _WORD = re.compile(r"\S+")
+_LINE_BREAK = re.compile(r"[ \t]*\r?\n[ \t]*")
+_CLOSE = re.compile(r"</\s*([\w.-]*)")
+_OPEN = re.compile(r"<\s*([A-Za-z][\w.-]*)")
+# HTML elements that never hold text.
+VOID = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
 
 # A place in the output: (word index, character offset in that word).
 _Pos = tuple[int, int]
@@ -53,9 +76,20 @@ class InlineText:
     text: str
     markups: list[Markup]
     escape: Callable[[str], str] = str
+    # The source's line breaks inside the text (as they were written: "\n", "\n> ",
+    # "  \n") and the words of each line: the translation is wrapped the same way.
+    breaks: list[str] = field(default_factory=list)
+    line_words: list[int] = field(default_factory=list)
 
     def render(self, translation: str, alignment: Sequence[tuple[int, int]] | None) -> str:
-        return " ".join(self.tokens(translation, alignment))
+        tokens = self.tokens(translation, alignment)
+        if not self.breaks:
+            return " ".join(tokens)
+        lines = wrap(tokens, self.line_words)
+        out = [lines[0]]
+        for brk, line in zip(self.breaks, lines[1:], strict=False):
+            out += [brk, line]
+        return "".join(out)
 
     def tokens(self, translation: str, alignment: Sequence[tuple[int, int]] | None) -> list[str]:
         """The output words with the markup attached (a caller may wrap them into lines)."""
@@ -133,7 +167,12 @@ class _Placer:
     def _place_point(self, index: int, m: Markup, lo: _Pos, hi: _Pos) -> None:
         raw = m.open + m.close
         after = next((k for k, (_, b) in enumerate(self.src) if b > m.start), None)
-        if after is None:  # after the last word
+        before = next((k for k, (_, b) in enumerate(self.src) if b == m.start), None)
+        if before is not None and (after is None or self.src[after][0] > m.start):
+            # Right after a word (`word<br> next`): kept at that word's end.
+            word = self._out_range(before, before)[1]
+            pos, rank, text = (word, len(self.words[word])), -1, raw
+        elif after is None:  # after the last word
             last = len(self.words) - 1
             pos, spaced = (
                 (last, len(self.words[last])),
@@ -161,6 +200,21 @@ class _Placer:
         return out
 
 
+def wrap(tokens: Sequence[str], line_words: Sequence[int]) -> list[str]:
+    """`tokens` in as many lines as `line_words` has (fewer when there are fewer tokens, never
+    an empty line), each line's share of the tokens as its share of the source's words."""
+    n_lines = max(1, min(len(line_words), len(tokens)))
+    total = max(sum(line_words), 1)
+    cuts, seen = [0], 0
+    for k, count in enumerate(line_words[: n_lines - 1], start=1):
+        seen += count
+        cut = round(seen * len(tokens) / total)
+        # At least one token per line, before and after the cut.
+        cuts.append(min(max(cut, cuts[-1] + 1), len(tokens) - (n_lines - k)))
+    cuts.append(len(tokens))
+    return [" ".join(tokens[a:b]) for a, b in itertools.pairwise(cuts)]
+
+
 def _cross(x: tuple[_Pos, _Pos], y: tuple[_Pos, _Pos]) -> bool:
     """Whether two intervals overlap without one holding the other."""
     (s1, e1), (s2, e2) = x, y
@@ -171,21 +225,41 @@ class InlineBuilder:
     """Collects a run of text and markup, in source order, into document parts.
 
     `text` adds text (its plain form, translated, and its raw form, kept when the run has
-    no words); `open`/`close` a span's two strings; `point` a string kept whole.
+    no words); `line_break` a line break inside the text (a space to translate; the
+    translation is wrapped into as many lines); `open`/`close` a span's two strings;
+    `point` a string kept whole. With `breaks_in_text`, a line break inside text that
+    `text` adds (with the whitespace around it) counts as a `line_break`.
     """
 
-    def __init__(self, escape: Callable[[str], str] = str) -> None:
+    def __init__(self, escape: Callable[[str], str] = str, breaks_in_text: bool = False) -> None:
         self.escape = escape
+        self.breaks_in_text = breaks_in_text
+        self._breaks: list[tuple[int, str]] = []  # (offset in the plain text, raw)
         self._plain: list[str] = []
         self._raw: list[str] = []
         self._length = 0
         self._markups: list[list] = []  # [start, end or None, open, close]
+        self._tags: list[tuple[str, int]] = []  # the open tags of `tag`: (name, handle)
 
     @property
     def empty(self) -> bool:
         return not self._raw
 
     def text(self, plain: str, raw: str | None = None) -> None:
+        if self.breaks_in_text and "\n" in plain and raw in (None, plain):
+            at = 0
+            for m in _LINE_BREAK.finditer(plain):
+                self._add_text(plain[at : m.start()], None)
+                self.line_break(m.group())
+                at = m.end()
+            plain, raw = plain[at:], None
+        self._add_text(plain, raw)
+
+    def line_break(self, raw: str) -> None:
+        self._breaks.append((self._length, raw))
+        self._add_text(" ", raw)
+
+    def _add_text(self, plain: str, raw: str | None) -> None:
         self._plain.append(plain)
         self._raw.append(plain if raw is None else raw)
         self._length += len(plain)
@@ -205,27 +279,53 @@ class InlineBuilder:
         self._markups.append([self._length, self._length, raw, ""])
         self._raw.append(raw)
 
+    def tag(self, raw: str) -> None:
+        """An HTML-like tag: an opening tag starts a span, which the next closing tag of
+        its name (`</>`: any) ends; a tag that closes nothing, or closes itself, is a
+        point."""
+        close = _CLOSE.match(raw)
+        if close:
+            name = close.group(1).split(".")[0].lower()
+            for i in range(len(self._tags) - 1, -1, -1):
+                if self._tags[i][0] == name or not name:
+                    self.close(self._tags.pop(i)[1], raw)
+                    return
+            self.point(raw)
+            return
+        opening = _OPEN.match(raw)
+        if opening and not raw.endswith("/>") and opening.group(1).lower() not in VOID:
+            self._tags.append((opening.group(1).split(".")[0].lower(), self.open(raw)))
+        else:
+            self.point(raw)
+
     def build(self) -> list:
         """The run as parts: literal strings and at most one `InlineText` unit (none when the
         run has no words: then all of it is literal). The builder is empty afterwards."""
         plain, raw = "".join(self._plain), "".join(self._raw)
         markups = self._markups
-        self.__init__(self.escape)
+        breaks = self._breaks
+        self.__init__(self.escape, self.breaks_in_text)
         if not plain.strip(_SPACE):
             return [raw] if raw else []
-        lead = len(plain) - len(plain.lstrip(_SPACE))
         text = plain.strip(_SPACE)
-
-        def clip(x: int) -> int:
-            return min(max(x - lead, 0), len(text))
-
+        # Whitespace at the ends stays literal, but for what lies beside markup (the
+        # markup's offsets then fall outside the text: its spacing is kept).
+        lead = len(plain) - len(plain.lstrip(_SPACE))
+        tail = lead + len(text)
+        if markups:
+            lead = min(lead, *(m[0] for m in markups))
+            tail = max(tail, *(m[0] if m[1] is None else m[1] for m in markups))
+        shift = len(plain) - len(plain.lstrip(_SPACE))
         units = [
-            Markup(clip(s), clip(s if e is None else e), o, c)  # unclosed: a point
+            Markup(s - shift, (s if e is None else e) - shift, o, c)  # unclosed: a point
             for s, e, o, c in markups
         ]
-        trail = plain[lead + len(text) :]
         parts: list = [plain[:lead]] if lead else []
-        parts.append(InlineText(text, units, self.escape))
-        if trail:
-            parts.append(trail)
+        inner = [(at - shift, raw) for at, raw in breaks if shift <= at < shift + len(text)]
+        cuts = [0, *(at for at, _ in inner), len(text)]
+        line_words = [len(text[a:b].split()) for a, b in itertools.pairwise(cuts)]
+        unit = InlineText(text, units, self.escape, [raw for _, raw in inner], line_words)
+        parts.append(unit)
+        if plain[tail:]:
+            parts.append(plain[tail:])
         return parts
