@@ -35,6 +35,8 @@ class Scan:
     sample: texts to train the tokenizer on: the sampled sources, then the sampled targets
         (sentiment: sources only), each in file order; all of them when the corpus holds
         fewer than the sample size, as the tokenizer was always trained.
+    real: how many rows the real training files hold: the synthetic files' rows come after
+        them (none is held out for validation).
     """
 
     roles: np.ndarray
@@ -44,6 +46,7 @@ class Scan:
     sample: list[str]
     val_from_train: bool
     seconds: float
+    real: int
 
     @property
     def rows(self) -> int:
@@ -100,9 +103,13 @@ def scan_training_data(
     roles, hashes = bytearray(), array("q")
     labels: set[str] = set()
     total_bytes = sum(Path(f).stat().st_size for f in files.train) or 1
-    chars, empty = 0, 0
+    chars, empty, real = 0, 0, 0
+    synthetic = set(files.synthetic)
+    total_bytes += sum(Path(f).stat().st_size for f in files.synthetic)
     progress = StageProgress(emit, "reading the training data", "rows")
-    for row, (_, _, ex) in enumerate(files.examples("train", empty="keep")):
+    for row, (path, _, ex) in enumerate(files.examples("train", empty="keep")):
+        if path not in synthetic:
+            real = row + 1
         chars += len(ex.src) + len(ex.tgt) + 2
         if not ex.src.strip() or not ex.tgt.strip():
             roles.append(DROPPED)
@@ -127,13 +134,14 @@ def scan_training_data(
     if not np.any(role == TRAIN):
         raise DataError(names, "no training examples")
     sorted_labels = training_labels(labels, files.train) if sentiment else None
-    val_from_train = not files.val and _hold_out(role, val_fraction, max_val, seed)
+    # Validation holds real pairs only: the held-out rows are chosen among the real ones.
+    val_from_train = not files.val and _hold_out(role[:real], val_fraction, max_val, seed)
 
     def keep(row: int) -> bool:
         return bool(role[row] == TRAIN)
 
     sample = sources.texts(keep) + ([] if sentiment else targets.texts(keep))
-    return Scan(role, empty, duplicates, sorted_labels, sample, val_from_train, seconds)
+    return Scan(role, empty, duplicates, sorted_labels, sample, val_from_train, seconds, real)
 
 
 def read_validation(files: TaskFiles, labels: list[str] | None) -> tuple[list[Example], int]:

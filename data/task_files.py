@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -44,6 +44,10 @@ TGT_FIELDS = ("summary", "target", "tgt")
 # Suffixes of train.* files that are formats, not languages.
 _FORMAT_SUFFIXES = {"src", "tgt", "jsonl", "tsv", "csv", "json", "txt", "md", "gz", "zip"}
 _VAL_STEMS = ("val", "dev")
+# The tag before every synthetic source (tagged back-translation, Caswell et al. 2019): the
+# model learns to tell machine-made sources from real ones, and real inputs never carry it.
+# A tokenizer trained with synthetic data holds it as one piece.
+BT_TAG = "<BT>"
 _TABLE_SUFFIXES = (".tsv", ".csv", ".jsonl")
 
 logger = logging.getLogger(__name__)
@@ -279,9 +283,12 @@ class TaskFiles:
     train: list[Path]
     val: list[Path]
     fields: _Fields
+    synthetic: list[Path] = field(default_factory=list)
 
     def examples(self, split: str, empty: str = "error") -> Iterator[tuple[Path, int, Example]]:
-        """Yield ``(file, line, example)`` of ``split`` ("train" or "val"), streaming.
+        """Yield ``(file, line, example)`` of ``split`` ("train" or "val"), streaming. The
+        training split ends with the synthetic pairs, their sources tagged with `BT_TAG`
+        (an empty source stays empty).
 
         Args:
             empty: ``"error"`` raises on an empty side; ``"keep"`` yields it (as ``""``).
@@ -289,8 +296,16 @@ class TaskFiles:
         Raises:
             DataError: unreadable files or bad rows, with file and line.
         """
-        files = self.train if split == "train" else self.val
-        return _read_examples(self.task, files, self.fields, empty)
+        if split != "train":
+            return _read_examples(self.task, self.val, self.fields, empty)
+        return self._training_examples(empty)
+
+    def _training_examples(self, empty: str) -> Iterator[tuple[Path, int, Example]]:
+        yield from _read_examples(self.task, self.train, self.fields, empty)
+        if self.synthetic:
+            for path, line, ex in _read_examples(self.task, self.synthetic, self.fields, empty):
+                src = f"{BT_TAG} {ex.src}" if ex.src.strip() else ex.src
+                yield path, line, Example(src, ex.tgt)
 
 
 def find_task_files(
@@ -305,12 +320,19 @@ def find_task_files(
     label_field: str | None = None,
     src_field: str | None = None,
     tgt_field: str | None = None,
+    synthetic: str | Path | None = None,
 ) -> TaskFiles:
     """The training and validation files of a task, found by the conventions of
     `load_task_data` (whose arguments these are), without reading them.
 
+    Args:
+        synthetic: translation only: a directory of synthetic training pairs (e.g.
+            back-translations) named as the training files are (``train.SRC`` and
+            ``train.TGT``); `TaskFiles.examples` tags their sources with `BT_TAG`.
+
     Raises:
-        DataError: no data directory or file there, or no training files in it.
+        DataError: no data directory or file there, no training files in it, or no
+            synthetic pairs in `synthetic`.
         ValueError: unknown task, bad arguments.
     """
     check_task(task)
@@ -329,7 +351,33 @@ def find_task_files(
         else:
             raise _not_data(directory)
     fields = _Fields.of(task, src, tgt, src_field, tgt_field, text_field, label_field)
-    return TaskFiles(task, train_files, val_files, fields)
+    extra = [] if synthetic is None else _synthetic_files(task, Path(synthetic), train_files)
+    return TaskFiles(task, train_files, val_files, fields, extra)
+
+
+def _synthetic_files(task: str, directory: Path, train: list[Path]) -> list[Path]:
+    """The synthetic pairs' files in `directory`: named as the training files are."""
+    if task != "translate":
+        raise ValueError(f"synthetic pairs (--synthetic) are for translate, not {task}")
+    if len(train) != 2 or any(p.suffix in _TABLE_SUFFIXES for p in train):
+        raise ValueError(
+            "synthetic pairs (--synthetic) need training data as two line-aligned files "
+            "(train.SRC and train.TGT)"
+        )
+    names = [f"train{p.suffix}" for p in train]
+    if not directory.is_dir():
+        raise DataError(
+            directory, f"no such directory (--synthetic names one holding {' and '.join(names)})"
+        )
+    files = [directory / name for name in names]
+    missing = [p.name for p in files if not p.is_file()]
+    if missing:
+        raise DataError(
+            directory,
+            f"no {' or '.join(missing)}: synthetic pairs are {' and '.join(names)}, "
+            "as in the training data",
+        )
+    return files
 
 
 def check_val_label(path: Path, line: int, label: str, labels: list[str] | None) -> None:

@@ -4,7 +4,9 @@ validation, the end of the run and a model that answers.
 Each recipe runs through the `attn train` CLI with its own file (`--config`), its dataset
 read from shared/data (`--data`, which replaces the file's dataset name) and its time
 budget joined by a step count that ends the run first. A recipe that starts from another
-recipe's model (`init`) gets that recipe's run, made once for the module.
+recipe's model (`init`) gets that recipe's run, made once for the module. A recipe that
+trains on synthetic pairs too (`synthetic`, back-translations) gets a small directory of
+them made from the dataset's own first pairs (`SYNTHETIC_PAIRS`), as `--synthetic`.
 
 Validation reads the first examples of the real validation split (`VAL_EXAMPLES`), not
 all of it: translation and summarization decode greedily, and an untrained model decodes
@@ -54,10 +56,12 @@ SHARED_DIRS = {
     "sst2": "sentiment/sst2",
 }
 STEPS = 4
+# Synthetic pairs made for a recipe with `synthetic`: stand-ins for back-translations.
+SYNTHETIC_PAIRS = 64
 # Validation examples read, of each split's first (see the module's doc).
 VAL_EXAMPLES = {"translate": 48, "summarize": 48, "sentiment": 256}
 # Recipe keys the test replaces, or that are paths: checked apart from the other settings.
-_NOT_SETTINGS = {"data", "model_dir", "init", "time_budget", "val_every", "set"}
+_NOT_SETTINGS = {"data", "model_dir", "init", "synthetic", "time_budget", "val_every", "set"}
 
 
 def _recipe(name: str) -> dict[str, Any]:
@@ -75,6 +79,7 @@ class Run:
     data: Path  # what --data names: links to its files
     model_dir: Path
     init: Run | None
+    synthetic: Path | None  # what --synthetic names
     reused: bool  # started with the data another recipe prepared alike
     returncode: int
     stderr: str
@@ -121,17 +126,41 @@ class Runs:
             init = self.get(_recipe_writing(recipe["init"]))
             init.check_success()
             cmd += ["--init", str(init.model_dir)]
-        reused = init is None and dataset in self.prepared
+        synthetic = None
+        if "synthetic" in recipe:
+            synthetic = self._synthetic(shared, name, recipe["src"], recipe["tgt"])
+            cmd += ["--synthetic", str(synthetic)]
+        # Data prepared with synthetic pairs fits no other recipe, nor other data this one.
+        reused = init is None and synthetic is None and dataset in self.prepared
         if reused:
             shutil.copytree(self.prepared[dataset] / "prepared", model_dir / "prepared")
         # An empty attn home: nothing fetched there stands in for the shared data.
         env = {**os.environ, "ATTN_HOME": str(self.tmp / "home")}
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-        if result.returncode == 0 and init is None:
+        if result.returncode == 0 and init is None and synthetic is None:
             self.prepared.setdefault(dataset, model_dir)
         return Run(
-            name, task, shared, data, model_dir, init, reused, result.returncode, result.stderr
+            name,
+            task,
+            shared,
+            data,
+            model_dir,
+            init,
+            synthetic,
+            reused,
+            result.returncode,
+            result.stderr,
         )
+
+    def _synthetic(self, shared: Path, name: str, src: str, tgt: str) -> Path:
+        """Synthetic pairs for recipe `name`: the first SYNTHETIC_PAIRS pairs of the dataset."""
+        directory = self.tmp / "synthetic" / name.removesuffix(".toml")
+        directory.mkdir(parents=True)
+        for lang in (src, tgt):
+            with (shared / f"train.{lang}").open(encoding="utf-8", newline="") as f:
+                head = "".join(line for _, line in zip(range(SYNTHETIC_PAIRS), f, strict=False))
+            (directory / f"train.{lang}").write_text(head, encoding="utf-8", newline="")
+        return directory
 
     def _data(self, task: str, shared: Path, dataset: str) -> Path:
         """A directory of links to the files of `shared`, but with validation files that
@@ -178,6 +207,9 @@ def _check_settings(run: Run, recipe: dict[str, Any], config: dict[str, Any]) ->
     for key, value in recipe.get("set", {}).items():
         assert model[key] == value, (key, model[key], value)
     assert Path(train["data"]) == run.data.resolve()
+    if run.synthetic is not None:
+        assert Path(train["synthetic"]) == run.synthetic.resolve()
+        assert {Path(f).parent for f in config["data"]["synthetic"]} == {run.synthetic.resolve()}
     read = {Path(f["file"]).resolve().parent for f in config["data"]["train"]}
     assert read == {run.shared.resolve()}
     if run.init is None:
@@ -226,6 +258,12 @@ def test_recipe_runs_on_its_dataset(name: str, runs: Runs) -> None:
     config = json.loads((run.model_dir / "config.json").read_text(encoding="utf-8"))
     assert config["best"]["metric"] == metric and config["best"]["step"] == STEPS
     _check_settings(run, recipe, config)
+    if run.synthetic is not None:
+        # The synthetic pairs were trained on, tagged; validation holds real pairs only.
+        manifest = json.loads((run.model_dir / "prepared" / "manifest.json").read_text("utf-8"))
+        assert manifest["counts"]["synthetic"] == SYNTHETIC_PAIRS
+        assert f"({SYNTHETIC_PAIRS} of them synthetic)" in run.stderr
+        assert config["data"]["val"] and not config["data"]["val_from_train"]
 
     # The model answers: one line out for one line in.
     source = _first_source(run)

@@ -83,9 +83,12 @@ def _sample(texts: Iterable[str], max_sentences: int | None, seed: int) -> list[
     return kept
 
 
-def _train_proto(sentences: list[str], vocab_size: int, model_type: str) -> bytes:
+def _train_proto(
+    sentences: list[str], vocab_size: int, model_type: str, symbols: Sequence[str] = ()
+) -> bytes:
     """Run the SentencePiece trainer once and return the serialized model."""
     model = io.BytesIO()
+    extra = {"user_defined_symbols": list(symbols)} if symbols else {}
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences),
         model_writer=model,
@@ -104,6 +107,7 @@ def _train_proto(sentences: list[str], vocab_size: int, model_type: str) -> byte
         max_sentence_length=1 << 16,
         num_threads=_TRAIN_THREADS,
         minloglevel=2,
+        **extra,
     )
     return model.getvalue()
 
@@ -143,6 +147,7 @@ class Tokenizer:
         model_type: str = "unigram",
         seed: int = 0,
         max_sentences: int | None = 2_000_000,
+        symbols: Sequence[str] = (),
     ) -> Tokenizer:
         """Train a tokenizer on ``texts`` and write it atomically to ``path``.
 
@@ -157,6 +162,8 @@ class Tokenizer:
             model_type: ``"unigram"`` or ``"bpe"``.
             seed: seeds the sampling of ``max_sentences`` sentences from a larger corpus.
             max_sentences: at most this many sentences are used; None uses all.
+            symbols: texts that are always one piece wherever they occur (SentencePiece's
+                user-defined symbols), e.g. the tag of synthetic sources.
 
         Raises:
             ValueError: ``vocab_size`` below ``MIN_VOCAB_SIZE``, unknown ``model_type``,
@@ -178,7 +185,7 @@ class Tokenizer:
         size = vocab_size
         while True:
             try:
-                proto = _train_proto(sentences, size, model_type)
+                proto = _train_proto(sentences, size, model_type, symbols)
                 break
             except RuntimeError as e:
                 match = _VOCAB_TOO_HIGH.search(str(e))
@@ -373,6 +380,10 @@ class Tokenizer:
     def pieces(self, text: str) -> list[str]:
         """The SentencePiece pieces of ``text`` (``▁`` marks a preceding space), no BOS/EOS."""
         return self._sp.encode(text, out_type=str)
+
+    def has_piece(self, piece: str) -> bool:
+        """Whether ``piece`` is one piece of the vocabulary (e.g. a user-defined symbol)."""
+        return self._sp.piece_to_id(piece) != UNK_ID or piece == self._sp.id_to_piece(UNK_ID)
 
     def id_to_piece(self, i: int) -> str:
         """The piece for id ``i`` (``<pad>``, ``<s>``, ``</s>``, ``<0xE2>``, ``▁the``...).

@@ -34,7 +34,7 @@ from attn.model.training.settings import TrainSettings, help_text
 
 # Flags that are not training settings (not saved, not taken from a resumed run).
 _RUN_KEYS = ("model_dir", "device", "threads", "resume", "overwrite", "prepare_only")
-_PATH_KEYS = ("data", "train", "val", "model_dir", "init")
+_PATH_KEYS = ("data", "train", "val", "model_dir", "init", "synthetic")
 
 
 Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)  # type: ignore[misc]
@@ -284,8 +284,9 @@ def _normalize(options: dict[str, Any]) -> dict[str, Any]:
         options["save_every"] = 0.0 if off else parse_duration(every, "--save-every", zero=True)
     if options.get("data") is not None:
         options["data"] = str(resolve_data(options["data"]).resolve())
-    if options.get("init") is not None:
-        options["init"] = str(Path(options["init"]).expanduser().resolve())
+    for key in ("init", "synthetic"):
+        if options.get(key) is not None:
+            options[key] = str(Path(options[key]).expanduser().resolve())
     for key in ("train", "val"):
         if key in options:
             options[key] = [str(Path(p).expanduser().resolve()) for p in options[key]]
@@ -422,8 +423,10 @@ def _prepared_line(e: dict[str, Any]) -> str:
         f"{e['duplicates']:,} duplicates" if e.get("dedup") else "no duplicates (no --dedup)",
         f"{e['ratio_skipped']:,} over the length ratio",
     ]
+    synthetic = f" ({e['synthetic']:,} of them synthetic)" if e.get("synthetic") else ""
     return (
-        f"Prepared {e['pairs']:,} pairs ({tokens:,} tokens) and {e['val']:,} validation examples "
+        f"Prepared {e['pairs']:,} pairs{synthetic} ({tokens:,} tokens) and {e['val']:,} "
+        "validation examples "
         f"from {e['rows']:,} rows in {_fmt_time(e['seconds'])}: {size} in {e['directory']}; "
         f"skipped {', '.join(dropped)}; cut to {e['max_length']} pieces: {e['src_cut']:,} "
         f"sources, {e['tgt_cut']:,} targets"

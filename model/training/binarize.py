@@ -53,6 +53,7 @@ class Counts:
     src_cut: int = 0
     tgt_cut: int = 0
     ratio_skipped: int = 0
+    synthetic: int = 0  # of the pairs, those from the synthetic files
     val: list[Example] = field(default_factory=list)
 
 
@@ -107,10 +108,12 @@ def encode_training_rows(
     counts = Counts()
     writers = _Writers(directory, encoding, vocab_size)
     progress = StageProgress(emit, "encoding", "pairs", total=scan.train)
+    synthetic: list[bool] = []  # of each chunk, whether its rows are synthetic
     with _Encoder(encoding, scan.train) as encode:
-        for result in encode(_chunks(files, scan, counts.val)):
+        for i, result in enumerate(encode(_chunks(files, scan, counts.val, synthetic))):
             writers.add(result)
             counts.pairs += len(result["src_lengths"])
+            counts.synthetic += len(result["src_lengths"]) if synthetic[i] else 0
             counts.src_tokens += int(result["src_lengths"].sum())
             counts.tgt_tokens += int(result.get("tgt_lengths", np.zeros(0)).sum())
             counts.src_cut += int(result["src_cut"])
@@ -122,23 +125,30 @@ def encode_training_rows(
 
 
 def _chunks(
-    files: TaskFiles, scan: Scan, val: list[Example]
+    files: TaskFiles, scan: Scan, val: list[Example], synthetic: list[bool]
 ) -> Iterator[tuple[list[str], list[str]]]:
-    """The training rows as chunks of (sources, targets); appends the VAL rows to `val`."""
+    """The training rows as chunks of (sources, targets); appends the VAL rows to `val`, and
+    to `synthetic` whether each chunk yielded holds the synthetic rows (no chunk holds both)."""
     roles = scan.roles.tobytes()
     sources: list[str] = []
     targets: list[str] = []
     for row, (_, _, ex) in enumerate(files.examples("train", empty="keep")):
+        if row == scan.real and sources:
+            synthetic.append(False)
+            yield sources, targets
+            sources, targets = [], []
         role = roles[row]
         if role == TRAIN:
             sources.append(ex.src)
             targets.append(ex.tgt)
             if len(sources) == _CHUNK:
+                synthetic.append(row >= scan.real)
                 yield sources, targets
                 sources, targets = [], []
         elif role == VAL:
             val.append(ex)
     if sources:
+        synthetic.append(len(roles) > scan.real)
         yield sources, targets
 
 

@@ -153,6 +153,11 @@ class Checkpointer:
                 "train": self.data_digests,
                 "val": [str(Path(p).resolve()) for p in self.data.val_files],
                 "val_from_train": self.data.val_from_train,
+                **(
+                    {"synthetic": [str(p) for p in self.data.synthetic_files]}
+                    if self.data.synthetic_files
+                    else {}
+                ),
             },
             # The source language chooses the sentence splitter's rules at inference.
             **_languages(self.config.task, [d["file"] for d in self.data_digests]),

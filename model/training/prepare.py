@@ -68,6 +68,7 @@ class DataInfo:
     val: list[Any]
     train_digests: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
+    synthetic_files: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -130,7 +131,7 @@ class Preparation:
 
         files = self._files()
         previous = open_prepared(self.prepared_dir)
-        digests = _digests(files.train + files.val, previous)
+        digests = _digests(files.train + files.synthetic + files.val, previous)
         key = self._key(files, digests)
         given = self._given_tokenizer()
         if previous is not None and _reusable(previous.manifest, key, given):
@@ -172,16 +173,18 @@ class Preparation:
             label_field=s.label_field,
             src_field=s.src_field,
             tgt_field=s.tgt_field,
+            synthetic=s.synthetic,
         )
 
     def _key(self, files: Any, digests: list[dict[str, Any]]) -> dict[str, Any]:
         """What the prepared data depends on: equal keys, equal data."""
         s = self.settings
         max_length, keep = self._length_cut()
-        return {
+        n_train, n_synthetic = len(files.train), len(files.synthetic)
+        key = {
             "task": self.task,
-            "train": [d["sha256"] for d in digests[: len(files.train)]],
-            "val": [d["sha256"] for d in digests[len(files.train) :]],
+            "train": [d["sha256"] for d in digests[:n_train]],
+            "val": [d["sha256"] for d in digests[n_train + n_synthetic :]],
             "fields": [s.text_field, s.label_field, s.src_field, s.tgt_field],
             "vocab_size": s.vocab_size,
             "seed": s.seed,
@@ -190,6 +193,9 @@ class Preparation:
             "keep": keep,
             "tokenizer_sample": TOKENIZER_SAMPLE,
         }
+        if files.synthetic:  # (absent without: the data prepared before --synthetic matches)
+            key["synthetic"] = [d["sha256"] for d in digests[n_train : n_train + n_synthetic]]
+        return key
 
     def _length_cut(self) -> tuple[int, str]:
         """The model's `max_length` and `keep`, the config fields encoding depends on (the
@@ -213,6 +219,25 @@ class Preparation:
                 raise TrainError(f"cannot start from {self.init.dir}: it holds no {TOKENIZER}")
             return sha256_file(path)
         return None
+
+    def _check_tag(self) -> None:
+        """Synthetic pairs need a tokenizer that holds their tag as one piece: a given one
+        (resume, --init) must have been trained with synthetic pairs too."""
+        from attn.data.task_files import BT_TAG
+        from attn.tokenizer import Tokenizer
+
+        path = self.dir if self.resume else self.init.dir if self.init is not None else None
+        if path is None or not (path / TOKENIZER).is_file():
+            return  # trained here, or missing: said where it is loaded
+        try:
+            tokenizer = Tokenizer.load(path / TOKENIZER)
+        except ValueError:
+            return
+        if not tokenizer.has_piece(BT_TAG):
+            raise TrainError(
+                f"synthetic pairs need a tokenizer with their tag {BT_TAG} as one piece, and "
+                f"the one of {path} has none (it was trained without --synthetic)"
+            )
 
     def _clear(self) -> None:
         """Only read and checked data may replace a model (--overwrite): bad data keeps it."""
@@ -248,9 +273,11 @@ class Preparation:
         # A config that fails with the smallest vocabulary fails with any: say so before the
         # tokenizer is trained (minutes on a large corpus). The real size is checked below.
         self.model_config(_SMALLEST_VOCAB, scan.labels)
+        if files.synthetic:
+            self._check_tag()
         self._clear()
         start_preparation(self.prepared_dir)
-        tokenizer = self._tokenizer(scan.sample)
+        tokenizer = self._tokenizer(scan.sample, bool(files.synthetic))
         scan.sample.clear()  # before the encoding workers fork
         config = self.model_config(tokenizer.vocab_size, scan.labels)
         if tokenizer.vocab_size != config.vocab_size:
@@ -281,10 +308,12 @@ class Preparation:
             ],
             "train_files": [str(Path(f).resolve()) for f in files.train],
             "val_files": [str(Path(f).resolve()) for f in files.val],
+            "synthetic_files": [str(Path(f).resolve()) for f in files.synthetic],
             "val_from_train": scan.val_from_train,
             "counts": {
                 "rows": scan.rows,
                 "pairs": counts.pairs,
+                "synthetic": counts.synthetic,
                 "val": len(val),
                 "src_tokens": counts.src_tokens,
                 "tgt_tokens": counts.tgt_tokens,
@@ -310,9 +339,10 @@ class Preparation:
         assert published is not None
         self.emit({"event": "prepared", "reused": False, **_summary(published)})
 
-    def _tokenizer(self, sample: list[str]) -> Any:
+    def _tokenizer(self, sample: list[str], synthetic: bool) -> Any:
         """The model directory's tokenizer: kept (resume), copied (--init) or trained on
-        `sample`."""
+        `sample`; with `synthetic` pairs, one that holds their tag as one piece."""
+        from attn.data.task_files import BT_TAG
         from attn.tokenizer import Tokenizer
 
         path = self.dir / TOKENIZER
@@ -332,7 +362,14 @@ class Preparation:
             }
         )
         try:
-            return Tokenizer.train(sample, path, size, seed=self.settings.seed, max_sentences=None)
+            return Tokenizer.train(
+                sample,
+                path,
+                size,
+                seed=self.settings.seed,
+                max_sentences=None,
+                symbols=(BT_TAG,) if synthetic else (),
+            )
         except RuntimeError as e:
             # SentencePiece's own refusals (e.g. fewer pieces than distinct characters).
             reason = str(e).splitlines()[0].rpartition("] ")[2].partition(". ")[0]
@@ -362,6 +399,7 @@ class Preparation:
             val=val,
             train_digests=m["train_digests"] if self.dist.main else [],
             counts=m["counts"],
+            synthetic_files=[Path(p) for p in m.get("synthetic_files", [])],
         )
         return Prepared(
             data,

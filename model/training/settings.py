@@ -82,6 +82,11 @@ class TrainSettings:
         "Training file(s) instead of --data (repeat the flag).", default=()
     )
     val: tuple[str, ...] = _setting("Validation file(s) (repeat the flag).", default=())
+    synthetic: str | None = _setting(
+        "Translate: a directory of synthetic pairs (back-translations) named as the training "
+        "files are (train.SRC, train.TGT), trained on beside them with the tag <BT> before "
+        "each source; validation stays real."
+    )
     text_field: str | None = _setting("Sentiment text column/field.")
     label_field: str | None = _setting("Sentiment label column/field.")
     src_field: str | None = _setting("JSONL source field.")
