@@ -227,3 +227,20 @@ def test_cli_names_the_lines_split_further(translate_model: Path, tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
     assert "<stdin>:2:" in result.stderr and "split further" in result.stderr
+
+
+def test_server_translate_splits_unless_told_not_to(translate_model: Path) -> None:
+    from test_serve import request, running
+
+    from attn import Translator
+    from attn.server.app import create_app
+
+    translator = Translator.load(translate_model, device="cpu")
+    with running(create_app({"translate": translator})) as base:
+        split = request(base, "/translate", {"text": PARAGRAPH, "beam": 1})
+        whole = request(base, "/translate", {"text": PARAGRAPH, "beam": 1, "split": "none"})
+        bad = request(base, "/translate", {"text": PARAGRAPH, "split": "words"})
+    assert split[0] == whole[0] == 200
+    assert [s["source"] for s in split[1]["sentences"]] == LINES
+    assert "sentences" not in whole[1]
+    assert bad[0] == 422

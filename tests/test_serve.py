@@ -135,7 +135,8 @@ def test_translate_one_text(server, expected) -> None:
     status, body = request(server, "/translate", {"text": "A dog runs.", "beam": 1})
     assert status == 200
     want = expected["greedy"]["A dog runs."]
-    assert set(body) == {"source", "output", "score", "logprob"}
+    # "sentences": the text split into sentences (one here), each with its own result.
+    assert set(body) == {"source", "output", "score", "logprob", "sentences"}
     assert body["source"] == "A dog runs."
     assert body["output"] == want.text
     assert body["score"] == pytest.approx(want.score, abs=1e-4)
