@@ -100,6 +100,38 @@ def test_srt_round_trip_keeps_numbers_timings_lines_and_tags():
     assert after[2].content == "A WOMAN SINGS\nON A STAGE\nAT NIGHT."
 
 
+@pytest.mark.parametrize("fn", [same, upper, reverse])
+def test_adjacent_tags_keep_their_source_nesting(fn):
+    head = "1\n00:00:01,000 --> 00:00:02,000\n"
+    for cue, starts in [
+        ("<v Roger><i>a b c</i>", "<v Roger><i>"),
+        ("<i><v Roger>a</i>", "<i><v Roger>"),
+        ("<b><i>a</i></b> <u>b</u>", "<b><i>"),
+    ]:
+        out = render(parse(f"{head}{cue}\n", "srt", "x.srt"), fn)[len(head) : -1]
+        assert starts in out, (cue, out)
+        assert well_nested(out.replace("<v Roger>", "")), (cue, out)
+
+
+@pytest.mark.parametrize("fn", [same, upper, reverse])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "`code` [link text here](https://x.org) and more",
+        "[link text here](https://x.org) `code` and more",
+        "See [the link text](https://x.org)`code` and",
+        "One ![img](x.png) [link words](https://x.org) two",
+        "**Bold [link words](https://x.org)** `c` end",
+    ],
+)
+def test_inline_code_and_images_never_enter_a_link(text, fn):
+    out = render(parse(text + "\n", "markdown"), fn)
+    link = re.search(r"\[([^\]]*)\]\(https://x.org\)", out)
+    assert link is not None, out
+    assert "`" not in link.group(1) and "![" not in link.group(1), out
+    assert out.count("`") == text.count("`") and out.count("![img](x.png)") == text.count("![")
+
+
 def test_srt_tags_follow_their_words_and_crlf_stays():
     text = SRT.replace("\n", "\r\n")
     out = render(parse(text, "srt", "x.srt"), reverse)
@@ -262,6 +294,60 @@ def test_markdown_markup_follows_reordered_words():
     doc = parse("Read [the manual](https://x.org) **now**.\n", "markdown")
     out = render(doc, reverse)
     assert out == "**NOW**. [MANUAL THE](https://x.org) READ\n"
+
+
+# Text that begins or is only emphasis, inside other blocks; footnote markers.
+MARKDOWN_EMPHASIS_DOC = """> **A sentence here.**
+
+> > **nested strong**
+> > and *more words*
+
+> - quoted item
+> - **strong item**
+>
+> first line
+> **second line**\\
+> `code` after a break
+
+*only emphasis here*
+
+# *emphasis heading*
+
+## **strong heading** ##
+
+__setext strong__
+-----------------
+
+1. ***bold italic***
+2. plain item
+   **continued strong**
+
+| **strong cell** | [link cell](https://x.org) |
+|---|---|
+| *em cell* | ~~struck cell~~ |
+
+See this[^note] and that[^2].
+
+[^note]: the first footnote
+[^2]: **the second footnote**
+"""
+
+
+def test_markdown_emphasised_text_in_any_block_is_translated():
+    doc = parse(MARKDOWN_EMPHASIS_DOC, "markdown")
+    assert render(doc, same) == MARKDOWN_EMPHASIS_DOC
+    out = translate_document(FakeTranslator(), doc)
+    # Every non-text part kept: link targets, code, footnote markers.
+    for kept in ("`code`", "](https://x.org)", "[^note]", "[^2]", "> > ", "\n-----------------\n"):
+        assert kept in out, kept
+    # No source word left untranslated (the fake translator upper-cases every word).
+    text = re.sub(r"`[^`]*`|\]\([^)]*\)|\[\^\w+\]", "", out)
+    assert re.findall(r"[a-z]+", text) == []
+    assert "> **A SENTENCE HERE.**\n" in out
+    assert "> **SECOND LINE**\\\n> `code` AFTER A BREAK" in out
+    assert "| **STRONG CELL** | [LINK CELL](https://x.org) |" in out
+    assert "SEE THIS[^note] AND THAT[^2]." in out
+    assert "[^2]: **THE SECOND FOOTNOTE**" in out
 
 
 HTML = """<!DOCTYPE html>

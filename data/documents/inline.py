@@ -8,7 +8,10 @@ closing string around some text: a tag pair, Markdown emphasis, a link's bracket
 target) or a point (a string kept whole at its place: an image, inline code, a line
 break). Without an alignment, or for words it leaves unaligned, a span goes around the
 output words at the same relative position. The output is always well nested: a span
-that would cross another is put around its enclosing span's words instead.
+that would cross another is put around its enclosing span's words instead. Markup side by
+side in the source keeps its order and nesting there (`<v Roger><i>` stays so), and a
+point stays out of every span that did not hold it (inline code beside a link never
+enters the link's text).
 """
 
 from __future__ import annotations
@@ -57,10 +60,17 @@ class Markup:
     end: int
     open: str
     close: str = ""
+    # Where `open` and `close` come among the run's strings (text and markup) in the
+    # source: which markup holds which, when they sit side by side.
+    order: tuple[int, int] = (0, 0)
 
     @property
     def is_point(self) -> bool:
         return self.start == self.end
+
+    def holds(self, other: Markup) -> bool:
+        """Whether `other` lies between this span's two strings in the source."""
+        return self.order[0] < other.order[0] and other.order[-1] < self.order[1]
 
 
 @dataclass
@@ -97,8 +107,13 @@ class InlineText:
         if not words:
             return ["".join(m.open + m.close for m in self.markups)] if self.markups else []
         placer = _Placer(self, words, alignment)
+        # Spans first, so that a point knows every span it must stay in or out of.
         for i, m in enumerate(self.markups):
-            placer.place(i, m)
+            if not m.is_point:
+                placer.place(i, m)
+        for i, m in enumerate(self.markups):
+            if m.is_point:
+                placer.place(i, m)
         return placer.assemble()
 
 
@@ -115,9 +130,11 @@ class _Placer:
         for s, t in alignment or ():
             if 0 <= t < len(words):
                 self.targets.setdefault(s, set()).add(t)
-        # Placed spans: (start, end, markup index); inserts: (word, offset, rank, key, text).
+        # Placed spans: (start, end, markup index); their strings: (word, offset, rank,
+        # key, text), and the points: (word, offset, markup index, text).
         self.spans: list[tuple[_Pos, _Pos, int]] = []
         self.inserts: list[tuple[int, int, int, tuple, str]] = []
+        self.points: list[tuple[int, int, int, str]] = []
 
     def _out_range(self, first: int, last: int) -> tuple[int, int]:
         """Output words for source words first..last: the aligned ones, else the same
@@ -136,7 +153,7 @@ class _Placer:
         m = self.unit.markups[index]
         for start, end, j in reversed(self.spans):
             p = self.unit.markups[j]
-            if p.start <= m.start and m.end <= p.end:
+            if p.holds(m) if m.is_point else p.start <= m.start and m.end <= p.end:
                 return start, end
         return (0, 0), (len(self.words) - 1, len(self.words[-1]))
 
@@ -160,7 +177,8 @@ class _Placer:
         if start >= end or any(_cross((start, end), (s, e)) for s, e, _ in self.spans):
             start, end = lo, hi
         self.spans.append((start, end, index))
-        # At one place: closes first, then opens (the widest first), then points.
+        # At one place: closes first, then opens (the widest first; the same: in source
+        # order); `assemble` puts the points among them.
         self.inserts.append((*start, 1, (tuple(-x for x in end), index), m.open))
         self.inserts.append((*end, 0, (tuple(-x for x in start), -index), m.close))
 
@@ -168,36 +186,83 @@ class _Placer:
         raw = m.open + m.close
         after = next((k for k, (_, b) in enumerate(self.src) if b > m.start), None)
         before = next((k for k, (_, b) in enumerate(self.src) if b == m.start), None)
-        if before is not None and (after is None or self.src[after][0] > m.start):
+        inside = after is not None and self.src[after][0] < m.start
+        if inside:
+            # Inside a word (`word[^1].`): as far from the output word's end as from the
+            # source word's, when the output word ends the same way; else at its end.
+            word = self._out_range(after, after)[1]
+            suffix = self.unit.escape(self.unit.text[m.start : self.src[after][1]])
+            out = self.words[word]
+            offset = len(out) - len(suffix) if out.lower().endswith(suffix.lower()) else len(out)
+            pos, text = (word, offset), raw
+        elif before is not None and (after is None or self.src[after][0] > m.start):
             # Right after a word (`word<br> next`): kept at that word's end.
             word = self._out_range(before, before)[1]
-            pos, rank, text = (word, len(self.words[word])), -1, raw
+            pos, text = (word, len(self.words[word])), raw
         elif after is None:  # after the last word
             last = len(self.words) - 1
             pos, spaced = (
                 (last, len(self.words[last])),
                 bool(self.src) and m.start > self.src[-1][1],
             )
-            rank, text = -1, (" " + raw if spaced else raw)
+            text = " " + raw if spaced else raw
         else:
             word = self._out_range(after, after)[0]
             pos, spaced = (word, 0), self.src[after][0] > m.start
-            rank, text = 2, (raw + " " if spaced else raw)
-        pos = min(max(pos, lo), hi)
-        self.inserts.append((*pos, rank, (index,), text))
+            text = raw + " " if spaced else raw
+        pos = self._outside(m, min(max(pos, lo), hi), lo, hi)
+        self.points.append((*pos, index, text))
+
+    def _outside(self, m: Markup, pos: _Pos, lo: _Pos, hi: _Pos) -> _Pos:
+        """`pos`, moved out of the placed spans that did not hold point `m` in the source
+        (inline code beside a link stays out of its text), to the side it was on."""
+        for _ in range(len(self.spans)):
+            inside = [
+                (start, end, j)
+                for start, end, j in self.spans
+                if start < pos < end
+                and lo <= start
+                and end <= hi
+                and not self.unit.markups[j].holds(m)
+            ]
+            if not inside:
+                break
+            start, end, j = min(inside, key=lambda s: (s[0], tuple(-x for x in s[1])))
+            pos = start if m.order[0] < self.unit.markups[j].order[0] else end
+        return pos
 
     def assemble(self) -> list[str]:
-        by_word: dict[int, list[tuple[int, int, tuple, str]]] = {}
+        at_place: dict[_Pos, list[tuple[int, tuple, str, int]]] = {}
         for word, offset, rank, key, text in self.inserts:
-            by_word.setdefault(word, []).append((offset, rank, key, text))
+            at_place.setdefault((word, offset), []).append((rank, key, text, abs(key[1])))
+        for items in at_place.values():
+            items.sort(key=lambda x: x[:2])
+        for word, offset, index, text in sorted(self.points, key=lambda p: p[2]):
+            items = at_place.setdefault((word, offset), [])
+            at_place[(word, offset)] = self._with_point(items, index, text)
+        offsets: dict[int, list[int]] = {}
+        for word, offset in sorted(at_place):
+            offsets.setdefault(word, []).append(offset)
         out = []
         for k, word in enumerate(self.words):
             pieces, at = [], 0
-            for offset, _, _, text in sorted(by_word.get(k, ()), key=lambda x: x[:3]):
-                pieces += [word[at:offset], text]
+            for offset in offsets.get(k, ()):
+                pieces += [word[at:offset], *(x[2] for x in at_place[(k, offset)])]
                 at = offset
             out.append("".join(pieces) + word[at:])
         return out
+
+    def _with_point(self, items: list, index: int, text: str) -> list:
+        """`items` (one place's strings, in order) with point `index` among them: after
+        the closes of the spans that did not hold it and the opens of those that did, and
+        after the points before it in the source."""
+        m = self.unit.markups[index]
+        after = 0
+        for k, (rank, _, _, j) in enumerate(items):
+            holds = rank in (0, 1) and self.unit.markups[j].holds(m)
+            if rank == 2 or (rank == 0 and not holds) or (rank == 1 and holds):
+                after = k + 1
+        return [*items[:after], (2, (index,), text, index), *items[after:]]
 
 
 def wrap(tokens: Sequence[str], line_words: Sequence[int]) -> list[str]:
@@ -238,7 +303,7 @@ class InlineBuilder:
         self._plain: list[str] = []
         self._raw: list[str] = []
         self._length = 0
-        self._markups: list[list] = []  # [start, end or None, open, close]
+        self._markups: list[list] = []  # [start, end or None, open, close, order of each]
         self._tags: list[tuple[str, int]] = []  # the open tags of `tag`: (name, handle)
 
     @property
@@ -266,17 +331,18 @@ class InlineBuilder:
 
     def open(self, raw: str) -> int:
         """Start a span; returns its handle for `close`."""
-        self._markups.append([self._length, None, raw, ""])
+        self._markups.append([self._length, None, raw, "", len(self._raw), None])
         self._raw.append(raw)
         return len(self._markups) - 1
 
     def close(self, handle: int, raw: str) -> None:
         self._markups[handle][1] = self._length
         self._markups[handle][3] = raw
+        self._markups[handle][5] = len(self._raw)
         self._raw.append(raw)
 
     def point(self, raw: str) -> None:
-        self._markups.append([self._length, self._length, raw, ""])
+        self._markups.append([self._length, self._length, raw, "", len(self._raw), None])
         self._raw.append(raw)
 
     def tag(self, raw: str) -> None:
@@ -317,8 +383,9 @@ class InlineBuilder:
             tail = max(tail, *(m[0] if m[1] is None else m[1] for m in markups))
         shift = len(plain) - len(plain.lstrip(_SPACE))
         units = [
-            Markup(s - shift, (s if e is None else e) - shift, o, c)  # unclosed: a point
-            for s, e, o, c in markups
+            # Unclosed: a point.
+            Markup(s - shift, (s if e is None else e) - shift, o, c, (a, a if b is None else b))
+            for s, e, o, c, a, b in markups
         ]
         parts: list = [plain[:lead]] if lead else []
         inner = [(at - shift, raw) for at, raw in breaks if shift <= at < shift + len(text)]

@@ -7,8 +7,10 @@ in the source in order, so that their raw text, not a re-rendering, is what the 
 keeps: heading and list markers, emphasis delimiters, a link's `[` and `](target "title")`
 around its translated text, inline code, images, autolinks and inline HTML whole. Code
 blocks, HTML blocks, reference definitions and a front matter block (`---` or `+++` at the
-top) hold no inline tokens, so they stay as they are. An inline token whose source cannot
-be matched (a construct this reader does not know) is kept untranslated, never dropped.
+top) hold no inline tokens, so they stay as they are. Footnote markers (`[^1]`, and
+`[^1]:` before a footnote's text), which CommonMark reads as text, are kept whole too. An
+inline token whose source cannot be matched (a construct this reader does not know) is
+kept untranslated, never dropped.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from attn.data.documents.inline import InlineBuilder
 _FRONT_MATTER = re.compile(r"\A(---|\+\+\+)[ \t]*\r?\n.*?^\1[ \t]*(?:\r?\n|\Z)", re.S | re.M)
 _SOFTBREAK = re.compile(r"[ \t]*\r?\n")
 _HARDBREAK = re.compile(r"(?:[ \t]{2,}|\\)\r?\n")
+_CONTINUATION = re.compile(r"[ \t>]*")
 _AUTOLINK = re.compile(r"<[^<>\s]*>")
 _SPECIAL = re.compile(r"[\\`*_\[\]<>]")
+# A footnote reference or definition marker (GitHub's extension; CommonMark reads text).
+_FOOTNOTE = re.compile(r"\[\^[^\]\s]+\]:?")
 
 
 class _NoMatch(Exception):
@@ -95,10 +100,19 @@ def _events(src: str, pos: int, children: list[Token]) -> tuple[list[list], int,
     while i < len(children):
         child = children[i]
         kind, raw, plain = "point", "", ""
+        if child.type == "text" and not child.content:
+            # Left by emphasis delimiters (`> **x**`): no source of its own.
+            i += 1
+            continue
         if first is None and child.type != "text":
             # Markup first: its source starts at the first place its opening string is.
             found = src.find(_opening(child), pos)
             pos = found if found >= 0 else pos
+        elif child.type != "text" and events and events[-1][0] == "break":
+            # A continuation line's `> ` or indentation before markup: part of the break.
+            gap = _match(_CONTINUATION, src, pos)
+            events[-1][1] += gap
+            pos += len(gap)
         if child.type == "text":
             m = _text_pattern(child.content).search(src, pos)
             if m is None:
@@ -107,7 +121,12 @@ def _events(src: str, pos: int, children: list[Token]) -> tuple[list[list], int,
             if gap and first is not None:
                 _absorb(events, gap)
             pos = m.start()
-            kind, raw, plain = "text", m.group(), child.content
+            if first is None:
+                first = pos
+            pieces = _footnotes(m.group(), child.content)
+            events += pieces[:-1]
+            pos += sum(len(e[1]) for e in pieces[:-1])
+            kind, raw, plain = pieces[-1]
         elif child.type == "softbreak":
             kind, raw = "break", _match(_SOFTBREAK, src, pos)
         elif child.type == "hardbreak":
@@ -148,6 +167,21 @@ def _events(src: str, pos: int, children: list[Token]) -> tuple[list[list], int,
 def _escape(word: str) -> str:
     """A translated word as Markdown text: characters that would start markup escaped."""
     return _SPECIAL.sub(r"\\\g<0>", word)
+
+
+def _footnotes(raw: str, plain: str) -> list[list]:
+    """A text child's events: its text, and footnote markers (`[^1]`, `[^note]:`, which
+    CommonMark reads as text) as points, kept whole. Ends with a text event."""
+    events: list[list] = []
+    at = 0
+    for m in _FOOTNOTE.finditer(plain):
+        head = _text_pattern(plain[at : m.start()]).match(raw)
+        if head is None or not raw.startswith(m.group(), head.end()):
+            break  # written with escapes or entities: plain text
+        events += [["text", head.group(), plain[at : m.start()]], ["point", m.group(), ""]]
+        raw, at = raw[head.end() + len(m.group()) :], m.end()
+    events.append(["text", raw, plain[at:]])
+    return [e for e in events[:-1] if e[1]] + events[-1:]
 
 
 def _opening(child: Token) -> str:
