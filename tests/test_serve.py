@@ -224,6 +224,66 @@ def test_bad_requests_get_a_message(server, raw, status, message) -> None:
     assert message in body["error"]
 
 
+# Target words of the demo corpus that the plain translations of these texts do not hold.
+GUIDED = ["His small bird paints her fast boat.", "His hungry mouse is red."]
+
+
+def test_translate_with_constraints_and_prefix(server, pipelines) -> None:
+    plain = [r.text for r in pipelines["translate"].translate(GUIDED, beam=2)]
+    assert "Maus" not in plain[0] and "Vogel" not in plain[1]  # (the test means something)
+    body = {"texts": GUIDED, "beam": 2, "constraints": [["Maus"], ["Vogel"]]}
+    status, answer = request(server, "/translate", body)
+    assert status == 200, answer
+    outputs = [r["output"] for r in answer["results"]]
+    assert "Maus" in outputs[0] and "Vogel" in outputs[1]
+    assert all("constraints_met" not in r for r in answer["results"])
+    # One list for all texts; a text without constraints is translated as without the field.
+    status, answer = request(server, "/translate", {**body, "constraints": []})
+    assert [r["output"] for r in answer["results"]] == plain
+    status, answer = request(server, "/translate", {"text": GUIDED[1], "constraints": ["Boot"]})
+    assert status == 200 and "Boot" in answer["output"]
+    # A prefix for all texts or one per text ("" for none).
+    status, answer = request(server, "/translate", {"texts": GUIDED, "beam": 2, "prefix": "Ihr"})
+    assert all(r["output"].startswith("Ihr") for r in answer["results"])
+    status, answer = request(
+        server, "/translate", {"texts": GUIDED, "beam": 2, "prefix": ["Die", ""]}
+    )
+    assert answer["results"][0]["output"].startswith("Die")
+    assert answer["results"][1]["output"] == plain[1]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"text": "a", "constraints": ["Maus"], "sample": True}, "need beam search"),
+        ({"text": "a", "prefix": "Die", "sample": True}, "need beam search"),
+        ({"text": "a", "constraints": ["Maus", " "]}, "constraints: a constraint is empty"),
+        ({"texts": ["a"], "constraints": [["Maus"], [""]]}, "2 given for 1 texts"),
+        ({"texts": ["a", "b"], "constraints": [[], [""]]}, "a constraint is empty"),
+        ({"text": "a", "constraints": [["Maus"]]}, 'with "text", give one list of strings'),
+        ({"texts": ["a", "b"], "prefix": ["Die"]}, "prefix: 1 given for 2 texts"),
+        ({"text": "a", "prefix": ["Die"]}, 'prefix: with "text", give one string'),
+        ({"text": "a", "constraints": "Maus"}, "constraints"),
+    ],
+)
+def test_bad_constraints_and_prefixes_get_422(server, body, message) -> None:
+    status, answer = request(server, "/translate", body)
+    assert status == 422
+    assert message in answer["error"]
+
+
+def test_constraints_and_prefixes_longer_than_max_length_get_422(server, pipelines) -> None:
+    limit = pipelines["translate"].config.max_length
+    long = " ".join(["Maus"] * (limit + 1))
+    for body in ({"text": "a", "constraints": ["Boot", long]}, {"texts": ["a"], "prefix": [long]}):
+        status, answer = request(server, "/translate", body)
+        assert status == 422
+        assert f"more than max_length {limit}" in answer["error"]
+    # The server still answers.
+    status, answer = request(server, "/translate", {"text": GUIDED[0], "constraints": ["Maus"]})
+    assert status == 200 and "Maus" in answer["output"]
+
+
 def test_oversized_requests_get_413(server) -> None:
     status, body = request(server, "/translate", {"texts": ["a"] * 9})
     assert status == 413
