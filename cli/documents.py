@@ -4,24 +4,29 @@ A file is a document when `--input-format` or its extension says so (see
 `attn.data.documents.detect_format`); then every input is read and parsed before the model
 loads (a malformed file fails with nothing written), each is translated in one call, and
 its translation is written whole: to stdout, to `-o FILE`, or into `--output-dir`, each
-file written atomically.
+file written atomically. On a terminal, stderr shows each file's progress: parts (cues,
+paragraphs, text nodes) done of all.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from attn.cli.common import allow_quick_exit, reported_errors
+from attn.cli.common import allow_quick_exit, err_console, reported_errors, stderr_is_terminal
 from attn.cli.lines import Format, same_file
 
 if TYPE_CHECKING:
     from attn.data.documents import Document
+
+# Called with (units done, units in all) as a document is translated.
+Progress = Callable[[int, int], None]
 
 
 class InputFormat(str, Enum):
@@ -49,7 +54,7 @@ def run_documents(
     output_dir: Path | None,
     input_format: InputFormat | None,
     load: Callable[[], Any],
-    translate: Callable[[Any, Document], str],
+    translate: Callable[[Any, Document, Progress | None], str],
     *,
     fmt: Format,
     n_best: int,
@@ -61,7 +66,8 @@ def run_documents(
 
     Args:
         load: loads the pipeline (once every input is parsed).
-        translate: (pipeline, document) -> the translated document's text.
+        translate: (pipeline, document, progress) -> the translated document's text;
+            `progress` (None off a terminal) takes (units done, units in all).
 
     Raises:
         typer.BadParameter: an option documents do not take (usage error, exit 2).
@@ -85,17 +91,50 @@ def run_documents(
 
         documents = [load_document(f, f_fmt) for f, f_fmt in zip(files, formats, strict=True)]
         pipeline = load()
-        for document, target in zip(documents, targets, strict=True):
-            data = translate(pipeline, document).encode()
-            if target is None:
-                sys.stdout.buffer.write(data)
-                sys.stdout.buffer.flush()
-            else:
-                from attn.atomic import atomic_write_bytes
-
-                atomic_write_bytes(target, data)
+        with _progress_bar() as track:
+            for name, document, target in zip(files, documents, targets, strict=True):
+                progress = track(name) if track is not None else None
+                data = translate(pipeline, document, progress).encode()
+                _write(data, target)
         allow_quick_exit()
     return True
+
+
+def _write(data: bytes, target: Path | None) -> None:
+    if target is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        from attn.atomic import atomic_write_bytes
+
+        atomic_write_bytes(target, data)
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[str], Progress] | None]:
+    """On a terminal, for each input's name a callback that shows its progress on stderr
+    (a bar, parts done of all, time left); None elsewhere."""
+    if not stderr_is_terminal():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
+
+    with Bar(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("parts"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+
+        def track(name: str) -> Progress:
+            task = bar.add_task("<stdin>" if name == "-" else Path(name).name, total=None)
+            return lambda done, total: bar.update(task, completed=done, total=total)
+
+        yield track
 
 
 def _targets(files: list[str], output: Path | None, output_dir: Path | None) -> list[Path | None]:

@@ -259,11 +259,16 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
                 **options(),
             )
 
-        def translate_document(pipeline, document) -> str:
+        def translate_document(pipeline, document, progress) -> str:
             from attn.model.inference.documents import translate_document
 
             return translate_document(
-                pipeline, document, split=split.value, workers=workers, **options()
+                pipeline,
+                document,
+                progress=progress,
+                split=split.value,
+                workers=workers,
+                **options(),
             )
 
         if "input_format" in spec.extras and run_documents(

@@ -454,6 +454,57 @@ def test_one_translate_call_per_document():
     assert len(fake.calls) == 1 and len(fake.calls[0]) > 5
 
 
+def test_translate_document_reports_units_done():
+    doc = parse(SRT, "srt", "talk.srt")
+    calls = []
+    out = translate_document(FakeTranslator(), doc, progress=lambda *a: calls.append(a))
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert out == translate_document(FakeTranslator(), doc)
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_documents_show_progress_on_a_terminal_only(tmp_path, monkeypatch, terminal):
+    import io
+
+    from rich.console import Console
+
+    import attn.cli.common
+    import attn.cli.documents as cli_documents
+    from attn.cli.lines import Format
+
+    stderr = io.StringIO()
+    monkeypatch.setattr(attn.cli.common, "_quick_exit_allowed", False)
+    monkeypatch.setattr(cli_documents, "stderr_is_terminal", lambda: terminal)
+    monkeypatch.setattr(
+        cli_documents, "err_console", Console(file=stderr, force_terminal=True, width=100)
+    )
+    (tmp_path / "talk.srt").write_text(SRT)
+    given = []
+
+    def translate(pipeline, document, progress):
+        given.append(progress)
+        return translate_document(pipeline, document, progress=progress)
+
+    done = cli_documents.run_documents(
+        [str(tmp_path / "talk.srt")],
+        tmp_path / "out.srt",
+        None,
+        None,
+        FakeTranslator,
+        translate,
+        fmt=Format.text,
+        n_best=1,
+        field=None,
+        align=False,
+    )
+    assert done and "PLAYING CHESS." in (tmp_path / "out.srt").read_text()
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stderr.getvalue())
+    if terminal:
+        assert given[0] is not None and "talk.srt" in shown and "3/3 parts" in shown
+    else:
+        assert given == [None] and shown == ""
+
+
 def test_malformed_srt_on_the_command_line_writes_nothing(tmp_path):
     (tmp_path / "bad.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\nHi\n\n2\n00:03 -> x\nHo\n")
     result = subprocess.run(
