@@ -79,7 +79,8 @@ def test_train_with_synthetic_pairs_on_the_demo_corpus(tmp_path):
     model = tmp_path / "model"
     result = _train("--data", str(data), "--synthetic", str(bt), "--model-dir", str(model))
     assert result.returncode == 0, result.stderr
-    assert "Prepared 420 pairs (120 of them synthetic)" in result.stderr
+    assert "Prepared 420 pairs (" in result.stderr
+    assert " tokens; 120 pairs synthetic) and 16 validation examples" in result.stderr
 
     tokenizer = Tokenizer.load(model / "tokenizer.model")
     assert tokenizer.has_piece(BT_TAG)
@@ -105,7 +106,7 @@ def test_train_with_synthetic_pairs_on_the_demo_corpus(tmp_path):
         "--data", str(data), "--synthetic", str(bt), "--model-dir", str(model), "--overwrite"
     )
     assert again.returncode == 0, again.stderr
-    assert "Prepared 420 pairs (120 of them synthetic)" in again.stderr
+    assert "tokens; 120 pairs synthetic) and 16 validation" in again.stderr
 
     # Fine-tuning a model whose tokenizer lacks the tag on synthetic pairs is refused.
     plain = tmp_path / "plain"

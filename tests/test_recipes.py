@@ -262,7 +262,7 @@ def test_recipe_runs_on_its_dataset(name: str, runs: Runs) -> None:
         # The synthetic pairs were trained on, tagged; validation holds real pairs only.
         manifest = json.loads((run.model_dir / "prepared" / "manifest.json").read_text("utf-8"))
         assert manifest["counts"]["synthetic"] == SYNTHETIC_PAIRS
-        assert f"({SYNTHETIC_PAIRS} of them synthetic)" in run.stderr
+        assert f" tokens; {SYNTHETIC_PAIRS} pairs synthetic) and " in run.stderr
         assert config["data"]["val"] and not config["data"]["val_from_train"]
 
     # The model answers: one line out for one line in.

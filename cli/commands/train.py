@@ -423,9 +423,9 @@ def _prepared_line(e: dict[str, Any]) -> str:
         f"{e['duplicates']:,} duplicates" if e.get("dedup") else "no duplicates (no --dedup)",
         f"{e['ratio_skipped']:,} over the length ratio",
     ]
-    synthetic = f" ({e['synthetic']:,} of them synthetic)" if e.get("synthetic") else ""
+    synthetic = f"; {e['synthetic']:,} pairs synthetic" if e.get("synthetic") else ""
     return (
-        f"Prepared {e['pairs']:,} pairs{synthetic} ({tokens:,} tokens) and {e['val']:,} "
+        f"Prepared {e['pairs']:,} pairs ({tokens:,} tokens{synthetic}) and {e['val']:,} "
         "validation examples "
         f"from {e['rows']:,} rows in {_fmt_time(e['seconds'])}: {size} in {e['directory']}; "
         f"skipped {', '.join(dropped)}; cut to {e['max_length']} pieces: {e['src_cut']:,} "
