@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from attn.cli.main import app
 from attn.data import DataError
-from attn.data.glossary import Glossary, GuidedText, guided
+from attn.data.glossary import Glossary, GuidedText, guided, words
 
 SENTENCES = [
     "His small bird paints her fast boat.",
@@ -47,6 +47,13 @@ def test_bad_glossaries_name_file_and_line(tmp_path, text, what):
     assert str(e.value).startswith(f"{path}:{what}")
 
 
+def test_word_ends_are_word_starts_punctuation_and_eos():
+    from attn.model.decoding.constraints import word_ends
+
+    pieces = ["<pad>", "</s>", "\u2581K\u00fcche", "n", ".", "\u2581", "2"]
+    assert word_ends(pieces, 1).tolist() == [True, True, True, False, True, True, False]
+
+
 def test_guided_texts_keep_their_directions_through_pickling():
     import pickle
 
@@ -76,7 +83,7 @@ def test_constraints_appear_and_unconstrained_lines_are_unchanged(translator, sh
     got = list(translator.translate(SENTENCES, constraints=CONSTRAINTS, shortlist=shortlist))
     for result, cons in zip(got, CONSTRAINTS, strict=True):
         assert result.constraints_met
-        assert all(c in result.text for c in cons), (result.text, cons)
+        assert all(c in words(result.text) for c in cons), (result.text, cons)  # whole words
     assert got[2].text == ""
     # No constraint in a text or in the whole input: the plain search's output.
     assert got[1].text != plain[1].text

@@ -21,7 +21,10 @@ have met more constraints keep a place in the beam however low their score. All 
 tensor work over the batch: no Python loop over sentences or beams runs per step.
 
 Constraints are unordered and may overlap; a constraint that a hypothesis starts and then
-leaves starts again from its first piece.
+leaves starts again from its first piece. With `word_ends` (a table of the pieces that can
+follow a finished word: those that start a new word, punctuation, EOS), a constraint counts
+as met only once the piece after its last one ends the word, so "Küche" is not met by
+"Küchen": a hypothesis that goes on with the word starts the constraint again.
 """
 
 from __future__ import annotations
@@ -78,8 +81,16 @@ class Guidance:
     (R, C), the pieces of each constraint produced in a row; met (R, C).
     """
 
-    def __init__(self, guides: Sequence[Guide], k: int, eos_id: int, device: torch.device):
+    def __init__(
+        self,
+        guides: Sequence[Guide],
+        k: int,
+        eos_id: int,
+        device: torch.device,
+        word_ends: Tensor | None = None,
+    ):
         self.k, self.eos_id = k, eos_id
+        self.word_ends = None if word_ends is None else word_ends.to(device)  # (V,) bool
         n_cons = max(len(g.constraints) for g in guides)
         self.constrained = n_cons > 0
         longest = max((len(c) for g in guides for c in g.constraints), default=1)
@@ -114,14 +125,19 @@ class Guidance:
             kept = scores.gather(1, column)
             scores.masked_fill_((forced >= 0)[:, None], -torch.inf)
             scores.scatter_(1, column, kept)
-        if self.constrained:
-            scores[:, eos].masked_fill_(~self.met.all(1), -torch.inf)
+        if self.constrained:  # (EOS ends the word of a constraint just produced)
+            scores[:, eos].masked_fill_(~(self.met | self._complete()).all(1), -torch.inf)
+
+    def _complete(self) -> Tensor:
+        """Constraints whose pieces are all produced, met or waiting for the word to end.
+        Shape: (R, C)."""
+        return self.progress >= self.length.repeat_interleave(self.k, 0)
 
     def _next_pieces(self) -> Tensor:
         """The piece each row needs next for each constraint, -1 once met. Shape: (R, C)."""
         pieces = self.pieces.repeat_interleave(self.k, 0)  # (R, C, L)
         at = self.progress.clamp(max=pieces.size(2) - 1)[:, :, None]
-        return pieces.gather(2, at).squeeze(2).masked_fill_(self.met, -1)
+        return pieces.gather(2, at).squeeze(2).masked_fill_(self.met | self._complete(), -1)
 
     # Over 60 lines: one vectorized step of dynamic beam allocation, shape comments included.
     def select(
@@ -206,12 +222,18 @@ class Guidance:
         progress, met = self.progress[row], self.met[row]  # (B', M, C)
         wanted = self._next_pieces()[row]  # (B', M, C)
         tok = token[:, :, None]
-        hit = (wanted == tok) & ~met
+        length = self.length[:, None].expand(-1, m, -1)  # (B', M, C)
+        complete = (progress >= length) & ~met  # produced, waiting for the word to end
+        hit = (wanted == tok) & ~met & ~complete
         restart = (self.pieces[:, None, :, 0] == tok).long()  # (B', M, C)
         progress = torch.where(hit, progress + 1, restart)
-        length = self.length[:, None].expand(-1, m, -1)  # (B', M, C)
-        met = met | (hit & (progress >= length))
-        bank = torch.where(met, length, progress.clamp(max=length)).sum(2)  # (B', M)
+        if self.word_ends is None:
+            met = met | (hit & (progress >= length))
+        else:
+            met = met | (complete & self.word_ends[token][:, :, None])
+            progress = torch.where(complete & ~met, restart, progress)
+        full = met | (progress >= length)
+        bank = torch.where(full, length, progress.clamp(max=length)).sum(2)  # (B', M)
         return progress, met, bank
 
     def set_rows(self, keep: Tensor | None) -> None:
@@ -221,6 +243,14 @@ class Guidance:
             progress, met = progress[keep], met[keep]
         c = progress.size(2)
         self.progress, self.met = progress.reshape(-1, c), met.reshape(-1, c)
+
+
+def word_ends(pieces: Sequence[str], eos_id: int) -> Tensor:
+    """Which pieces can follow a finished word: those that start a new word ("▁..."), or
+    begin with a character that is not a letter or digit, and EOS. Shape: (V,) bool."""
+    ends = [p.startswith("\u2581") or not p[:1].isalnum() for p in pieces]
+    ends[eos_id] = True
+    return torch.tensor(ends, dtype=torch.bool)
 
 
 def fit_limits(limits: Tensor, guides: Sequence[Guide], cap: int) -> Tensor:

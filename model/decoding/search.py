@@ -120,6 +120,7 @@ def generate(
     allowed: Tensor | None = None,
     weights: StepWeights | None = None,
     guides: list[Guide] | None = None,
+    word_ends: Tensor | None = None,
 ) -> list[list[Hypothesis]]:
     """Generate outputs for a batch of source sentences.
 
@@ -137,6 +138,9 @@ def generate(
             (`attn.model.decoding.constraints`; their pieces must be in `allowed`). A
             sentence whose constraints no hypothesis met is searched again without them
             (keeping its prefix); its hypotheses then have `constraints_met` False.
+        word_ends: with `guides`, the pieces that end a word (`constraints.word_ends`): a
+            constraint is met only where the piece after it ends its word. None: wherever
+            its pieces occur.
 
     Shape: src, src_mask (B, S).
 
@@ -153,7 +157,7 @@ def generate(
     assert guides is not None
     cap = model.config.max_length if options.max_length is None else options.max_length
     limits = fit_limits(limits, guides, min(cap, model.config.max_length))
-    guidance = Guidance(guides, options.beam, model.config.eos_id, src.device)
+    guidance = Guidance(guides, options.beam, model.config.eos_id, src.device, word_ends)
     found = beam_search(
         model, src, src_mask, limits, options, weights=weights, output=output, guidance=guidance
     )

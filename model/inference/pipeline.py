@@ -381,7 +381,21 @@ class Seq2Seq(_Pipeline):
             allowed=allowed,
             weights=self.step_weights,
             guides=guides,
+            word_ends=None if guides is None else self._word_ends(),
         )
+
+    def _word_ends(self) -> Tensor:
+        """The pieces that end a word (constraints are met as whole words), made once."""
+        if getattr(self, "_ends", None) is None:
+            from attn.model.decoding.constraints import word_ends
+
+            size = self.tokenizer.vocab_size
+            pieces = [
+                self.tokenizer.id_to_piece(i) if i < size else ""
+                for i in range(self.config.vocab_size)
+            ]
+            self._ends = word_ends(pieces, self.config.eos_id)
+        return self._ends
 
     def _guides(
         self, texts: list[str], glossary: Glossary | None, sampling: bool
