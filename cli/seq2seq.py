@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import typer
@@ -165,7 +166,7 @@ class Seq2SeqCommand:
     extras: tuple[str, ...] = ()
 
 
-# Over 80 lines: the option table that translate and summarize share (Typer signature).
+# The option table that translate and summarize share (Typer signature); `_Job` runs it.
 def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
     """The Typer command function of `spec`: its signature (the options Typer reads)
     holds the command's defaults and leaves out the extras it does not offer."""
@@ -204,95 +205,12 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
         glossary_ignore_case: GlossaryIgnoreCaseOpt = False,
         prefix: PrefixOpt = None,
     ) -> None:
-        sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
-        beam_given = getattr(ctx.get_parameter_source("beam"), "name", "") == "COMMANDLINE"
-        check_sampling(sample, beam if beam_given else None, n_best, sampling)
-        if not sample:
-            check_n_best(n_best, beam)
-        check_terms(glossary, glossary_ignore_case, prefix, sample, beam)
-        terms: list[Any] = []  # the glossary, read before the model loads
-
-        def load() -> Any:
-            from attn.model.device import apply_process_settings
-            from attn.model.inference.pipeline import load_pipeline
-
-            if glossary is not None:
-                from attn.data.glossary import Glossary
-
-                terms.append(Glossary.read(glossary, ignore_case=glossary_ignore_case))
-            apply_process_settings(device, threads)
-            pipeline = load_pipeline(spec.task, model, device=device, int8=int8)
-            if terms:
-                targets = [e.target for e in terms[0].entries]
-                ids, _ = pipeline.tokenizer.encode(targets, add_eos=False) if targets else ([], [])
-                terms[0].check_lengths([len(i) for i in ids], pipeline.config.max_length)
-            return pipeline
-
-        def options() -> dict[str, Any]:
-            """The search options of every input (`load` reads the glossary)."""
-            return {
-                "beam": beam,
-                "length_penalty": length_penalty,
-                "no_repeat_ngram": no_repeat_ngram,
-                "max_length": max_length,
-                "batch_size": batch_size,
-                "batch_tokens": batch_tokens,
-                "shortlist": shortlist,
-                "sample": sample,
-                **sampling,
-                **({"glossary": terms[0]} if terms else {}),
-                **({"prefix": prefix} if prefix else {}),
-            }
-
-        def infer(pipeline, texts, chunk_size, progress):
-            # Only translation splits: a summary's input is the whole document.
-            run = pipeline.generate
-            if "split" in spec.extras:
-                run = functools.partial(pipeline.translate, split=split.value)
-            return run(
-                texts,
-                n_best=n_best,
-                chunk_size=chunk_size,
-                progress=progress,
-                workers=worker_processes(workers, chunk_size),
-                align=align,
-                **options(),
-            )
-
-        def translate_document(pipeline, document, progress) -> str:
-            from attn.model.inference.documents import translate_document
-
-            return translate_document(
-                pipeline,
-                document,
-                progress=progress,
-                split=split.value,
-                workers=workers,
-                **options(),
-            )
-
-        if "input_format" in spec.extras and run_documents(
-            files or [],
-            output,
-            output_dir,
-            input_format,
-            load,
-            translate_document,
-            fmt=fmt,
-            n_best=n_best,
-            field=field,
-            align=align,
-        ):
+        args = SimpleNamespace(**locals())
+        check_options(ctx, args)
+        job = _Job(spec, args)
+        if "input_format" in spec.extras and job.run_documents():
             return
-
-        from attn.data.task_files import SRC_FIELDS
-
-        run(
-            IOOptions(files or [], output, output_dir, field, errors, guess_fields=SRC_FIELDS),
-            load,
-            infer,
-            lambda result: render_generation(result, fmt, n_best),
-        )
+        job.run_lines()
 
     defaults = {
         "beam": spec.beam,
@@ -310,6 +228,128 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
     command.__doc__ = spec.help
     command.__name__ = command.__qualname__ = spec.task
     return command
+
+
+def sampling_values(args: SimpleNamespace) -> dict[str, Any]:
+    """The sampling options of the command line, by name (None where not given)."""
+    return {
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "seed": args.seed,
+    }
+
+
+def check_options(ctx: typer.Context, args: SimpleNamespace) -> None:
+    """Refuse option combinations that do not go together (usage errors, exit 2)."""
+    beam_given = getattr(ctx.get_parameter_source("beam"), "name", "") == "COMMANDLINE"
+    check_sampling(
+        args.sample, args.beam if beam_given else None, args.n_best, sampling_values(args)
+    )
+    if not args.sample:
+        check_n_best(args.n_best, args.beam)
+    check_terms(args.glossary, args.glossary_ignore_case, args.prefix, args.sample, args.beam)
+
+
+class _Job:
+    """One run of a sequence-to-sequence command: `args` holds its option values."""
+
+    def __init__(self, spec: Seq2SeqCommand, args: SimpleNamespace) -> None:
+        self.spec = spec
+        self.args = args
+        self.glossary: Any = None  # read by `load`, before the model loads
+
+    def load(self) -> Any:
+        from attn.model.device import apply_process_settings
+        from attn.model.inference.pipeline import load_pipeline
+
+        a = self.args
+        if a.glossary is not None:
+            from attn.data.glossary import Glossary
+
+            self.glossary = Glossary.read(a.glossary, ignore_case=a.glossary_ignore_case)
+        apply_process_settings(a.device, a.threads)
+        pipeline = load_pipeline(self.spec.task, a.model, device=a.device, int8=a.int8)
+        if self.glossary is not None:
+            targets = [e.target for e in self.glossary.entries]
+            ids, _ = pipeline.tokenizer.encode(targets, add_eos=False) if targets else ([], [])
+            self.glossary.check_lengths([len(i) for i in ids], pipeline.config.max_length)
+        return pipeline
+
+    def options(self) -> dict[str, Any]:
+        """The search options of every input (`load` reads the glossary)."""
+        a = self.args
+        return {
+            "beam": a.beam,
+            "length_penalty": a.length_penalty,
+            "no_repeat_ngram": a.no_repeat_ngram,
+            "max_length": a.max_length,
+            "batch_size": a.batch_size,
+            "batch_tokens": a.batch_tokens,
+            "shortlist": a.shortlist,
+            "sample": a.sample,
+            **sampling_values(a),
+            **({"glossary": self.glossary} if self.glossary is not None else {}),
+            **({"prefix": a.prefix} if a.prefix else {}),
+        }
+
+    def infer(self, pipeline, texts, chunk_size, progress):
+        a = self.args
+        # Only translation splits: a summary's input is the whole document.
+        generate = pipeline.generate
+        if "split" in self.spec.extras:
+            generate = functools.partial(pipeline.translate, split=a.split.value)
+        return generate(
+            texts,
+            n_best=a.n_best,
+            chunk_size=chunk_size,
+            progress=progress,
+            workers=worker_processes(a.workers, chunk_size),
+            align=a.align,
+            **self.options(),
+        )
+
+    def translate_document(self, pipeline, document, progress) -> str:
+        from attn.model.inference.documents import translate_document
+
+        return translate_document(
+            pipeline,
+            document,
+            progress=progress,
+            split=self.args.split.value,
+            workers=self.args.workers,
+            **self.options(),
+        )
+
+    def run_documents(self) -> bool:
+        """Translate the input as documents (subtitles, Markdown, HTML) where its format
+        says so; False where the input is lines."""
+        a = self.args
+        return run_documents(
+            a.files or [],
+            a.output,
+            a.output_dir,
+            a.input_format,
+            self.load,
+            self.translate_document,
+            fmt=a.fmt,
+            n_best=a.n_best,
+            field=a.field,
+            align=a.align,
+        )
+
+    def run_lines(self) -> None:
+        from attn.data.task_files import SRC_FIELDS
+
+        a = self.args
+        run(
+            IOOptions(
+                a.files or [], a.output, a.output_dir, a.field, a.errors, guess_fields=SRC_FIELDS
+            ),
+            self.load,
+            self.infer,
+            lambda result: render_generation(result, a.fmt, a.n_best),
+        )
 
 
 def check_sampling(sample: bool, beam: int | None, n_best: int, options: dict[str, Any]) -> None:
