@@ -14,9 +14,10 @@ second half, as if it were monolingual text. Then, through the `attn` CLI:
    learns);
 4. scores each on test2016 (`attn evaluate`, beam 4).
 
-Runs two processes of one thread at a time (the reverse model beside the first-half-only
-model, the two translations, the two back-translation models). Each stage's output is kept
-in --work and reused when the script runs again.
+Runs the independent steps side by side, each in a process of one thread (the reverse model
+beside the first-half-only model; the two translations beside the reverse model's score; the
+two back-translation models beside the first-half model's score; the last two scores). Each
+step's output is kept in --work and reused when the script runs again.
 
     python bench/backtranslation.py [--steps 300] [--preset tiny] [--work DIR]
 
@@ -83,16 +84,20 @@ def run_together(jobs: dict[str, tuple[list[str], Path]], work: Path) -> dict[st
         print(f"{name}: {' '.join(cmd)}", file=sys.stderr)
         proc = subprocess.Popen(cmd, stdout=out, stderr=log, env={**os.environ, "NO_COLOR": "1"})
         running[name] = (proc, time.monotonic(), done, log, out)
-    for name, (proc, started, done, log, out) in running.items():
-        rc = proc.wait()
-        seconds[name] = round(time.monotonic() - started, 1)
-        log.close()
-        out.close()
-        part = work / f"{name}.out"
-        if rc != 0:
-            sys.exit(f"{name} failed (exit {rc}); see {work / f'{name}.log'}")
-        part.replace(done)
-        print(f"{name}: done in {seconds[name]:.0f} s", file=sys.stderr)
+    while running:
+        for name, (proc, started, done, log, out) in list(running.items()):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            seconds[name] = round(time.monotonic() - started, 1)
+            del running[name]
+            log.close()
+            out.close()
+            if rc != 0:
+                sys.exit(f"{name} failed (exit {rc}); see {work / f'{name}.log'}")
+            (work / f"{name}.out").replace(done)
+            print(f"{name}: done in {seconds[name]:.0f} s", file=sys.stderr)
+        time.sleep(1)
     return seconds
 
 
@@ -105,15 +110,13 @@ def synthetic_dir(work: Path, name: str, mono: Path, english: Path) -> Path:
     return directory
 
 
-def evaluate(model: Path, log: Path, src: str = "en", tgt: str = "de") -> dict:
+def evaluate_job(work: Path, name: str, model: Path) -> tuple[list[str], Path]:
+    """The job that scores `model` on test2016 with beam 4 (the reverse model de->en)."""
+    src, tgt = ("de", "en") if name == "reverse" else ("en", "de")
     cmd = [ATTN, "evaluate", "translate", "-m", str(model), "--data", str(MULTI30K)]
     cmd += ["--split", "test2016", "--src", src, "--tgt", tgt, "--beam", "4"]
     cmd += ["--threads", "1", "--format", "json"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    log.write_text(result.stderr, encoding="utf-8")
-    if result.returncode != 0:
-        sys.exit(f"evaluate {model} failed: {result.stderr.strip()[-500:]}")
-    return json.loads(result.stdout)
+    return cmd, work / f"score-{name}.json"
 
 
 def main() -> None:
@@ -140,10 +143,12 @@ def main() -> None:
         work,
     )  # fmt: skip
     translate = [ATTN, "translate", "-m", str(models["reverse"]), str(mono), "--threads", "1"]
+    # The first models are scored while the next stage runs.
     walls |= run_together(
         {
             "translate-sampled": ([*translate, "--sample", "--seed", "0"], work / "bt-sampled.en"),
             "translate-beam": ([*translate, "--beam", "4"], work / "bt-beam.en"),
+            "evaluate-reverse": evaluate_job(work, "reverse", models["reverse"]),
         },
         work,
     )
@@ -158,17 +163,20 @@ def main() -> None:
                 work / f"{kind}.done",
             )
             for kind in ("sampled", "beam")
+        }
+        | {"evaluate-half": evaluate_job(work, "half", models["half"])},
+        work,
+    )
+    walls |= run_together(
+        {
+            f"evaluate-{kind}": evaluate_job(work, kind, models[kind])
+            for kind in ("sampled", "beam")
         },
         work,
     )
-
     scores = {
-        name: evaluate(
-            model,
-            work / f"evaluate-{name}.log",
-            *(("de", "en") if name == "reverse" else ("en", "de")),
-        )
-        for name, model in models.items()
+        name: json.loads((work / f"score-{name}.json").read_text(encoding="utf-8"))["scores"]
+        for name in models
     }
     from peers import cpu_name
 
