@@ -206,7 +206,9 @@ class TranslateRequest(GenerateRequest):
         max_length (checked before decoding, so a batch shared with others never fails)."""
         prefixes = [self.prefix] if isinstance(self.prefix, str) else self.prefix or []
         flat = [c for cons in self._constraint_lists() for c in cons] + [p for p in prefixes if p]
-        ids, _ = pipeline.tokenizer.encode(flat, add_eos=False) if flat else ([], [])
+        if not flat:
+            return
+        ids, _ = pipeline.tokenizer.encode(flat, add_eos=False)
         limit = pipeline.config.max_length
         for text, pieces in zip(flat, ids, strict=True):
             if len(pieces) > limit:
@@ -408,8 +410,6 @@ def _attention(
 # --- the app ---------------------------------------------------------------------------
 
 
-# Over 80 lines: the routes are closures over the loaded pipelines and limits, registered
-# in one place so that every route of the API is read on one screen.
 def create_app(
     models: Mapping[str, Pipeline],
     *,
@@ -456,6 +456,25 @@ def create_app(
 
     app = FastAPI(title="attn", version=__version__, lifespan=lifespan)
     _answer_errors_in_json(app)
+    _mount_health(app, models, limits)
+    _mount_task_routes(app, models, batchers, limits)
+    mount_file_route(
+        app,
+        lambda request, schema: _parse(request, schema, limits),
+        lambda: batchers["translate"].submit if "translate" in batchers else None,
+        lambda: _target_language(models["translate"]),
+    )
+    mount_page(app)
+    app.add_middleware(
+        SecurityMiddleware, policy=security or SecurityPolicy(), open_paths=page_paths()
+    )
+    return app
+
+
+def _mount_health(app: FastAPI, models: Mapping[str, Pipeline], limits: Limits) -> None:
+    """GET /health: the loaded models (described on the first call) and the limits."""
+    from attn import __version__
+
     described: dict[str, dict[str, Any]] = {}  # filled by the first /health
     limits_record = asdict(limits)
 
@@ -472,6 +491,17 @@ def create_app(
             "models": described,
             "limits": limits_record,
         }
+
+
+def _mount_task_routes(
+    app: FastAPI,
+    models: Mapping[str, Pipeline],
+    batchers: Mapping[str, MicroBatcher],
+    limits: Limits,
+) -> None:
+    """POST /translate, /summarize, /sentiment and /attention: each parses its request,
+    hands the texts to its task's micro-batcher (`batchers`, filled by the app's lifespan)
+    and answers the results."""
 
     async def run(
         task: str, request: Request, schema: type[M], parsed: M | None = None
@@ -523,18 +553,6 @@ def create_app(
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
         return results[0]
-
-    mount_file_route(
-        app,
-        lambda request, schema: _parse(request, schema, limits),
-        lambda: batchers["translate"].submit if "translate" in batchers else None,
-        lambda: _target_language(models["translate"]),
-    )
-    mount_page(app)
-    app.add_middleware(
-        SecurityMiddleware, policy=security or SecurityPolicy(), open_paths=page_paths()
-    )
-    return app
 
 
 def _answer_errors_in_json(app: FastAPI) -> None:
