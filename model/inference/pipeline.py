@@ -25,6 +25,7 @@ from torch import Tensor
 
 from attn.model.decoding.incremental import StepWeights
 from attn.model.decoding.search import GenerationOptions, Hypothesis, generate
+from attn.model.inference.guidance import allow_guide_pieces, text_guides
 from attn.model.inference.results import Candidate, Classification, Generation
 from attn.model.inference.runner import BatchRunner, ProgressCallback
 from attn.model.storage.checkpoint import LoadedModel, ModelError, load_model
@@ -248,7 +249,9 @@ class Seq2Seq(_Pipeline):
         def process(
             src: Tensor, mask: Tensor, indices: list[int], batch: list[str]
         ) -> tuple[list[_Searched], int]:
-            guides = self._guides(batch, glossary, sampling is not None)
+            guides = text_guides(
+                self.tokenizer, self.config.max_length, batch, glossary, sampling is not None
+            )
             hyps = self._search(src, mask, options, shortlist, sampling, indices, guides)
             pieces = sum(len(h[0].tokens) for h in hyps)
             if not align:
@@ -355,10 +358,8 @@ class Seq2Seq(_Pipeline):
         that hold their constraints and prefixes. Shape: (B, S)."""
         words = self.shortlist if shortlist else None
         allowed = None if words is None else words.candidates(src, mask)
-        if allowed is not None and guides is not None:  # constraint pieces always allowed
-            for row, guide in enumerate(guides):
-                pieces = [p for c in guide.constraints for p in c] + list(guide.prefix)
-                allowed[row, pieces] = True
+        if allowed is not None and guides is not None:
+            allow_guide_pieces(allowed, guides)
         if sampling is not None:
             from attn.model.decoding.sampling import sample
 
@@ -385,54 +386,12 @@ class Seq2Seq(_Pipeline):
         )
 
     def _word_ends(self) -> Tensor:
-        """The pieces that end a word (constraints are met as whole words), made once."""
+        """`word_end_table` of this model, made once."""
         if getattr(self, "_ends", None) is None:
-            from attn.model.decoding.constraints import word_ends
+            from attn.model.inference.guidance import word_end_table
 
-            size = self.tokenizer.vocab_size
-            pieces = [
-                self.tokenizer.id_to_piece(i) if i < size else ""
-                for i in range(self.config.vocab_size)
-            ]
-            self._ends = word_ends(pieces, self.config.eos_id)
+            self._ends = word_end_table(self.tokenizer, self.config.vocab_size, self.config.eos_id)
         return self._ends
-
-    def _guides(
-        self, texts: list[str], glossary: Glossary | None, sampling: bool
-    ) -> list[Guide] | None:
-        """The constraints and prefix of each text of a batch, in pieces; None if none has any.
-
-        Raises:
-            ValueError: a constraint or prefix longer than the model's max_length, or
-                directions for sampling.
-        """
-        from attn.model.decoding.constraints import Guide
-
-        wanted = []
-        for text in texts:
-            cons = list(getattr(text, "constraints", ()))
-            if glossary is not None:
-                cons += glossary.targets(text)
-            wanted.append(
-                (list(dict.fromkeys(c for c in cons if c.strip())), getattr(text, "prefix", ""))
-            )
-        if not any(c or p for c, p in wanted):
-            return None
-        if sampling:
-            raise ValueError("constraints and prefixes need beam search, not sample")
-        flat = [c for cons, _ in wanted for c in cons] + [p for _, p in wanted if p]
-        ids, _ = self.tokenizer.encode(flat, add_eos=False) if flat else ([], [])
-        pieces = dict(zip(flat, ids, strict=True))
-        limit = self.config.max_length
-        for text, n in pieces.items():
-            if len(n) > limit:
-                raise ValueError(
-                    f'"{text}" is {len(n)} pieces, more than the model\'s max_length {limit}'
-                )
-        return [
-            Guide(tuple(tuple(pieces[c]) for c in cons if pieces[c]), tuple(pieces[p]) if p else ())
-            for cons, p in wanted
-        ]
 
 
 class Translator(Seq2Seq):
