@@ -31,6 +31,7 @@ from attn.model.training.distributed import Dist
 from attn.model.training.finetune import InitModel
 from attn.model.training.model_dir import clear_model_dir
 from attn.model.training.settings import TrainError, TrainSettings
+from attn.model.training.tokenizer_choice import check_synthetic_tag, train_tokenizer
 
 Event = dict[str, Any]
 
@@ -220,25 +221,6 @@ class Preparation:
             return sha256_file(path)
         return None
 
-    def _check_tag(self) -> None:
-        """Synthetic pairs need a tokenizer that holds their tag as one piece: a given one
-        (resume, --init) must have been trained with synthetic pairs too."""
-        from attn.data.task_files import BT_TAG
-        from attn.tokenizer import Tokenizer
-
-        path = self.dir if self.resume else self.init.dir if self.init is not None else None
-        if path is None or not (path / TOKENIZER).is_file():
-            return  # trained here, or missing: said where it is loaded
-        try:
-            tokenizer = Tokenizer.load(path / TOKENIZER)
-        except ValueError:
-            return
-        if not tokenizer.has_piece(BT_TAG):
-            raise TrainError(
-                f"synthetic pairs need a tokenizer with their tag {BT_TAG} as one piece, and "
-                f"the one of {path} has none (it was trained without --synthetic)"
-            )
-
     def _clear(self) -> None:
         """Only read and checked data may replace a model (--overwrite): bad data keeps it."""
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -274,7 +256,8 @@ class Preparation:
         # tokenizer is trained (minutes on a large corpus). The real size is checked below.
         self.model_config(_SMALLEST_VOCAB, scan.labels)
         if files.synthetic:
-            self._check_tag()
+            given = self.dir if self.resume else self.init.dir if self.init is not None else None
+            check_synthetic_tag(given)
         self._clear()
         start_preparation(self.prepared_dir)
         tokenizer = self._tokenizer(scan.sample, bool(files.synthetic))
@@ -342,7 +325,6 @@ class Preparation:
     def _tokenizer(self, sample: list[str], synthetic: bool) -> Any:
         """The model directory's tokenizer: kept (resume), copied (--init) or trained on
         `sample`; with `synthetic` pairs, one that holds their tag as one piece."""
-        from attn.data.task_files import BT_TAG
         from attn.tokenizer import Tokenizer
 
         path = self.dir / TOKENIZER
@@ -354,29 +336,10 @@ class Preparation:
                 return Tokenizer.load(path)
             except ValueError as e:
                 raise TrainError(f"cannot start from {self.init.dir}: {e}") from None
-        size = self.settings.vocab_size
-        self.emit(
-            {
-                "event": "stage",
-                "message": f"training the tokenizer ({size} pieces) on {len(sample)} texts",
-            }
+        s = self.settings
+        return train_tokenizer(
+            sample, path, s.vocab_size, seed=s.seed, synthetic=synthetic, emit=self.emit
         )
-        try:
-            return Tokenizer.train(
-                sample,
-                path,
-                size,
-                seed=self.settings.seed,
-                max_sentences=None,
-                symbols=(BT_TAG,) if synthetic else (),
-            )
-        except RuntimeError as e:
-            # SentencePiece's own refusals (e.g. fewer pieces than distinct characters).
-            reason = str(e).splitlines()[0].rpartition("] ")[2].partition(". ")[0]
-            raise TrainError(
-                f"cannot train a tokenizer of {size} pieces on this "
-                f"text ({reason}); choose another --vocab-size"
-            ) from None
 
     def _open(self) -> Prepared:
         """Map the prepared data (every rank) and load what goes with it."""
