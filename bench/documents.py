@@ -79,6 +79,24 @@ def paragraphs(
     sentence_bleu = bleu(grouped(by_sentence, PARAGRAPH), para_refs)
     split_bleu = bleu(split, para_refs)
     speed = {mode: round(words / s, 1) for mode, s in seconds.items()}
+    # A caption without end punctuation runs into the next one once joined: no splitter can
+    # find that boundary. The paragraphs whose captions all end in . ! ? show the splitting
+    # itself.
+    whole = [
+        k
+        for k in range(len(paras))
+        if all(s.rstrip()[-1:] in ".!?" for s in sources[k * PARAGRAPH : (k + 1) * PARAGRAPH])
+    ]
+    by_paragraph = grouped(by_sentence, PARAGRAPH)
+    sub_refs = [para_refs[k] for k in whole]
+    punctuated = {
+        "paragraphs": len(whole),
+        "bleu_sentence_by_sentence": bleu([by_paragraph[k] for k in whole], sub_refs),
+        "bleu_paragraphs_split": bleu([split[k] for k in whole], sub_refs),
+    }
+    punctuated["bleu_difference"] = round(
+        punctuated["bleu_paragraphs_split"] - punctuated["bleu_sentence_by_sentence"], 2
+    )
     return {
         "paragraphs": len(paras),
         "sentences_per_paragraph": PARAGRAPH,
@@ -88,6 +106,7 @@ def paragraphs(
         "bleu_paragraphs_no_split": bleu(unsplit, para_refs),
         "bleu_difference": round(split_bleu - sentence_bleu, 2),
         "bleu_within_0_5": abs(split_bleu - sentence_bleu) <= 0.5,
+        "captions_ending_in_punctuation": punctuated,
         "seconds": {
             **{m: round(s, 2) for m, s in seconds.items()},
             "no_split": round(took_unsplit, 2),
@@ -288,6 +307,12 @@ def report(r: dict[str, Any]) -> None:
         f"  ({p['bleu_difference']:+.2f}, within 0.5: {p['bleu_within_0_5']})"
     )
     print(f"  BLEU paragraphs, no split     {p['bleu_paragraphs_no_split']:6.2f}")
+    q = p["captions_ending_in_punctuation"]
+    print(
+        f"  the {q['paragraphs']} paragraphs whose captions all end in . ! ?: sentence by "
+        f"sentence {q['bleu_sentence_by_sentence']:.2f}, split {q['bleu_paragraphs_split']:.2f}"
+        f" ({q['bleu_difference']:+.2f})"
+    )
     w = p["source_words_per_s"]
     print(
         f"  source words/s: sentences {w['sentences']}, paragraphs {w['paragraphs']}"
