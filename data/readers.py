@@ -47,7 +47,7 @@ def _display_name(path: str | Path) -> str:
     return "<stdin>" if str(path) == STDIN else str(path)
 
 
-def _open_binary(path: str | Path) -> IO[bytes]:
+def open_binary(path: str | Path) -> IO[bytes]:
     """Open ``path`` (or stdin for ``-``) for binary reading, translating OS errors."""
     if str(path) == STDIN:
         return sys.stdin.buffer
@@ -158,7 +158,7 @@ def read_lines(
     if errors not in ("strict", "replace"):
         raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
     name = _display_name(path)
-    stream = _open_binary(path)
+    stream = open_binary(path)
     lineno = 0
     try:
         for block in _raw_blocks(stream, name):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from attn.cli.seq2seq import Seq2SeqCommand
+from attn.cli.seq2seq import EXTRAS, Seq2SeqCommand
 from attn.cli.seq2seq import register as register_seq2seq
 
 TRANSLATE = Seq2SeqCommand(
@@ -18,15 +18,7 @@ TRANSLATE = Seq2SeqCommand(
 
     Example: echo "A man rides a bike." | attn translate -m models/en-de
     """,
-    extras=(
-        "shortlist",
-        "align",
-        "input_format",
-        "split",
-        "glossary",
-        "glossary_ignore_case",
-        "prefix",
-    ),
+    extras=EXTRAS,  # every one: translate is the command they were made for
 )
 
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from attn.data.readers import DataError
+from attn.data.readers import DataError, open_binary
 
 FORMATS = ("text", "srt", "vtt", "markdown", "html")
 
@@ -159,14 +159,14 @@ def read_document_text(path: str | Path) -> str:
             UTF-16, or invalid UTF-8 (with the line).
     """
     name = "<stdin>" if str(path) == "-" else str(path)
+    stream = open_binary(path)
     try:
-        raw = sys.stdin.buffer.read() if str(path) == "-" else Path(path).read_bytes()
-    except FileNotFoundError as e:
-        raise DataError(name, "no such file") from e
-    except IsADirectoryError as e:
-        raise DataError(name, "is a directory") from e
+        raw = stream.read()
     except OSError as e:
         raise DataError(name, f"cannot read ({e.strerror})") from e
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DataError(name, "looks like UTF-16 text; convert it to UTF-8")
     if b"\0" in raw[:_BINARY_SNIFF]:
