@@ -228,7 +228,12 @@ class BatchRunner:
                 indices = [start + i for i in order]
                 start += len(chunk)
                 jobs = self._jobs(chunk, batch_size, batch_tokens, indices)[::-1]
-                running = [(pos, pool.apply_async(_Worker.work, (job,))) for pos, job in jobs]
+                # Ids and mask travel as numpy arrays (pickled by value): a tensor would go
+                # through torch's file-descriptor sharing, whose server thread prints a
+                # traceback when the parent ends first (`attn translate | head -1`).
+                running = [
+                    (pos, pool.apply_async(_Worker.work, (_as_arrays(job),))) for pos, job in jobs
+                ]
                 pending.append((chunk, order, running))
                 while len(pending) > 1:
                     yield from _collect(*pending.popleft(), make, restore_order, progress)
@@ -263,9 +268,10 @@ class _Worker:
         _Worker.run = run_job
 
     @staticmethod
-    def work(job: _Job) -> tuple[list[Any], int]:
+    def work(job: tuple) -> tuple[list[Any], int]:
         assert _Worker.run is not None, "the pool starts each worker with its job function"
-        return _Worker.run(job)
+        texts, ids, mask, *rest = job
+        return _Worker.run((texts, torch.from_numpy(ids), torch.from_numpy(mask), *rest))
 
 
 def _collect(
@@ -297,3 +303,9 @@ def _batches(
         return token_batches(lengths, batch_tokens, shuffle=False)
     n = len(lengths)
     return [list(range(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]
+
+
+def _as_arrays(job: _Job) -> tuple:
+    """`job` with its ids and mask as numpy arrays (no copy), for a worker process."""
+    texts, ids, mask, *rest = job
+    return (texts, ids.numpy(), mask.numpy(), *rest)
