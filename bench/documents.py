@@ -23,7 +23,6 @@ Prints a table and writes bench/results/documents.json (with the CPU's name).
 
 from __future__ import annotations
 
-import argparse
 import platform
 import re
 import sys
@@ -34,7 +33,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import MULTI30K, cpu_name, save_result
+from peers import MULTI30K, cpu_name, model_bench_parser, save_result
 
 from attn import __version__
 from attn.data.documents import parse
@@ -258,14 +257,9 @@ def round_trip(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-m", "--model", type=Path, required=True, help="an en->de model dir")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--beam", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2, help="timed runs of each mode")
+    parser = model_bench_parser(__doc__, "documents.json")
     parser.add_argument("--paragraphs", type=int, default=200)
     parser.add_argument("--cues", type=int, default=1000)
-    parser.add_argument("--out", type=Path, help="default bench/results/documents.json")
     args = parser.parse_args()
 
     sources = (MULTI30K / "test2016.en").read_text(encoding="utf-8").splitlines()

@@ -184,6 +184,18 @@ def save_result(result: dict, out: Path | None, name: str) -> Path:
     return out
 
 
+def model_bench_parser(doc: str, name: str) -> argparse.ArgumentParser:
+    """The arguments every benchmark of one trained en->de model takes: the model, threads,
+    beam, timed rounds and where the JSON `name` goes (bench/results/ by default)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("-m", "--model", type=Path, required=True, help="an en->de model dir")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--beam", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2, help="timed runs of each mode")
+    parser.add_argument("--out", type=Path, help=f"default bench/results/{name}")
+    return parser
+
+
 def _run_ct2(ct2, sources: list[str], beam: int) -> tuple[float, float, list[str]]:
     """CTranslate2 over `sources`: seconds, target tokens/s, texts."""
     start = time.perf_counter()

@@ -25,7 +25,6 @@ glossary as bench/results/terminology_glossary.tsv.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 import time
@@ -36,7 +35,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import MULTI30K, ROOT, cpu_name, save_result
+from peers import MULTI30K, ROOT, cpu_name, model_bench_parser, save_result
 
 from attn import __version__
 from attn.data.glossary import Glossary, words
@@ -126,14 +125,9 @@ def timed(translator: Translator, texts: list[str], **options: Any) -> tuple[flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-m", "--model", type=Path, required=True, help="an en->de model dir")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--beam", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2, help="timed runs of each mode")
+    parser = model_bench_parser(__doc__, "terminology.json")
     parser.add_argument("--min-dice", type=float, default=0.7)
     parser.add_argument("--min-support", type=int, default=10)
-    parser.add_argument("--out", type=Path, help="default bench/results/terminology.json")
     args = parser.parse_args()
 
     read = lambda name: (MULTI30K / name).read_text(encoding="utf-8").splitlines()  # noqa: E731
