@@ -356,7 +356,7 @@ def check_sampling(sample: bool, beam: int | None, n_best: int, options: dict[st
     """Refuse sampling options without --sample, --sample with a --beam above 1 (`beam`:
     the one given on the command line, or None), and values out of range (usage errors,
     exit 2)."""
-    from attn.model.decoding.sampling import sampling_options
+    from attn.model.decoding.sampling_options import sampling_options
 
     flag = {name: "--" + name.replace("_", "-") for name in options}
     if not sample:

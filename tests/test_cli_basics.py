@@ -136,6 +136,43 @@ def test_help_does_not_import_torch():
     assert out.stdout.strip() == "False", out.stderr
 
 
+def test_option_checks_before_the_model_load_do_not_import_torch():
+    # A Ctrl-C is handled only from the model load on (cli/lines.py); an import of torch
+    # before it could be interrupted half-way and end in a traceback.
+    code = (
+        "import sys\n"
+        "from attn.cli.seq2seq import check_sampling\n"
+        "check_sampling(True, None, 2, {'temperature': 0.7, 'top_k': 5, 'top_p': 0.9, "
+        "'seed': 1})\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_ctrl_c_wrapped_by_another_error_counts_as_ctrl_c():
+    # Python reports an exception raised while a class is built (a dataclass field's
+    # __set_name__, inside an import) as a RuntimeError caused by it.
+    from attn.__main__ import _interrupted
+
+    def build() -> None:
+        class Field:
+            def __set_name__(self, owner, name):
+                raise KeyboardInterrupt
+
+        class Owner:
+            field = Field()
+
+    with pytest.raises(RuntimeError) as caught:
+        build()
+    assert _interrupted(caught.value)
+    assert not _interrupted(RuntimeError("something else"))
+    try:
+        raise ValueError("outer") from KeyError("inner")
+    except ValueError as e:
+        assert not _interrupted(e)
+
+
 @pytest.mark.parametrize("allowed", [True, False])
 def test_a_quick_exit_ends_like_python_does(tmp_path, allowed):
     # What a normal exit does before the interpreter's teardown still happens when a command

@@ -10,7 +10,8 @@ import pytest
 import torch
 from test_generate import PAD, VOCAB, _random_model, _reverse_batch, _same
 
-from attn.model.decoding.sampling import SamplingOptions, draw, filter_logits, row_seed, sample
+from attn.model.decoding.sampling import draw, filter_logits, row_seed, sample
+from attn.model.decoding.sampling_options import SamplingOptions
 from attn.model.decoding.search import GenerationOptions, generate
 
 GREEDY = GenerationOptions(beam=1)

@@ -34,7 +34,7 @@ from attn.model.storage.layout import ModelDir
 if TYPE_CHECKING:
     from attn.data.glossary import Glossary
     from attn.model.decoding.constraints import Guide
-    from attn.model.decoding.sampling import SamplingOptions
+    from attn.model.decoding.sampling_options import SamplingOptions
     from attn.model.inference.attention_maps import AttentionMaps
 
 # A sentence's hypotheses, best first, and the word alignment of the best one (or None).
@@ -233,7 +233,7 @@ class Seq2Seq(_Pipeline):
                 constraints or a prefix with `sample`, or (when its text is reached) a
                 constraint or prefix longer than the model's max_length.
         """
-        from attn.model.decoding.sampling import sampling_options
+        from attn.model.decoding.sampling_options import sampling_options
 
         sampling = sampling_options(sample, n_best, temperature, top_k, top_p, seed)
         if sampling is not None and (constraints, prefix, glossary) != (None, None, None):
