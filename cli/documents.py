@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from attn.cli.common import allow_quick_exit, err_console, reported_errors, stderr_is_terminal
-from attn.cli.lines import Format, same_file
+from attn.cli.lines import Format, interrupt_noted, same_file
 
 if TYPE_CHECKING:
     from attn.data.documents import Document
@@ -90,7 +90,8 @@ def run_documents(
         from attn.data.documents import load as load_document
 
         documents = [load_document(f, f_fmt) for f, f_fmt in zip(files, formats, strict=True)]
-        pipeline = load()
+        with interrupt_noted():
+            pipeline = load()
         with _progress_bar() as track:
             for name, document, target in zip(files, documents, targets, strict=True):
                 progress = track(name) if track is not None else None

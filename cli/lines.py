@@ -165,7 +165,7 @@ def run(
     jobs = _plan(io)
     with reported_errors():
         try:
-            with _interrupt_noted():
+            with interrupt_noted():
                 pipeline = load()
             _write_results(pipeline, jobs, io, infer, render)
             allow_quick_exit()  # every output is flushed and closed
@@ -235,7 +235,7 @@ def _warn_split_further(where: str, lines: list[int], max_length: int) -> None:
 
 
 @contextmanager
-def _interrupt_noted() -> Iterator[None]:
+def interrupt_noted() -> Iterator[None]:
     """Make a Ctrl-C during the block (the model load) count, once the block ends.
 
     Importing torch (numpy, during the model load) catches a KeyboardInterrupt raised in

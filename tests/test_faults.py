@@ -237,6 +237,27 @@ def test_ctrl_c_while_starting_up_exits_130(tmp_path, translate_model, delay):
     assert out.count(b"\n") < 3000
 
 
+def test_ctrl_c_while_starting_up_on_a_document_exits_130(tmp_path, translate_model):
+    """The same for a document (subtitles): parsed first, then the model loads."""
+    source = tmp_path / "talk.srt"
+    source.write_text(
+        "".join(
+            f"{i}\n00:00:{i % 60:02d},000 --> 00:00:{i % 60:02d},500\nA young bird.\n\n"
+            for i in range(1, 3001)
+        )
+    )
+    proc = subprocess.Popen(
+        [ATTN, "translate", "-m", str(translate_model), "--threads", "1", str(source)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, preexec_fn=sigint_default,
+    )  # fmt: skip
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err
+    assert out == b""  # a document is written whole or not at all
+
+
 def test_closed_pipe_exits_quietly(tmp_path, translate_model):
     source = tmp_path / "in.txt"
     source.write_text("A dog runs.\n" * 2500)
