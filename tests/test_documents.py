@@ -132,6 +132,18 @@ def test_inline_code_and_images_never_enter_a_link(text, fn):
     assert out.count("`") == text.count("`") and out.count("![img](x.png)") == text.count("![")
 
 
+def test_a_point_glued_to_punctuation_keeps_a_space_before_another_word():
+    # `code`: in the source; the translation puts a word where the colon was.
+    doc = parse("Or run `attn translate`: now\n", "markdown")
+
+    def colon_becomes_a_word(text: str) -> Result:
+        words = ["GO" if w == ":" else w.upper() for w in text.split()]
+        return Result(" ".join(words), [(i, i) for i in range(len(words))])
+
+    assert render(doc, colon_becomes_a_word) == "OR RUN `attn translate` GO NOW\n"
+    assert render(doc, same) == "Or run `attn translate`: now\n"
+
+
 def test_srt_tags_follow_their_words_and_crlf_stays():
     text = SRT.replace("\n", "\r\n")
     out = render(parse(text, "srt", "x.srt"), reverse)

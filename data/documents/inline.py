@@ -208,8 +208,12 @@ class _Placer:
             text = " " + raw if spaced else raw
         else:
             word = self._out_range(after, after)[0]
-            pos, spaced = (word, 0), self.src[after][0] > m.start
-            text = raw + " " if spaced else raw
+            # Glued to the next word in the source (`code`: or `code`s): glued to the output
+            # word only where that begins as the source word did, else a space between.
+            a, b = self.src[after]
+            source_word = self.unit.escape(self.unit.text[a:b])
+            glued = a == m.start and _same_start(self.words[word], source_word)
+            pos, text = (word, 0), raw if glued else raw + " "
         pos = self._outside(m, min(max(pos, lo), hi), lo, hi)
         self.points.append((*pos, index, text))
 
@@ -278,6 +282,11 @@ def wrap(tokens: Sequence[str], line_words: Sequence[int]) -> list[str]:
         cuts.append(min(max(cut, cuts[-1] + 1), len(tokens) - (n_lines - k)))
     cuts.append(len(tokens))
     return [" ".join(tokens[a:b]) for a, b in itertools.pairwise(cuts)]
+
+
+def _same_start(word: str, source_word: str) -> bool:
+    """Whether `word` begins with the first character of `source_word` (any case)."""
+    return word[:1].casefold() == source_word[:1].casefold()
 
 
 def _cross(x: tuple[_Pos, _Pos], y: tuple[_Pos, _Pos]) -> bool:
