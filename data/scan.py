@@ -37,6 +37,7 @@ class Scan:
         fewer than the sample size, as the tokenizer was always trained.
     real: how many rows the real training files hold: the synthetic files' rows come after
         them (none is held out for validation).
+    sampled_sources: how many texts of `sample` are sources (the rest are targets).
     """
 
     roles: np.ndarray
@@ -47,6 +48,7 @@ class Scan:
     val_from_train: bool
     seconds: float
     real: int
+    sampled_sources: int
 
     @property
     def rows(self) -> int:
@@ -140,8 +142,12 @@ def scan_training_data(
     def keep(row: int) -> bool:
         return bool(role[row] == TRAIN)
 
-    sample = sources.texts(keep) + ([] if sentiment else targets.texts(keep))
-    return Scan(role, empty, duplicates, sorted_labels, sample, val_from_train, seconds, real)
+    sample = sources.texts(keep)
+    n_sources = len(sample)
+    sample += [] if sentiment else targets.texts(keep)
+    return Scan(
+        role, empty, duplicates, sorted_labels, sample, val_from_train, seconds, real, n_sources
+    )
 
 
 def read_validation(files: TaskFiles, labels: list[str] | None) -> tuple[list[Example], int]:

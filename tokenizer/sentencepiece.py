@@ -223,6 +223,20 @@ class Tokenizer:
             raise TokenizerError(f"{path}: cannot read tokenizer model ({e.strerror})") from e
         return cls(proto, source=str(path))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its model (for the processes that encode a corpus).
+        return (type(self), (self._proto,))
+
+    @property
+    def target(self) -> Tokenizer:
+        """The tokenizer of target texts: this one (one joint model for both sides)."""
+        return self
+
+    @property
+    def language_tokens(self) -> tuple[str, ...]:
+        """The target-language tokens (``>>fra<<``) a model chooses its output by: none."""
+        return ()
+
     @property
     def model_proto(self) -> bytes:
         """The serialized SentencePiece model (what `save` writes)."""
@@ -269,43 +283,23 @@ class Tokenizer:
             ValueError: ``texts`` is a single string, or ``max_length`` leaves no room for
                 a token besides BOS/EOS.
         """
-        if isinstance(texts, str):
-            raise ValueError("encode takes a sequence of texts, not a single string")
-        n_special = int(add_bos) + int(add_eos)
-        if max_length is not None and max_length < n_special + 1:
-            raise ValueError(
-                f"max_length must be at least {n_special + 1} with add_bos={add_bos} "
-                f"and add_eos={add_eos}, got {max_length}"
-            )
+        check_encode_args(texts, max_length, add_bos, add_eos)
         texts = list(texts)
         # SentencePiece's batch calls start a thread pool each time (about a millisecond,
         # more on a busy machine): worth it for many texts only.
         threads = -1 if len(texts) >= _THREADED_TEXTS else 1
         bodies = self._sp.encode(texts, out_type=int, num_threads=threads)
-        ids: list[list[int]] = []
-        truncated: list[bool] = []
-        for body in bodies:
-            cut = max_length is not None and len(body) + n_special > max_length
-            if cut:
-                room = max_length - n_special
-                if keep == "head+tail" and room >= 2:
-                    head = room // 4
-                    body = body[:head] + body[len(body) - (room - head) :]
-                else:
-                    body = body[:room]
-            ids.append([BOS_ID] * add_bos + body + [EOS_ID] * add_eos)
-            truncated.append(cut)
-        return ids, truncated
+        return frame(bodies, max_length, [BOS_ID] * add_bos, [EOS_ID] * add_eos, keep)
 
     def encode_flat(
         self, texts: Sequence[str], *, max_length: int, keep: str = "head"
-    ) -> tuple[np.ndarray, np.ndarray, int]:
+    ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
         """Encode texts as `encode` does (EOS added, cut to `max_length`), into flat arrays:
         for encoding a corpus, where per-text lists would cost more than the encoding.
 
         Returns:
             the ids of every text one after the other (int32), the length of each (int32),
-            and how many texts were cut.
+            how many texts were cut, and the length of each before the cut (int32).
 
         Raises:
             ValueError: ``max_length`` below 2.
@@ -316,6 +310,7 @@ class Tokenizer:
             raise ValueError(f"max_length must be at least 2 with add_eos=True, got {max_length}")
         ids = self._sp.encode(list(texts), out_type=int, add_eos=True)
         lengths = np.fromiter(map(len, ids), dtype=np.int32, count=len(ids))
+        uncut = lengths.copy()
         long = np.flatnonzero(lengths > max_length)
         if len(long):
             cut, _ = self.encode([texts[i] for i in long], max_length=max_length, keep=keep)
@@ -323,7 +318,7 @@ class Tokenizer:
                 ids[i] = seq
             lengths[long] = max_length
         flat = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
-        return flat, lengths, len(long)
+        return flat, lengths, len(long), uncut
 
     def encode_batch(
         self,
@@ -340,18 +335,10 @@ class Tokenizer:
         Returns:
             ``EncodedBatch`` with ``ids`` (B, T) and ``mask`` (B, T), T the longest sequence.
         """
-        import torch
-
         ids, truncated = self.encode(
             texts, max_length=max_length, add_bos=add_bos, add_eos=add_eos, keep=keep
         )
-        width = max((len(seq) for seq in ids), default=0)
-        batch = torch.full((len(ids), width), PAD_ID, dtype=torch.long)  # (B, T)
-        for row, seq in enumerate(ids):
-            batch[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        lengths = torch.tensor([len(seq) for seq in ids], dtype=torch.long)  # (B,)
-        mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
-        return EncodedBatch(ids=batch.to(device), mask=mask.to(device), truncated=truncated)
+        return collate(ids, truncated, PAD_ID, device)
 
     def decode(self, ids: Sequence[Sequence[int]] | Any) -> list[str]:
         """Decode id sequences (lists or a (B, T) tensor) to text.
@@ -398,3 +385,67 @@ class Tokenizer:
     def save(self, path: str | Path) -> None:
         """Write the model atomically to ``path`` (e.g. into a new model directory)."""
         atomic_write_bytes(Path(path), self._proto)
+
+
+def check_encode_args(
+    texts: Sequence[str], max_length: int | None, add_bos: bool, add_eos: bool
+) -> None:
+    """The checks of `Tokenizer.encode`'s arguments (every tokenizer's).
+
+    Raises:
+        ValueError: ``texts`` is a single string, or ``max_length`` leaves no room for a
+            token besides BOS/EOS.
+    """
+    if isinstance(texts, str):
+        raise ValueError("encode takes a sequence of texts, not a single string")
+    n_special = int(add_bos) + int(add_eos)
+    if max_length is not None and max_length < n_special + 1:
+        raise ValueError(
+            f"max_length must be at least {n_special + 1} with add_bos={add_bos} "
+            f"and add_eos={add_eos}, got {max_length}"
+        )
+
+
+def frame(
+    bodies: Iterable[list[int]],
+    max_length: int | None,
+    start: list[int],
+    end: list[int],
+    keep: str,
+) -> tuple[list[list[int]], list[bool]]:
+    """Each text's ids between `start` and `end` (BOS, EOS: empty lists for none), its body
+    cut so that the whole fits `max_length` as `keep` says ("head", "head+tail"); and per
+    text whether it was cut."""
+    n_special = len(start) + len(end)
+    ids: list[list[int]] = []
+    truncated: list[bool] = []
+    for body in bodies:
+        cut = max_length is not None and len(body) + n_special > max_length
+        if cut:
+            room = max_length - n_special
+            if keep == "head+tail" and room >= 2:
+                head = room // 4
+                body = body[:head] + body[len(body) - (room - head) :]
+            else:
+                body = body[:room]
+        ids.append(start + body + end)
+        truncated.append(cut)
+    return ids, truncated
+
+
+def collate(
+    ids: list[list[int]],
+    truncated: list[bool],
+    pad_id: int,
+    device: str | torch.device | None,
+) -> EncodedBatch:
+    """One padded batch of id sequences (padded with `pad_id`), its mask and cut flags."""
+    import torch
+
+    width = max((len(seq) for seq in ids), default=0)
+    batch = torch.full((len(ids), width), pad_id, dtype=torch.long)  # (B, T)
+    for row, seq in enumerate(ids):
+        batch[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    lengths = torch.tensor([len(seq) for seq in ids], dtype=torch.long)  # (B,)
+    mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+    return EncodedBatch(ids=batch.to(device), mask=mask.to(device), truncated=truncated)

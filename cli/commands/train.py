@@ -416,7 +416,7 @@ def _prepared_line(e: dict[str, Any]) -> str:
     if e["reused"]:
         return (
             f"Using the data prepared in {e['directory']}: {e['pairs']:,} pairs, "
-            f"{tokens:,} tokens ({size}; delete it to prepare again)"
+            f"{tokens:,} tokens ({size}; delete it to prepare again){_lengths_text(e)}"
         )
     dropped = [
         f"{e['empty']:,} with an empty side",
@@ -429,8 +429,30 @@ def _prepared_line(e: dict[str, Any]) -> str:
         "validation examples "
         f"from {e['rows']:,} rows in {_fmt_time(e['seconds'])}: {size} in {e['directory']}; "
         f"skipped {', '.join(dropped)}; cut to {e['max_length']} pieces: {e['src_cut']:,} "
-        f"sources, {e['tgt_cut']:,} targets"
+        f"sources, {e['tgt_cut']:,} targets{_lengths_text(e)}"
     )
+
+
+def _lengths_text(e: dict[str, Any]) -> str:
+    """`; pieces (median/99th percentile/longest): sources 131/612/1,406, targets 26/61/150;
+    max_length 616 chosen (to hold 99% of each side, within a cap of 1,024)`; "" for data
+    prepared before lengths were measured."""
+    lengths = e.get("lengths")
+    if not lengths:
+        return ""
+    names = {"src": "sources", "tgt": "targets"}
+    sides = ", ".join(
+        f"{names[side]} {d['median']:,}/{d['p99']:,}/{d['max']:,}"
+        for side, d in lengths.items()
+        if side in names
+    )
+    text = f"; pieces (median/99th percentile/longest): {sides}"
+    if lengths.get("chosen"):
+        text += (
+            f"; max_length {lengths['chosen']} chosen (to hold {lengths['cover']:.0%} of each "
+            f"side, within a cap of {lengths['cap']:,})"
+        )
+    return text
 
 
 class _View:

@@ -22,6 +22,7 @@ from attn.data.prepared import ArrayWriter
 from attn.data.progress import StageProgress
 from attn.data.scan import TRAIN, VAL, Scan
 from attn.data.task_files import Example, TaskFiles
+from attn.model.training.lengths import LengthHistogram
 
 # Rows per chunk sent to a worker: large enough that pickling is cheap beside encoding.
 _CHUNK = 8192
@@ -34,9 +35,10 @@ MAX_RATIO = 9
 
 @dataclass(frozen=True)
 class Encoding:
-    """How rows become ids: the tokenizer (serialized), the task and the model's cuts."""
+    """How rows become ids: the tokenizer (pickled for workers that are not forked), the
+    task and the model's cuts."""
 
-    tokenizer: bytes
+    tokenizer: Any
     task: str
     max_length: int
     keep: str
@@ -55,6 +57,9 @@ class Counts:
     ratio_skipped: int = 0
     synthetic: int = 0  # of the pairs, those from the synthetic files
     val: list[Example] = field(default_factory=list)
+    # The lengths in pieces before the cut, of the sources and (seq2seq) the targets.
+    src_lengths: LengthHistogram = field(default_factory=LengthHistogram)
+    tgt_lengths: LengthHistogram = field(default_factory=LengthHistogram)
 
 
 class _Writers:
@@ -119,6 +124,9 @@ def encode_training_rows(
             counts.src_cut += int(result["src_cut"])
             counts.tgt_cut += int(result.get("tgt_cut", 0))
             counts.ratio_skipped += int(result.get("ratio_skipped", 0))
+            counts.src_lengths.add(result["src_uncut"])
+            if "tgt_uncut" in result:
+                counts.tgt_lengths.add(result["tgt_uncut"])
             progress.update(counts.pairs + counts.ratio_skipped)
     progress.finish()
     return writers.close(), counts
@@ -181,10 +189,8 @@ _worker: dict[str, Any] = {}
 
 
 def _start_worker(encoding: Encoding) -> None:
-    from attn.tokenizer import Tokenizer
-
     _worker["encoding"] = encoding
-    _worker["tokenizer"] = Tokenizer(encoding.tokenizer)
+    _worker["tokenizer"] = encoding.tokenizer
 
 
 def _encode_chunk(chunk: tuple[list[str], list[str]]) -> dict[str, np.ndarray]:
@@ -194,14 +200,23 @@ def _encode_chunk(chunk: tuple[list[str], list[str]]) -> dict[str, np.ndarray]:
     tokenizer = _worker["tokenizer"]
     sources, targets = chunk
     n = encoding.max_length
-    src, src_lengths, src_cut = tokenizer.encode_flat(sources, max_length=n, keep=encoding.keep)
-    result = {"src_tokens": src, "src_lengths": src_lengths, "src_cut": np.int64(src_cut)}
+    src, src_lengths, src_cut, src_uncut = tokenizer.encode_flat(
+        sources, max_length=n, keep=encoding.keep
+    )
+    result = {
+        "src_tokens": src,
+        "src_lengths": src_lengths,
+        "src_cut": np.int64(src_cut),
+        "src_uncut": src_uncut,
+    }
     if encoding.task == "sentiment":
         index = {label: i for i, label in enumerate(encoding.labels)}
         result["labels"] = np.fromiter(map(index.__getitem__, targets), np.int16, len(targets))
         return result
-    tgt, tgt_lengths, tgt_cut = tokenizer.encode_flat(targets, max_length=n)
-    result.update(tgt_tokens=tgt, tgt_lengths=tgt_lengths, tgt_cut=np.int64(tgt_cut))
+    tgt, tgt_lengths, tgt_cut, tgt_uncut = tokenizer.target.encode_flat(targets, max_length=n)
+    result.update(
+        tgt_tokens=tgt, tgt_lengths=tgt_lengths, tgt_cut=np.int64(tgt_cut), tgt_uncut=tgt_uncut
+    )
     if encoding.task == "translate":
         longer = np.maximum(src_lengths, tgt_lengths)
         misaligned = longer > MAX_RATIO * np.minimum(src_lengths, tgt_lengths)
@@ -218,4 +233,5 @@ def _without(result: dict[str, Any], kept: np.ndarray) -> dict[str, Any]:
         lengths = result[f"{side}_lengths"]
         out[f"{side}_tokens"] = result[f"{side}_tokens"][np.repeat(kept, lengths)]
         out[f"{side}_lengths"] = lengths[kept]
+        out[f"{side}_uncut"] = result[f"{side}_uncut"][kept]
     return out

@@ -153,6 +153,12 @@ class Checkpointer:
                 "train": self.data_digests,
                 "val": [str(Path(p).resolve()) for p in self.data.val_files],
                 "val_from_train": self.data.val_from_train,
+                # The training rows' lengths in pieces, and whether max_length was chosen.
+                **(
+                    {"lengths": self.data.counts["lengths"]}
+                    if "lengths" in self.data.counts
+                    else {}
+                ),
                 **(
                     {"synthetic": [str(p) for p in self.data.synthetic_files]}
                     if self.data.synthetic_files

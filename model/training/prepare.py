@@ -4,8 +4,9 @@ disk, count the lexical shortlist), or open the data a run prepared before; choo
 model config.
 
 The prepared data lives in MODEL_DIR/prepared/ (`attn.data.prepared`), keyed by what it was
-made from: the data files' SHA-256, the task's fields, the tokenizer, the model's length cut,
-the seed and --dedup. A later run in the same directory (--resume, --overwrite, a run after
+made from: the data files' SHA-256, the task's fields, the tokenizer, the model's length cut
+(given, or chosen from the corpus within a cap: `attn.model.training.lengths`), the seed and
+--dedup. A later run in the same directory (--resume, --overwrite, a run after
 --prepare-only) whose key matches maps it instead of reading the text again; under torchrun
 rank 0 prepares while the others wait, then every rank maps the same files.
 """
@@ -25,6 +26,7 @@ from torch import Tensor
 from attn.atomic import atomic_write_bytes
 from attn.model.decoding.shortlist import Shortlist
 from attn.model.nn.config import ConfigError, ModelConfig, preset
+from attn.model.storage.checkpoint import ModelError, copy_tokenizer, tokenizer_digest
 from attn.model.storage.layout import SHORTLIST, TOKENIZER, ModelDir
 from attn.model.training.corpus import Split
 from attn.model.training.distributed import Dist
@@ -108,6 +110,8 @@ class Preparation:
         )  # fmt: skip
         self.saved_config, self.init = saved_config, init
         self.prepared_dir = ModelDir(model_dir).prepared
+        # The max_length chosen from the corpus (`lengths`); None: given, or not yet chosen.
+        self.chosen_length: int | None = None
 
     @property
     def resume(self) -> bool:
@@ -136,6 +140,7 @@ class Preparation:
         key = self._key(files, digests)
         given = self._given_tokenizer()
         if previous is not None and _reusable(previous.manifest, key, given):
+            self.chosen_length = _chosen(previous.manifest)
             self.model_config(_SMALLEST_VOCAB, previous.manifest["labels"])
             self._clear()
             self._install_tokenizer(previous.directory / TOKENIZER)
@@ -152,6 +157,8 @@ class Preparation:
             return self.init.model_config(self.settings.overrides, labels)
         s = self.settings
         fields = {**preset(s.preset), **s.overrides}
+        if self.chosen_length is not None and "max_length" not in fields:
+            fields["max_length"] = self.chosen_length
         try:
             return ModelConfig(
                 task=self.task, vocab_size=vocab_size, labels=tuple(labels or ()), **fields
@@ -190,7 +197,8 @@ class Preparation:
             "vocab_size": s.vocab_size,
             "seed": s.seed,
             "dedup": s.dedup,
-            "max_length": max_length,
+            # Given, or chosen from the data within the cap (a function of the key's inputs).
+            "max_length": max_length if max_length is not None else {"cap": self._cap()},
             "keep": keep,
             "tokenizer_sample": TOKENIZER_SAMPLE,
         }
@@ -198,27 +206,44 @@ class Preparation:
             key["synthetic"] = [d["sha256"] for d in digests[n_train : n_train + n_synthetic]]
         return key
 
-    def _length_cut(self) -> tuple[int, str]:
+    def _length_cut(self) -> tuple[int | None, str]:
         """The model's `max_length` and `keep`, the config fields encoding depends on (the
-        config itself is checked once the labels are known)."""
+        config itself is checked once the labels are known); max_length None: a new model's
+        that none gave, chosen from the data (`_choose_length`)."""
         if self.saved_config is not None:
             return self.saved_config.max_length, self.saved_config.keep
         base = dataclasses.asdict(self.init.config) if self.init else preset(self.settings.preset)
         fields = {**base, **self.settings.overrides}
         default = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
-        return fields.get("max_length", default["max_length"]), fields.get("keep", default["keep"])
+        return fields.get("max_length"), fields.get("keep", default["keep"])
+
+    def _cap(self) -> int:
+        from attn.model.training.lengths import length_cap
+
+        return length_cap(self.settings.preset, self.settings.batch_tokens)
+
+    def _choose_length(self, tokenizer: Any, scan: Any) -> None:
+        """Choose a new model's max_length from the sampled training rows (`lengths`), unless
+        one is given."""
+        from attn.model.training.lengths import choose_max_length, sample_lengths
+
+        if self._length_cut()[0] is not None:
+            return
+        sources = scan.sample[: scan.sampled_sources]
+        sides = [sample_lengths(tokenizer, sources)]
+        if self.task != "sentiment":
+            sides.append(sample_lengths(tokenizer, scan.sample[scan.sampled_sources :]))
+        self.chosen_length = choose_max_length(sides, self._cap())
 
     def _given_tokenizer(self) -> str | None:
         """The SHA-256 of the tokenizer the run must use (resume, --init); None: trained."""
-        from attn.data.checksum import sha256_file
-
         if self.resume:
-            return sha256_file(self.dir / TOKENIZER)
+            return tokenizer_digest(self.dir)
         if self.init is not None:
-            path = self.init.dir / TOKENIZER
-            if not path.is_file():
-                raise TrainError(f"cannot start from {self.init.dir}: it holds no {TOKENIZER}")
-            return sha256_file(path)
+            try:
+                return tokenizer_digest(self.init.dir)
+            except ModelError as e:
+                raise TrainError(f"cannot start from {self.init.dir}: {e}") from None
         return None
 
     def _clear(self) -> None:
@@ -233,7 +258,7 @@ class Preparation:
         if self.resume:
             return
         if self.init is not None:
-            self.init.copy_tokenizer(self.dir / TOKENIZER, self.emit)
+            self.init.copy_tokenizer(self.dir, self.emit)
         else:
             atomic_write_bytes(self.dir / TOKENIZER, prepared.read_bytes())
 
@@ -261,6 +286,7 @@ class Preparation:
         self._clear()
         start_preparation(self.prepared_dir)
         tokenizer = self._tokenizer(scan.sample, bool(files.synthetic))
+        self._choose_length(tokenizer, scan)
         scan.sample.clear()  # before the encoding workers fork
         config = self.model_config(tokenizer.vocab_size, scan.labels)
         if tokenizer.vocab_size != config.vocab_size:
@@ -268,9 +294,7 @@ class Preparation:
                 f"{self.dir / TOKENIZER} has {tokenizer.vocab_size} pieces but the model "
                 f"expects {config.vocab_size}; the directory is inconsistent"
             )
-        encoding = Encoding(
-            tokenizer.model_proto, self.task, config.max_length, config.keep, config.labels
-        )
+        encoding = Encoding(tokenizer, self.task, config.max_length, config.keep, config.labels)
         arrays, counts = encode_training_rows(
             files, scan, encoding, config.vocab_size, self.prepared_dir, self.emit
         )
@@ -278,11 +302,12 @@ class Preparation:
         if not val:
             raise TrainError("no validation examples: give validation files or more training data")
         _write_val(self.prepared_dir / _VAL_FILE, val)
-        atomic_write_bytes(self.prepared_dir / TOKENIZER, tokenizer.model_proto)
-        extra = [TOKENIZER, _VAL_FILE]
+        copy_tokenizer(self.dir, self.prepared_dir)
+        tokenizer_files = ModelDir(self.prepared_dir).tokenizer_files()
+        extra = [*(p.name for p in tokenizer_files if p.is_file()), _VAL_FILE]
         manifest = {
             "key": key,
-            "tokenizer_sha256": _sha256(tokenizer.model_proto),
+            "tokenizer_sha256": tokenizer_digest(self.dir),
             "tokenizer_trained": self._given_tokenizer() is None,
             "labels": scan.labels,
             "digests": digests,
@@ -307,6 +332,7 @@ class Preparation:
                 "src_cut": counts.src_cut,
                 "tgt_cut": counts.tgt_cut,
                 "max_length": config.max_length,
+                "lengths": _lengths(counts, config.max_length, self.chosen_length, self._cap()),
             },
             "arrays": arrays,
         }
@@ -325,15 +351,15 @@ class Preparation:
     def _tokenizer(self, sample: list[str], synthetic: bool) -> Any:
         """The model directory's tokenizer: kept (resume), copied (--init) or trained on
         `sample`; with `synthetic` pairs, one that holds their tag as one piece."""
-        from attn.tokenizer import Tokenizer
+        from attn.model.storage.checkpoint import load_tokenizer
 
         path = self.dir / TOKENIZER
         if self.resume:
-            return Tokenizer.load(path)
+            return load_tokenizer(self.dir)
         if self.init is not None:
-            self.init.copy_tokenizer(path, self.emit)
+            self.init.copy_tokenizer(self.dir, self.emit)
             try:
-                return Tokenizer.load(path)
+                return load_tokenizer(self.dir)
             except ValueError as e:
                 raise TrainError(f"cannot start from {self.init.dir}: {e}") from None
         s = self.settings
@@ -345,13 +371,14 @@ class Preparation:
         """Map the prepared data (every rank) and load what goes with it."""
         from attn.data.prepared import open_prepared
         from attn.data.task_files import Example
-        from attn.tokenizer import Tokenizer
+        from attn.model.storage.checkpoint import load_tokenizer
 
         prepared = open_prepared(self.prepared_dir)
         if prepared is None:
             raise TrainError(f"{self.prepared_dir} holds no complete prepared data")
         m = prepared.manifest
-        tokenizer = Tokenizer.load(self.dir / TOKENIZER)
+        self.chosen_length = _chosen(m)
+        tokenizer = load_tokenizer(self.dir)
         config = self.model_config(tokenizer.vocab_size, m["labels"])
         val = _read_val(self.prepared_dir / _VAL_FILE, Example)
         data = DataInfo(
@@ -372,6 +399,24 @@ class Preparation:
             Split.encode(tokenizer, val, config),
             self.prepared_dir,
         )
+
+
+def _lengths(counts: Any, max_length: int, chosen: int | None, cap: int) -> dict[str, Any]:
+    """The length distribution of the training rows before the cut (median, p99, max and
+    how many are longer than max_length, per side) and whether max_length was chosen."""
+    from attn.model.training.lengths import COVER
+
+    out: dict[str, Any] = {"src": counts.src_lengths.summary(max_length)}
+    if counts.tgt_lengths.longest:
+        out["tgt"] = counts.tgt_lengths.summary(max_length)
+    if chosen is not None:
+        out.update(chosen=chosen, cover=COVER, cap=cap)
+    return out
+
+
+def _chosen(manifest: dict[str, Any]) -> int | None:
+    """The max_length prepared data chose (None: given, or data prepared before the choice)."""
+    return manifest["counts"].get("lengths", {}).get("chosen")
 
 
 def _reusable(manifest: dict[str, Any], key: dict[str, Any], given: str | None) -> bool:
@@ -402,12 +447,6 @@ def _digests(files: list[Path], previous: Any) -> list[dict[str, Any]]:
             {"file": name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha}
         )
     return out
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def _write_val(path: Path, examples: list[Any]) -> None:
