@@ -27,15 +27,15 @@ with a functional cache; its outputs equal the reference's to float rounding
 
 from __future__ import annotations
 
-import math
 import warnings
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attn.model.device import column_major
-from attn.model.nn.transformer import Transformer
+from attn.model.nn.transformer import Transformer, embed_scale, norm_in, norm_out
 
 # Below this many rows an int8 step runs its products in float32: the int8 kernel (which
 # quantizes its input first) costs 20-30 us a call whatever the size, twice float32's on a
@@ -108,6 +108,8 @@ class Linear:
             y = F.linear(x, self.weight, self.bias)
         if self.activation == "relu":
             return y.relu_()
+        if self.activation == "silu":
+            return F.silu(y, inplace=True)
         return F.gelu(y) if self.activation == "gelu" else y
 
 
@@ -117,7 +119,8 @@ class LayerWeights:
     def __init__(self, layer: nn.Module, precision: str, activation: str) -> None:
         self_attn, cross = layer.self_attn, layer.cross_attn
         scale = self_attn.d_k**-0.5
-        self.norms = [(n.weight, n.bias, n.eps) for n in (layer.norm1, layer.norm2, layer.norm3)]
+        self.post = layer.post  # where the norms go: `norm_in` / `norm_out`
+        self.norms = [_layer_norm(n) for n in (layer.norm1, layer.norm2, layer.norm3)]
         q, k, v = self_attn.q_proj, self_attn.k_proj, self_attn.v_proj
         self.qkv = Linear(
             torch.cat([q.weight * scale, k.weight, v.weight]),
@@ -154,14 +157,16 @@ class StepWeights:
         self.d_model, self.n_heads = c.d_model, c.n_heads
         self.d_k = c.d_model // c.n_heads
         self.precision = precision
-        self.embed = model.embed.weight * math.sqrt(c.d_model)  # (V, d), as Encoder._embed
+        self.embed = model.embed.weight * embed_scale(c)  # (V, d), as Encoder._embed
         self.positions = model.positions  # (max_length + 2, d)
         self.layers = [LayerWeights(layer, precision, c.activation) for layer in model.decoder]
         norm = model.decoder_norm
-        self.norm = (norm.weight, norm.bias, norm.eps)
+        self.norm = _layer_norm(norm) if isinstance(norm, nn.LayerNorm) else None
 
     def embed_step(self, tokens: Tensor, t: int) -> Tensor:
-        """The decoder input of position `t` (0 = BOS's). Shape: tokens (R,) -> (R, d_model)."""
+        """The decoder input of position `t` (0 = the start piece's).
+
+        Shape: tokens (R,) -> (R, d_model)."""
         return F.embedding(tokens, self.embed).add_(self.positions[t])
 
     def self_qkv(self, i: int, x: Tensor) -> Tensor:
@@ -169,8 +174,8 @@ class StepWeights:
 
         Shape: x (R, d_model) -> (R, 3 * d_model): query, key, value side by side.
         """
-        w, b, e = self.layers[i].norms[0]
-        return self.layers[i].qkv(F.layer_norm(x, (self.d_model,), w, b, e))
+        layer = self.layers[i]
+        return layer.qkv(norm_in(x, layer.norms[0], layer.post))
 
     def cross_keys_values(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Every layer's cross-attention keys and values of the memory.
@@ -198,21 +203,24 @@ class StepWeights:
         layer, d, h, d_k = self.layers[i], self.d_model, self.n_heads, self.d_k
         r, g = x.size(0), beams
         b = r // g
-        _, (w2, b2, e2), (w3, b3, e3) = layer.norms
-        x = x + layer.self_out(a)
-        q = layer.cross_q(F.layer_norm(x, (d,), w2, b2, e2))  # (R, d)
+        norm1, norm2, norm3 = layer.norms
+        post = layer.post
+        x = norm_out(x + layer.self_out(a), norm1, post)
+        q = layer.cross_q(norm_in(x, norm2, post))  # (R, d)
         q = q.view(b, g, h, d_k).transpose(1, 2).reshape(b * h, g, d_k)
         p = torch.baddbmm(bias.view(b * h, 1, -1), q, k.reshape(b * h, d_k, -1)).softmax(-1)
         a = torch.bmm(p, v.reshape(b * h, -1, d_k))  # (B*h, g, d_k)
         a = a.view(b, h, g, d_k).transpose(1, 2).reshape(r, d)
-        x = x + layer.cross_out(a)
-        f = layer.ff1(F.layer_norm(x, (d,), w3, b3, e3))  # (R, d_ff), activated
-        return x + layer.ff2(f), p
+        x = norm_out(x + layer.cross_out(a), norm2, post)
+        f = layer.ff1(norm_in(x, norm3, post))  # (R, d_ff), activated
+        return norm_out(x + layer.ff2(f), norm3, post), p
 
     def final_norm(self, x: Tensor) -> Tensor:
-        """The decoder's last LayerNorm. Shape: (R, d_model) -> (R, d_model)."""
-        nw, nb, ne = self.norm
-        return F.layer_norm(x, (self.d_model,), nw, nb, ne)
+        """The decoder's last LayerNorm (none after post-norm layers).
+
+        Shape: (R, d_model) -> (R, d_model).
+        """
+        return x if self.norm is None else self.norm(x)
 
     def start(self, memory: Tensor, src_mask: Tensor, beams: int, width: int) -> DecoderState:
         """The decoder state of a batch: `beams` rows per sentence, at most `width` steps.
@@ -220,6 +228,17 @@ class StepWeights:
         Shape: memory (B, S, d_model); src_mask (B, S) True = real piece.
         """
         return DecoderState(self, memory, src_mask, beams, width)
+
+
+def _layer_norm(norm: nn.LayerNorm):
+    """`norm` as a plain function of its weights (no module call per step)."""
+    return partial(
+        F.layer_norm,
+        normalized_shape=norm.normalized_shape,
+        weight=norm.weight,
+        bias=norm.bias,
+        eps=norm.eps,
+    )
 
 
 def score_bias(src_mask: Tensor, heads: int, dtype: torch.dtype) -> Tensor:

@@ -187,8 +187,8 @@ class _Output:
     With `allowed`, scores have one column per piece that some sentence of the batch may use
     (`token` maps columns back to piece ids), the projection uses only those rows of the
     output matrix, and `block` holds -inf at each sentence's columns it may not use (0
-    elsewhere): added to the scores before the softmax, so that a sentence's output does not
-    depend on the others in its batch.
+    elsewhere, or the model's logits bias of the column's piece): added to the scores before
+    the softmax, so that a sentence's output does not depend on the others in its batch.
     """
 
     def __init__(self, model: Transformer, allowed: Tensor | None) -> None:
@@ -216,6 +216,8 @@ class _Output:
 
             self.project = select_rows(model.output_proj, self.vocab)
         block = torch.zeros(allowed.size(0), self.vocab.numel(), device=allowed.device)
+        if model.logits_bias is not None:  # the bias of the subset's pieces
+            block += model.logits_bias.index_select(0, self.vocab).to(block.dtype)
         self.block = block.masked_fill_(~allowed[:, self.vocab], -torch.inf)  # (B, N)
         # Column of each piece of the subset: a search only ever generates those, so every
         # generated id has one (`_block_repeats` works on columns).
@@ -253,7 +255,7 @@ def _decoder_states(
     """The final decoder states of each row's newest position: incrementally with `state`,
     or (the reference) by decoding the whole prefix again.
 
-    Shape: seqs (R, t + 1) BOS first; returns (R, d_model).
+    Shape: seqs (R, t + 1) start piece first; returns (R, d_model).
     """
     if state is not None:
         return state.step(seqs[:, t], t)
@@ -401,9 +403,9 @@ def greedy_search(
     memory = model.encode(src, src_mask)  # (B, S, d)
     width = int(limits.max()) + 1
     state = None if weights is None else weights.start(memory, src_mask, 1, width)
-    # BOS, then the piece of step t in column t + 1.
+    # The start piece, then the piece of step t in column t + 1.
     seqs = torch.full((b, width + 1), c.pad_id, dtype=torch.long, device=device)  # (R, width + 1)
-    seqs[:, 0] = c.bos_id
+    seqs[:, 0] = c.start_id
     logprob = torch.zeros(b, device=device)  # (R,)
     rows = torch.arange(b, device=device)  # original sentence of each live row
     shortest = int(limits.min())
@@ -586,9 +588,9 @@ class _BeamSearch:
         self.state = None
         if weights is not None:
             self.state = weights.start(self.memory, src_mask, self.k, self.width)
-        self.seqs = torch.full((b * self.k, 1), c.bos_id, dtype=torch.long, device=device)
-        # All beams start as copies of BOS; only the first may extend, or the beam would fill
-        # with k copies of the same hypothesis.
+        self.seqs = torch.full((b * self.k, 1), c.start_id, dtype=torch.long, device=device)
+        # All beams start as copies of the start piece; only the first may extend, or the
+        # beam would fill with k copies of the same hypothesis.
         self.beam_logprob = torch.full((b, self.k), -torch.inf, device=device)  # (B', k)
         self.beam_logprob[:, 0] = 0.0
         self.fin = _NBest.empty(b, options.n_best, self.width, c.pad_id, device)  # live ones

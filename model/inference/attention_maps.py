@@ -281,7 +281,7 @@ def output_maps(
     """
     config, tok = loaded.config, loaded.tokenizer
     n = int(src_mask[0].sum())
-    tgt = torch.tensor([[config.bos_id, *output]], device=src.device)  # (1, T)
+    tgt = torch.tensor([[config.start_id, *output]], device=src.device)  # (1, T)
     _, weights = record_attention(loaded.model, src[:, :n], src_mask[:, :n], tgt)
     return AttentionMaps(
         task=config.task,
@@ -308,7 +308,7 @@ def search_alignments(
     width = 1 + max((len(o) for o in outputs), default=0)
     tgt = torch.full((len(outputs), width), config.pad_id, dtype=torch.long)
     for row, output in enumerate(outputs):
-        tgt[row, : len(output) + 1] = torch.tensor([config.bos_id, *output])
+        tgt[row, : len(output) + 1] = torch.tensor([config.start_id, *output])
     # Causal: the padding after a row's output changes none of its weights.
     _, weights = record_attention(loaded.model, src, src_mask, tgt.to(src.device))
     cross = weights["cross"].cpu()  # (B, L, h, T, S)

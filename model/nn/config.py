@@ -10,7 +10,9 @@ from typing import Any
 
 from attn.data.task_files import TASKS
 
-ACTIVATIONS = ("gelu", "relu")
+ACTIVATIONS = ("gelu", "relu", "silu")
+NORMS = ("pre", "post")
+POSITIONS = ("interleaved", "split")
 POOLINGS = ("mean", "max", "mean+max")
 KEEPS = ("head", "head+tail")
 # config.json files written by this format version (or older) load; newer ones are refused.
@@ -33,7 +35,7 @@ class ModelConfig:
         n_encoder_layers / n_decoder_layers: depth (the sentiment model has no decoder).
         d_ff: hidden width of the position-wise feed-forward network.
         dropout: dropout on embeddings, attention weights, residual branches.
-        activation: "gelu" or "relu" in the feed-forward network.
+        activation: "gelu", "relu" or "silu" (Marian's "swish") in the feed-forward network.
         max_length: the longest sequence (in pieces) the model accepts; longer input is truncated.
         labels: class names for sentiment, index = class id; empty for seq2seq.
         pooling: sentiment: how the encoder output becomes one vector for the classifier,
@@ -47,6 +49,14 @@ class ModelConfig:
         ngram_order: the longest run of pieces in that bag: 2 (pieces and pairs) or 3 (and
             triples).
         pad_id / bos_id / eos_id: special ids of the tokenizer.
+        norm: "pre" (LayerNorm before each sublayer, a final LayerNorm after each stack) or
+            "post" (LayerNorm after each residual add, no final one: Marian's layers).
+        positions: layout of the sinusoidal positions: "interleaved" (sine and cosine of
+            each frequency side by side) or "split" (all sines, then all cosines: Marian's).
+        scale_embeddings: multiply piece embeddings by sqrt(d_model) before adding positions.
+        logits_bias: the output projection has a bias vector (Marian's final_logits_bias).
+        decoder_start_id: the decoder's first input piece; None = bos_id (Marian starts
+            from its padding id).
     """
 
     task: str = "translate"
@@ -67,6 +77,11 @@ class ModelConfig:
     pad_id: int = 0
     bos_id: int = 2
     eos_id: int = 3
+    norm: str = "pre"
+    positions: str = "interleaved"
+    scale_embeddings: bool = True
+    logits_bias: bool = False
+    decoder_start_id: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.labels, (list, tuple)):
@@ -77,6 +92,11 @@ class ModelConfig:
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def start_id(self) -> int:
+        """The decoder's first input piece: `decoder_start_id`, or BOS without one."""
+        return self.bos_id if self.decoder_start_id is None else self.decoder_start_id
 
     @property
     def n_classes(self) -> int:
@@ -92,6 +112,11 @@ class ModelConfig:
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice("keep", self.keep, KEEPS)
+        _check_choice("norm", self.norm, NORMS)
+        _check_choice("positions", self.positions, POSITIONS)
+        for name in ("scale_embeddings", "logits_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         _check_int("vocab_size", self.vocab_size, 8, 1_000_000)
         _check_int("d_model", self.d_model, 8, 8192)
         _check_int("n_heads", self.n_heads, 1, 128)
@@ -110,6 +135,8 @@ class ModelConfig:
             raise ConfigError(f"ngram_buckets is for sentiment models, not {self.task}")
         for name in ("pad_id", "bos_id", "eos_id"):
             _check_int(name, getattr(self, name), 0, self.vocab_size - 1)
+        if self.decoder_start_id is not None:
+            _check_int("decoder_start_id", self.decoder_start_id, 0, self.vocab_size - 1)
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         if self.d_model % self.n_heads:

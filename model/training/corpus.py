@@ -118,7 +118,7 @@ class Split:
             index = {label: i for i, label in enumerate(config.labels)}
             labels = np.asarray([index[ex.tgt] for ex in examples], dtype=np.int64)
             return cls(src, src.lengths, labels=labels)
-        tgt = encode(tokenizer, [ex.tgt for ex in examples], n)
+        tgt = encode(tokenizer.target, [ex.tgt for ex in examples], n)
         return cls(src, np.maximum(src.lengths, tgt.lengths), tgt=tgt)
 
     @classmethod
@@ -158,8 +158,9 @@ class Split:
             labels = torch.from_numpy(self.labels[idx].astype(np.int64))  # (B,)
             return Batch(dev(src), empty, dev(labels), n_src, len(idx))
         target = self.tgt.batch(idx, pad, multiple, cap)  # (B, T): pieces then EOS
-        # Teacher forcing: the decoder reads BOS + target[:-1] (EOS never as input).
-        tgt_in = torch.cat([torch.full_like(target[:, :1], config.bos_id), target[:, :-1]], 1)
+        # Teacher forcing: the decoder reads the start piece (BOS) + target[:-1] (EOS never
+        # as input).
+        tgt_in = torch.cat([torch.full_like(target[:, :1], config.start_id), target[:, :-1]], 1)
         tgt_in.masked_fill_(tgt_in == config.eos_id, pad)
         n_tgt = int(self.tgt.lengths[idx].sum())
         return Batch(dev(src), dev(tgt_in), dev(target), n_src, n_tgt)

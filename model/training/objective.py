@@ -38,7 +38,8 @@ class Objective(nn.Module):
             # GPU the boolean index would sync with the host, so padding is projected.)
             keep = target != c.pad_id  # (B, T)
             states, target = states[keep], target[keep]  # (N, d_model), (N,)
-            if self.model.output_proj is None:  # the tied projection, chunked with the loss
+            if self.model.output_proj is None and self.model.logits_bias is None:
+                # the tied projection (no bias), chunked with the loss
                 weight = self.model.embed.weight
                 return projected_cross_entropy(states, weight, target, self.label_smoothing)
         logits = self.model.project(states).flatten(0, -2)  # (N, V)
