@@ -115,6 +115,22 @@ MaxLengthOpt = Annotated[
     ),
 ]
 BeamOpt = Annotated[int, typer.Option(help="Beam size; 1 = greedy search.", min=1)]
+
+
+class MaxInput(str, Enum):
+    whole = "whole"
+    cut = "cut"
+
+
+MaxInputOpt = Annotated[
+    MaxInput,
+    typer.Option(
+        "--max-input",
+        help="A line longer than the model's max_length: whole = take all of it (summarize: "
+        "in parts, then the parts' summaries; sentiment: in overlapping windows, their "
+        "probabilities averaged); cut = cut it as the model was trained.",
+    ),
+]
 LengthPenaltyOpt = Annotated[
     float,
     typer.Option(
@@ -191,7 +207,7 @@ def _write_results(
                 f"{inputs[0] if inputs[0] != '-' else '<stdin>'}:" if len(inputs) == 1 else "line "
             )
             lineno = 0
-            split_further: list[int] = []  # lines with a sentence longer than max_length
+            split_further: list[int] = []  # lines longer than max_length, taken in parts
             texts = (t for f in inputs for t in _texts(f, io.field, io.errors, io.guess_fields))
             with (
                 _output(target) as out,
@@ -218,20 +234,32 @@ def _write_results(
                     out.write(render(result).encode() + b"\n")
                     out.flush()
             if split_further:
-                _warn_split_further(where, split_further, pipeline.config.max_length)
+                _warn_split_further(where, split_further, pipeline)
 
 
-def _warn_split_further(where: str, lines: list[int], max_length: int) -> None:
-    """Name the lines whose sentences were split further instead of cut."""
+# How each task takes a line longer than the model (`split_further`), for the warning.
+_SPLIT_HOW = {
+    "summarize": "summarized in parts, then the parts' summaries (--max-input cut cuts instead)",
+    "sentiment": "classified in overlapping windows (--max-input cut cuts instead)",
+}
+
+
+def _warn_split_further(where: str, lines: list[int], pipeline: Any) -> None:
+    """Name the lines that were taken in parts instead of cut, and how many."""
     shown = ", ".join(map(str, lines[:20])) + (
         f" and {len(lines) - 20} more" if len(lines) > 20 else ""
     )
-    err_console.print(
-        f"Warning: {where}{shown}: a sentence longer than the model's max_length "
-        f"({max_length} pieces) was split further at punctuation or spaces, not cut",
-        soft_wrap=True,
-        markup=False,
-    )
+    max_length = pipeline.config.max_length
+    how = _SPLIT_HOW.get(pipeline.config.task)
+    if how is None:
+        what = (
+            f"a sentence longer than the model's max_length ({max_length} pieces) was split "
+            "further at punctuation or spaces, not cut"
+        )
+    else:
+        count = f"{len(lines)} line{'s' if len(lines) > 1 else ''}"
+        what = f"{count} longer than the model's max_length ({max_length} pieces), {how}"
+    err_console.print(f"Warning: {where}{shown}: {what}", soft_wrap=True, markup=False)
 
 
 @contextmanager

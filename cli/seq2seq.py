@@ -34,6 +34,8 @@ from attn.cli.lines import (
     Int8Opt,
     IOOptions,
     LengthPenaltyOpt,
+    MaxInput,
+    MaxInputOpt,
     MaxLengthOpt,
     ModelOpt,
     NBestOpt,
@@ -143,6 +145,7 @@ EXTRAS = (
     "glossary",
     "glossary_ignore_case",
     "prefix",
+    "max_input",
 )
 
 
@@ -204,6 +207,7 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
         glossary: GlossaryOpt = None,
         glossary_ignore_case: GlossaryIgnoreCaseOpt = False,
         prefix: PrefixOpt = None,
+        max_input: MaxInputOpt = MaxInput.whole,
     ) -> None:
         args = SimpleNamespace(**locals())
         check_options(ctx, args)
@@ -295,10 +299,12 @@ class _Job:
 
     def infer(self, pipeline, texts, chunk_size, progress):
         a = self.args
-        # Only translation splits: a summary's input is the whole document.
+        # Translation splits lines into sentences; summarization takes a long one in parts.
         generate = pipeline.generate
         if "split" in self.spec.extras:
             generate = functools.partial(pipeline.translate, split=a.split.value)
+        if "max_input" in self.spec.extras:  # over-long documents: `Summarizer.summarize`
+            generate = functools.partial(pipeline.summarize, max_input=a.max_input.value)
         return generate(
             texts,
             n_best=a.n_best,

@@ -18,6 +18,8 @@ from attn.cli.lines import (
     FormatOpt,
     Int8Opt,
     IOOptions,
+    MaxInput,
+    MaxInputOpt,
     ModelOpt,
     OutputDirOpt,
     OutputOpt,
@@ -51,6 +53,7 @@ def sentiment(
     workers: WorkersOpt = None,
     int8: Int8Opt = False,
     errors: ErrorsOpt = Errors.strict,
+    max_input: MaxInputOpt = MaxInput.whole,
 ) -> None:
     """Classify sentiment: one line out per line in, `label<TAB>probability` (text format).
 
@@ -76,6 +79,7 @@ def sentiment(
             chunk_size=chunk_size,
             progress=progress,
             workers=worker_processes(workers, chunk_size),
+            max_input=max_input.value,
         )
 
     from attn.data.readers import TEXT_FIELDS

@@ -13,11 +13,14 @@ SUMMARIZE = Seq2SeqCommand(
 
     Reads FILES or stdin; JSON Lines files take the text from --field (guessed: dialogue,
     document, text, ...). Beam search, no repeated 6-piece n-grams by default; a summary has at
-    most source pieces + 10 pieces unless --max-length says otherwise.
+    most source pieces + 10 pieces unless --max-length says otherwise. A document longer than
+    the model's max_length is summarized in parts, then the parts' summaries (--max-input cut:
+    cut instead).
 
     Example: attn summarize dialogues.jsonl --format jsonl
     """,
     no_repeat_ngram=6,
+    extras=("max_input",),
 )
 
 

@@ -472,7 +472,33 @@ class Summarizer(Seq2Seq):
     max_length_b = 10
     default_no_repeat_ngram = 6
 
-    summarize = Seq2Seq.generate
+    def summarize(
+        self, texts: Iterable[str], *, max_input: str = "whole", **options: Any
+    ) -> Iterator[Generation]:
+        """Summarize texts; yields one `Generation` per text, in input order.
+
+        Args:
+            texts: a list or an iterator of texts (read lazily).
+            max_input: "whole": a text longer than the model's max_length is summarized in
+                parts, then the parts' summaries are (`attn.model.inference.long_inputs`;
+                `Generation.split_further` says so); "cut": it is cut at max_length.
+            options: those of `Seq2Seq.generate` (beam, n_best, batch_size, ...).
+
+        Raises:
+            ValueError: an unknown max_input, or an option out of range.
+        """
+        from attn.model.inference.long_inputs import (
+            PartSplitter,
+            check_max_input,
+            summarize_whole,
+        )
+
+        check_max_input(max_input)
+        if max_input == "cut":
+            return self.generate(texts, **options)
+        self.generate([], **options).close()  # options are checked at the call
+        splitter = PartSplitter(self.tokenizer, self.config.max_length)
+        return summarize_whole(self.generate, texts, splitter, options)
 
 
 class SentimentClassifier(_Pipeline):
@@ -490,6 +516,7 @@ class SentimentClassifier(_Pipeline):
         chunk_size: int = 1000,
         progress: ProgressCallback | None = None,
         workers: int | None = 1,
+        max_input: str = "whole",
     ) -> Iterator[Classification]:
         """Classify texts; yields one `Classification` per text, in input order.
 
@@ -497,10 +524,39 @@ class SentimentClassifier(_Pipeline):
             texts: a list or an iterator of texts (read lazily, `chunk_size` at a time).
             batch_size / batch_tokens / chunk_size / progress / workers: as for
                 `Translator.translate`.
+            max_input: "whole": a text longer than the model's max_length is classified in
+                overlapping windows whose probabilities are averaged
+                (`attn.model.inference.long_inputs`; `Classification.split_further` says
+                so); "cut": it is cut as the model was trained (`ModelConfig.keep`).
 
         Raises:
-            ValueError: an option is out of range.
+            ValueError: an unknown max_input, or an option out of range.
         """
+        from attn.model.inference.long_inputs import (
+            check_max_input,
+            classify_whole,
+            mean_window_probs,
+        )
+
+        check_max_input(max_input)
+        if max_input == "whole":
+            options = {
+                "batch_size": batch_size,
+                "batch_tokens": batch_tokens,
+                "chunk_size": chunk_size,
+                "progress": progress,
+                "workers": workers,
+                "max_input": "cut",
+            }
+            self.classify([], **options).close()  # options are checked at the call
+            return classify_whole(
+                lambda fitting: self.classify(fitting, **options),
+                texts,
+                lambda windows: mean_window_probs(self.model, windows, self.device),
+                self.tokenizer,
+                self.config.max_length,
+                self.config.labels,
+            )
         labels = self.config.labels
 
         @torch.inference_mode()

@@ -35,7 +35,9 @@ class Generation:
             the text was split into (word indices of their alignments within the
             sentence); None otherwise. See `attn.model.inference.sentences`.
         split_further: a sentence was longer than the model's max_length and was split
-            further (at clause punctuation, spaces or pieces) instead of cut.
+            further (at clause punctuation, spaces or pieces) instead of cut; for a summary,
+            the text was longer than the model and was summarized in parts
+            (`attn.model.inference.long_inputs`).
         constraints_met: False where the text's constraints (glossary terms, `constraints`)
             could not all be met: the output is then the best one without them.
     """
@@ -87,6 +89,8 @@ class Classification:
         prob: its probability; None for an empty input.
         probs: every label's probability, in the model's label order; {} for an empty input.
         truncated: the input was longer than the model's max_length and was cut.
+        split_further: the input was longer than the model's max_length and was classified
+            in windows (`attn.model.inference.long_inputs`).
     """
 
     source: str
@@ -94,6 +98,7 @@ class Classification:
     prob: float | None = None
     probs: dict[str, float] = field(default_factory=dict)
     truncated: bool = False
+    split_further: bool = field(default=False, kw_only=True)
 
     def record(self, probs: bool = False) -> dict[str, Any]:
         """The JSON fields of this result (`--format jsonl`, `attn serve`): source, label,
