@@ -50,6 +50,7 @@ def _register() -> None:
         data,
         evaluate,
         export,
+        import_model,
         info,
         sentiment,
         serve,
@@ -67,6 +68,7 @@ def _register() -> None:
     evaluate.register(app)
     average.register(app)
     export.register(app)
+    import_model.register(app)
     serve.register(app)
     app.add_typer(data.app, name="data")
 

@@ -120,6 +120,16 @@ PrefixOpt = Annotated[
     ),
 ]
 
+ToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to",
+        help="The target language of a model that translates into several (an imported "
+        "multilingual OPUS-MT model): e.g. fra puts its token >>fra<< before each line.",
+        show_default=False,
+    ),
+]
+
 
 class Split(str, Enum):
     sentences = "sentences"
@@ -146,6 +156,7 @@ EXTRAS = (
     "glossary_ignore_case",
     "prefix",
     "max_input",
+    "to",
 )
 
 
@@ -208,6 +219,7 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
         glossary_ignore_case: GlossaryIgnoreCaseOpt = False,
         prefix: PrefixOpt = None,
         max_input: MaxInputOpt = MaxInput.whole,
+        to: ToOpt = None,
     ) -> None:
         args = SimpleNamespace(**locals())
         check_options(ctx, args)
@@ -274,9 +286,12 @@ class _Job:
             self.glossary = Glossary.read(a.glossary, ignore_case=a.glossary_ignore_case)
         apply_process_settings(a.device, a.threads)
         pipeline = load_pipeline(self.spec.task, a.model, device=a.device, int8=a.int8)
+        if "to" in self.spec.extras:
+            pipeline.source_tokenizer(a.to)  # a multilingual model needs --to, others refuse it
         if self.glossary is not None:
             targets = [e.target for e in self.glossary.entries]
-            ids, _ = pipeline.tokenizer.encode(targets, add_eos=False) if targets else ([], [])
+            tokenizer = pipeline.tokenizer.target
+            ids, _ = tokenizer.encode(targets, add_eos=False) if targets else ([], [])
             self.glossary.check_lengths([len(i) for i in ids], pipeline.config.max_length)
         return pipeline
 
@@ -295,6 +310,7 @@ class _Job:
             **sampling_values(a),
             **({"glossary": self.glossary} if self.glossary is not None else {}),
             **({"prefix": a.prefix} if a.prefix else {}),
+            **({"to": a.to} if getattr(a, "to", None) else {}),
         }
 
     def infer(self, pipeline, texts, chunk_size, progress):

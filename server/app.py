@@ -163,11 +163,13 @@ class TranslateRequest(GenerateRequest):
     and joined back) or "none" (each text one input of the model); `constraints`, target
     texts the output must hold (one list for all texts, or with "texts" one list per text),
     and `prefix`, the text the output starts with (one string for all, or one per text; ""
-    for none). A text with constraints or a prefix is translated whole."""
+    for none). A text with constraints or a prefix is translated whole. `to`: the target
+    language of a model that translates into several (`fra` for its token `>>fra<<`)."""
 
     split: Literal["sentences", "none"] = "sentences"
     constraints: list[str] | list[list[str]] | None = None
     prefix: str | list[str] | None = None
+    to: str | None = None
 
     @model_validator(mode="after")
     def _guidance(self) -> TranslateRequest:
@@ -208,7 +210,7 @@ class TranslateRequest(GenerateRequest):
         flat = [c for cons in self._constraint_lists() for c in cons] + [p for p in prefixes if p]
         if not flat:
             return
-        ids, _ = pipeline.tokenizer.encode(flat, add_eos=False)
+        ids, _ = pipeline.tokenizer.target.encode(flat, add_eos=False)
         limit = pipeline.config.max_length
         for text, pieces in zip(flat, ids, strict=True):
             if len(pieces) > limit:
@@ -216,8 +218,18 @@ class TranslateRequest(GenerateRequest):
                     422, f'"{text[:40]}" is {len(pieces)} pieces, more than max_length {limit}'
                 )
 
+    def check_language(self, pipeline: Seq2Seq) -> None:
+        """Raises HTTPException 422: `to` missing for a multilingual model, unknown to it,
+        or given to a model of one target language."""
+        try:
+            pipeline.source_tokenizer(self.to)
+        except ValueError as e:
+            raise HTTPException(422, str(e).replace("--to", '"to"')) from None
+
     def decode_options(self) -> dict[str, Any]:
-        return super().decode_options() | {"split": self.split}
+        return (
+            super().decode_options() | {"split": self.split} | ({"to": self.to} if self.to else {})
+        )
 
 
 class SentimentRequest(_TextsRequest):
@@ -522,10 +534,11 @@ def _mount_task_routes(
     @app.post("/translate")
     async def translate(request: Request) -> dict[str, Any]:
         """Translate `text` or `texts`; options beam, n_best, length_penalty, no_repeat_ngram,
-        max_length, split ("sentences" or "none"), constraints, prefix; or sample with
-        temperature, top_k, top_p, seed."""
+        max_length, split ("sentences" or "none"), constraints, prefix, to (the target
+        language of a multilingual model); or sample with temperature, top_k, top_p, seed."""
         req = await _parse(request, TranslateRequest, limits)
         if "translate" in models:
+            req.check_language(models["translate"])
             req.check_lengths(models["translate"])
         req, results = await run("translate", request, TranslateRequest, req)
         return reply(req, [r.record(req.n_best) for r in results])
@@ -587,6 +600,9 @@ def _describe_model(pipeline: Pipeline) -> dict[str, Any]:
     }
     if config.task == "translate":
         entry["languages"] = {"source": train.get("src"), "target": train.get("tgt")}
+        targets = pipeline.tokenizer.language_tokens  # a multilingual model's, for "to"
+        if targets:
+            entry["targets"] = [token[2:-2] for token in targets]
     if config.labels:
         entry["labels"] = list(config.labels)
     return entry

@@ -1,5 +1,7 @@
-"""Tokenizer: a joint SentencePiece vocabulary with fixed special ids."""
+"""Tokenizers: attn's joint SentencePiece vocabulary with fixed special ids, and the source
+and target SentencePiece models over one vocabulary of imported OPUS-MT models."""
 
+from attn.tokenizer.marian import MarianTokenizer
 from attn.tokenizer.sentencepiece import (
     BOS_ID,
     EOS_ID,
@@ -18,6 +20,7 @@ __all__ = [
     "PAD_ID",
     "UNK_ID",
     "EncodedBatch",
+    "MarianTokenizer",
     "Tokenizer",
     "TokenizerError",
 ]

@@ -47,7 +47,7 @@ def text_guides(
     if sampling:
         raise ValueError("constraints and prefixes need beam search, not sample")
     flat = [c for cons, _ in wanted for c in cons] + [p for _, p in wanted if p]
-    ids, _ = tokenizer.encode(flat, add_eos=False) if flat else ([], [])
+    ids, _ = tokenizer.target.encode(flat, add_eos=False) if flat else ([], [])
     pieces = dict(zip(flat, ids, strict=True))
     for text, n in pieces.items():
         if len(n) > max_length:

@@ -180,6 +180,7 @@ class Seq2Seq(_Pipeline):
         constraints: Iterable[Sequence[str] | None] | None = None,
         prefix: str | Iterable[str | None] | None = None,
         glossary: Glossary | None = None,
+        to: str | None = None,
     ) -> Iterator[Generation]:
         """Translate (`Translator.translate`) or summarize (`Summarizer.summarize`) texts;
         yields one `Generation` per text, in input order.
@@ -227,15 +228,20 @@ class Seq2Seq(_Pipeline):
                 text; None or "" for none); the model continues it.
             glossary: wherever a source term of the glossary occurs in a text, its target
                 term is a constraint of that text.
+            to: the target language of a model that translates into several (an imported
+                multilingual OPUS-MT model: `fra` puts its token `>>fra<<` before each text);
+                such a model needs it, and another refuses it.
 
         Raises:
             ValueError: an option is out of range, a sampling option without `sample`,
-                constraints or a prefix with `sample`, or (when its text is reached) a
-                constraint or prefix longer than the model's max_length.
+                constraints or a prefix with `sample`, `to` missing or unknown (the message
+                lists the model's languages), or (when its text is reached) a constraint or
+                prefix longer than the model's max_length.
         """
         from attn.model.decoding.sampling_options import sampling_options
 
         sampling = sampling_options(sample, n_best, temperature, top_k, top_p, seed)
+        source_tokenizer = self.source_tokenizer(to)
         if sampling is not None and (constraints, prefix, glossary) != (None, None, None):
             raise ValueError("constraints, prefixes and glossaries need beam search, not sample")
         if constraints is not None or prefix is not None:
@@ -292,7 +298,32 @@ class Seq2Seq(_Pipeline):
             chunk_size=chunk_size,
             progress=progress,
             workers=workers,
+            tokenizer=source_tokenizer,
         )
+
+    def source_tokenizer(self, to: str | None) -> Any:
+        """The tokenizer of the source texts: the model's, or for a model that translates
+        into several languages, the same with the token of language `to` before each text.
+
+        Raises:
+            ValueError: `to` is missing for such a model (the message lists its languages),
+                unknown to it, or given to a model without language tokens.
+        """
+        known = self.tokenizer.language_tokens
+        if to is None and known:
+            codes = ", ".join(token[2:-2] for token in known)
+            raise ValueError(
+                f"this model translates into several languages: choose one with --to "
+                f"(it knows {codes})"
+            )
+        if to is None:
+            return self.tokenizer
+        if not known:
+            raise ValueError(
+                f"--to {to}: this model has no target-language tokens (>>xx<<); it translates "
+                "into one language"
+            )
+        return self.tokenizer.for_language(to)
 
     def attention_maps(
         self,
@@ -303,20 +334,23 @@ class Seq2Seq(_Pipeline):
         no_repeat_ngram: int | None = None,
         max_length: int | None = None,
         shortlist: bool = True,
+        to: str | None = None,
     ) -> AttentionMaps:
         """The attention weights behind the output `generate` gives `text` with these options
         (`POST /attention`): the search's own ids and best output, the weights recorded on
-        them in one teacher-forced pass (`attn.model.inference.attention_maps`).
+        them in one teacher-forced pass (`attn.model.inference.attention_maps`). `to`: the
+        target language of a multilingual model, as for `generate`.
 
         Raises:
-            ValueError: the text is empty, or an option is out of range.
+            ValueError: the text is empty, `to` missing or unknown, or an option is out of
+                range.
         """
         from attn.model.inference.attention_maps import output_maps
 
         if not text.strip():
             raise ValueError("the text is empty")
         options = self._options(beam, 1, length_penalty, no_repeat_ngram, max_length)
-        enc = self.tokenizer.encode_batch(
+        enc = self.source_tokenizer(to).encode_batch(
             [text], max_length=self.config.max_length, keep=self.config.keep
         )  # ids, mask (1, S)
         src, mask = enc.ids.to(self.device), enc.mask.to(self.device)
@@ -442,7 +476,10 @@ class Translator(Seq2Seq):
         if split == "none":
             return self.generate(texts, **options)
         splitter = SentenceSplitter(
-            self.tokenizer, self.config.max_length, self.config.keep, self.language
+            self.source_tokenizer(options.get("to")),
+            self.config.max_length,
+            self.config.keep,
+            self.language,
         )
         alpha = options.get("length_penalty", 0.6)
 

@@ -75,6 +75,7 @@ class BatchRunner:
         chunk_size: int,
         progress: ProgressCallback | None,
         workers: int | None = 1,
+        tokenizer: Any = None,
     ) -> Iterator[R]:
         """Chunk, sort by length, batch, run `process` per batch, yield results in input order.
 
@@ -84,6 +85,8 @@ class BatchRunner:
             make: (text, its output or None for an empty text, truncated) -> the result.
             workers: processes that run batches side by side (see `worker_count`); each is
                 forked after the model is loaded, so it shares the weights.
+            tokenizer: what encodes the texts; None: `self.tokenizer` (another: the same
+                with a target-language token before each text).
 
         Shape: process gets src, src_mask (B, S), trimmed to the longest row of the batch.
 
@@ -112,12 +115,18 @@ class BatchRunner:
             ]
             return results, pieces
 
+        encoder = self.tokenizer if tokenizer is None else tokenizer
         return self._results(
-            texts, run_job, make, batch_size, batch_tokens, chunk_size, progress, workers
+            texts, run_job, make, encoder, batch_size, batch_tokens, chunk_size, progress, workers
         )
 
     def _jobs(
-        self, chunk: list[str], batch_size: int, batch_tokens: int | None, indices: list[int]
+        self,
+        chunk: list[str],
+        tokenizer: Any,
+        batch_size: int,
+        batch_tokens: int | None,
+        indices: list[int],
     ) -> list[tuple[list[int], _Job]]:
         """The batches of a chunk: (positions in the chunk, job); empty texts skipped.
         `indices` holds each text's index in the whole input.
@@ -129,7 +138,7 @@ class BatchRunner:
         real = [i for i, text in enumerate(chunk) if text.strip()]
         if not real:
             return []
-        enc = self.tokenizer.encode_batch(
+        enc = tokenizer.encode_batch(
             [chunk[i] for i in real], max_length=self.config.max_length, keep=self.config.keep
         )  # ids, mask (N, T)
         lengths = enc.mask.sum(1).tolist()  # (N,)
@@ -158,6 +167,7 @@ class BatchRunner:
         texts: Iterable[str],
         run_job: Callable[[_Job], tuple[list[R], int]],
         make: Callable[[str, Out | None, bool], R],
+        tokenizer: Any,
         batch_size: int,
         batch_tokens: int | None,
         chunk_size: int,
@@ -178,7 +188,7 @@ class BatchRunner:
         chunks = sorted_chunks(itertools.chain(head, texts), chunk_size, key=len)
         if n_workers > 1:
             yield from self._parallel(
-                chunks, run_job, make, batch_size, batch_tokens, n_workers, progress
+                chunks, run_job, make, tokenizer, batch_size, batch_tokens, n_workers, progress
             )
             return
         start = 0  # the index in the whole input of the chunk's first text
@@ -186,7 +196,7 @@ class BatchRunner:
             results = [make(text, None, False) for text in chunk]
             indices = [start + i for i in order]
             start += len(chunk)
-            for positions, job in self._jobs(chunk, batch_size, batch_tokens, indices):
+            for positions, job in self._jobs(chunk, tokenizer, batch_size, batch_tokens, indices):
                 done_results, pieces = run_job(job)
                 for i, result in zip(positions, done_results, strict=True):
                     results[i] = result
@@ -199,6 +209,7 @@ class BatchRunner:
         chunks: Iterator[tuple[list[str], list[int]]],
         run_job: Callable[[_Job], tuple[list[R], int]],
         make: Callable[[str, Out | None, bool], R],
+        tokenizer: Any,
         batch_size: int,
         batch_tokens: int | None,
         n_workers: int,
@@ -227,7 +238,7 @@ class BatchRunner:
                 # finish are then short ones, and no worker waits long for another.
                 indices = [start + i for i in order]
                 start += len(chunk)
-                jobs = self._jobs(chunk, batch_size, batch_tokens, indices)[::-1]
+                jobs = self._jobs(chunk, tokenizer, batch_size, batch_tokens, indices)[::-1]
                 # Ids and mask travel as numpy arrays (pickled by value): a tensor would go
                 # through torch's file-descriptor sharing, whose server thread prints a
                 # traceback when the parent ends first (`attn translate | head -1`).

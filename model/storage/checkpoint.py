@@ -22,7 +22,7 @@ from attn.atomic import atomic_write
 from attn.model.nn.config import ConfigError, ModelConfig, load_config, save_config
 from attn.model.nn.model import Classifier, build_model
 from attn.model.nn.transformer import Transformer
-from attn.model.storage.layout import CONFIG, TOKENIZER, WEIGHTS
+from attn.model.storage.layout import CONFIG, WEIGHTS, ModelDir
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +172,70 @@ def read_model_config(model_dir: Path) -> tuple[ModelConfig, dict[str, Any]]:
         raise ModelError(str(e)) from None
 
 
+def load_tokenizer(model_dir: Path) -> Any:
+    """The tokenizer of a model directory: attn's SentencePiece `Tokenizer`, or the
+    `MarianTokenizer` of an imported OPUS-MT model when the directory holds its vocabulary.
+
+    Raises:
+        ModelError: a tokenizer file is missing, unreadable or corrupt.
+    """
+    import json
+
+    from attn.tokenizer import MarianTokenizer, Tokenizer, TokenizerError
+
+    layout = ModelDir(model_dir)
+    try:
+        if not layout.has_split_tokenizer():
+            return Tokenizer.load(layout.tokenizer)
+        options: Any = {}
+        if layout.tokenizer_config.is_file():
+            options = json.loads(layout.tokenizer_config.read_text(encoding="utf-8"))
+        if not isinstance(options, dict):
+            raise TokenizerError(f"{layout.tokenizer_config}: not a JSON object")
+        return MarianTokenizer.load(
+            layout.source_spm,
+            layout.target_spm,
+            layout.vocab,
+            clean_up_spaces=options.get("clean_up_tokenization_spaces") is True,
+        )
+    except (TokenizerError, OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(str(e)) from None
+
+
+def copy_tokenizer(source: Path, target: Path) -> None:
+    """Copy the tokenizer files of model directory `source` into `target`, atomically each.
+
+    Raises:
+        ModelError: `source` holds no tokenizer.
+    """
+    from attn.atomic import atomic_write_bytes
+
+    files = ModelDir(source).tokenizer_files()
+    if not files[0].is_file():
+        raise ModelError(f"{source} holds no tokenizer ({files[0].name})")
+    for path in files:
+        if path.is_file():
+            atomic_write_bytes(Path(target) / path.name, path.read_bytes())
+
+
+def tokenizer_digest(model_dir: Path) -> str:
+    """The SHA-256 that identifies the tokenizer of a model directory: that of
+    `tokenizer.model`, or of an OPUS-MT tokenizer's files one after the other.
+
+    Raises:
+        ModelError: the directory holds no tokenizer.
+    """
+    import hashlib
+
+    files = [p for p in ModelDir(model_dir).tokenizer_files() if p.is_file()]
+    if not files or files[0] != ModelDir(model_dir).tokenizer_files()[0]:
+        raise ModelError(f"{model_dir} holds no tokenizer")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def load_model(
     model_dir: str | Path,
     *,
@@ -190,16 +254,11 @@ def load_model(
     Raises:
         ModelError: with a one-line message saying what is wrong and how to fix it.
     """
-    from attn.tokenizer import Tokenizer, TokenizerError
-
     model_dir = Path(model_dir)
     config, meta = read_model_config(model_dir)
     if task is not None and config.task != task:
         raise ModelError(f"{model_dir} holds a {config.task} model, not a {task} model")
-    try:
-        tokenizer = Tokenizer.load(model_dir / TOKENIZER)
-    except TokenizerError as e:
-        raise ModelError(str(e)) from None
+    tokenizer = load_tokenizer(model_dir)
     if tokenizer.vocab_size != config.vocab_size:
         raise ModelError(
             f"{model_dir}: tokenizer has {tokenizer.vocab_size} pieces but the config says "

@@ -2,7 +2,9 @@
 
 ```
 config.json                        model config, training settings, data, attn version
-tokenizer.model                    the SentencePiece model
+tokenizer.model                    the SentencePiece model (models attn trained), or ...
+source.spm, target.spm, vocab.json the source and target SentencePiece models over one
+tokenizer_config.json                vocabulary, and its options (imported OPUS-MT models)
 model.safetensors                  the best weights
 shortlist.safetensors              the lexical shortlist (translation models)
 metrics.jsonl, training.png        the validations (and `attn evaluate` runs), their curves
@@ -27,6 +29,11 @@ from pathlib import Path
 
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.model"
+# An imported OPUS-MT model's tokenizer, under the names its Hugging Face repository uses.
+SOURCE_SPM = "source.spm"
+TARGET_SPM = "target.spm"
+VOCAB = "vocab.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
 WEIGHTS = "model.safetensors"
 SHORTLIST = "shortlist.safetensors"
 METRICS = "metrics.jsonl"
@@ -67,6 +74,34 @@ class ModelDir:
     @property
     def tokenizer(self) -> Path:
         return self.path / TOKENIZER
+
+    @property
+    def source_spm(self) -> Path:
+        return self.path / SOURCE_SPM
+
+    @property
+    def target_spm(self) -> Path:
+        return self.path / TARGET_SPM
+
+    @property
+    def vocab(self) -> Path:
+        return self.path / VOCAB
+
+    @property
+    def tokenizer_config(self) -> Path:
+        return self.path / TOKENIZER_CONFIG
+
+    def has_split_tokenizer(self) -> bool:
+        """Whether the tokenizer here is an OPUS-MT one (source and target models over one
+        vocabulary) rather than attn's one SentencePiece model."""
+        return self.vocab.is_file()
+
+    def tokenizer_files(self) -> tuple[Path, ...]:
+        """The files that make up the tokenizer here: `tokenizer.model`, or an OPUS-MT
+        model's `source.spm`, `target.spm`, `vocab.json` and `tokenizer_config.json`."""
+        if self.has_split_tokenizer():
+            return (self.source_spm, self.target_spm, self.vocab, self.tokenizer_config)
+        return (self.tokenizer,)
 
     @property
     def weights(self) -> Path:
@@ -131,6 +166,10 @@ class ModelDir:
             self.config,
             self.weights,
             self.tokenizer,
+            self.source_spm,
+            self.target_spm,
+            self.vocab,
+            self.tokenizer_config,
             self.shortlist,
             self.metrics,
             self.plot,

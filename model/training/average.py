@@ -152,7 +152,9 @@ def average_checkpoints(
         if out.config.exists():
             raise ModelError(f"{target} already holds a model; choose another output directory")
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(layout.tokenizer, out.tokenizer)
+        for path in layout.tokenizer_files():  # one SentencePiece model, or an OPUS-MT's files
+            if path.is_file():
+                shutil.copy2(path, target / path.name)
         if layout.shortlist.is_file():  # a translation model's; see model.shortlist
             shutil.copy2(layout.shortlist, out.shortlist)
     save_weights(model, ModelDir(target).weights)

@@ -1,6 +1,7 @@
 """Fine-tuning (`--init DIR`): the trained model a new run starts from.
 
-The new run takes the init model's tokenizer, config and weights; the user's `--set`
+The new run takes the init model's tokenizer, config and weights (an imported OPUS-MT model's
+too: its tokenizer, vocabulary and architecture); the user's `--set`
 overrides may change only what leaves the weights' shapes alone (dropout, say).
 """
 
@@ -14,14 +15,15 @@ from typing import Any
 
 import torch
 
-from attn.atomic import atomic_write_bytes
 from attn.model.nn.config import ConfigError, ModelConfig
 from attn.model.storage.checkpoint import (
+    ModelError,
     check_weights,
+    copy_tokenizer,
     load_weights,
     read_model_config,
 )
-from attn.model.storage.layout import TOKENIZER, WEIGHTS
+from attn.model.storage.layout import WEIGHTS
 from attn.model.training.settings import TrainError
 
 
@@ -57,12 +59,14 @@ class InitModel:
             raise TrainError(f"cannot start from {init}: {e}") from None
         return cls(init, config, meta)
 
-    def copy_tokenizer(self, path: Path, emit: Callable[[dict[str, Any]], None]) -> None:
-        """Write the init model's tokenizer to `path` (the new model's)."""
-        if not (self.dir / TOKENIZER).is_file():
-            raise TrainError(f"cannot start from {self.dir}: it holds no {TOKENIZER}")
+    def copy_tokenizer(self, model_dir: Path, emit: Callable[[dict[str, Any]], None]) -> None:
+        """Write the init model's tokenizer into `model_dir` (the new model's): its one
+        SentencePiece model, or an imported model's source and target models and vocabulary."""
         emit({"event": "stage", "message": f"starting from the model in {self.dir}"})
-        atomic_write_bytes(path, (self.dir / TOKENIZER).read_bytes())
+        try:
+            copy_tokenizer(self.dir, model_dir)
+        except ModelError as e:
+            raise TrainError(f"cannot start from {self.dir}: {e}") from None
 
     def model_config(self, overrides: Mapping[str, Any], labels: list[str] | None) -> ModelConfig:
         """The init model's config under `overrides`, checked against its weights (an

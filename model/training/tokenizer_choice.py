@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from attn.model.storage.layout import TOKENIZER
+from attn.model.storage.layout import ModelDir
 from attn.model.training.settings import TrainError
 
 
@@ -64,12 +64,12 @@ def check_synthetic_tag(model_dir: Path | None) -> None:
         TrainError: the given tokenizer has no such piece.
     """
     from attn.data.task_files import BT_TAG
-    from attn.tokenizer import Tokenizer
+    from attn.model.storage.checkpoint import load_tokenizer
 
-    if model_dir is None or not (model_dir / TOKENIZER).is_file():
+    if model_dir is None or not ModelDir(model_dir).tokenizer_files()[0].is_file():
         return  # trained here, or missing: said where it is loaded
     try:
-        tokenizer = Tokenizer.load(model_dir / TOKENIZER)
+        tokenizer = load_tokenizer(model_dir)
     except ValueError:
         return
     if not tokenizer.has_piece(BT_TAG):
