@@ -55,7 +55,9 @@ def sinusoidal_positions(length: int, d_model: int, layout: str = "interleaved")
         half = (d_model + 1) // 2
         position = torch.arange(length, dtype=torch.float64, device=cpu).unsqueeze(1)  # (L, 1)
         i = torch.arange(half, dtype=torch.float64, device=cpu)  # (d/2,)
-        angle = position / torch.pow(torch.tensor(10000.0, dtype=torch.float64), 2 * i / d_model)
+        angle = position / torch.pow(
+            torch.tensor(10000.0, dtype=torch.float64, device=cpu), 2 * i / d_model
+        )
         return torch.cat([angle.sin(), angle[:, : d_model - half].cos()], 1).float()
     position = torch.arange(length, dtype=torch.float32, device=cpu).unsqueeze(1)  # (L, 1)
     div = torch.exp(
