@@ -5,11 +5,12 @@
 - Summarization: a text that does not fit is split into parts that do, at line breaks,
   speaker turns (DialogSum's `#Person1#:`, one a line or run together) and sentence ends
   (`attn.data.sentences`; a sentence longer than the model further, at clause punctuation or
-  spaces), neighbours packed together while they fit. Each part is summarized (the parts of
-  a text in one batch), the part summaries are joined with spaces, and the join is
-  summarized again: split again while it does not fit, once more when it does. Every piece
-  of the text reaches the model. A round whose join is not shorter than its input (a model
-  that copies) ends with that join cut at max_length, flagged `truncated`.
+  spaces; a turn that fits stays whole), neighbours packed together while they fit. Each
+  part is summarized (the parts of a text in one batch), the part summaries are joined with
+  spaces, and the join is summarized again: split again while it does not fit, once more
+  when it does. Every piece of the text reaches the model. A round whose join is not
+  shorter than its input (a model that copies) ends with that join cut at max_length,
+  flagged `truncated`.
 - Sentiment: a text that does not fit is classified in overlapping windows of max_length
   pieces (max_length - 1 pieces of the text, then EOS, as in training), each starting half a
   window after the one before and the last ending at the text's end; the label
@@ -67,6 +68,9 @@ class PartSplitter:
         """Spans of `text` that each fit, in order, covering all of it but whitespace."""
         units: list[Span] = []
         for turn in _turns(text):
+            if self.fits(text[turn[0] : turn[1]]):  # a turn that fits is never cut
+                units.append(turn)
+                continue
             for start, end in rule_spans(text[turn[0] : turn[1]]):
                 units.extend(split_to_fit(text, (turn[0] + start, turn[0] + end), self.fits))
         packed: list[Span] = []
