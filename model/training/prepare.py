@@ -138,6 +138,10 @@ class Preparation:
         previous = open_prepared(self.prepared_dir)
         digests = _digests(files.train + files.synthetic + files.val, previous)
         key = self._key(files, digests)
+        resumed = self.saved_config.max_length if self.saved_config is not None else None
+        if previous is not None and resumed is not None and _chosen(previous.manifest) == resumed:
+            # Data cut at the length it chose is cut at the resumed model's length.
+            key["max_length"] = previous.manifest["key"].get("max_length")
         given = self._given_tokenizer()
         if previous is not None and _reusable(previous.manifest, key, given):
             self.chosen_length = _chosen(previous.manifest)
