@@ -69,6 +69,15 @@ def choose_max_length(sides: Sequence[np.ndarray], cap: int) -> int:
     return max(default_max_length(), min(rounded, cap))
 
 
+def choose_from_sample(tokenizer: Any, scan: Any, task: str, cap: int) -> int:
+    """The max_length chosen from the tokenizer's sample of the training rows
+    (`attn.data.scan.Scan`: its sources, then for seq2seq its targets)."""
+    sides = [sample_lengths(tokenizer, scan.sample[: scan.sampled_sources])]
+    if task != "sentiment":
+        sides.append(sample_lengths(tokenizer, scan.sample[scan.sampled_sources :]))
+    return choose_max_length(sides, cap)
+
+
 def sample_lengths(tokenizer: Any, texts: Sequence[str], chunk: int = 10_000) -> np.ndarray:
     """The length in pieces (EOS included) of each text, uncut."""
     out = [

@@ -31,6 +31,7 @@ from attn.model.storage.layout import SHORTLIST, TOKENIZER, ModelDir
 from attn.model.training.corpus import Split
 from attn.model.training.distributed import Dist
 from attn.model.training.finetune import InitModel
+from attn.model.training.lengths import choose_from_sample, length_cap
 from attn.model.training.model_dir import clear_model_dir
 from attn.model.training.settings import TrainError, TrainSettings
 from attn.model.training.tokenizer_choice import check_synthetic_tag, train_tokenizer
@@ -222,22 +223,7 @@ class Preparation:
         return fields.get("max_length"), fields.get("keep", default["keep"])
 
     def _cap(self) -> int:
-        from attn.model.training.lengths import length_cap
-
         return length_cap(self.settings.preset, self.settings.batch_tokens)
-
-    def _choose_length(self, tokenizer: Any, scan: Any) -> None:
-        """Choose a new model's max_length from the sampled training rows (`lengths`), unless
-        one is given."""
-        from attn.model.training.lengths import choose_max_length, sample_lengths
-
-        if self._length_cut()[0] is not None:
-            return
-        sources = scan.sample[: scan.sampled_sources]
-        sides = [sample_lengths(tokenizer, sources)]
-        if self.task != "sentiment":
-            sides.append(sample_lengths(tokenizer, scan.sample[scan.sampled_sources :]))
-        self.chosen_length = choose_max_length(sides, self._cap())
 
     def _given_tokenizer(self) -> str | None:
         """The SHA-256 of the tokenizer the run must use (resume, --init); None: trained."""
@@ -290,7 +276,8 @@ class Preparation:
         self._clear()
         start_preparation(self.prepared_dir)
         tokenizer = self._tokenizer(scan.sample, bool(files.synthetic))
-        self._choose_length(tokenizer, scan)
+        if self._length_cut()[0] is None:  # a new model's, chosen from the sampled rows
+            self.chosen_length = choose_from_sample(tokenizer, scan, self.task, self._cap())
         scan.sample.clear()  # before the encoding workers fork
         config = self.model_config(tokenizer.vocab_size, scan.labels)
         if tokenizer.vocab_size != config.vocab_size:
