@@ -118,6 +118,11 @@ def _model_rows(about: dict[str, Any]) -> list[tuple[str, str]]:
     if about["averaged"]:
         steps = ", ".join(str(s) for s in about["averaged"]["steps"])
         rows.append(("averaged", f"weights are the mean of steps {steps}"))
+    imported = about.get("imported")
+    if imported:
+        where = imported.get("hub") or imported.get("path")
+        revision = f" (revision {imported['revision']})" if imported.get("revision") else ""
+        rows.append(("imported", f"{imported.get('family')} model from {where}{revision}"))
     if about["checkpoints"]:
         rows.append(("checkpoints", ", ".join(f"step {s}" for s in about["checkpoints"])))
     for record in about["evaluations"][-3:]:

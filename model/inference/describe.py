@@ -24,7 +24,9 @@ def describe_model(model_dir: str | Path) -> dict[str, Any]:
     files), best ({metric, value, step} from metrics.jsonl, or None), validations (how many),
     evaluations (the `attn evaluate` records), untrained (True when the weights were never
     validated: the initial ones of a run that stopped before its first validation), averaged
-    (steps averaged into the weights, or None), checkpoints (steps kept in checkpoints/).
+    (steps averaged into the weights, or None), imported (`attn import`: the family and the
+    directory or Hub id and revision it came from, or None), checkpoints (steps kept in
+    checkpoints/).
 
     Raises:
         ModelError: not a model directory, or an unreadable config.json.
@@ -53,6 +55,7 @@ def describe_model(model_dir: str | Path) -> dict[str, Any]:
         "untrained": is_untrained(meta),
         "evaluations": [r for r in records if r.get("evaluate")],
         "averaged": meta.get("averaged"),
+        "imported": meta.get("imported"),
         "checkpoints": [step for step, _ in ModelDir(model_dir).step_checkpoints()],
     }
 
