@@ -18,7 +18,8 @@ TRANSLATE = Seq2SeqCommand(
 
     Example: echo "A man rides a bike." | attn translate -m models/en-de
     """,
-    extras=EXTRAS,  # every one: translate is the command they were made for
+    # Every one but --max-input (a sentence too long is split at sentences, --split).
+    extras=tuple(name for name in EXTRAS if name != "max_input"),
 )
 
 
