@@ -4,9 +4,9 @@ Each has the layout of a `Helsinki-NLP/opus-mt-*` repository: config.json (and
 generation_config.json), model.safetensors or pytorch_model.bin, source.spm and target.spm
 (SentencePiece models trained on attn's English-German demo corpus), vocab.json (both models'
 pieces, `</s>` = 0, `<unk>` = 1, `<pad>` last) and tokenizer_config.json, written by
-`MarianMTModel.save_pretrained` and `MarianTokenizer.save_pretrained`. The weights are random
-(fixed seed) with a nonzero final_logits_bias, spread so that outputs depend on the input and
-end at varied lengths.
+`MarianMTModel.save_pretrained` and `MarianTokenizer.save_pretrained` (the .bin variant by
+`torch.save`). The weights are random (fixed seed) with a nonzero final_logits_bias, spread so
+that outputs depend on the input and end at varied lengths.
 
 Test modules import the fixtures by name: `from marian_fixtures import marian_dir`.
 `transformers` is a dev dependency only; attn never needs it at run time.
@@ -135,7 +135,12 @@ def build_marian_dir(
         max_length=512,
         num_beams=4,
     )
-    model.save_pretrained(directory, safe_serialization=safetensors)
+    model.save_pretrained(directory)
+    if not safetensors:
+        # As older Hub repositories hold them (transformers 5 writes safetensors only): the
+        # state dict pickled by torch.save, tied matrices under each of their names.
+        torch.save(model.state_dict(), directory / "pytorch_model.bin")
+        (directory / "model.safetensors").unlink()
     tokenizer.save_pretrained(directory)
     for path in work.iterdir():
         path.unlink()

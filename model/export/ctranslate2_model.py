@@ -1,16 +1,19 @@
 """attn's weights in CTranslate2's own model specification, saved as a CTranslate2 model.
 
 A `TransformerSpec` is filled layer by layer with the network of `attn.model.nn.transformer`:
-pre-LayerNorm layers (epsilon 1e-5, PyTorch's), a final LayerNorm after each stack, ReLU or
-exact (erf) GELU in the feed-forward networks, one embedding matrix shared by source, target
-and output projection, embeddings scaled by sqrt(d_model), and attn's sinusoidal positions
-(sine and cosine interleaved, unlike CTranslate2's built-in table, so they are given as a
-position table). CTranslate2 appends EOS to the source as attn does (`add_source_eos`) and
-starts the decoder from BOS (`<s>`); the vocabulary is the SentencePiece model's pieces in id
-order, so `ctranslate2.Translator` reads the same pieces attn's tokenizer writes.
+pre-LayerNorm layers (epsilon 1e-5, PyTorch's) with a final LayerNorm after each stack, or
+post-LayerNorm ones without (imported Marian models); ReLU, exact (erf) GELU or SiLU in the
+feed-forward networks; one embedding matrix shared by source, target and output projection,
+embeddings scaled by sqrt(d_model) (where the model scales them); and attn's sinusoidal
+positions, given as a position table (attn's interleave sine and cosine, unlike CTranslate2's
+built-in table; Marian's split them). CTranslate2 appends EOS to the source as attn does
+(`add_source_eos`) and starts the decoder from the model's start piece (BOS, `<s>`, or
+Marian's `<pad>`); the vocabulary is the tokenizer's pieces in id order, so
+`ctranslate2.Translator` reads the same pieces attn's tokenizer writes.
 
-attn never generates PAD or BOS: the projection gets a bias of -inf at those two ids (0
-elsewhere), so a plain `translate_batch` call behaves the same without extra options.
+attn never generates PAD or BOS: the projection's bias is -inf at those ids and, elsewhere, the
+model's logits bias (0 without one), so a plain `translate_batch` call behaves the same without
+extra options.
 """
 
 from __future__ import annotations
@@ -48,11 +51,16 @@ def build_spec(loaded: LoadedModel) -> Any:
     model, c = loaded.model, loaded.config
     if not len(model.decoder):
         raise ValueError(f"a {c.task} model has no decoder to export to CTranslate2")
-    activation = {"relu": common_spec.Activation.RELU, "gelu": common_spec.Activation.GELU}
+    activation = {
+        "relu": common_spec.Activation.RELU,
+        "gelu": common_spec.Activation.GELU,
+        "silu": common_spec.Activation.SWISH,
+    }
+    pre_norm = c.norm == "pre"
     spec = transformer_spec.TransformerSpec.from_config(
         (c.n_encoder_layers, c.n_decoder_layers),
         c.n_heads,
-        pre_norm=True,
+        pre_norm=pre_norm,
         activation=activation[c.activation],
     )
     tokenizer = loaded.tokenizer
@@ -60,18 +68,20 @@ def build_spec(loaded: LoadedModel) -> Any:
     spec.config.unk_token = pieces[UNK_ID]
     spec.config.bos_token = pieces[c.bos_id]
     spec.config.eos_token = pieces[c.eos_id]
-    spec.config.decoder_start_token = pieces[c.bos_id]
+    spec.config.decoder_start_token = pieces[c.start_id]
     spec.config.add_source_eos = True
     spec.config.layer_norm_epsilon = LAYER_NORM_EPSILON
 
     w = _weights(model)
-    positions = sinusoidal_positions(max(POSITIONS, c.max_length + 2), c.d_model).numpy()
+    length = max(POSITIONS, c.max_length + 2)
+    positions = sinusoidal_positions(length, c.d_model, c.positions).numpy()
 
     encoder = spec.encoder
     encoder.embeddings[0].weight = w["embed.weight"]
-    encoder.scale_embeddings = True
+    encoder.scale_embeddings = c.scale_embeddings
     encoder.position_encodings.encodings = positions
-    _layer_norm(encoder.layer_norm, w, "encoder_norm")
+    if pre_norm:
+        _layer_norm(encoder.layer_norm, w, "encoder_norm")
     for i, layer in enumerate(encoder.layer):
         scope = f"encoder.{i}"
         _self_attention(layer.self_attention, w, scope)
@@ -79,9 +89,10 @@ def build_spec(loaded: LoadedModel) -> Any:
 
     decoder = spec.decoder
     decoder.embeddings.weight = w["embed.weight"]  # the same array: saved once (an alias)
-    decoder.scale_embeddings = True
+    decoder.scale_embeddings = c.scale_embeddings
     decoder.position_encodings.encodings = positions
-    _layer_norm(decoder.layer_norm, w, "decoder_norm")
+    if pre_norm:
+        _layer_norm(decoder.layer_norm, w, "decoder_norm")
     for i, layer in enumerate(decoder.layer):
         scope = f"decoder.{i}"
         _self_attention(layer.self_attention, w, scope)
@@ -91,9 +102,9 @@ def build_spec(loaded: LoadedModel) -> Any:
         _linear(layer.attention.linear[2], w, f"{scope}.cross_attn.out_proj")
         _feed_forward(layer.ffn, w, scope, "norm3")
     decoder.projection.weight = w["embed.weight"]
-    never = np.zeros(c.vocab_size, dtype=np.float32)
-    never[[c.pad_id, c.bos_id]] = -np.inf
-    decoder.projection.bias = never
+    bias = w["logits_bias"].copy() if c.logits_bias else np.zeros(c.vocab_size, np.float32)
+    bias[[c.pad_id, c.bos_id]] = -np.inf  # never generated
+    decoder.projection.bias = bias
 
     spec.register_source_vocabulary(pieces)
     spec.register_target_vocabulary(pieces)
@@ -138,7 +149,7 @@ def _fused(spec: Any, w: dict[str, np.ndarray], attention: str, parts: tuple[str
 
 
 def _self_attention(spec: Any, w: dict[str, np.ndarray], scope: str) -> None:
-    """A layer's pre-norm self-attention: its LayerNorm, fused Q/K/V and output projection."""
+    """A layer's self-attention: its LayerNorm, fused Q/K/V and output projection."""
     _layer_norm(spec.layer_norm, w, f"{scope}.norm1")
     _fused(spec.linear[0], w, f"{scope}.self_attn", ("q", "k", "v"))
     _linear(spec.linear[1], w, f"{scope}.self_attn.out_proj")

@@ -215,6 +215,7 @@ def readme(loaded: LoadedModel) -> str:
     from attn.model.inference.pipeline import Summarizer, Translator
 
     rule = Translator if c.task == "translate" else Summarizer
+    start = f"BOS ({c.bos_id})" if c.decoder_start_id is None else f"{c.start_id}"
     a, b = rule.max_length_a, rule.max_length_b
     return head + (
         f"\n{c.n_decoder_layers} decoder layers; i below runs over 0..{c.n_decoder_layers - 1}.\n"
@@ -231,7 +232,7 @@ def readme(loaded: LoadedModel) -> str:
         "           the past_key_i, past_value_i of the next step\n"
         "\nGreedy decoding (what attn does, attn.model.export.onnx_run):\n"
         "  1. run encoder.onnx once;\n"
-        f"  2. start with tgt_ids = BOS ({c.bos_id}) and empty past tensors (past_len 0);\n"
+        f"  2. start with tgt_ids = {start} and empty past tensors (past_len 0);\n"
         f"  3. each step: never pick PAD ({c.pad_id}) or BOS ({c.bos_id}); take the argmax of "
         "logits;\n"
         f"     stop a sentence at EOS ({c.eos_id}), or force EOS once it has "

@@ -85,7 +85,7 @@ class OnnxSeq2Seq(_OnnxModel):
         _, cross = self.encode(src_ids, src_mask)
         empty = np.zeros((b, c.n_heads, 0, c.d_head), dtype=np.float32)
         past = [(empty, empty)] * self.layers
-        tokens = np.full((b, 1), c.bos_id, dtype=np.int64)  # the newest piece of each row
+        tokens = np.full((b, 1), c.start_id, dtype=np.int64)  # the newest piece of each row
         outputs: list[list[int]] = [[] for _ in range(b)]
         live = np.arange(b)  # the sentence of each row still decoding
         for t in range(int(caps.max()) + 1):
