@@ -368,6 +368,7 @@ def test_ctranslate2_export_translates_as_ct2s_own_converter(pair, marian_dir, t
         assert len({len(t) for t in got_tokens}) > 3
 
 
+@pytest.mark.slow
 def test_onnx_graphs_follow_the_options(pair, marian_dir, batch, tmp_path) -> None:  # noqa: F811
     """The ONNX encoder and decoder step of the converted model compute attn's (post-norm,
     split positions, logits bias, the start piece) to 1e-4."""
@@ -407,3 +408,43 @@ def test_fixture_directory_has_the_hub_layout(marian_dir) -> None:  # noqa: F811
     vocab = json.loads((marian_dir / "vocab.json").read_text(encoding="utf-8"))
     assert vocab["</s>"] == 0 and vocab["<unk>"] == 1 and vocab["<pad>"] == len(vocab) - 1
     assert build_marian_dir is not None
+
+
+@pytest.mark.slow
+def test_attn_export_of_an_imported_model(pair, marian_dir, tmp_path) -> None:  # noqa: F811
+    """`attn export` of an imported directory carries its tokenizer files; its CTranslate2
+    model translates as ct2-transformers-converter's (beam 4), and its ONNX graphs decode
+    greedily as attn's search does."""
+    import ctranslate2
+    from ctranslate2.converters import TransformersConverter
+
+    from attn.model.export import export_model
+    from attn.model.export.onnx_run import OnnxSeq2Seq
+    from attn.model.importers import import_model
+
+    _, tokenizer, model = pair
+    imported = tmp_path / "imported"
+    import_model(str(marian_dir), imported)
+    export_model(imported, "ctranslate2", tmp_path / "ct2-attn")
+    names = {p.name for p in (tmp_path / "ct2-attn").iterdir()}
+    assert {"source.spm", "target.spm", "vocab.json", "model.bin"} <= names
+    TransformersConverter(str(marian_dir)).convert(str(tmp_path / "ct2"))
+    sentences = demo_sentences(20)
+    tokens = [tokenizer.convert_ids_to_tokens(tokenizer(s).input_ids) for s in sentences]
+    kwargs = {"beam_size": 4, "max_decoding_length": CAP}
+    ours = ctranslate2.Translator(str(tmp_path / "ct2-attn")).translate_batch(
+        [t[:-1] for t in tokens], **kwargs
+    )
+    theirs = ctranslate2.Translator(str(tmp_path / "ct2")).translate_batch(tokens, **kwargs)
+    assert [r.hypotheses[0] for r in ours] == [r.hypotheses[0] for r in theirs]
+
+    export_model(imported, "onnx", tmp_path / "onnx")
+    runner = OnnxSeq2Seq(tmp_path / "onnx")
+    src_ids, src_mask = runner.encode_texts(sentences)
+    options = GenerationOptions(beam=1, max_length=CAP)
+    src, mask = torch.from_numpy(src_ids), torch.from_numpy(src_mask)
+    expected = [h[0].tokens for h in generate(model, src, mask, options)]
+    got = runner.greedy_ids(src_ids, src_mask)
+    # The ONNX runner caps by attn's relative rule; compare what ends before either cap.
+    ended = [i for i, ids in enumerate(expected) if len(ids) < min(CAP, 10)]
+    assert ended and [got[i] for i in ended] == [expected[i] for i in ended]

@@ -108,10 +108,12 @@ def export_model(
 
             from attn.model.export.metadata import write_export_info
             from attn.model.export.onnx_graphs import write_onnx
-            from attn.model.storage.layout import TOKENIZER
+            from attn.model.storage.layout import ModelDir
 
             write_onnx(loaded, tmp)
-            shutil.copyfile(loaded.path / TOKENIZER, tmp / TOKENIZER)
+            for path in ModelDir(loaded.path).tokenizer_files():
+                if path.is_file():  # (an imported tokenizer's options file may be absent)
+                    shutil.copyfile(path, tmp / path.name)
             weights = "float32"
             write_export_info(loaded, tmp, fmt, weights)
         files = sorted(p.name for p in tmp.iterdir())

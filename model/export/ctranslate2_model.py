@@ -27,7 +27,7 @@ import torch
 from attn.model.export.metadata import write_export_info
 from attn.model.nn.transformer import Transformer, sinusoidal_positions
 from attn.model.storage.checkpoint import LoadedModel
-from attn.model.storage.layout import TOKENIZER
+from attn.model.storage.layout import ModelDir
 from attn.tokenizer import UNK_ID
 
 # Weight types `attn export --quantization` offers (CTranslate2 names); None = float32.
@@ -113,7 +113,8 @@ def build_spec(loaded: LoadedModel) -> Any:
 
 def write_ctranslate2(loaded: LoadedModel, directory: Path, quantization: str | None) -> None:
     """Write a CTranslate2 model directory into the (empty) `directory`: model.bin,
-    config.json, shared_vocabulary.json, attn's tokenizer.model and attn_export.json.
+    config.json, shared_vocabulary.json, attn's tokenizer files (tokenizer.model, or an
+    imported model's) and attn_export.json.
 
     Raises:
         ValueError: a sentiment model, or an unknown quantization.
@@ -123,7 +124,9 @@ def write_ctranslate2(loaded: LoadedModel, directory: Path, quantization: str | 
             f"unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}"
         )
     spec = build_spec(loaded)
-    spec.register_file(str(loaded.path / TOKENIZER), TOKENIZER)
+    for path in ModelDir(loaded.path).tokenizer_files():
+        if path.is_file():  # (an imported tokenizer's options file may be absent)
+            spec.register_file(str(path), path.name)
     spec.validate()
     spec.optimize(quantization=quantization)
     spec.save(str(directory))

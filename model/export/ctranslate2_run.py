@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from attn.model.export.metadata import output_cap, read_export_config
-from attn.model.storage.layout import TOKENIZER
-from attn.tokenizer import Tokenizer
+from attn.model.storage.checkpoint import load_tokenizer
 
 
 @dataclass
@@ -51,7 +50,7 @@ class CT2Translator:
 
         directory = Path(directory)
         self.config = read_export_config(directory)
-        self.tokenizer = Tokenizer.load(directory / TOKENIZER)
+        self.tokenizer = load_tokenizer(directory)
         vocab = range(self.tokenizer.vocab_size)
         self._ids = {self.tokenizer.id_to_piece(i): i for i in vocab}
         self.translator = ctranslate2.Translator(

@@ -16,8 +16,7 @@ import numpy as np
 
 from attn.model.export.metadata import output_cap, read_export_config
 from attn.model.export.onnx_graphs import CLASSIFIER, DECODER_STEP, ENCODER
-from attn.model.storage.layout import TOKENIZER
-from attn.tokenizer import Tokenizer
+from attn.model.storage.checkpoint import load_tokenizer
 
 
 def _session(path: Path, threads: int) -> Any:
@@ -34,7 +33,7 @@ class _OnnxModel:
         directory = Path(directory)
         self.directory = directory
         self.config = read_export_config(directory)
-        self.tokenizer = Tokenizer.load(directory / TOKENIZER)
+        self.tokenizer = load_tokenizer(directory)
 
     def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Source ids and mask of a batch, as attn encodes it (EOS last, cut to max_length).
