@@ -32,10 +32,18 @@ ROOT = Path(__file__).resolve().parents[1]
 FACT = "Finally, Zebulon fed the purple walrus."
 
 
+def _lines(path: Path, keepends: bool = False) -> list[str]:
+    """The lines of a file, ending at \n only (reviews hold other line separators)."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line + "\n" for line in lines] if keepends else lines
+
+
 def _subset(src: Path, out: Path, names: list[str], limit: int | None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
-        lines = (src / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        lines = _lines(src / name, keepends=True)
         keep = lines[: limit + (name.endswith(".tsv"))] if limit else lines
         (out / name).write_text("".join(keep), encoding="utf-8")
     return out
@@ -87,8 +95,7 @@ def summarize_part(data: Path, work: Path, budget: str) -> dict:
     from attn import Summarizer
     from attn.model.evaluation.metrics import rouge_scores
 
-    src = (data / "val.src").read_text(encoding="utf-8").splitlines()
-    ref = (data / "val.tgt").read_text(encoding="utf-8").splitlines()
+    src, ref = _lines(data / "val.src"), _lines(data / "val.tgt")
     out = {}
     for arm, extra, mode in (
         ("whole", {}, "whole"),
@@ -116,7 +123,7 @@ def imdb_part(data: Path, work: Path, budget: str) -> dict:
     model = work / "imdb-256"
     extra = {"overrides": {"max_length": 256, "keep": "head+tail"}, "val_every": 300}
     out = {"train": _train("sentiment", data, model, budget, **extra)}
-    rows = [line.split("\t") for line in (data / "dev.tsv").read_text().splitlines()[1:]]
+    rows = [line.rsplit("\t", 1) for line in _lines(data / "dev.tsv")[1:]]
     texts, gold = [r[0] for r in rows], [r[1] for r in rows]
     classifier = SentimentClassifier.load(model, device="cpu")
     for mode in ("whole", "cut"):
@@ -130,7 +137,7 @@ def documents_part(data: Path, model: Path, n: int = 100) -> dict:
     from attn import Summarizer
 
     summarizer = Summarizer.load(model, device="cpu")
-    dialogues = (data / "train.src").read_text(encoding="utf-8").splitlines()
+    dialogues = _lines(data / "train.src")
     docs, at = [], 0
     target = [2000 + 2000 * i // max(1, n - 1) for i in range(n)]
     for want in target:
@@ -167,6 +174,17 @@ def documents_part(data: Path, model: Path, n: int = 100) -> dict:
     }
 
 
+def _cpu() -> str:
+    """The CPU's model name (Linux), else the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -183,7 +201,7 @@ def main() -> None:
         args.data / "summarization" / "dialogsum", work / "dialogsum",
         ["train.src", "train.tgt", "val.src", "val.tgt"], args.limit,
     )  # fmt: skip
-    report: dict = {"cpu": platform.processor() or platform.machine(), "budget": args.time_budget}
+    report: dict = {"cpu": _cpu(), "budget": args.time_budget}
     if "summarize" in parts:
         report["dialogsum"] = summarize_part(dialogsum, work, args.time_budget)
     if "imdb" in parts:
