@@ -51,8 +51,10 @@ def _batch(b: int, s: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
 # positions, fewer than the width, and more.
 @pytest.mark.parametrize("width", [8, 16])
 @pytest.mark.parametrize("longer", [False, True])
+# Products through oneDNN with prepacked weights (what CPU inference uses), or plain ones.
+@pytest.mark.parametrize("pack", [False, True])
 @torch.inference_mode()
-def test_steps_equal_decoding_the_whole_prefix(beams, activation, width, longer, monkeypatch):
+def test_steps_equal_decoding_the_whole_prefix(beams, activation, width, longer, pack, monkeypatch):
     monkeypatch.setattr(incremental, "SOFTMAX_WIDTH", width)
     source, steps = (width + 2, width + 4) if longer else (7, 6)
     assert FEW_POSITIONS < 6
@@ -62,7 +64,7 @@ def test_steps_equal_decoding_the_whole_prefix(beams, activation, width, longer,
     rows = src.size(0) * beams
     tgt = torch.randint(4, 40, (rows, steps), generator=torch.Generator().manual_seed(1))
     tgt[:, 0] = BOS
-    state = StepWeights(model).start(memory, mask, beams, width=steps)
+    state = StepWeights(model, pack=pack).start(memory, mask, beams, width=steps)
     full_memory, full_mask = memory.repeat_interleave(beams, 0), mask.repeat_interleave(beams, 0)
     for t in range(steps):
         states = state.step(tgt[:, t], t)  # (R, d)
@@ -118,6 +120,21 @@ def test_int8_steps_stay_close_to_float32(sentences):
         # int8 really ran, but on fewer than FEW_ROWS rows (here also the 14 of the memory)
         # the layers run float32.
         assert torch.equal(a, b) == (sentences < FEW_ROWS)
+
+
+@torch.inference_mode()
+def test_packed_output_projection_equals_the_models():
+    # The whole-vocabulary projection, tied to the embeddings, with a logits bias.
+    model = _model()
+    model.logits_bias = torch.randn(40)
+    states = torch.randn(5, 64)
+    packed = StepWeights(model, pack=True).output
+    if not torch.backends.mkldnn.is_available():
+        assert packed is None
+        return
+    assert packed is not None
+    torch.testing.assert_close(packed(states), model.project(states), atol=1e-5, rtol=1e-5)
+    assert StepWeights(model).output is None  # unpacked: the model's own projection
 
 
 def test_unknown_precision_is_refused():

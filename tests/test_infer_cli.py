@@ -219,12 +219,18 @@ def test_invalid_utf8_names_file_and_line_unless_replaced(translate_model, tmp_p
     assert len(result.stdout.splitlines()) == 2
 
 
-def test_long_inputs_are_truncated_with_one_warning(sentiment_model):
+def test_long_inputs_get_one_warning_whole_or_cut(sentiment_model):
     long_review = " ".join(["The soup was wonderful."] * 200)
-    result = invoke("sentiment", "-m", str(sentiment_model), stdin=f"{long_review}\n" * 3)
+    stdin = f"{long_review}\n" * 3
+    result = invoke("sentiment", "-m", str(sentiment_model), stdin=stdin)
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 3
-    assert result.stderr.count("truncated") == 1
+    assert result.stderr.count("\n") == 1 and "1, 2, 3: 3 lines" in result.stderr
+    assert "windows" in result.stderr
+    result = invoke("sentiment", "-m", str(sentiment_model), "--max-input", "cut", stdin=stdin)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 3
+    assert result.stderr.count("\n") == 1 and "truncated" in result.stderr
 
 
 def test_wrong_task_model_is_refused(sentiment_model):

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attn.model.device import column_major
+from attn.model.device import column_major, packed_linear
 from attn.model.nn.transformer import Transformer, embed_scale, norm_in, norm_out
 
 # Below this many rows an int8 step runs its products in float32: the int8 kernel (which
@@ -78,10 +78,13 @@ class Linear:
         bias: Tensor | None,
         precision: str = "float32",
         activation: str = "none",
+        pack: bool = False,
     ) -> None:
         self.precision, self.activation = precision, activation
         if precision not in ("float32", "int8"):
             raise ValueError(f"unknown precision {precision!r}")
+        # With `pack`, float32 products (an int8 layer's on few rows too) go through oneDNN.
+        self.fast = packed_linear(weight, bias) if pack else None
         self.weight = column_major(weight) if weight.is_cpu else weight.contiguous()
         self.bias = bias
         self.packed = None
@@ -104,6 +107,8 @@ class Linear:
     def __call__(self, x: Tensor) -> Tensor:
         if self.precision == "int8" and x.size(0) >= FEW_ROWS:
             y = torch.ops.quantized.linear_dynamic(x, self.packed, reduce_range=self.reduce_range)
+        elif self.fast is not None:
+            y = self.fast(x)
         else:
             y = F.linear(x, self.weight, self.bias)
         if self.activation == "relu":
@@ -116,27 +121,26 @@ class Linear:
 class LayerWeights:
     """One decoder layer arranged for single-position steps (see the module docstring)."""
 
-    def __init__(self, layer: nn.Module, precision: str, activation: str) -> None:
+    def __init__(self, layer: nn.Module, precision: str, activation: str, pack: bool) -> None:
         self_attn, cross = layer.self_attn, layer.cross_attn
+        linear = partial(Linear, precision=precision, pack=pack)
         scale = self_attn.d_k**-0.5
         self.post = layer.post  # where the norms go: `norm_in` / `norm_out`
         self.norms = [_layer_norm(n) for n in (layer.norm1, layer.norm2, layer.norm3)]
         q, k, v = self_attn.q_proj, self_attn.k_proj, self_attn.v_proj
-        self.qkv = Linear(
+        self.qkv = linear(
             torch.cat([q.weight * scale, k.weight, v.weight]),
             torch.cat([q.bias * scale, k.bias, v.bias]),
-            precision,
         )
-        self.self_out = Linear(self_attn.out_proj.weight, self_attn.out_proj.bias, precision)
-        self.cross_q = Linear(cross.q_proj.weight * scale, cross.q_proj.bias * scale, precision)
-        self.cross_kv = Linear(  # once per batch, on the memory
+        self.self_out = linear(self_attn.out_proj.weight, self_attn.out_proj.bias)
+        self.cross_q = linear(cross.q_proj.weight * scale, cross.q_proj.bias * scale)
+        self.cross_kv = linear(  # once per batch, on the memory
             torch.cat([cross.k_proj.weight, cross.v_proj.weight]),
             torch.cat([cross.k_proj.bias, cross.v_proj.bias]),
-            precision,
         )
-        self.cross_out = Linear(cross.out_proj.weight, cross.out_proj.bias, precision)
-        self.ff1 = Linear(layer.ff.w1.weight, layer.ff.w1.bias, precision, activation)
-        self.ff2 = Linear(layer.ff.w2.weight, layer.ff.w2.bias, precision)
+        self.cross_out = linear(cross.out_proj.weight, cross.out_proj.bias)
+        self.ff1 = linear(layer.ff.w1.weight, layer.ff.w1.bias, activation=activation)
+        self.ff2 = linear(layer.ff.w2.weight, layer.ff.w2.bias)
 
 
 class StepWeights:
@@ -149,17 +153,29 @@ class StepWeights:
     Args:
         model: an encoder-decoder `Transformer` with float weights (before `quantize_int8`).
         precision: of the linear layers of the steps: "float32" or "int8".
+        pack: on the CPU, run the float32 products through oneDNN with prepacked weights
+            (`attn.model.device.packed_linear`), the whole-vocabulary output projection
+            too (`output`); not for the ONNX export, which traces plain products.
     """
 
     @torch.no_grad()
-    def __init__(self, model: Transformer, precision: str = "float32") -> None:
+    def __init__(self, model: Transformer, precision: str = "float32", pack: bool = False) -> None:
         c = model.config
         self.d_model, self.n_heads = c.d_model, c.n_heads
         self.d_k = c.d_model // c.n_heads
         self.precision = precision
         self.embed = model.embed.weight * embed_scale(c)  # (V, d), as Encoder._embed
         self.positions = model.positions  # (max_length + 2, d)
-        self.layers = [LayerWeights(layer, precision, c.activation) for layer in model.decoder]
+        self.layers = [
+            LayerWeights(layer, precision, c.activation, pack) for layer in model.decoder
+        ]
+        # The projection onto the whole vocabulary (tied, plus the logits bias), prepacked;
+        # None: the model's own (`Transformer.project`; int8: its quantized copy).
+        self.output = (
+            packed_linear(model.embed.weight, model.logits_bias)
+            if pack and precision == "float32"
+            else None
+        )
         norm = model.decoder_norm
         self.norm = _layer_norm(norm) if isinstance(norm, nn.LayerNorm) else None
 

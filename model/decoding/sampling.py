@@ -148,9 +148,9 @@ def sample(
     seeds = [row_seed(sampling.seed, i, j) for i in indices for j in range(n)]
     sampler = _Sampler(sampling, seeds, model.config.max_length + 1, src.device)
     limits = max_lengths(src_mask, options, model.config.max_length)  # (B * n,)
-    output = _Output(model, allowed)
     if weights is None:
         weights = StepWeights(model)
+    output = _Output(model, allowed, weights.output)
     hyps = greedy_search(
         model, src, src_mask, limits, options, weights=weights, output=output, pick=sampler
     )

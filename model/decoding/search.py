@@ -148,7 +148,7 @@ def generate(
         Per sentence, in batch order, up to `options.n_best` hypotheses, best first.
     """
     limits = max_lengths(src_mask, options, model.config.max_length)  # (B,)
-    output = _Output(model, allowed)
+    output = _Output(model, allowed, weights.output if weights is not None else None)
     if use_cache and weights is None:
         weights = StepWeights(model)
     if not any_guidance(guides):
@@ -191,11 +191,18 @@ class _Output:
     the softmax, so that a sentence's output does not depend on the others in its batch.
     """
 
-    def __init__(self, model: Transformer, allowed: Tensor | None) -> None:
+    def __init__(
+        self,
+        model: Transformer,
+        allowed: Tensor | None,
+        project: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
         c = model.config
         self.vocab: Tensor | None = None
         self.weight: Tensor | None = None  # the projection's rows of the subset
-        self.project: Callable[[Tensor], Tensor] | None = None  # or, int8, a projection
+        # Or a projection: onto the whole vocabulary, `project` (`StepWeights.output`);
+        # onto the subset, int8, the same rows of the quantized one.
+        self.project: Callable[[Tensor], Tensor] | None = project
         self.block: Tensor | None = None
         self.eos, self.never = c.eos_id, (c.pad_id, c.bos_id)
         if allowed is None:
@@ -205,7 +212,7 @@ class _Output:
         allowed = allowed.to(model.embed.weight.device, copy=True)  # (B, V)
         allowed[:, c.eos_id] = True  # every sentence may end
         allowed[:, [c.pad_id, c.bos_id]] = False  # never generated
-        self.never = ()
+        self.never, self.project = (), None
         self.vocab = allowed.any(0).nonzero().squeeze(1)  # (N,) sorted
         if model.output_proj is None:
             weight = model.embed.weight.index_select(0, self.vocab)  # (N, d): tied
@@ -294,7 +301,9 @@ def _next_scores(
     scores = output.logits(model, states, block).float()
     lse = None
     if block is None:
-        lse = scores.logsumexp(-1, keepdim=True)  # (R, 1)
+        # A log-probability's distance to its logit: torch's logsumexp makes four passes over
+        # the rows (max, subtract, exp, sum), log_softmax one fused kernel, half the time.
+        lse = scores[:, :1] - scores.log_softmax(-1)[:, :1]  # (R, 1)
     else:
         scores = scores.log_softmax(-1)
     # Scalar indices and masked_fill_: no index tensor copied to the device, no sync per step.

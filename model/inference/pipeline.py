@@ -153,7 +153,8 @@ class Seq2Seq(_Pipeline):
 
     def prepare(self) -> None:
         """Arrange the decoder for incremental decoding, once for every batch."""
-        self.step_weights = StepWeights(self.model, "int8" if self.int8 else "float32")
+        precision = "int8" if self.int8 else "float32"
+        self.step_weights = StepWeights(self.model, precision, pack=self.device.type == "cpu")
 
     # Over 80 lines: mostly its documented keyword options (the Python API's contract).
     def generate(
