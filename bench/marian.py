@@ -18,7 +18,8 @@ tokens/s = output pieces / wall seconds. The engines alternate in rotated order 
 `--rounds` rounds, so a machine whose speed drifts slows all alike; a rate is the median of
 its rounds.
 
-    python bench/marian.py [--threads 2] [--sentences 500] [--length 24] [--rounds 2]
+    python bench/marian.py [--threads 2] [--sentences 500] [--hf-sentences 64] [--length 24]
+                           [--rounds 2]
 
 Writes bench/results/marian.json and prints a table (the CPU named).
 """
@@ -194,8 +195,14 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict]:
                 "ctranslate2": lambda n, b=beam, c=ct2: _ct2(c, tokens[:n], b, args.length),
             }
             if precision == "float32":
+                # (the slowest by far: on its own first --hf-sentences)
                 engines["transformers"] = lambda n, b=beam: _hf(
-                    hf_model, tokenizer, sources[:n], b, args.length, args.threads
+                    hf_model,
+                    tokenizer,
+                    sources[: min(n, args.hf_sentences)],
+                    b,
+                    args.length,
+                    args.threads,
                 )
             for engine in engines.values():
                 engine(4)  # warm-up
@@ -259,6 +266,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sentences", type=int, default=500)
+    parser.add_argument("--hf-sentences", type=int, default=64, help="of them, for transformers")
     parser.add_argument("--length", type=int, default=24, help="output pieces per sentence")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path)
@@ -270,6 +278,7 @@ def main() -> None:
         "model": "Marian transformer-base (6+6 layers, d_model 512, d_ff 2048, vocab 58101), "
         "random weights",
         "sentences": args.sentences,
+        "sentences_transformers": min(args.sentences, args.hf_sentences),
         "output_pieces_per_sentence": args.length,
         "rounds": args.rounds,
         "machine": machine(args.threads),
