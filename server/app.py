@@ -248,6 +248,7 @@ class AttentionRequest(_TextsRequest):
     head: int | None = Field(None, ge=0)
     heads: bool = False
     digits: int = Field(6, ge=1, le=6)
+    to: str | None = None  # as translate's: a multilingual model's target language
 
     @model_validator(mode="after")
     def _one_text(self) -> AttentionRequest:
@@ -261,7 +262,7 @@ class AttentionRequest(_TextsRequest):
 
     def decode_options(self) -> dict[str, Any]:
         # A key of its own, so an attention job never shares a call with translations.
-        return {"attention": (self.kind, self.layer, self.head, self.heads, self.digits)}
+        return {"attention": (self.kind, self.layer, self.head, self.heads, self.digits, self.to)}
 
 
 # --- micro-batching --------------------------------------------------------------------
@@ -405,14 +406,19 @@ def _attention(
     head: int | None,
     heads: bool,
     digits: int,
+    to: str | None = None,
 ) -> dict[str, Any]:
     """`attn attention TEXT --format json` for one text, as a dict.
 
     Raises:
-        ValueError: a layer or head the model lacks (the message names the model's shape).
+        ValueError: a layer or head the model lacks (the message names the model's shape),
+            `to` missing or unknown for a multilingual model, or given to another.
     """
     if isinstance(pipeline, Seq2Seq):  # the output /translate and /summarize give
-        maps = pipeline.attention_maps(text)
+        try:
+            maps = pipeline.attention_maps(text, to=to)
+        except ValueError as e:
+            raise ValueError(str(e).replace("--to", '"to"')) from None
     else:
         maps = attention_maps(pipeline.loaded, text)
     chosen = maps.choose(kind, layer, head, heads)

@@ -177,6 +177,22 @@ def test_serve_translates_with_an_imported_model(en_de, en_mul) -> None:
         assert status == 422 and '"to"' in body["error"] and "deu, fra, spa" in body["error"]
         status, health = request(base, "/health")
         assert health["models"]["translate"]["targets"] == ["deu", "fra", "spa"]
+        # /attention takes "to" too: its output is the one /translate gives.
+        status, body = request(base, "/attention", {"text": "A dog runs.", "to": "spa"})
+        assert status == 200 and body["output"] == expected.text
+        assert body["source_tokens"][0] == ">>spa<<"
+        status, body = request(base, "/attention", {"text": "A dog runs."})
+        assert status == 422 and '"to"' in body["error"]
+
+
+def test_attention_takes_to_for_a_multilingual_model(en_mul) -> None:
+    result = attn_cli(
+        "attention", "A dog runs.", "-m", str(en_mul), "--to", "fra", "--format", "json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["source_tokens"][0] == ">>fra<<"
+    result = attn_cli("attention", "A dog runs.", "-m", str(en_mul))
+    assert result.exit_code == 1 and "choose one with --to" in result.output
 
 
 @pytest.mark.slow

@@ -68,6 +68,14 @@ def attention(
         Path | None, typer.Option("--out-dir", help="Write one PNG per map into this directory.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    to: Annotated[
+        str | None,
+        typer.Option(
+            help="Target language of a model that translates into several (fra for its "
+            "token >>fra<<).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Show the attention weights a model used on a text.
 
@@ -84,7 +92,7 @@ def attention(
         fail("TEXT is empty; give the sentence to look at, e.g. attn attention 'the cat sat'")
     if head is not None and heads:
         fail("--head and --heads exclude each other: pick one head, or all of them")
-    maps, max_length = _run(text, model, task, device)
+    maps, max_length = _run(text, model, task, device, to)
     try:
         chosen = maps.choose(kind.value, layer, head, heads)
     except ValueError as e:
@@ -110,7 +118,7 @@ def attention(
 
 
 def _run(
-    text: str, model: Path | None, task: Task | None, device: str
+    text: str, model: Path | None, task: Task | None, device: str, to: str | None
 ) -> tuple[AttentionMaps, int]:
     """Load the model and record its attention on `text`; returns the maps and max_length."""
     from attn.data.home import default_model_dir
@@ -126,12 +134,12 @@ def _run(
             task=task_name,
             device=torch_device,
         )
+        return attention_maps(loaded, text, to), loaded.config.max_length
     except ModelError as e:
         hint = "" if model else "; train one with `attn train` or pass -m DIR"
         fail(f"{e}{hint}")
     except ValueError as e:
         fail(str(e))
-    return attention_maps(loaded, text), loaded.config.max_length
 
 
 def _write_images(

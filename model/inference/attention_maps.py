@@ -236,21 +236,25 @@ def record_attention(
     return logits, weights
 
 
-def attention_maps(loaded: LoadedModel, text: str) -> AttentionMaps:
+def attention_maps(loaded: LoadedModel, text: str, to: str | None = None) -> AttentionMaps:
     """Run a model on one text and return every attention weight it used.
 
     Args:
         loaded: from `attn.model.storage.checkpoint.load_model` (eval mode).
         text: the input; cut to the model's max_length when longer (see `truncated`).
+        to: the target language of a model that translates into several (`fra`).
 
     Raises:
-        ValueError: the text is empty.
+        ValueError: the text is empty; `to` missing or unknown for a multilingual model, or
+            given to another.
     """
     from attn.model.decoding.search import GenerationOptions, generate
+    from attn.model.inference.pipeline import language_tokenizer
 
     if not text.strip():
         raise ValueError("the text is empty")
-    model, config, tok = loaded.model, loaded.config, loaded.tokenizer
+    model, config = loaded.model, loaded.config
+    tok = language_tokenizer(loaded.tokenizer, to)
     device = next(model.parameters()).device
     batch = tok.encode_batch([text], max_length=config.max_length, device=device, keep=config.keep)
     source = [tok.id_to_piece(i) for i in batch.ids[0].tolist()]

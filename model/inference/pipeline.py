@@ -310,21 +310,7 @@ class Seq2Seq(_Pipeline):
             ValueError: `to` is missing for such a model (the message lists its languages),
                 unknown to it, or given to a model without language tokens.
         """
-        known = self.tokenizer.language_tokens
-        if to is None and known:
-            codes = ", ".join(token[2:-2] for token in known)
-            raise ValueError(
-                f"this model translates into several languages: choose one with --to "
-                f"(it knows {codes})"
-            )
-        if to is None:
-            return self.tokenizer
-        if not known:
-            raise ValueError(
-                f"--to {to}: this model has no target-language tokens (>>xx<<); it translates "
-                "into one language"
-            )
-        return self.tokenizer.for_language(to)
+        return language_tokenizer(self.tokenizer, to)
 
     def attention_maps(
         self,
@@ -651,3 +637,27 @@ def load_pipeline(
 
     check_task(task)
     return PIPELINES[task].load(model_dir, device=device, threads=threads, int8=int8)
+
+
+def language_tokenizer(tokenizer: Any, to: str | None) -> Any:
+    """`tokenizer`, or for a model that translates into several languages (its vocabulary
+    has `>>xx<<` tokens), the same with the token of language `to` before each source text.
+
+    Raises:
+        ValueError: `to` is missing for such a model (the message lists its languages),
+            unknown to it, or given to a model without language tokens.
+    """
+    known = tokenizer.language_tokens
+    if to is None and known:
+        codes = ", ".join(token[2:-2] for token in known)
+        raise ValueError(
+            f"this model translates into several languages: choose one with --to (it knows {codes})"
+        )
+    if to is None:
+        return tokenizer
+    if not known:
+        raise ValueError(
+            f"--to {to}: this model has no target-language tokens (>>xx<<); it translates "
+            "into one language"
+        )
+    return tokenizer.for_language(to)
