@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -342,6 +343,7 @@ def test_a_failing_model_gives_500_with_a_json_error() -> None:
 
     # No model behind it: the request fails inside the worker, as a real failure would.
     broken = Broken.__new__(Broken)
+    broken.tokenizer = SimpleNamespace(language_tokens=())  # (read before the worker runs)
     with running(create_app({"translate": broken})) as base:
         status, body = request(base, "/translate", {"text": "A dog runs."})
         assert status == 500
