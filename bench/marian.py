@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # marian_fixtures
 
 from peers import MULTI30K, ratio_summary, rotations, save_result
 
@@ -57,7 +58,8 @@ def build_hf_dir(directory: Path) -> Path:
     """A base-sized Marian directory with random weights, as a Hub repository lays it out."""
     import sentencepiece as spm
     import torch
-    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+    from marian_fixtures import marian_config, marian_vocab
+    from transformers import MarianMTModel, MarianTokenizer
 
     directory.mkdir(parents=True)
     work = directory.parent / "spm"
@@ -72,32 +74,13 @@ def build_hf_dir(directory: Path) -> Path:
             minloglevel=2,
         )
         models[side] = work / f"{side}.model"
-    pieces = ["</s>", "<unk>"]
-    for path in models.values():
-        sp = spm.SentencePieceProcessor(model_file=str(path))
-        for i in range(sp.get_piece_size()):
-            piece = sp.id_to_piece(i)
-            if not (sp.is_control(i) or sp.is_unknown(i)) and piece not in pieces:
-                pieces.append(piece)
+    pieces = list(marian_vocab(models["en"], models["de"], ()))[:-1]  # <pad> last, below
     pieces += [f"<filler{i}>" for i in range(VOCAB_SIZE - 1 - len(pieces))]
     pieces.append("<pad>")
     vocab = work / "vocab.json"
     vocab.write_text(json.dumps({p: i for i, p in enumerate(pieces)}), encoding="utf-8")
     pad = len(pieces) - 1
-    config = MarianConfig(
-        vocab_size=VOCAB_SIZE,
-        decoder_vocab_size=VOCAB_SIZE,
-        max_position_embeddings=512,
-        activation_function="swish",
-        scale_embedding=True,
-        share_encoder_decoder_embeddings=True,
-        pad_token_id=pad,
-        eos_token_id=0,
-        bos_token_id=0,
-        forced_eos_token_id=0,
-        decoder_start_token_id=pad,
-        **BASE,
-    )
+    config = marian_config(VOCAB_SIZE, BASE)  # as tests/marian_fixtures.py's tiny models
     torch.manual_seed(0)
     model = MarianMTModel(config).eval()
     with torch.no_grad():

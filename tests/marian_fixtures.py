@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,7 @@ def _train_spm(text: Path, prefix: Path) -> Path:
     return prefix.with_suffix(".model")
 
 
-def _vocab(source: Path, target: Path, extra: tuple[str, ...]) -> dict[str, int]:
+def marian_vocab(source: Path, target: Path, extra: tuple[str, ...]) -> dict[str, int]:
     """Marian's joint vocabulary: `</s>`, `<unk>`, then the pieces of both SentencePiece
     models (language tokens first), `<pad>` last, as the Hub's vocab.json files are."""
     import sentencepiece as spm
@@ -72,28 +73,15 @@ def _vocab(source: Path, target: Path, extra: tuple[str, ...]) -> dict[str, int]
     return {piece: i for i, piece in enumerate(pieces)}
 
 
-def build_marian_dir(
-    directory: Path, *, multilingual: bool = False, safetensors: bool = True, seed: int = 0
-) -> Path:
-    """Write a tiny Marian model directory at `directory` (created) and return it."""
-    import torch
-    from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
+def marian_config(vocab_size: int, sizes: dict[str, int]) -> Any:
+    """A `MarianConfig` as OPUS-MT models have (SiLU, post-norm, scaled embeddings, shared
+    vocabulary, `</s>` = 0, `<pad>` last and the decoder's start piece) of these sizes."""
+    from transformers import MarianConfig
 
-    directory.mkdir(parents=True, exist_ok=True)
-    work = directory / "spm-work"
-    work.mkdir()
-    source = _train_spm(demo_dir("translate") / "train.en", work / "source")
-    target = _train_spm(demo_dir("translate") / "train.de", work / "target")
-    vocab = _vocab(source, target, LANGUAGE_TOKENS if multilingual else ())
-    vocab_file = work / "vocab.json"
-    vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    tokenizer = MarianTokenizer(
-        str(source), str(target), str(vocab_file), source_lang="en", target_lang="de"
-    )
-    pad = vocab["<pad>"]
-    config = MarianConfig(
-        vocab_size=len(vocab),
-        decoder_vocab_size=len(vocab),
+    pad = vocab_size - 1
+    return MarianConfig(
+        vocab_size=vocab_size,
+        decoder_vocab_size=vocab_size,
         max_position_embeddings=512,
         activation_function="swish",
         scale_embedding=True,
@@ -111,8 +99,30 @@ def build_marian_dir(
         normalize_embedding=False,
         static_position_embeddings=True,
         add_final_layer_norm=False,
-        **TINY,
+        **sizes,
     )
+
+
+def build_marian_dir(
+    directory: Path, *, multilingual: bool = False, safetensors: bool = True, seed: int = 0
+) -> Path:
+    """Write a tiny Marian model directory at `directory` (created) and return it."""
+    import torch
+    from transformers import GenerationConfig, MarianMTModel, MarianTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    work = directory / "spm-work"
+    work.mkdir()
+    source = _train_spm(demo_dir("translate") / "train.en", work / "source")
+    target = _train_spm(demo_dir("translate") / "train.de", work / "target")
+    vocab = marian_vocab(source, target, LANGUAGE_TOKENS if multilingual else ())
+    vocab_file = work / "vocab.json"
+    vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    tokenizer = MarianTokenizer(
+        str(source), str(target), str(vocab_file), source_lang="en", target_lang="de"
+    )
+    pad = vocab["<pad>"]
+    config = marian_config(len(vocab), TINY)
     torch.manual_seed(seed)
     model = MarianMTModel(config).eval()
     with torch.no_grad():

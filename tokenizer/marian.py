@@ -26,16 +26,14 @@ from typing import TYPE_CHECKING, Any
 import sentencepiece as spm
 
 from attn.tokenizer.sentencepiece import (
-    EncodedBatch,
+    BatchEncoder,
     TokenizerError,
     check_encode_args,
-    collate,
     frame,
 )
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
 
 EOS, UNK, PAD = "</s>", "<unk>", "<pad>"
 _LANGUAGE = re.compile(r">>[^<>\s]+<<")
@@ -84,7 +82,7 @@ def read_vocab(data: bytes, source: str) -> dict[str, int]:
     return vocab
 
 
-class MarianTokenizer:
+class MarianTokenizer(BatchEncoder):
     """Source and target SentencePiece models over one vocabulary (OPUS-MT's tokenizer).
 
     Offers what attn's `Tokenizer` offers to training and inference (`encode`,
@@ -266,26 +264,6 @@ class MarianTokenizer:
         lengths = np.fromiter(map(len, ids), dtype=np.int32, count=len(ids))
         flat = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
         return flat, lengths, sum(cut), uncut
-
-    def encode_batch(
-        self,
-        texts: Sequence[str],
-        *,
-        max_length: int | None = None,
-        add_bos: bool = False,
-        add_eos: bool = True,
-        device: str | torch.device | None = None,
-        keep: str = "head",
-    ) -> EncodedBatch:
-        """Encode texts into one batch padded with the pad id; see :meth:`encode`.
-
-        Returns:
-            ``EncodedBatch`` with ``ids`` (B, T) and ``mask`` (B, T).
-        """
-        ids, truncated = self.encode(
-            texts, max_length=max_length, add_bos=add_bos, add_eos=add_eos, keep=keep
-        )
-        return collate(ids, truncated, self.pad_id, device)
 
     def decode(self, ids: Sequence[Sequence[int]] | Any) -> list[str]:
         """Decode id sequences (lists or a (B, T) tensor) to text: each ends at its first

@@ -112,11 +112,39 @@ def _train_proto(
     return model.getvalue()
 
 
-class Tokenizer:
+class BatchEncoder:
+    """`encode_batch` for a tokenizer that has `encode` and `pad_id` (both tokenizers)."""
+
+    pad_id: int
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        max_length: int | None = None,
+        add_bos: bool = False,
+        add_eos: bool = True,
+        device: str | torch.device | None = None,
+        keep: str = "head",
+    ) -> EncodedBatch:
+        """Encode texts into one batch padded with `pad_id`; see :meth:`encode`.
+
+        Returns:
+            ``EncodedBatch`` with ``ids`` (B, T) and ``mask`` (B, T), T the longest sequence.
+        """
+        ids, truncated = self.encode(
+            texts, max_length=max_length, add_bos=add_bos, add_eos=add_eos, keep=keep
+        )
+        return collate(ids, truncated, self.pad_id, device)
+
+
+class Tokenizer(BatchEncoder):
     """A SentencePiece model with attn's special ids (pad 0, unk 1, bos 2, eos 3).
 
     Create one with :meth:`train` or :meth:`load`.
     """
+
+    pad_id = PAD_ID
 
     def __init__(self, model_proto: bytes, *, source: str = "<memory>") -> None:
         """Wrap a serialized SentencePiece model.
@@ -319,26 +347,6 @@ class Tokenizer:
             lengths[long] = max_length
         flat = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
         return flat, lengths, len(long), uncut
-
-    def encode_batch(
-        self,
-        texts: Sequence[str],
-        *,
-        max_length: int | None = None,
-        add_bos: bool = False,
-        add_eos: bool = True,
-        device: str | torch.device | None = None,
-        keep: str = "head",
-    ) -> EncodedBatch:
-        """Encode texts into one padded batch; see :meth:`encode` for the arguments.
-
-        Returns:
-            ``EncodedBatch`` with ``ids`` (B, T) and ``mask`` (B, T), T the longest sequence.
-        """
-        ids, truncated = self.encode(
-            texts, max_length=max_length, add_bos=add_bos, add_eos=add_eos, keep=keep
-        )
-        return collate(ids, truncated, PAD_ID, device)
 
     def decode(self, ids: Sequence[Sequence[int]] | Any) -> list[str]:
         """Decode id sequences (lists or a (B, T) tensor) to text.
