@@ -13,6 +13,7 @@ long documents in parts (`attn.model.inference.long_inputs`) gives and costs.
 
     python bench/long_inputs.py [--data ../shared/data] [--time-budget 27m] [--work DIR]
         [--limit N] [--documents N] [--parts summarize,imdb,documents]
+        [--arms whole,cut256] [--threads N]
 
 `--limit N` keeps the first N training and validation rows (a quick check that it runs).
 Writes bench/results/long_inputs.json (with the CPU's name) and prints it.
@@ -57,6 +58,9 @@ def _seconds(budget: str) -> float:
     return float(budget)
 
 
+THREADS: int | None = None  # --threads: of each training run and inference
+
+
 def _train(task: str, data: Path, model: Path, budget: str, **extra) -> dict:
     from attn.model.training.train import train
 
@@ -78,7 +82,9 @@ def _train(task: str, data: Path, model: Path, budget: str, **extra) -> dict:
         if e.get("event") == "log" and e.get("tgt_tokens_per_s"):
             tokens.append(e["tgt_tokens_per_s"])
 
-    result = train(task, model, options, overwrite=True, device="cpu", on_event=on_event)
+    result = train(
+        task, model, options, overwrite=True, device="cpu", threads=THREADS, on_event=on_event
+    )
     assert result is not None
     config = json.loads((model / "config.json").read_text())
     return {
@@ -91,7 +97,7 @@ def _train(task: str, data: Path, model: Path, budget: str, **extra) -> dict:
     }
 
 
-def summarize_part(data: Path, work: Path, budget: str) -> dict:
+def summarize_part(data: Path, work: Path, budget: str, arms: list[str]) -> dict:
     from attn import Summarizer
     from attn.model.evaluation.metrics import rouge_scores
 
@@ -101,6 +107,8 @@ def summarize_part(data: Path, work: Path, budget: str) -> dict:
         ("whole", {}, "whole"),
         ("cut256", {"overrides": {"max_length": 256}}, "cut"),
     ):
+        if arm not in arms:
+            continue
         out[arm] = _train("summarize", data, work / f"dialogsum-{arm}", budget, **extra)
         summarizer = Summarizer.load(work / f"dialogsum-{arm}", device="cpu")
         hyps = [r.text for r in summarizer.summarize(src, beam=4, max_input=mode)]
@@ -193,17 +201,32 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--parts", default="summarize,imdb,documents")
     parser.add_argument("--documents", type=int, default=100)
+    parser.add_argument(
+        "--arms",
+        default="whole,cut256",
+        help="DialogSum models to train (one per process: "
+        "run two processes side by side, with --threads 1 each)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "long_inputs.json")
     args = parser.parse_args()
+    global THREADS
+    THREADS = args.threads
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="attn-long-"))
     parts = args.parts.split(",")
     dialogsum = _subset(
         args.data / "summarization" / "dialogsum", work / "dialogsum",
         ["train.src", "train.tgt", "val.src", "val.tgt"], args.limit,
     )  # fmt: skip
-    report: dict = {"cpu": _cpu(), "budget": args.time_budget}
+    report: dict = {"cpu": _cpu(), "budget": args.time_budget, "threads": args.threads}
     if "summarize" in parts:
-        report["dialogsum"] = summarize_part(dialogsum, work, args.time_budget)
+        report["dialogsum"] = summarize_part(
+            dialogsum, work, args.time_budget, args.arms.split(",")
+        )
     if "imdb" in parts:
         imdb = _subset(
             args.data / "sentiment" / "imdb", work / "imdb", ["train.tsv", "dev.tsv"], args.limit
