@@ -185,6 +185,20 @@ def test_serve_translates_with_an_imported_model(en_de, en_mul) -> None:
         assert status == 422 and '"to"' in body["error"]
 
 
+def test_evaluate_takes_to_for_a_multilingual_model(en_mul, tmp_path) -> None:
+    data = tmp_path / "test"
+    data.mkdir()
+    for side in ("en", "de"):
+        lines = demo_sentences(20, side)
+        (data / f"val.{side}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ("evaluate", "translate", "-m", str(en_mul), "--data", str(data), "--format", "json")
+    result = attn_cli(*args, "--to", "fra")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["to"] == "fra"
+    result = attn_cli(*args)
+    assert result.exit_code == 1 and "choose one with --to" in result.output
+
+
 def test_attention_takes_to_for_a_multilingual_model(en_mul) -> None:
     result = attn_cli(
         "attention", "A dog runs.", "-m", str(en_mul), "--to", "fra", "--format", "json"

@@ -99,6 +99,14 @@ def evaluate(
             "--no-shortlist: over the whole vocabulary.",
         ),
     ] = True,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            help="Translate: the target language of a model that translates into several "
+            "(fra for its token >>fra<<).",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: BatchSizeOpt = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     output: Annotated[
@@ -151,6 +159,7 @@ def evaluate(
                 length_penalty=length_penalty,
                 no_repeat_ngram=no_repeat_ngram,
                 shortlist=shortlist,
+                to=to,
                 batch_size=batch_size,
                 output=output,
                 device=device,

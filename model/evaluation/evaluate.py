@@ -269,6 +269,7 @@ def predict(
     batch_size: int | None = None,
     progress: ProgressCallback | None = None,
     shortlist: bool = True,
+    to: str | None = None,
 ) -> tuple[list[str], int]:
     """Run a loaded pipeline over the sources.
 
@@ -277,6 +278,7 @@ def predict(
         beam, length_penalty: the search (ignored for sentiment).
         no_repeat_ngram: n-gram blocking; None = the task's default (translate 0, summarize 6).
         shortlist: decode over the model's lexical shortlist (translation models have one).
+        to: the target language of a model that translates into several.
         batch_size: texts per batch; None = the pipeline's default.
         progress: called after each batch with (sentences, output pieces).
 
@@ -300,6 +302,7 @@ def predict(
                 batch_size=batch_size,
                 progress=progress,
                 shortlist=shortlist,
+                **({"to": to} if to else {}),
             )
         )
         outputs = [r.text for r in results]
@@ -356,6 +359,7 @@ def evaluate_model(
     length_penalty: float = 0.6,
     no_repeat_ngram: int | None = None,
     shortlist: bool = True,
+    to: str | None = None,
     batch_size: int | None = None,
     output: str | Path | None = None,
     device: str = "auto",
@@ -370,8 +374,8 @@ def evaluate_model(
         data, references, split: the test data, as `load_test_set` reads it.
         src, tgt: translation languages of a data directory; None: the direction the model
             was trained in, else guessed.
-        beam, length_penalty, shortlist: the search, as translate does it (ignored for
-            sentiment).
+        beam, length_penalty, shortlist, to: the search, as translate does it (ignored for
+            sentiment; `to`: a multilingual model's target language).
         no_repeat_ngram: n-gram blocking; None = the task's default (summarize 6, else 0).
         batch_size: texts per batch; None = the pipeline's default.
         output: also write the outputs here, one per line.
@@ -406,6 +410,7 @@ def evaluate_model(
             no_repeat_ngram if no_repeat_ngram is not None else 6 if task == "summarize" else 0
         ),
         **({"shortlist": shortlist} if task == "translate" else {}),
+        **({"to": to} if to and task == "translate" else {}),
     }
     outputs, truncated = predict(
         pipeline, test.sources, batch_size=batch_size, progress=progress, **decoding
