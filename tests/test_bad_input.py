@@ -135,17 +135,26 @@ def test_nul_byte_after_the_first_8kb(tmp_path, sentiment_model):
     assert len(lines(replaced.stdout)) == 1002
 
 
-def test_one_megabyte_line_is_truncated_with_one_warning(tmp_path, sentiment_model):
+def test_one_megabyte_line_gets_one_warning_whole_or_cut(tmp_path, sentiment_model):
     big = "this film was good " * 55_000  # 1 MB
     (tmp_path / "big.txt").write_text(f"{big}\nA fine film.\n{'x' * 1_000_000}\n", encoding="utf-8")
+    max_length = json.loads((sentiment_model / "config.json").read_text())["model"]["max_length"]
     result = attn("sentiment", "-m", sentiment_model, *FAST, "big.txt", cwd=tmp_path)
     assert result.returncode == 0, result.stderr.decode()
-    max_length = json.loads((sentiment_model / "config.json").read_text())["model"]["max_length"]
     assert result.stderr.decode() == (
+        f"Warning: big.txt:1, 3: 2 lines longer than the model's max_length ({max_length} "
+        "pieces), classified in overlapping windows (--max-input cut cuts instead)\n"
+    )
+    assert len(lines(result.stdout)) == 3
+    cut = attn(
+        "sentiment", "-m", sentiment_model, *FAST, "--max-input", "cut", "big.txt", cwd=tmp_path
+    )
+    assert cut.returncode == 0, cut.stderr.decode()
+    assert cut.stderr.decode() == (
         f"Warning: some inputs are longer than the model's max_length ({max_length} pieces) "
         "and were truncated\n"
     )
-    assert len(lines(result.stdout)) == 3
+    assert len(lines(cut.stdout)) == 3
 
 
 def test_one_megabyte_line_translates_to_one_line(tmp_path, translate_model):
