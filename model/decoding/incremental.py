@@ -85,7 +85,10 @@ class Linear:
             raise ValueError(f"unknown precision {precision!r}")
         # With `pack`, float32 products (an int8 layer's on few rows too) go through oneDNN.
         self.fast = packed_linear(weight, bias) if pack else None
-        self.weight = column_major(weight) if weight.is_cpu else weight.contiguous()
+        # The plain weight only where no packed copy replaces it (no second copy in memory).
+        self.weight: Tensor | None = None
+        if self.fast is None:
+            self.weight = column_major(weight) if weight.is_cpu else weight.contiguous()
         self.bias = bias
         self.packed = None
         if precision == "int8":
