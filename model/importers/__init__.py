@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attn.model.importers.weights import UnsupportedModelError
+from attn.model.importers.weights import UnsupportedModelError, read_json_object
 from attn.model.nn.config import ModelConfig
 
 __all__ = ["FAMILIES", "Converted", "UnsupportedModelError", "import_model"]
@@ -66,12 +66,7 @@ def read_family(directory: Path) -> tuple[str, dict[str, Any]]:
         raise UnsupportedModelError(
             f"{directory} is not a Hugging Face model directory (no config.json)"
         )
-    try:
-        hf = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UnsupportedModelError(f"{path}: not JSON ({e})") from None
-    if not isinstance(hf, dict):
-        raise UnsupportedModelError(f"{path}: not a JSON object")
+    hf = read_json_object(path)
     family = hf.get("model_type")
     if family not in FAMILIES:
         raise UnsupportedModelError(

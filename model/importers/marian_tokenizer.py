@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from attn.model.importers.weights import UnsupportedModelError
+from attn.model.importers.weights import UnsupportedModelError, read_json_object
 from attn.model.nn.config import ModelConfig
 from attn.model.storage.layout import SOURCE_SPM, TARGET_SPM, TOKENIZER_CONFIG, VOCAB
 
@@ -65,12 +65,7 @@ def _options(path: Path) -> dict:
     """The tokenizer_config.json entries attn honours (a repository may have none)."""
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UnsupportedModelError(f"{path}: not JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise UnsupportedModelError(f"{path}: not a JSON object")
+    data = read_json_object(path)
     kept = ("source_lang", "target_lang", "separate_vocabs", "clean_up_tokenization_spaces")
     return {key: data[key] for key in kept if key in data}
 

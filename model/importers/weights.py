@@ -6,6 +6,7 @@ weights_only=True)`, which unpickles tensors and plain containers only.
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -18,6 +19,22 @@ PYTORCH_BIN = "pytorch_model.bin"
 
 class UnsupportedModelError(ValueError):
     """A model directory that attn cannot import: the message names what is wrong."""
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file of a model directory that must hold one object (config.json,
+    tokenizer_config.json).
+
+    Raises:
+        UnsupportedModelError: it is not JSON, or not an object.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UnsupportedModelError(f"{path}: not JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise UnsupportedModelError(f"{path}: not a JSON object")
+    return data
 
 
 def read_weights(directory: str | Path) -> dict[str, Tensor]:
