@@ -360,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mib": {k: round(v, 1) for k, v in rss.items()},
         "rss_growth": round(growth, 4),
         "rss_samples": len(samples),
+        "rss_series_mib": [round(v, 1) for v in samples],
         "checks": checks,
         "ok": all(checks.values()),
     }

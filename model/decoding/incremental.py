@@ -137,9 +137,12 @@ class LayerWeights:
         )
         self.self_out = linear(self_attn.out_proj.weight, self_attn.out_proj.bias)
         self.cross_q = linear(cross.q_proj.weight * scale, cross.q_proj.bias * scale)
-        self.cross_kv = linear(  # once per batch, on the memory
+        # Once per batch, on the memory: many rows, as many shapes as batches, so not packed
+        # (oneDNN would build and cache a kernel for each; MKL is as fast on many rows).
+        self.cross_kv = Linear(
             torch.cat([cross.k_proj.weight, cross.v_proj.weight]),
             torch.cat([cross.k_proj.bias, cross.v_proj.bias]),
+            precision,
         )
         self.cross_out = linear(cross.out_proj.weight, cross.out_proj.bias)
         self.ff1 = linear(layer.ff.w1.weight, layer.ff.w1.bias, activation=activation)
