@@ -143,7 +143,10 @@ def test_info_says_where_an_imported_model_came_from(marian_dir, en_de) -> None:
     assert result.exit_code == 0, result.output
     about = json.loads(result.stdout)
     assert about["imported"] == {"family": "marian", "path": str(marian_dir.resolve())}
-    assert attn_cli("info", "-m", str(en_de)).stdout.count(str(marian_dir.resolve())) == 1
+    assert about["preset"] == "none (imported marian)"  # not the nearest of attn's presets
+    text = attn_cli("info", "-m", str(en_de)).stdout
+    assert text.count(str(marian_dir.resolve())) == 1
+    assert "none (imported marian) (d_model" in text
 
 
 def test_int8_align_attention_and_serve_work_on_an_imported_model(en_de, tmp_path) -> None:

@@ -43,7 +43,7 @@ def describe_model(model_dir: str | Path) -> dict[str, Any]:
         "path": str(model_dir),
         "task": config.task,
         "attn_version": meta.get("attn_version"),
-        "preset": preset_name(config, train.get("preset")),
+        "preset": _preset(config, train.get("preset"), meta.get("imported")),
         "parameters": parameter_count(config),
         "vocab_size": config.vocab_size,
         "labels": list(config.labels) if config.task == "sentiment" else None,
@@ -58,6 +58,14 @@ def describe_model(model_dir: str | Path) -> dict[str, Any]:
         "imported": meta.get("imported"),
         "checkpoints": [step for step, _ in ModelDir(model_dir).step_checkpoints()],
     }
+
+
+def _preset(config: ModelConfig, trained_with: str | None, imported: dict | None) -> str:
+    """`preset_name`, except for an imported model that was not trained here: no preset
+    made it, so the family it came from is named instead of the nearest preset."""
+    if imported and trained_with is None:
+        return f"none (imported {imported.get('family', 'model')})"
+    return preset_name(config, trained_with)
 
 
 def preset_name(config: ModelConfig, trained_with: str | None = None) -> str:
