@@ -45,7 +45,7 @@ from starlette.exceptions import HTTPException
 
 from attn.data.glossary import guided
 from attn.model.inference.attention_maps import attention_maps
-from attn.model.inference.describe import preset_name
+from attn.model.inference.describe import preset_of
 from attn.model.inference.pipeline import (
     SentimentClassifier,
     Seq2Seq,
@@ -599,7 +599,7 @@ def _describe_model(pipeline: Pipeline) -> dict[str, Any]:
         "name": pipeline.loaded.path.name,
         "vocab_size": config.vocab_size,
         "device": str(pipeline.device),
-        "preset": preset_name(config, train.get("preset")),
+        "preset": preset_of(config, pipeline.loaded.meta),
         "parameters": pipeline.n_parameters,
         "layers": {"encoder": config.n_encoder_layers, "decoder": config.n_decoder_layers},
         "heads": config.n_heads,

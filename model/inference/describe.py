@@ -43,7 +43,7 @@ def describe_model(model_dir: str | Path) -> dict[str, Any]:
         "path": str(model_dir),
         "task": config.task,
         "attn_version": meta.get("attn_version"),
-        "preset": _preset(config, train.get("preset"), meta.get("imported")),
+        "preset": preset_of(config, meta),
         "parameters": parameter_count(config),
         "vocab_size": config.vocab_size,
         "labels": list(config.labels) if config.task == "sentiment" else None,
@@ -60,9 +60,12 @@ def describe_model(model_dir: str | Path) -> dict[str, Any]:
     }
 
 
-def _preset(config: ModelConfig, trained_with: str | None, imported: dict | None) -> str:
-    """`preset_name`, except for an imported model that was not trained here: no preset
-    made it, so the family it came from is named instead of the nearest preset."""
+def preset_of(config: ModelConfig, meta: dict[str, Any]) -> str:
+    """The preset of a model with config.json's other entries `meta`: `preset_name` of the
+    one training started from, except for an imported model not trained here, where no
+    preset made it: the family it came from is named instead of the nearest preset."""
+    trained_with = (meta.get("train") or {}).get("preset")
+    imported = meta.get("imported")
     if imported and trained_with is None:
         return f"none (imported {imported.get('family', 'model')})"
     return preset_name(config, trained_with)
