@@ -232,8 +232,23 @@ class TranslateRequest(GenerateRequest):
         )
 
 
-class SentimentRequest(_TextsRequest):
-    """A sentiment request; `probs` adds every label's probability."""
+class _WholeInput(BaseModel):
+    """`max_input`: "whole" (a text longer than the model's max_length is summarized in
+    parts, or classified in windows) or "cut" (the model reads its first max_length pieces),
+    as `attn summarize` and `attn sentiment` take it."""
+
+    max_input: Literal["whole", "cut"] = "whole"
+
+    def decode_options(self) -> dict[str, Any]:
+        return super().decode_options() | {"max_input": self.max_input}  # type: ignore[misc]
+
+
+class SummarizeRequest(_WholeInput, GenerateRequest):
+    """A summarize request: a GenerateRequest and `max_input`."""
+
+
+class SentimentRequest(_WholeInput, _TextsRequest):
+    """A sentiment request; `probs` adds every label's probability; `max_input`."""
 
     probs: bool = False
 
@@ -551,13 +566,15 @@ def _mount_task_routes(
 
     @app.post("/summarize")
     async def summarize(request: Request) -> dict[str, Any]:
-        """Summarize `text` or `texts`; options as for /translate."""
-        req, results = await run("summarize", request, GenerateRequest)
+        """Summarize `text` or `texts`; options as for /translate but split, constraints,
+        prefix and to; max_input "whole" (default: a long text in parts) or "cut"."""
+        req, results = await run("summarize", request, SummarizeRequest)
         return reply(req, [r.record(req.n_best) for r in results])
 
     @app.post("/sentiment")
     async def sentiment(request: Request) -> dict[str, Any]:
-        """Classify `text` or `texts`; `probs: true` adds every label's probability."""
+        """Classify `text` or `texts`; `probs: true` adds every label's probability;
+        max_input "whole" (default: a long text in windows) or "cut"."""
         req, results = await run("sentiment", request, SentimentRequest)
         return reply(req, [r.record(req.probs) for r in results])
 

@@ -160,6 +160,31 @@ def test_max_input_cut_gives_the_cut_output(models) -> None:
         classifier.classify(texts, max_input="middle")
 
 
+@pytest.mark.parametrize("task", ["summarize", "sentiment"])
+def test_the_server_takes_max_input(models, monkeypatch, task) -> None:
+    pytest.importorskip("fastapi")
+    from test_serve import request, running
+
+    from attn.model.inference.pipeline import load_pipeline
+    from attn.server.app import create_app
+    from attn.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(models[task] / "tokenizer.model")
+    text = _long_text(task)
+    body = {"text": text} | ({"beam": 1, "max_length": 4} if task == "summarize" else {})
+    seen = _record_inputs(monkeypatch, task)
+    with running(create_app({task: load_pipeline(task, models[task], device="cpu")})) as base:
+        status, answer = request(base, f"/{task}", body)
+        assert status == 200 and answer["source"] == text
+        assert seen and _reached(seen, tokenizer, FACT)  # whole, by default
+        seen.clear()
+        status, answer = request(base, f"/{task}", body | {"max_input": "cut"})
+        assert status == 200 and answer["source"] == text
+        assert seen and not _reached(seen, tokenizer, FACT)
+        status, answer = request(base, f"/{task}", {"text": "Hi.", "max_input": "middle"})
+        assert status == 422 and "max_input" in answer["error"]
+
+
 def test_parts_cover_the_text_and_fit(models) -> None:
     from attn import Summarizer
     from attn.model.inference.long_inputs import PartSplitter
