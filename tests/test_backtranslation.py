@@ -107,6 +107,20 @@ def test_train_with_synthetic_pairs_on_the_demo_corpus(tmp_path):
     )
     assert again.returncode == 0, again.stderr
     assert "tokens; 120 pairs synthetic) and 16 validation" in again.stderr
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    assert len(config["data"]["synthetic_sha256"]) == 2
+
+    # Resuming with the same synthetic pairs says nothing; with others, it warns.
+    more = ("--data", str(data), "--synthetic", str(bt), "--model-dir", str(model))
+    same = _train(*more, "--resume", "--max-steps", "3")
+    assert same.returncode == 0, same.stderr
+    assert "changed" not in same.stderr
+    (bt / "train.de").write_text(
+        "".join(f"noch eine Zeile {i}\n" for i in range(120)), encoding="utf-8"
+    )
+    changed = _train(*more, "--resume", "--max-steps", "4")
+    assert changed.returncode == 0, changed.stderr
+    assert "the training data changed since this run began" in changed.stderr
 
     # Fine-tuning a model whose tokenizer lacks the tag on synthetic pairs is refused.
     plain = tmp_path / "plain"

@@ -140,9 +140,19 @@ class Checkpointer:
             torch.manual_seed(seed + self.dist.rank + state["step"])
 
     def data_changed(self, saved_meta: Mapping[str, Any]) -> bool:
-        """Whether the training files differ from those the saved run (config.json) began on."""
-        old = [d.get("sha256") for d in saved_meta.get("data", {}).get("train", [])]
-        return bool(old) and old != [d["sha256"] for d in self.data_digests]
+        """Whether the training files, real or synthetic, differ from those the saved run
+        (config.json) began on."""
+        saved = saved_meta.get("data", {})
+        old = [d.get("sha256") for d in saved.get("train", [])]
+        if not old:
+            return False
+        if old != [d["sha256"] for d in self.data_digests]:
+            return True
+        # (Runs recorded before synthetic digests were: only their presence is known.)
+        if "synthetic_sha256" not in saved and saved.get("synthetic"):
+            return False
+        new_synthetic = [d["sha256"] for d in self.data.synthetic_digests]
+        return saved.get("synthetic_sha256", []) != new_synthetic
 
     def write_config(self) -> None:
         """config.json: the model config, the settings, the data and the best score so far."""
@@ -160,7 +170,10 @@ class Checkpointer:
                     else {}
                 ),
                 **(
-                    {"synthetic": [str(p) for p in self.data.synthetic_files]}
+                    {
+                        "synthetic": [str(p) for p in self.data.synthetic_files],
+                        "synthetic_sha256": [d["sha256"] for d in self.data.synthetic_digests],
+                    }
                     if self.data.synthetic_files
                     else {}
                 ),

@@ -61,8 +61,9 @@ class DataInfo:
     """What a run reports and records of its data (config.json lists the files).
 
     val: the validation examples as text (references and labels for the metrics);
-    train_digests: name, size and SHA-256 of each training file; counts: the prepared
-    data's counts (pairs, tokens, what was dropped or cut).
+    train_digests: name, size and SHA-256 of each training file; synthetic_digests: the
+    same of each synthetic one; counts: the prepared data's counts (pairs, tokens, what was
+    dropped or cut).
     """
 
     train_files: list[Path]
@@ -73,6 +74,7 @@ class DataInfo:
     train_digests: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
     synthetic_files: list[Path] = field(default_factory=list)
+    synthetic_digests: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -302,8 +304,10 @@ class Preparation:
             "tokenizer_trained": self._given_tokenizer() is None,
             "labels": scan.labels,
             "digests": digests,
-            "train_digests": [
-                {k: d[k] for k in ("file", "bytes", "sha256")} for d in digests[: len(files.train)]
+            "train_digests": [_digest(d) for d in digests[: len(files.train)]],
+            "synthetic_digests": [
+                _digest(d)
+                for d in digests[len(files.train) : len(files.train) + len(files.synthetic)]
             ],
             "train_files": [str(Path(f).resolve()) for f in files.train],
             "val_files": [str(Path(f).resolve()) for f in files.val],
@@ -381,6 +385,7 @@ class Preparation:
             train_digests=m["train_digests"] if self.dist.main else [],
             counts=m["counts"],
             synthetic_files=[Path(p) for p in m.get("synthetic_files", [])],
+            synthetic_digests=m.get("synthetic_digests", []) if self.dist.main else [],
         )
         return Prepared(
             data,
@@ -534,3 +539,8 @@ def build_shortlist(
 def write_shortlist(model_dir: Path, prepared: Prepared) -> None:
     """Put the prepared data's shortlist in the model directory (translation models)."""
     atomic_write_bytes(model_dir / SHORTLIST, (prepared.directory / SHORTLIST).read_bytes())
+
+
+def _digest(entry: dict[str, Any]) -> dict[str, Any]:
+    """A data file's name, size and SHA-256, as config.json records them."""
+    return {k: entry[k] for k in ("file", "bytes", "sha256")}
