@@ -219,6 +219,19 @@ def test_table_shows_tokens_and_weights_when_piped(translate_model):
         assert "." not in row[: i + 1] and set(row[i + 1 :]) <= {"."}
 
 
+@pytest.mark.parametrize("beam", [1, 4])
+def test_the_output_shown_is_the_one_translate_gives(translate_model, beam):
+    # As POST /attention: the pipeline's search with the same beam (4 by default).
+    from attn import Translator
+
+    args = ["-m", str(translate_model), "--kind", "cross", "--format", "json"]
+    out = _run(TEXT, *args, *(["--beam", str(beam)] if beam != 4 else []))
+    assert out.returncode == 0, out.stderr
+    translator = Translator.load(translate_model, device="cpu")
+    (expected,) = translator.translate([TEXT], beam=beam, split="none")
+    assert json.loads(out.stdout)["output"] == expected.text
+
+
 def test_json_and_png(translate_model, tmp_path):
     from matplotlib.image import imread
 

@@ -68,6 +68,12 @@ def attention(
         Path | None, typer.Option("--out-dir", help="Write one PNG per map into this directory.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    beam: Annotated[
+        int,
+        typer.Option(
+            min=1, max=16, help="Beam size of the output shown (1 = greedy), as attn translate's."
+        ),
+    ] = 4,
     to: Annotated[
         str | None,
         typer.Option(
@@ -81,8 +87,9 @@ def attention(
 
     Three kinds: encoder self-attention, decoder masked self-attention (no looking ahead)
     and decoder-to-encoder cross-attention, as shaded tables, images or JSON.
-    Sequence-to-sequence models first generate their output (greedy); the weights shown are
-    those of one forward pass over the text and that output. Layers and heads count from 0.
+    Sequence-to-sequence models first generate their output, the one `attn translate` or
+    `attn summarize` gives with the same --beam; the weights shown are those of one forward
+    pass over the text and that output. Layers and heads count from 0.
 
     Example: attn attention "the cat sat on the mat" --layer 1 --heads
     """
@@ -92,7 +99,7 @@ def attention(
         fail("TEXT is empty; give the sentence to look at, e.g. attn attention 'the cat sat'")
     if head is not None and heads:
         fail("--head and --heads exclude each other: pick one head, or all of them")
-    maps, max_length = _run(text, model, task, device, to)
+    maps, max_length = _run(text, model, task, device, to, beam)
     try:
         chosen = maps.choose(kind.value, layer, head, heads)
     except ValueError as e:
@@ -118,12 +125,15 @@ def attention(
 
 
 def _run(
-    text: str, model: Path | None, task: Task | None, device: str, to: str | None
+    text: str, model: Path | None, task: Task | None, device: str, to: str | None, beam: int
 ) -> tuple[AttentionMaps, int]:
-    """Load the model and record its attention on `text`; returns the maps and max_length."""
+    """Load the model and record its attention on `text` (a sequence-to-sequence model's on
+    the output its pipeline gives with `beam`, as `POST /attention` does); returns the maps
+    and max_length."""
     from attn.data.home import default_model_dir
     from attn.model.device import resolve_device
     from attn.model.inference.attention_maps import attention_maps
+    from attn.model.inference.pipeline import PIPELINES
     from attn.model.storage.checkpoint import ModelError, load_model
 
     try:
@@ -134,7 +144,12 @@ def _run(
             task=task_name,
             device=torch_device,
         )
-        return attention_maps(loaded, text, to), loaded.config.max_length
+        if loaded.config.task == "sentiment":
+            return attention_maps(loaded, text, to), loaded.config.max_length
+        pipeline = PIPELINES[loaded.config.task](loaded, torch_device)
+        pipeline.prepare()
+        maps = pipeline.attention_maps(text, beam=beam, to=to)
+        return maps, loaded.config.max_length
     except ModelError as e:
         hint = "" if model else "; train one with `attn train` or pass -m DIR"
         fail(f"{e}{hint}")
