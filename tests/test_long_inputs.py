@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import require_extra
 from typer.testing import CliRunner
 
 from attn.cli.main import app
@@ -162,7 +163,7 @@ def test_max_input_cut_gives_the_cut_output(models) -> None:
 
 @pytest.mark.parametrize("task", ["summarize", "sentiment"])
 def test_the_server_takes_max_input(models, monkeypatch, task) -> None:
-    pytest.importorskip("fastapi")
+    require_extra("serve", "fastapi", "uvicorn")
     from test_serve import request, running
 
     from attn.model.inference.pipeline import load_pipeline
