@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import require_extra
 from marian_fixtures import (  # noqa: F401 (fixtures)
     build_marian_dir,
     demo_sentences,
@@ -165,7 +166,7 @@ def test_int8_align_attention_and_serve_work_on_an_imported_model(en_de, tmp_pat
 
 
 def test_serve_translates_with_an_imported_model(en_de, en_mul) -> None:
-    pytest.importorskip("fastapi")
+    require_extra("serve", "fastapi", "uvicorn")
     from test_serve import request, running
 
     from attn import Translator
@@ -241,7 +242,7 @@ def test_fine_tuning_an_imported_model_keeps_its_tokenizer_and_learns(en_de, tmp
 
 
 def test_a_hub_id_is_read_from_the_cache_offline(marian_dir, tmp_path, monkeypatch) -> None:  # noqa: F811
-    pytest.importorskip("huggingface_hub")
+    require_extra("hub", "huggingface_hub")  # (CI has it through transformers, in dev)
     cache = tmp_path / "hub"
     revision = "0123456789abcdef0123456789abcdef01234567"
     snapshot = cache / "models--Helsinki-NLP--opus-mt-en-de" / "snapshots" / revision
