@@ -73,6 +73,16 @@ def test_workers_give_the_same_lines_in_the_same_order(task, fixture, request, t
     assert [line == "" for line in two] == [s == "" for s in sources]
 
 
+def test_more_threads_than_workers_do_not_hang(translate_model, tmp_path, demo_val):
+    # A forked child's first product on several OpenMP threads hangs once the parent (here
+    # loading with 4 threads) has run one: workers run one thread each.
+    sources = [src for src, _ in demo_val["translate"]][:80]
+    path = input_file(tmp_path, sources)
+    common = ["translate", "-m", str(translate_model), "--batch-size", "8", str(path)]
+    one = run(*common, "--threads", "1", "--workers", "1")
+    assert run(*common, "--threads", "4", "--workers", "2") == one
+
+
 def run_jsonl(*args: str) -> list[dict]:
     return [json.loads(line) for line in run(*args, "--format", "jsonl")]
 

@@ -28,6 +28,10 @@ ProgressCallback = Callable[[int, int], None]
 # With workers="auto", inputs up to this many texts run in this process: forking workers
 # costs more than it saves on a few sentences.
 AUTO_WORKERS_MIN_TEXTS = 64
+# Threads of each forked worker. One: GNU OpenMP (torch's CPU thread pool) does not survive a
+# fork, so a child's first product on 2 or more threads hangs once the parent has run one on
+# 2 or more (as loading does with --threads 4); 1 thread never enters the pool.
+WORKER_THREADS = 1
 # A GPU runs a batch of small-model steps in about the time of one sentence: batch wider there.
 GPU_BATCH_FACTOR = 8
 
@@ -223,11 +227,10 @@ class BatchRunner:
 
         from attn.data import restore_order
 
-        threads = max(1, torch.get_num_threads() // n_workers)
         # A forked worker inherits its arguments (nothing is pickled): `run_job` reaches it
         # through the initializer, and the parent holds no state for it.
         pool = multiprocessing.get_context("fork").Pool(
-            n_workers, initializer=_Worker.start, initargs=(run_job, threads)
+            n_workers, initializer=_Worker.start, initargs=(run_job, WORKER_THREADS)
         )
         finished = False
         try:
