@@ -303,15 +303,7 @@ class Preparation:
             "tokenizer_sha256": tokenizer_digest(self.dir),
             "tokenizer_trained": self._given_tokenizer() is None,
             "labels": scan.labels,
-            "digests": digests,
-            "train_digests": [_digest(d) for d in digests[: len(files.train)]],
-            "synthetic_digests": [
-                _digest(d)
-                for d in digests[len(files.train) : len(files.train) + len(files.synthetic)]
-            ],
-            "train_files": [str(Path(f).resolve()) for f in files.train],
-            "val_files": [str(Path(f).resolve()) for f in files.val],
-            "synthetic_files": [str(Path(f).resolve()) for f in files.synthetic],
+            **_file_entries(files, digests),
             "val_from_train": scan.val_from_train,
             "counts": {
                 "rows": scan.rows,
@@ -541,6 +533,23 @@ def write_shortlist(model_dir: Path, prepared: Prepared) -> None:
     atomic_write_bytes(model_dir / SHORTLIST, (prepared.directory / SHORTLIST).read_bytes())
 
 
-def _digest(entry: dict[str, Any]) -> dict[str, Any]:
-    """A data file's name, size and SHA-256, as config.json records them."""
-    return {k: entry[k] for k in ("file", "bytes", "sha256")}
+def _file_entries(files: Any, digests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest's account of the data files: every digest (training, synthetic, then
+    validation files, as `_key` reads them), the name, size and SHA-256 of the training and
+    of the synthetic files (config.json records them), and each kind's resolved paths."""
+    n_train, n_synthetic = len(files.train), len(files.synthetic)
+
+    def digest(entry: dict[str, Any]) -> dict[str, Any]:
+        return {k: entry[k] for k in ("file", "bytes", "sha256")}
+
+    def paths(names: list[Any]) -> list[str]:
+        return [str(Path(f).resolve()) for f in names]
+
+    return {
+        "digests": digests,
+        "train_digests": [digest(d) for d in digests[:n_train]],
+        "synthetic_digests": [digest(d) for d in digests[n_train : n_train + n_synthetic]],
+        "train_files": paths(files.train),
+        "val_files": paths(files.val),
+        "synthetic_files": paths(files.synthetic),
+    }
