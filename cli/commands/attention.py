@@ -133,23 +133,20 @@ def _run(
     from attn.data.home import default_model_dir
     from attn.model.device import resolve_device
     from attn.model.inference.attention_maps import attention_maps
-    from attn.model.inference.pipeline import PIPELINES
-    from attn.model.storage.checkpoint import ModelError, load_model
+    from attn.model.inference.pipeline import load_pipeline
+    from attn.model.storage.checkpoint import ModelError, load_model, read_model_config
 
     try:
-        torch_device = resolve_device(device)
         task_name = None if task is None else task.value
-        loaded = load_model(
-            model or default_model_dir(task_name or "translate"),
-            task=task_name,
-            device=torch_device,
-        )
-        if loaded.config.task == "sentiment":
-            return attention_maps(loaded, text, to), loaded.config.max_length
-        pipeline = PIPELINES[loaded.config.task](loaded, torch_device)
-        pipeline.prepare()
-        maps = pipeline.attention_maps(text, beam=beam, to=to)
-        return maps, loaded.config.max_length
+        model_dir = model or default_model_dir(task_name or "translate")
+        task_name = task_name or read_model_config(model_dir)[0].task
+        if task_name != "sentiment":
+            # Loaded as `attn translate` loads it, so the output is the one it gives.
+            pipeline = load_pipeline(task_name, model_dir, device=device)
+            maps = pipeline.attention_maps(text, beam=beam, to=to)
+            return maps, pipeline.config.max_length
+        loaded = load_model(model_dir, task=task_name, device=resolve_device(device))
+        return attention_maps(loaded, text, to), loaded.config.max_length
     except ModelError as e:
         hint = "" if model else "; train one with `attn train` or pass -m DIR"
         fail(f"{e}{hint}")
