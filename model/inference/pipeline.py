@@ -72,7 +72,7 @@ class _Pipeline(BatchRunner):
             model_dir: the directory `attn train` wrote; None = the default model of the task.
             device: "auto", "cpu", "cuda" or "mps".
             threads: set torch's (process-wide) CPU thread count to this; None leaves it as
-                it is. With workers, the threads of all workers together. Nothing else of
+                it is. Forked workers run one thread each, whatever it is. Nothing else of
                 the process changes: an application applies the rest of its settings itself
                 (`attn.model.device.apply_process_settings`, as the CLI does).
             int8: quantize the linear layers to int8 (CPU only; faster, about the same

@@ -230,7 +230,7 @@ class BatchRunner:
         # A forked worker inherits its arguments (nothing is pickled): `run_job` reaches it
         # through the initializer, and the parent holds no state for it.
         pool = multiprocessing.get_context("fork").Pool(
-            n_workers, initializer=_Worker.start, initargs=(run_job, WORKER_THREADS)
+            n_workers, initializer=_Worker.start, initargs=(run_job,)
         )
         finished = False
         try:
@@ -275,10 +275,10 @@ class _Worker:
     run: ClassVar[Callable[[_Job], tuple[list[Any], int]] | None] = None
 
     @staticmethod
-    def start(run_job: Callable[[_Job], tuple[list[Any], int]], threads: int) -> None:
+    def start(run_job: Callable[[_Job], tuple[list[Any], int]]) -> None:
         # Ctrl-C reaches the whole process group: the parent handles it and ends the workers.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        torch.set_num_threads(threads)
+        torch.set_num_threads(WORKER_THREADS)
         _Worker.run = run_job
 
     @staticmethod
