@@ -27,7 +27,7 @@ def _extra() -> None:
 def test_serve_under_load(tmp_path, translate_model, sentiment_model) -> None:
     out = tmp_path / "serve_load.json"
     cmd = [sys.executable, str(SCRIPT), "-m", str(translate_model), "-m", str(sentiment_model)]
-    cmd += ["--requests", "400", "--clients", "16", "--warmup", "300", "--threads", "1"]
+    cmd += ["--requests", "400", "--clients", "16", "--warmup", "100", "--threads", "1"]
     cmd += ["--time-limit", "300", "--out", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     print(result.stdout)
