@@ -142,16 +142,8 @@ def test_packed_output_projection_equals_the_models():
 def test_packed_products_round_rows_up_to_few_shapes_and_answer_each_row():
     # oneDNN caches a kernel per shape: row counts are rounded up (padded), the padding is
     # dropped from the answer, and no row's result depends on its batch's size.
-    assert [row_bucket(r) for r in (1, 7, 100, 127, 128, 255, 256, 1000)] == [
-        8,
-        8,
-        8,
-        8,
-        16,
-        16,
-        32,
-        64,
-    ]
+    rows = (1, 7, 100, 127, 128, 255, 256, 1000)
+    assert [row_bucket(r) for r in rows] == [8, 8, 8, 8, 16, 16, 32, 64]
     assert all(-r % row_bucket(r) <= r // 8 for r in range(64, 5000))  # at most 12.5% more
     torch.manual_seed(0)
     weight, bias = torch.randn(48, 64), torch.randn(48)
@@ -159,11 +151,11 @@ def test_packed_products_round_rows_up_to_few_shapes_and_answer_each_row():
     if linear is None:
         pytest.skip("this torch build has no oneDNN linear kernels")
     x = torch.randn(300, 64)
-    for rows in (1, 5, 13, 130, 300):
-        y = linear(x[:rows])
-        assert y.shape == (rows, 48)
-        torch.testing.assert_close(y, torch.nn.functional.linear(x[:rows], weight, bias))
-        torch.testing.assert_close(y, linear(x)[:rows], atol=1e-5, rtol=1e-5)
+    for n in (1, 5, 13, 130, 300):
+        y = linear(x[:n])
+        assert y.shape == (n, 48)
+        torch.testing.assert_close(y, torch.nn.functional.linear(x[:n], weight, bias))
+        torch.testing.assert_close(y, linear(x)[:n], atol=1e-5, rtol=1e-5)
 
 
 def test_unknown_precision_is_refused():
