@@ -319,6 +319,31 @@ class Tokenizer(BatchEncoder):
         bodies = self._sp.encode(texts, out_type=int, num_threads=threads)
         return frame(bodies, max_length, [BOS_ID] * add_bos, [EOS_ID] * add_eos, keep)
 
+    def resample(
+        self,
+        rows: Sequence[Sequence[int]],
+        *,
+        alpha: float,
+        seed: int,
+        max_length: int,
+        keep: str = "head",
+    ) -> list[list[int]]:
+        """Encoded texts (each ending in EOS, as `encode` gives them) segmented anew, each in a
+        segmentation sampled from the model's distribution over all of them, smoothed by
+        `alpha` (subword regularization, Kudo 2018: 0.1 samples widely, 1 stays near the best
+        one), with EOS and cut to `max_length` as `keep` says. The same `seed` draws the same
+        segmentations. A row holding the unknown id keeps its ids (its text is lost).
+        """
+        bodies = [list(r[:-1]) if len(r) and r[-1] == EOS_ID else list(r) for r in rows]
+        texts = self._sp.decode(bodies, num_threads=1)
+        # The seed applies to the generator of the calling thread: encode in this thread.
+        spm.set_random_generator_seed(seed)
+        sampled = self._sp.encode(
+            texts, out_type=int, enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1
+        )
+        new = frame(sampled, max_length, [], [EOS_ID], keep)[0]
+        return [list(old) if UNK_ID in old else n for old, n in zip(rows, new, strict=True)]
+
     def encode_flat(
         self, texts: Sequence[str], *, max_length: int, keep: str = "head"
     ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:

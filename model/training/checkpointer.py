@@ -26,6 +26,7 @@ from attn.model.storage.layout import WEIGHTS
 from attn.model.training.average import save_step_checkpoint
 from attn.model.training.distributed import Dist
 from attn.model.training.early_stopping import EarlyStopping
+from attn.model.training.ema import NoAverage, WeightAverage
 from attn.model.training.optimizer import rescale_ngram_lr
 from attn.model.training.settings import TrainError, TrainSettings
 from attn.model.training.state import load_last, rng_state, save_last, set_rng_state
@@ -43,10 +44,14 @@ class Checkpointer:
     """Writes and restores the checkpoints of one run (writes happen on rank 0 only).
 
     Args:
-        parts: the stateful parts of the run (progress, early stopping).
+        parts: the stateful parts of the run (progress, early stopping, the weight average).
+        average: the weights that are validated and kept as the best and in `checkpoints/`
+            (`--ema`; the trained weights themselves without it). `last/` holds the trained
+            weights, and the average in the trainer state.
         stopping: the early stopping whose best score config.json records.
         data: the run's `prepare.DataInfo` (config.json records its files).
         metric: the task's primary metric.
+        defaults: the defaults chosen for the data (`defaults.Chosen.to_dict`), if any.
     """
 
     def __init__(
@@ -60,13 +65,19 @@ class Checkpointer:
         *,
         parts: Sequence[Stateful],
         stopping: EarlyStopping,
+        average: WeightAverage | NoAverage,
         config: Any,
         data: Any,
         metric: str,
+        defaults: Mapping[str, Any] | None = None,
     ) -> None:
         self.dir, self.model, self.optimizer, self.scaler = model_dir, model, optimizer, scaler
         self.settings, self.dist, self.parts, self.stopping = settings, dist, parts, stopping
+        self.average = average
         self.config, self.data, self.metric = config, data, metric
+        self.defaults = defaults
+        # The steps whose checkpoints the best weights average (--average-last), if so.
+        self.averaged: list[int] | None = None
         self.data_digests = data.train_digests if dist.main else []
         # The step `last/` holds, and when it was written (time.monotonic()).
         self.last_step: int | None = None
@@ -97,12 +108,21 @@ class Checkpointer:
     def save_validation(self, improved: bool, step: int, rngs: list[dict[str, Any]]) -> None:
         """After the validation of `step`: the best weights (when `improved`), `last/`, and
         the step checkpoint."""
-        if improved:
-            save_weights(self.model, self.dir / WEIGHTS)
-            self.write_config()
+        with self.average.applied():
+            if improved:
+                save_weights(self.model, self.dir / WEIGHTS)
+                self.write_config()
+            if self.settings.kept_checkpoints:
+                save_step_checkpoint(self.dir, self.model, step, self.settings.kept_checkpoints)
         self.save_last(rngs)
-        if self.settings.keep_checkpoints:
-            save_step_checkpoint(self.dir, self.model, step, self.settings.keep_checkpoints)
+
+    def save_average(self, steps: list[int], value: float) -> None:
+        """The model holds the average of the checkpoints of `steps`, which validated better
+        than the best: it becomes the best weights, and config.json says what it is."""
+        self.stopping.best_value, self.stopping.best_step = value, steps[-1]
+        save_weights(self.model, self.dir / WEIGHTS)
+        self.averaged = steps
+        self.write_config()
 
     def save_last(self, rngs: list[dict[str, Any]] | None = None) -> None:
         """`last/` alone (Ctrl-C, --save-every, a fault); `rngs` as in `trainer_state`."""
@@ -159,6 +179,7 @@ class Checkpointer:
         stopping = self.stopping
         meta = {
             "train": self.settings.to_dict(),
+            **({"defaults": dict(self.defaults)} if self.defaults else {}),
             "data": {
                 "train": self.data_digests,
                 "val": [str(Path(p).resolve()) for p in self.data.val_files],
@@ -187,6 +208,7 @@ class Checkpointer:
             },
             # The best weights are those of a validation; before the first, the initial ones.
             "untrained": stopping.best_step is None,
+            **({"averaged": {"steps": self.averaged}} if self.averaged else {}),
         }
         save_model_config(self.dir, self.config, **meta)
 

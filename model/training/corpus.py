@@ -7,7 +7,7 @@ replaying earlier ones, and resuming needs only (epoch, position).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -57,9 +57,17 @@ class Sequences:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def batch(self, index: Sequence[int], pad_id: int, multiple: int = 1, cap: int = 0) -> Tensor:
+    def batch(
+        self,
+        index: Sequence[int],
+        pad_id: int,
+        multiple: int = 1,
+        cap: int = 0,
+        resegment: Callable[[list[list[int]]], list[list[int]]] | None = None,
+    ) -> Tensor:
         """The sequences at `index`, padded. Shape: (B, T), T the longest of them, rounded up
-        to a multiple of `multiple` where that stays within `cap`."""
+        to a multiple of `multiple` where that stays within `cap`. `resegment` replaces the
+        rows' ids (subword sampling) before they are padded."""
         idx = np.asarray(index, dtype=np.int64)
         lengths = self.lengths[idx].astype(np.int64)  # (B,)
         starts = np.asarray(self.offsets[idx], dtype=np.int64)  # (B,)
@@ -69,6 +77,10 @@ class Sequences:
             values = self.flat[np.repeat(starts, lengths) + within]
         else:  # a prepared array, read by position (attn.data.prepared.FileArray)
             values = self.flat.runs(starts, lengths)
+        if resegment is not None:
+            rows = resegment([r.tolist() for r in np.split(values, np.cumsum(lengths)[:-1])])
+            lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+            values = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=lengths.sum())
         longest = int(lengths.max())
         pos = np.arange(max(longest, min(-(-longest // multiple) * multiple, cap)))  # (T,)
         ids = np.full((len(idx), len(pos)), pad_id, dtype=np.int64)  # (B, T)
@@ -83,6 +95,30 @@ def encode(tokenizer: Any, texts: Sequence[str], max_length: int, keep: str = "h
         tokenizer.encode(texts[i : i + chunk], max_length=max_length, keep=keep)[0]
         for i in range(0, len(texts), chunk)
     )
+
+
+@dataclass(frozen=True)
+class SubwordSampling:
+    """`--subword-alpha`: each training batch's rows are segmented anew, sampled with
+    smoothing `alpha` (`Tokenizer.resample`). Draw `d` of a run seeded `seed` always samples
+    the same segmentations, so a resumed run goes on as an uninterrupted one would."""
+
+    tokenizer: Any
+    alpha: float
+    seed: int
+
+    def resegment(
+        self, tokenizer: Any, draw: int, side: int, max_length: int, keep: str
+    ) -> Callable[[list[list[int]]], list[list[int]]]:
+        """The function that segments anew one side (0 source, 1 target) of draw `draw`."""
+        seed = (self.seed * 1_000_003 + draw * 2 + side) % (1 << 32)
+
+        def resegment(rows: list[list[int]]) -> list[list[int]]:
+            return tokenizer.resample(
+                rows, alpha=self.alpha, seed=seed, max_length=max_length, keep=keep
+            )
+
+        return resegment
 
 
 class Batch(NamedTuple):
@@ -108,6 +144,7 @@ class Split:
     lengths: np.ndarray
     tgt: Sequences | None = None
     labels: np.ndarray | None = None
+    sampling: SubwordSampling | None = None
 
     @classmethod
     def encode(cls, tokenizer: Any, examples: Sequence[Any], config: ModelConfig) -> Split:
@@ -137,8 +174,11 @@ class Split:
             return cls(sequences("src"), prepared.array("lengths"), labels=prepared.array("labels"))
         return cls(sequences("src"), prepared.array("lengths"), tgt=sequences("tgt"))
 
-    def batch(self, index: Sequence[int], config: ModelConfig, device: torch.device) -> Batch:
-        """The examples at `index` as a padded batch on `device`."""
+    def batch(
+        self, index: Sequence[int], config: ModelConfig, device: torch.device, draw: int = 0
+    ) -> Batch:
+        """The examples at `index` as a padded batch on `device`; with `sampling`, in the
+        segmentations of draw `draw`."""
         pad = config.pad_id
         # On a GPU: lengths in multiples of 8 (fewer distinct shapes for the kernels to be
         # chosen and tuned for, tensor-core friendly), copies from pinned memory that do
@@ -150,19 +190,26 @@ class Split:
             return (t.pin_memory() if cuda else t).to(device, non_blocking=True)
 
         idx = np.asarray(index, dtype=np.int64)
-        src = self.src.batch(idx, pad, multiple, cap)  # (B, S)
-        n_src = int(self.src.lengths[idx].sum())
+        resegment: list[Any] = [None, None]
+        if self.sampling is not None:
+            tokenizer = self.sampling.tokenizer
+            resegment = [
+                self.sampling.resegment(tokenizer, draw, 0, cap, config.keep),
+                self.sampling.resegment(tokenizer.target, draw, 1, cap, "head"),
+            ]
+        src = self.src.batch(idx, pad, multiple, cap, resegment[0])  # (B, S)
+        n_src = int((src != pad).sum())
         if self.tgt is None:
             assert self.labels is not None
             empty = torch.zeros(0, dtype=torch.long)
             labels = torch.from_numpy(self.labels[idx].astype(np.int64))  # (B,)
             return Batch(dev(src), empty, dev(labels), n_src, len(idx))
-        target = self.tgt.batch(idx, pad, multiple, cap)  # (B, T): pieces then EOS
+        target = self.tgt.batch(idx, pad, multiple, cap, resegment[1])  # (B, T): pieces, EOS
         # Teacher forcing: the decoder reads the start piece (BOS) + target[:-1] (EOS never
         # as input).
         tgt_in = torch.cat([torch.full_like(target[:, :1], config.start_id), target[:, :-1]], 1)
         tgt_in.masked_fill_(tgt_in == config.eos_id, pad)
-        n_tgt = int(self.tgt.lengths[idx].sum())
+        n_tgt = int((target != pad).sum())
         return Batch(dev(src), dev(tgt_in), dev(target), n_src, n_tgt)
 
 

@@ -25,6 +25,8 @@ from torch import nn
 
 from attn.model.evaluation.metrics import PRIMARY_METRIC
 from attn.model.nn.transformer import Transformer
+from attn.model.storage.layout import ModelDir
+from attn.model.training.average import average_state
 from attn.model.training.checkpointer import Checkpointer
 from attn.model.training.corpus import Split, epoch_batches
 from attn.model.training.distributed import Dist
@@ -183,15 +185,50 @@ class Trainer:
         # The end: Ctrl-C saves last/ alone; any other stop validates the final weights.
         if stopped == "interrupted":
             self._save_last()
-        elif p.validated_step != p.step:
-            self._validate_and_save()
+        else:
+            if p.validated_step != p.step:
+                self._validate_and_save()
+            if self.settings.average_last and self.dist.main:
+                with self.faults.doing("averaging"):
+                    self._average_last()
         self.dist.barrier()
         return stopped
+
+    def _average_last(self) -> None:
+        """--average-last N: validate the average of the last N step checkpoints; keep it as
+        the best weights when it scores better than the best validation."""
+        found = ModelDir(self.checkpointer.dir).step_checkpoints()[-self.settings.average_last :]
+        if len(found) < 2:
+            return
+        steps = [step for step, _ in found]
+        self.emit({"event": "stage", "message": f"validating the average of steps {steps}"})
+        average = average_state([path for _, path in found])
+        own = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(average)
+        try:
+            value = self.validator.scores(self.model)[self.metric]
+            best = self.stopping.best_value
+            kept = best is None or value > best
+            if kept:
+                self.checkpointer.save_average(steps, value)
+        finally:
+            self.model.load_state_dict(own)
+        message = (
+            f"average of steps {steps[0]}-{steps[-1]} ({len(steps)} checkpoints): "
+            f"{self.metric} {value:.2f}, "
+            + (f"better than {best:.2f}: kept as the model" if kept else f"best stays {best:.2f}")
+        )
+        self.emit({"event": "stage", "message": message})
 
     def _update(self, group: list[list[int]]) -> tuple[int, int] | None:
         """Forward and backward over the batches of `group`, then the optimizer update unless
         the loss or the gradients are not finite (then None, and the step is skipped)."""
-        batches = [self.train.batch(index, self.model.config, self.device) for index in group]
+        # A draw per batch of the run (subword sampling): the same on a resumed run.
+        first = self.progress.step * self.settings.accum
+        batches = [
+            self.train.batch(index, self.model.config, self.device, draw=first + i)
+            for i, index in enumerate(group)
+        ]
         n_src = sum(b.n_src for b in batches)
         n_tgt = sum(b.n_tgt for b in batches)
         scaler = self.precision.scaler
@@ -221,6 +258,7 @@ class Trainer:
             scaler.update()
         else:
             self.optimizer.step()
+        self.checkpointer.average.update()
         self.faults.in_update = False
         self.optimizer.zero_grad(set_to_none=True)
         for meter in (self.log_meter, self.val_meter):
@@ -281,7 +319,7 @@ class Trainer:
         stop = False
         if self.dist.main:
             self.emit({"event": "stage", "message": f"validating at step {p.step}"})
-            with self.faults.doing("validating"):
+            with self.faults.doing("validating"), self.checkpointer.average.applied():
                 self.scores = scores = self.validator.scores(self.model)
             # Marked once it succeeded: a run resumed after a failed validation redoes it.
             p.validated_step = p.step

@@ -105,6 +105,17 @@ class TrainSettings:
     lr: float = _setting("Peak learning rate.", default=1e-3)
     warmup: int = _setting("Warmup steps.", default=400)
     label_smoothing: float = _setting("Label smoothing.", default=0.1)
+    ema: float = _setting(
+        "Validate and keep the exponential moving average of the weights with this decay "
+        "per step (e.g. 0.999); 0: the weights themselves.",
+        default=0.0,
+    )
+    subword_alpha: float = _setting(
+        "Subword regularization: train on SentencePiece segmentations sampled afresh for "
+        "each batch, with this smoothing (0.1 samples widely, 1 is nearly the best one); 0: "
+        "the one best segmentation. Validation and inference always use the best one.",
+        default=0.0,
+    )
     max_steps: int | None = _setting("Stop after this many steps.")
     epochs: float | None = _setting("Stop after this many epochs.")
     time_budget: float | None = _setting(
@@ -122,6 +133,11 @@ class TrainSettings:
         "Keep the weights of the last N validations in checkpoints/ (for attn average).",
         default=0,
     )
+    average_last: int = _setting(
+        "At the end, average the weights of the last N validations (checkpoints/ keeps "
+        "them) and keep the average as the model when it validates better; 0: off.",
+        default=0,
+    )
     seed: int = _setting("Random seed.", default=0)
     dedup: bool = _setting(
         "Drop training pairs that repeat an earlier pair exactly (counted in the summary).",
@@ -136,9 +152,16 @@ class TrainSettings:
         _check_number("warmup", self.warmup, int, low=0)
         _check_number("seed", self.seed, int, low=0)
         _check_number("keep_checkpoints", self.keep_checkpoints, int, low=0)
+        _check_number("average_last", self.average_last, int, low=0)
+        if self.average_last == 1:
+            raise TrainError("average_last must be 0 (off) or at least 2, got 1")
         _check_number("save_every", self.save_every, float, low=0.0)
         _check_number("lr", self.lr, float, low=0.0, open_low=True)
         _check_number("label_smoothing", self.label_smoothing, float, low=0.0)
+        _check_number("ema", self.ema, float, low=0.0)
+        if self.ema >= 1:
+            raise TrainError(f"ema must be below 1 (a decay such as 0.999), got {self.ema}")
+        _check_number("subword_alpha", self.subword_alpha, float, low=0.0)
         if self.label_smoothing >= 1:
             raise TrainError(f"label_smoothing must be below 1, got {self.label_smoothing}")
         for name, kind in (("max_steps", int), ("patience", int)):
@@ -162,6 +185,11 @@ class TrainSettings:
             preset(self.preset)
         except ValueError as e:
             raise TrainError(str(e)) from None
+
+    @property
+    def kept_checkpoints(self) -> int:
+        """How many step checkpoints the run keeps: those asked for, and those averaged."""
+        return max(self.keep_checkpoints, self.average_last)
 
     @property
     def is_demo(self) -> bool:
@@ -211,6 +239,7 @@ def resolve_settings(
     saved: Mapping[str, Any] | None = None,
     task: str = "translate",
     init: Mapping[str, Any] | None = None,
+    chosen: Mapping[str, Any] | None = None,
 ) -> TrainSettings:
     """Settings from the options the user gave, over the saved ones (resume) or the defaults.
 
@@ -218,6 +247,8 @@ def resolve_settings(
     of `task`), real data `DATA_DEFAULTS`. A stop criterion given explicitly replaces all
     default or saved ones. `init` holds the saved settings of the model that `init` names:
     its preset, vocabulary size and overrides are the new run's, under the user's overrides.
+    `chosen` (a new run on real data, `attn.model.training.defaults`) replaces data defaults;
+    its "overrides" lie under the user's.
 
     Raises:
         TrainError: an unknown option, a bad value, an architecture change on resume, or
@@ -238,6 +269,10 @@ def resolve_settings(
     else:
         demo = options.get("data") is None and not options.get("train")
         base = {**DEMO_DEFAULTS, "vocab_size": DEMO_VOCAB[task]} if demo else dict(DATA_DEFAULTS)
+        if chosen and not demo and init is None:
+            base.update({k: v for k, v in chosen.items() if k != "overrides"})
+            overrides = {**chosen.get("overrides", {}), **(options.get("overrides") or {})}
+            options = {**options, "overrides": overrides}
         if init is not None:
             for key in INIT_KEYS:
                 if key in options and options[key] != init.get(key, options[key]):

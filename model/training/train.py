@@ -12,6 +12,7 @@ It reports progress through an `on_event(dict)` callback (the CLI renders it) an
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -26,8 +27,11 @@ from attn.model.nn.model import build_model
 from attn.model.nn.transformer import count_parameters
 from attn.model.storage.layout import PLOT, SHORTLIST
 from attn.model.training.checkpointer import Checkpointer
+from attn.model.training.corpus import SubwordSampling
+from attn.model.training.defaults import Chosen, choose_defaults
 from attn.model.training.distributed import Dist, start_distributed
 from attn.model.training.early_stopping import EarlyStopping
+from attn.model.training.ema import weight_average
 from attn.model.training.faults import TrainingFailed, write_log
 from attn.model.training.finetune import InitModel
 from attn.model.training.loop import Progress, Trainer
@@ -172,12 +176,20 @@ class _Run:
         init = None
         if saved is None and options.get("init") is not None:
             init = InitModel.check(Path(options["init"]), self.dir, self.task)
+        chosen = self._choose_defaults(options) if saved is None and init is None else None
         settings = resolve_settings(
             options,
             saved.meta.get("train") if saved else None,
             self.task,
             init.meta.get("train") if init else None,
+            chosen.values if chosen else None,
         )
+        if chosen is not None and chosen.values:
+            self.emit({"event": "stage", "message": chosen.line()})
+        # What config.json says was chosen (kept when resumed).
+        self.defaults = chosen.to_dict() if chosen else None
+        if saved is not None:
+            self.defaults = saved.meta.get("defaults")
         # Before minutes of reading and tokenizer training (a machine that only prepares
         # the data need not train or validate).
         if not prepare_only:
@@ -205,6 +217,24 @@ class _Run:
         stopped = trainer.run()
         return self._finish(trainer, prepared, stopped)
 
+    def _choose_defaults(self, options: Mapping[str, Any]) -> Chosen | None:
+        """The defaults for the size of the training text (real data only; None for the
+        demo corpus)."""
+        from attn.data.task_files import find_task_files
+
+        if options.get("data") is None and not options.get("train"):
+            return None
+        keys = ("src", "tgt", "text_field", "label_field", "src_field", "tgt_field")
+        files = find_task_files(
+            self.task,
+            options.get("data"),
+            train=[Path(p) for p in options["train"]] if options.get("train") else None,
+            val=[Path(p) for p in options["val"]] if options.get("val") else None,
+            **{k: options.get(k) for k in keys},
+        )
+        size = sum(path.stat().st_size for path in files.train)
+        return choose_defaults(self.task, size, options)
+
     def _build(
         self, settings: TrainSettings, prepared: Prepared, init: InitModel | None
     ) -> Trainer:
@@ -217,6 +247,7 @@ class _Run:
         precision = Precision(self.device)
         objective = self.dist.wrap(Objective(model, settings.label_smoothing), self.device)
         progress, stopping = Progress(), EarlyStopping(settings.patience)
+        average = weight_average(model, settings.ema)
         validator = Validator(
             prepared.config,
             prepared.tokenizer,
@@ -233,19 +264,30 @@ class _Run:
             precision.scaler,
             settings,
             self.dist,
-            parts=(progress, stopping),
+            parts=(progress, stopping, average),
             stopping=stopping,
+            average=average,
             config=prepared.config,
             data=prepared.data,
             metric=PRIMARY_METRIC[self.task],
+            defaults=self.defaults,
         )
+        train = prepared.train
+        if settings.subword_alpha:
+            if not hasattr(prepared.tokenizer, "resample"):
+                raise TrainError(
+                    "--subword-alpha needs a tokenizer attn trained (an imported model's "
+                    "cannot sample segmentations)"
+                )
+            sampling = SubwordSampling(prepared.tokenizer, settings.subword_alpha, settings.seed)
+            train = dataclasses.replace(train, sampling=sampling)
         return Trainer(
             settings=settings,
             model=model,
             objective=objective,
             optimizer=optimizer,
             precision=precision,
-            train=prepared.train,
+            train=train,
             validator=validator,
             stopping=stopping,
             checkpointer=checkpointer,

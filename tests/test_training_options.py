@@ -1,0 +1,287 @@
+"""The training options for quality in a budget: subword sampling (`--subword-alpha`), the
+moving average of the weights (`--ema`), averaging the last validations (`--average-last`),
+and the defaults chosen from the data (`attn.model.training.defaults`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import quick, slice_translate, train_cli
+from safetensors.torch import load_file
+from torch import nn
+
+from attn.data import demo_dir
+from attn.model.nn.config import ModelConfig
+from attn.model.storage.checkpoint import load_model, read_model_config
+from attn.model.training.corpus import Sequences, Split, SubwordSampling
+from attn.model.training.defaults import SMALL_CORPUS, choose_defaults
+from attn.model.training.ema import WeightAverage
+from attn.model.training.settings import TrainError, resolve_settings
+from attn.model.training.train import train
+from attn.tokenizer.sentencepiece import EOS_ID, Tokenizer
+
+# --- subword sampling -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory) -> Tokenizer:
+    demo = demo_dir("translate")
+    texts = [
+        line
+        for lang in ("en", "de")
+        for line in (demo / f"train.{lang}").read_text(encoding="utf-8").splitlines()
+    ]
+    return Tokenizer.train(texts, tmp_path_factory.mktemp("spm") / "t.model", 600)
+
+
+def _lines(n: int = 64) -> list[str]:
+    return (demo_dir("translate") / "train.en").read_text(encoding="utf-8").splitlines()[:n]
+
+
+def test_resample_changes_segmentations_but_never_the_text(tokenizer):
+    texts = _lines()
+    rows, _ = tokenizer.encode(texts)
+    first = tokenizer.resample(rows, alpha=0.1, seed=7, max_length=256)
+    # Other segmentations of the same texts, each ending in EOS.
+    assert sum(a != b for a, b in zip(first, rows, strict=True)) > len(rows) // 4
+    assert all(r[-1] == EOS_ID for r in first)
+    assert tokenizer.decode(first) == tokenizer.decode(rows)
+    # The same seed draws the same segmentations; another seed others.
+    assert tokenizer.resample(rows, alpha=0.1, seed=7, max_length=256) == first
+    assert tokenizer.resample(rows, alpha=0.1, seed=8, max_length=256) != first
+    # A large alpha stays near the best segmentation.
+    near = tokenizer.resample(rows, alpha=50.0, seed=7, max_length=256)
+    assert sum(a != b for a, b in zip(near, rows, strict=True)) < sum(
+        a != b for a, b in zip(first, rows, strict=True)
+    )
+    # Cut to max_length as encode cuts, EOS kept.
+    short = tokenizer.resample(rows, alpha=0.1, seed=7, max_length=5)
+    assert all(len(r) <= 5 and r[-1] == EOS_ID for r in short)
+    # Encoding (what inference does) stays the one best segmentation after sampling.
+    assert tokenizer.encode(texts)[0] == rows
+
+
+def test_sampled_batches_are_the_same_for_the_same_draw(tokenizer):
+    texts = _lines(32)
+    src = Sequences.from_lists(iter([tokenizer.encode(texts)[0]]))
+    tgt = Sequences.from_lists(iter([tokenizer.encode(texts[::-1])[0]]))
+    split = Split(src, np.maximum(src.lengths, tgt.lengths), tgt=tgt)
+    sampled = Split(src, split.lengths, tgt=tgt, sampling=SubwordSampling(tokenizer, 0.1, 0))
+    config = ModelConfig(task="translate", vocab_size=tokenizer.vocab_size, max_length=64)
+    index, cpu = list(range(32)), torch.device("cpu")
+    plain = split.batch(index, config, cpu)
+    a, b = sampled.batch(index, config, cpu, draw=3), sampled.batch(index, config, cpu, draw=3)
+    other = sampled.batch(index, config, cpu, draw=4)
+    assert torch.equal(a.src, b.src) and torch.equal(a.target, b.target)
+    assert not torch.equal(a.src, other.src)
+    assert a.src.shape != plain.src.shape or not torch.equal(a.src, plain.src)
+    # The token counts are those of the sampled rows; the texts are the batch's own.
+    assert a.n_src == int((a.src != 0).sum()) and a.n_tgt == int((a.target != 0).sum())
+    assert tokenizer.decode(a.src) == tokenizer.decode(plain.src)
+    assert tokenizer.decode(a.target) == tokenizer.decode(plain.target)
+
+
+def test_subword_sampling_and_ema_resume_to_the_same_weights(tmp_path):
+    data = slice_translate(tmp_path)
+    opts = quick(data, subword_alpha=0.2, ema=0.9)
+    whole, split, plain = tmp_path / "whole", tmp_path / "split", tmp_path / "plain"
+    train("translate", whole, {**opts, "max_steps": 12}, threads=1, device="cpu")
+    train("translate", split, {**opts, "max_steps": 5}, threads=1, device="cpu")
+    train("translate", split, {"max_steps": 12}, resume=True, threads=1, device="cpu")
+    a, b = (
+        load_file(str(whole / "last/model.safetensors")),
+        load_file(str(split / "last/model.safetensors")),
+    )
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+    # The averages resume too: the best weights (the average at step 12) agree.
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(split / "model.safetensors"))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+    # Sampling changes what is learned (other segmentations than the plain run's).
+    train("translate", plain, {**quick(data, ema=0.9), "max_steps": 12}, threads=1, device="cpu")
+    c = load_file(str(plain / "last/model.safetensors"))
+    assert any(not torch.equal(c[name], load_file(str(whole / "last/model.safetensors"))[name])
+               for name in c)  # fmt: skip
+
+
+def test_a_model_trained_with_sampling_translates_deterministically(tmp_path):
+    from attn.model.inference.pipeline import Translator
+
+    data = slice_translate(tmp_path)
+    model_dir = tmp_path / "m"
+    train("translate", model_dir, quick(data, subword_alpha=0.1, max_steps=30), threads=1,
+          device="cpu")  # fmt: skip
+    translator = Translator.load(model_dir, device="cpu")
+    texts = _lines(12)
+    first = [r.text for r in translator.translate(texts, beam=1)]
+    # Sampling in between (another run's training) does not reach inference.
+    tok = translator.tokenizer
+    tok.resample(tok.encode(texts)[0], alpha=0.1, seed=99, max_length=64)
+    assert [r.text for r in translator.translate(texts, beam=1)] == first
+    assert tok.encode(texts)[0] == Tokenizer.load(model_dir / "tokenizer.model").encode(texts)[0]
+
+
+# --- the moving average of the weights -----------------------------------------------------
+
+
+def test_weight_average_follows_the_formula_swaps_in_and_resumes():
+    torch.manual_seed(0)
+    layer = nn.Linear(3, 2)
+    ema = WeightAverage(layer, decay=0.5)
+    expected = [p.detach().clone() for p in layer.parameters()]
+    for step in range(4):
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.add_(1.0 + step)
+        rate = 1 - min(0.5, (1 + step) / (10 + step))
+        ema.update()
+        params = list(layer.parameters())
+        expected = [e + rate * (p.detach() - e) for e, p in zip(expected, params, strict=True)]
+    for avg, e in zip(ema.shadow, expected, strict=True):
+        torch.testing.assert_close(avg, e)
+    own = [p.detach().clone() for p in layer.parameters()]
+    with ema.applied():
+        for p, e in zip(layer.parameters(), expected, strict=True):
+            torch.testing.assert_close(p.detach(), e)
+    for p, o in zip(layer.parameters(), own, strict=True):
+        assert torch.equal(p.detach(), o)
+    other = WeightAverage(layer, decay=0.5)
+    other.load_state_dict(ema.state_dict())
+    assert other.updates == 4
+    assert all(torch.equal(a, b) for a, b in zip(other.shadow, ema.shadow, strict=True))
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(layer, decay=1.0)
+
+
+def test_ema_validates_and_keeps_the_average(tmp_path):
+    data = slice_translate(tmp_path)
+    model_dir = tmp_path / "m"
+    train("translate", model_dir, quick(data, ema=0.9, max_steps=10, val_every=10), threads=1,
+          device="cpu")  # fmt: skip
+    state = torch.load(model_dir / "last/trainer_state.pt", weights_only=True)
+    shadow = state["ema"]["shadow"]
+    assert state["ema"]["updates"] == 10
+    best = load_file(str(model_dir / "model.safetensors"))
+    raw = load_file(str(model_dir / "last/model.safetensors"))
+    loaded = load_model(model_dir, device="cpu").model
+    names = [n for n, p in loaded.named_parameters() if p.requires_grad]
+    assert len(names) == len(shadow)
+    for name, avg in zip(names, shadow, strict=True):
+        if name in best:  # (tied weights are saved once)
+            assert torch.equal(best[name], avg), name
+    # The average is not the trained weights themselves.
+    assert any(not torch.equal(best[n], raw[n]) for n in best)
+
+
+# --- averaging the last validations --------------------------------------------------------
+
+
+@pytest.mark.parametrize("better", [True, False])
+def test_average_last_keeps_the_mean_of_the_checkpoints_when_it_validates_better(
+    tmp_path, monkeypatch, better
+):
+    from attn.model.training import validation
+
+    calls = []
+
+    def scores(self, model, limit=None):
+        calls.append(1)
+        # Three validations score 1, 2, 3; the average scores 4 (better) or 0.
+        value = float(len(calls)) if len(calls) <= 3 else (4.0 if better else 0.0)
+        return {"val_loss": 1.0, "bleu": value}
+
+    monkeypatch.setattr(validation.Validator, "scores", scores)
+    data = slice_translate(tmp_path)
+    model_dir = tmp_path / "m"
+    train("translate", model_dir, quick(data, max_steps=15, val_every=5, average_last=3),
+          threads=1, device="cpu")  # fmt: skip
+    steps = [
+        load_file(str(model_dir / f"checkpoints/step-{s:06d}.safetensors")) for s in (5, 10, 15)
+    ]
+    best = load_file(str(model_dir / "model.safetensors"))
+    _, meta = read_model_config(model_dir)
+    if better:
+        for name in best:
+            torch.testing.assert_close(best[name], sum(s[name] for s in steps) / 3)
+        assert meta["averaged"] == {"steps": [5, 10, 15]}
+        assert meta["best"]["value"] == 4.0
+        load_model(model_dir, device="cpu")  # a loadable model
+    else:
+        assert all(torch.equal(best[n], steps[2][n]) for n in best)
+        assert "averaged" not in meta and meta["best"]["value"] == 3.0
+
+
+def test_average_last_settings():
+    s = resolve_settings({"data": "d", "average_last": 4, "keep_checkpoints": 2})
+    assert s.kept_checkpoints == 4
+    with pytest.raises(TrainError, match="average_last"):
+        resolve_settings({"data": "d", "average_last": 1})
+    with pytest.raises(TrainError, match="ema must be below 1"):
+        resolve_settings({"data": "d", "ema": 1.0})
+
+
+# --- defaults that fit the data -------------------------------------------------------------
+
+
+def test_the_defaults_chooser_is_deterministic_and_fits_task_size_and_budget():
+    small = choose_defaults("translate", 4 << 20, {"time_budget": 1500.0})
+    assert small == choose_defaults("translate", 4 << 20, {"time_budget": 1500.0})
+    assert small.values["preset"] == "small" and small.values["lr"] == 2.5e-3
+    assert "25 min budget" in small.line() and "preset small" in small.line()
+    assert choose_defaults("translate", 4 << 20, {"time_budget": 120.0}).values["preset"] == "tiny"
+    summarize = choose_defaults("summarize", 10 << 20, {})
+    assert summarize.values["preset"] == "tiny"
+    assert summarize.values["overrides"]["max_length"] == 256
+    sentiment = choose_defaults("sentiment", 30 << 20, {})
+    assert sentiment.values["overrides"]["ngram_buckets"] > 0
+    # A large corpus keeps the plain data defaults.
+    assert choose_defaults("translate", SMALL_CORPUS + 1, {}).values == {}
+
+
+def test_every_option_given_overrides_the_chosen_defaults():
+    options = {"data": "d", "lr": 1e-4, "preset": "tiny", "overrides": {"dropout": 0.3}}
+    chosen = choose_defaults("translate", 4 << 20, options)
+    assert "lr" not in chosen.values and "preset" not in chosen.values
+    assert "dropout" not in chosen.values.get("overrides", {})
+    s = resolve_settings(options, chosen=chosen.values)
+    assert (s.lr, s.preset, s.overrides["dropout"]) == (1e-4, "tiny", 0.3)
+    assert s.warmup == 300 and s.ema == chosen.values["ema"]
+    # The chosen model fields lie under the user's own.
+    summarize = choose_defaults("summarize", 4 << 20, {"overrides": {"dropout": 0.2}})
+    s = resolve_settings(
+        {"data": "d", "overrides": {"dropout": 0.2}}, task="summarize", chosen=summarize.values
+    )
+    assert s.overrides == {"dropout": 0.2, "max_length": 256}
+
+
+def test_cli_prints_the_chosen_defaults_and_config_records_them(tmp_path):
+    data = slice_translate(tmp_path)
+    model_dir = tmp_path / "m"
+    result = train_cli(
+        "translate", "--data", str(data), "--model-dir", str(model_dir), "--max-steps", "2",
+        "--val-every", "2", "--vocab-size", "400", "--batch-tokens", "512", "--lr", "1e-3",
+        "--threads", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("Defaults for"))
+    assert "small corpus" in line and "preset small" in line and "lr" not in line
+    meta = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    assert meta["defaults"]["values"]["preset"] == "small"
+    assert meta["train"]["lr"] == 1e-3 and meta["train"]["warmup"] == 300
+    # Resumed: the record stays.
+    result = train_cli("translate", "--model-dir", str(model_dir), "--resume", "--max-steps", "3")
+    assert result.exit_code == 0, result.output
+    again = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    assert again["defaults"] == meta["defaults"]
+
+
+def test_the_demo_corpus_gets_no_chosen_defaults(tmp_path):
+    result = train_cli("translate", "--model-dir", str(tmp_path / "m"), "--max-steps", "1",
+                       "--val-every", "1", "--threads", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Defaults for" not in result.output
+    assert "defaults" not in json.loads((tmp_path / "m/config.json").read_text(encoding="utf-8"))
