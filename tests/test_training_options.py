@@ -19,6 +19,7 @@ from attn.model.storage.checkpoint import load_model, read_model_config
 from attn.model.training.corpus import Sequences, Split, SubwordSampling
 from attn.model.training.defaults import SMALL_CORPUS, choose_defaults
 from attn.model.training.ema import WeightAverage
+from attn.model.training.metrics_log import read_metrics
 from attn.model.training.settings import TrainError, resolve_settings
 from attn.model.training.train import train
 from attn.tokenizer.sentencepiece import EOS_ID, Tokenizer
@@ -285,3 +286,22 @@ def test_the_demo_corpus_gets_no_chosen_defaults(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Defaults for" not in result.output
     assert "defaults" not in json.loads((tmp_path / "m/config.json").read_text(encoding="utf-8"))
+
+
+# --- the linear decay ------------------------------------------------------------------------
+
+
+def test_linear_decay_warms_up_then_falls_to_zero_at_the_end_of_the_run(tmp_path):
+    from attn.model.training.schedule import lr_at
+
+    assert lr_at(5, 1e-3, 10, "linear", done=0.05) == pytest.approx(0.5e-3 * 0.95)
+    assert lr_at(50, 1e-3, 10, "linear", done=0.5) == pytest.approx(0.5e-3)
+    assert lr_at(100, 1e-3, 10, "linear", done=1.0) == 0.0
+    assert lr_at(100, 1e-3, 0, "linear", done=0.25) == pytest.approx(0.75e-3)
+    data = slice_translate(tmp_path)
+    train("translate", tmp_path / "m", quick(data, decay="linear", lr=1e-3, max_steps=20, val_every=10),
+          threads=1, device="cpu")  # fmt: skip
+    lrs = [r["lr"] for r in read_metrics(tmp_path / "m")]
+    assert lrs == [pytest.approx(0.5e-3), 0.0]
+    with pytest.raises(TrainError, match="decay must be one of"):
+        resolve_settings({"data": "d", "decay": "cosine"})

@@ -241,8 +241,7 @@ class Trainer:
                 scaled = loss / n_tgt
                 (scaler.scale(scaled) if scaler else scaled).backward()
             total += loss.detach()
-        lr = lr_at(self.progress.step + 1, self.settings.lr, self.settings.warmup)
-        set_lr(self.optimizer, lr)
+        set_lr(self.optimizer, self._lr_at(self.progress.step + 1))
         if scaler is not None:
             scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIP_NORM)
@@ -399,4 +398,20 @@ class Trainer:
     @property
     def lr(self) -> float:
         """The learning rate of the last update."""
-        return lr_at(max(1, self.progress.step), self.settings.lr, self.settings.warmup)
+        return self._lr_at(max(1, self.progress.step))
+
+    def _lr_at(self, step: int) -> float:
+        s = self.settings
+        return lr_at(step, s.lr, s.warmup, s.decay, self.done())
+
+    def done(self) -> float:
+        """The fraction of the run behind it, by the stop criterion nearest its end."""
+        s, p = self.settings, self.progress
+        fractions = [0.0]
+        if s.max_steps is not None:
+            fractions.append(p.step / s.max_steps)
+        if s.epochs is not None:
+            fractions.append(self.epoch_float() / s.epochs)
+        if s.time_budget is not None:
+            fractions.append(p.elapsed / s.time_budget)
+        return min(1.0, max(fractions))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from attn.model.nn.config import ModelConfig, preset
+from attn.model.training.schedule import DECAYS
 
 # The built-in demo corpora are small and regular: a tiny model learns them in about a
 # minute on two CPU cores. Real data gets the `small` preset and a stop by epochs.
@@ -104,6 +105,11 @@ class TrainSettings:
     accum: int = _setting("Batches per optimizer step.", default=1)
     lr: float = _setting("Peak learning rate.", default=1e-3)
     warmup: int = _setting("Warmup steps.", default=400)
+    decay: str = _setting(
+        "Learning rate after warmup: inverse-sqrt, or linear (to zero at the end of the run, "
+        "the first of --max-steps, --epochs and --time-budget).",
+        default="inverse-sqrt",
+    )
     label_smoothing: float = _setting("Label smoothing.", default=0.1)
     ema: float = _setting(
         "Validate and keep the exponential moving average of the weights with this decay "
@@ -162,6 +168,8 @@ class TrainSettings:
         if self.ema >= 1:
             raise TrainError(f"ema must be below 1 (a decay such as 0.999), got {self.ema}")
         _check_number("subword_alpha", self.subword_alpha, float, low=0.0)
+        if self.decay not in DECAYS:
+            raise TrainError(f"decay must be one of {', '.join(DECAYS)}, got {self.decay!r}")
         if self.label_smoothing >= 1:
             raise TrainError(f"label_smoothing must be below 1, got {self.label_smoothing}")
         for name, kind in (("max_steps", int), ("patience", int)):
