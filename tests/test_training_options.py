@@ -299,8 +299,8 @@ def test_linear_decay_warms_up_then_falls_to_zero_at_the_end_of_the_run(tmp_path
     assert lr_at(100, 1e-3, 10, "linear", done=1.0) == 0.0
     assert lr_at(100, 1e-3, 0, "linear", done=0.25) == pytest.approx(0.75e-3)
     data = slice_translate(tmp_path)
-    train("translate", tmp_path / "m", quick(data, decay="linear", lr=1e-3, max_steps=20, val_every=10),
-          threads=1, device="cpu")  # fmt: skip
+    opts = quick(data, decay="linear", lr=1e-3, max_steps=20, val_every=10)
+    train("translate", tmp_path / "m", opts, threads=1, device="cpu")
     lrs = [r["lr"] for r in read_metrics(tmp_path / "m")]
     assert lrs == [pytest.approx(0.5e-3), 0.0]
     with pytest.raises(TrainError, match="decay must be one of"):
