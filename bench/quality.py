@@ -47,6 +47,8 @@ VARIANTS: dict[str, list[str] | None] = {
     "sampling": ["--subword-alpha", "0.2"],
     "sampling-0.5": ["--subword-alpha", "0.5"],
     "dropout-0.2": ["--set", "dropout=0.2"],
+    "linear": ["--decay", "linear"],
+    "linear+ema": ["--decay", "linear", "--ema", "0.995"],
     "ema+sampling": ["--ema", "0.995", "--subword-alpha", "0.2"],
     "defaults": None,
 }
