@@ -4,14 +4,17 @@ Averaging the weights of the last few checkpoints of a run (as in "Attention Is 
 Need", which averaged the last 5 or 20) usually scores a little better than any single one
 of them, at no cost at inference. Training with `keep_checkpoints=N` writes
 `checkpoints/step-000500.safetensors` at every validation and keeps the newest N;
-`average_checkpoints` averages the newest of those into a model directory.
+`average_checkpoints` averages the newest of those into a model directory, and
+`average_last` (`--average-last N`) validates their average at the end of a run.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -161,3 +164,45 @@ def average_checkpoints(
     # config.json last: the directory points at complete files whenever it is a model.
     save_model_config(target, config, **meta)
     return AverageResult(ModelDir(target).weights, steps, backup)
+
+
+def average_last(
+    n: int,
+    model: torch.nn.Module,
+    validator: Any,
+    checkpointer: Any,
+    metric: str,
+    emit: Callable[[dict[str, Any]], None],
+) -> None:
+    """`--average-last N` at the end of a run: validate the average of the last `n` step
+    checkpoints in `model`, and keep it as the best weights (`checkpointer.save_average`)
+    when it scores better than the best validation; `model` gets its own weights back."""
+    found = ModelDir(checkpointer.dir).step_checkpoints()[-n:]
+    if len(found) < 2:
+        return
+    steps = [step for step, _ in found]
+    emit({"event": "stage", "message": f"validating the average of steps {steps}"})
+    average = average_state([path for _, path in found])
+    own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(average)
+    try:
+        value = validator.scores(model)[metric]
+        best = checkpointer.stopping.best_value
+        kept = best is None or value > best
+        if kept:
+            checkpointer.save_average(steps, value)
+    finally:
+        model.load_state_dict(own)
+    if best is None:
+        outcome = "kept as the model"
+    elif kept:
+        outcome = f"better than {best:.2f}: kept as the model"
+    else:
+        outcome = f"best stays {best:.2f}"
+    emit(
+        {
+            "event": "stage",
+            "message": f"average of steps {steps[0]}-{steps[-1]} ({len(steps)} checkpoints): "
+            f"{metric} {value:.2f}, {outcome}",
+        }
+    )

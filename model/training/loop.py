@@ -25,8 +25,7 @@ from torch import nn
 
 from attn.model.evaluation.metrics import PRIMARY_METRIC
 from attn.model.nn.transformer import Transformer
-from attn.model.storage.layout import ModelDir
-from attn.model.training.average import average_state
+from attn.model.training.average import average_last
 from attn.model.training.checkpointer import Checkpointer
 from attn.model.training.corpus import Split, epoch_batches
 from attn.model.training.distributed import Dist
@@ -35,7 +34,7 @@ from attn.model.training.faults import Faults, StopRun
 from attn.model.training.metrics_log import MetricsLog
 from attn.model.training.optimizer import CLIP_NORM, set_lr
 from attn.model.training.precision import Precision
-from attn.model.training.schedule import lr_at
+from attn.model.training.schedule import lr_at, run_fraction
 from attn.model.training.settings import TrainError, TrainSettings
 from attn.model.training.state import rng_state
 from attn.model.training.validation import Validator
@@ -190,35 +189,16 @@ class Trainer:
                 self._validate_and_save()
             if self.settings.average_last and self.dist.main:
                 with self.faults.doing("averaging"):
-                    self._average_last()
+                    average_last(
+                        self.settings.average_last,
+                        self.model,
+                        self.validator,
+                        self.checkpointer,
+                        self.metric,
+                        self.emit,
+                    )
         self.dist.barrier()
         return stopped
-
-    def _average_last(self) -> None:
-        """--average-last N: validate the average of the last N step checkpoints; keep it as
-        the best weights when it scores better than the best validation."""
-        found = ModelDir(self.checkpointer.dir).step_checkpoints()[-self.settings.average_last :]
-        if len(found) < 2:
-            return
-        steps = [step for step, _ in found]
-        self.emit({"event": "stage", "message": f"validating the average of steps {steps}"})
-        average = average_state([path for _, path in found])
-        own = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.model.load_state_dict(average)
-        try:
-            value = self.validator.scores(self.model)[self.metric]
-            best = self.stopping.best_value
-            kept = best is None or value > best
-            if kept:
-                self.checkpointer.save_average(steps, value)
-        finally:
-            self.model.load_state_dict(own)
-        message = (
-            f"average of steps {steps[0]}-{steps[-1]} ({len(steps)} checkpoints): "
-            f"{self.metric} {value:.2f}, "
-            + (f"better than {best:.2f}: kept as the model" if kept else f"best stays {best:.2f}")
-        )
-        self.emit({"event": "stage", "message": message})
 
     def _update(self, group: list[list[int]]) -> tuple[int, int] | None:
         """Forward and backward over the batches of `group`, then the optimizer update unless
@@ -401,17 +381,6 @@ class Trainer:
         return self._lr_at(max(1, self.progress.step))
 
     def _lr_at(self, step: int) -> float:
-        s = self.settings
-        return lr_at(step, s.lr, s.warmup, s.decay, self.done())
-
-    def done(self) -> float:
-        """The fraction of the run behind it, by the stop criterion nearest its end."""
         s, p = self.settings, self.progress
-        fractions = [0.0]
-        if s.max_steps is not None:
-            fractions.append(p.step / s.max_steps)
-        if s.epochs is not None:
-            fractions.append(self.epoch_float() / s.epochs)
-        if s.time_budget is not None:
-            fractions.append(p.elapsed / s.time_budget)
-        return min(1.0, max(fractions))
+        done = run_fraction(s, p.step, self.epoch_float(), p.elapsed)
+        return lr_at(step, s.lr, s.warmup, s.decay, done)

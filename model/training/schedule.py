@@ -10,6 +10,7 @@ does) instead of stopping at a large rate.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 DECAYS = ("inverse-sqrt", "linear")
 
@@ -28,3 +29,16 @@ def lr_at(
     if warmup == 0:
         return peak
     return peak * min(step / warmup, math.sqrt(warmup / step))
+
+
+def run_fraction(settings: Any, step: int, epoch: float, elapsed: float) -> float:
+    """The fraction of a run (`TrainSettings`) behind it after `step` updates, `epoch`
+    epochs and `elapsed` seconds: by the stop criterion nearest its end (0 with none)."""
+    fractions = [0.0]
+    if settings.max_steps is not None:
+        fractions.append(step / settings.max_steps)
+    if settings.epochs is not None:
+        fractions.append(epoch / settings.epochs)
+    if settings.time_budget is not None:
+        fractions.append(elapsed / settings.time_budget)
+    return min(1.0, max(fractions))
