@@ -38,18 +38,18 @@ DATASETS = {
     "dialogsum": ("summarize", "dialogsum", "summarization/dialogsum", "val", None, "rougeL"),
     "imdb": ("sentiment", "imdb", "sentiment/imdb", "dev", None, "accuracy"),
 }
-# variant -> the flags it adds to the recipe (None: no recipe, the chosen defaults).
+# variant -> the flags it adds to the recipe (None: no recipe, the chosen defaults). Each
+# names every option it measures, so that the defaults chosen for what a recipe leaves out
+# (`attn.model.training.defaults`, e.g. --ema) do not reach the others.
 VARIANTS: dict[str, list[str] | None] = {
-    "baseline": [],
+    "baseline": ["--ema", "0"],
     "ema": ["--ema", "0.995"],
     "ema-0.998": ["--ema", "0.998"],
-    "average": ["--average-last", "4"],
-    "sampling": ["--subword-alpha", "0.2"],
-    "sampling-0.5": ["--subword-alpha", "0.5"],
-    "dropout-0.2": ["--set", "dropout=0.2"],
-    "linear": ["--decay", "linear"],
+    "average": ["--ema", "0", "--average-last", "4"],
+    "sampling-0.5": ["--ema", "0", "--subword-alpha", "0.5"],
+    "linear": ["--ema", "0", "--decay", "linear"],
+    "ema+sampling-0.5": ["--ema", "0.995", "--subword-alpha", "0.5"],
     "linear+ema": ["--decay", "linear", "--ema", "0.995"],
-    "ema+sampling": ["--ema", "0.995", "--subword-alpha", "0.2"],
     "defaults": None,
 }
 
@@ -58,6 +58,7 @@ def train_job(args: argparse.Namespace, name: str) -> tuple[list[str], Path]:
     task, recipe, data, *_ = DATASETS[args.dataset]
     model = args.work / name
     cmd = [ATTN, "train", task, "--data", str(DATA / data), "--model-dir", str(model)]
+    cmd += ["--src", "en", "--tgt", "de"] if args.dataset == "multi30k" else []
     cmd += ["--overwrite", "--threads", str(args.threads)]
     extra = VARIANTS[name]
     if extra is None:
@@ -71,6 +72,7 @@ def train_job(args: argparse.Namespace, name: str) -> tuple[list[str], Path]:
 def evaluate_job(args: argparse.Namespace, name: str, split: str) -> tuple[list[str], Path]:
     task, _, data, *_ = DATASETS[args.dataset]
     cmd = [ATTN, "evaluate", task, "-m", str(args.work / name), "--data", str(DATA / data)]
+    cmd += ["--src", "en", "--tgt", "de"] if args.dataset == "multi30k" else []
     cmd += ["--split", split, "--threads", str(args.threads), "--format", "json"]
     cmd += ["--beam", "4"] if task != "sentiment" else []
     return cmd, args.work / f"score-{name}-{split}.json"
@@ -106,7 +108,9 @@ def main() -> None:
     for name in names:
         model = args.work / name
         config = json.loads((model / "config.json").read_text(encoding="utf-8"))
-        metrics = [json.loads(x) for x in (model / "metrics.jsonl").read_text().splitlines()]
+        lines = (model / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        # (`attn evaluate` appends its scores to the same file, without a step.)
+        metrics = [r for r in map(json.loads, lines) if "step" in r]
         scores = {
             s: json.loads((args.work / f"score-{name}-{s}.json").read_text(encoding="utf-8"))[
                 "scores"
