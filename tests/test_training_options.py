@@ -5,6 +5,7 @@ and the defaults chosen from the data (`attn.model.training.defaults`)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -309,3 +310,26 @@ def test_linear_decay_warms_up_then_falls_to_zero_at_the_end_of_the_run(tmp_path
     assert lrs == [pytest.approx(0.5e-3), 0.0]
     with pytest.raises(TrainError, match="decay must be one of"):
         resolve_settings({"data": "d", "decay": "cosine"})
+
+
+@pytest.mark.parametrize(
+    ("recipe", "task"),
+    [("multi30k-en-de", "translate"), ("dialogsum", "summarize"), ("imdb", "sentiment")],
+)
+def test_a_run_without_a_recipe_gets_the_recipes_settings(recipe, task):
+    import tomllib
+
+    from attn.cli.commands.train import parse_duration
+
+    raw = tomllib.loads((Path(__file__).parents[1] / f"recipes/{recipe}.toml").read_text("utf-8"))
+    raw = {k: v for k, v in raw.items() if k not in ("model_dir", "data", "src", "tgt", "seed")}
+    raw["overrides"] = raw.pop("set", {})
+    raw["time_budget"] = parse_duration(raw["time_budget"])
+    size = 8 << 20  # a small corpus, as each recipe's dataset is
+
+    def settings(options):
+        chosen = choose_defaults(task, size, options).values
+        return resolve_settings(options, task=task, chosen=chosen)
+
+    plain = {"data": "d", "time_budget": raw["time_budget"]}
+    assert settings(plain) == settings({"data": "d", **raw})
