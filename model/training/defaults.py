@@ -94,7 +94,9 @@ def choose_defaults(task: str, train_bytes: int, options: Mapping[str, Any]) -> 
     Returns an empty choice for a large corpus (the plain data defaults apply).
     """
     budget = options.get("time_budget")
-    size = f"{train_bytes / MB:.1f} MB of {task} training text"
+    big = train_bytes >= MB // 10
+    amount = f"{train_bytes / MB:.1f} MB" if big else f"{train_bytes / 1024:.0f} KB"
+    size = f"{amount} of {task} training text"
     if train_bytes > SMALL_CORPUS:
         return Chosen({}, f"{size} (a large corpus)")
     values = {**_SMALL_CORPUS[task], **_REGULARIZATION[task]}

@@ -184,8 +184,6 @@ class _Run:
             init.meta.get("train") if init else None,
             chosen.values if chosen else None,
         )
-        if chosen is not None and chosen.values:
-            self.emit({"event": "stage", "message": chosen.line()})
         # What config.json says was chosen (kept when resumed).
         self.defaults = chosen.to_dict() if chosen else None
         if saved is not None:
@@ -195,6 +193,8 @@ class _Run:
         if not prepare_only:
             check_metrics(self.task)
             check_device(self.device)
+        if chosen is not None and chosen.values:
+            self.emit({"event": "stage", "message": chosen.line()})
         random.seed(settings.seed)
         torch.manual_seed(settings.seed)
         prepared = Preparation(
