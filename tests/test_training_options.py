@@ -179,6 +179,14 @@ def test_ema_validates_and_keeps_the_average(tmp_path):
             assert torch.equal(best[name], avg), name
     # The average is not the trained weights themselves.
     assert any(not torch.equal(best[n], raw[n]) for n in best)
+    # Step checkpoints (for attn average) hold what was validated: the average.
+    train("translate", model_dir, {"max_steps": 12, "keep_checkpoints": 1}, resume=True,
+          threads=1, device="cpu")  # fmt: skip
+    state = torch.load(model_dir / "last/trainer_state.pt", weights_only=True)
+    kept = load_file(str(model_dir / "checkpoints/step-000012.safetensors"))
+    for name, avg in zip(names, state["ema"]["shadow"], strict=True):
+        if name in kept:
+            assert torch.equal(kept[name], avg), name
 
 
 # --- averaging the last validations --------------------------------------------------------

@@ -193,8 +193,6 @@ class _Run:
         if not prepare_only:
             check_metrics(self.task)
             check_device(self.device)
-        if chosen is not None and chosen.values:
-            self.emit({"event": "stage", "message": chosen.line()})
         random.seed(settings.seed)
         torch.manual_seed(settings.seed)
         prepared = Preparation(
@@ -213,6 +211,8 @@ class _Run:
         self._start(trainer, saved)
         if self.dist.main and self.task == "translate" and not (self.dir / SHORTLIST).is_file():
             write_shortlist(self.dir, prepared)
+        if chosen is not None and chosen.values:  # (after any error in the data)
+            self.emit({"event": "stage", "message": chosen.line()})
         self.emit(self._start_event(trainer, prepared, resumed=saved is not None))
         stopped = trainer.run()
         return self._finish(trainer, prepared, stopped)
