@@ -247,9 +247,13 @@ def test_the_defaults_chooser_is_deterministic_and_fits_task_size_and_budget():
     assert small.values["preset"] == "small" and small.values["lr"] == 2.5e-3
     assert "25 min budget" in small.line() and "preset small" in small.line()
     assert choose_defaults("translate", 4 << 20, {"time_budget": 120.0}).values["preset"] == "tiny"
-    summarize = choose_defaults("summarize", 10 << 20, {})
+    summarize = choose_defaults("summarize", 10 << 20, {"time_budget": 1620.0})
     assert summarize.values["preset"] == "tiny"
     assert summarize.values["overrides"]["max_length"] == 256
+    # With no budget or a long one, the data chooses max_length.
+    for options in ({}, {"time_budget": 4 * 3600.0}):
+        overrides = choose_defaults("summarize", 10 << 20, options).values["overrides"]
+        assert "max_length" not in overrides
     sentiment = choose_defaults("sentiment", 30 << 20, {})
     assert sentiment.values["overrides"]["ngram_buckets"] > 0
     # A large corpus keeps the plain data defaults.
@@ -265,10 +269,9 @@ def test_every_option_given_overrides_the_chosen_defaults():
     assert (s.lr, s.preset, s.overrides["dropout"]) == (1e-4, "tiny", 0.3)
     assert s.warmup == 300 and s.ema == chosen.values["ema"]
     # The chosen model fields lie under the user's own.
-    summarize = choose_defaults("summarize", 4 << 20, {"overrides": {"dropout": 0.2}})
-    s = resolve_settings(
-        {"data": "d", "overrides": {"dropout": 0.2}}, task="summarize", chosen=summarize.values
-    )
+    given = {"data": "d", "time_budget": 1620.0, "overrides": {"dropout": 0.2}}
+    summarize = choose_defaults("summarize", 4 << 20, given)
+    s = resolve_settings(given, task="summarize", chosen=summarize.values)
     assert s.overrides == {"dropout": 0.2, "max_length": 256}
 
 
