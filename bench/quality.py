@@ -50,8 +50,13 @@ VARIANTS: dict[str, list[str] | None] = {
     "linear": ["--ema", "0", "--decay", "linear"],
     "ema+sampling-0.5": ["--ema", "0.995", "--subword-alpha", "0.5"],
     "linear+ema": ["--decay", "linear", "--ema", "0.995"],
+    "ema+bf16": ["--ema", "0.995", "--precision", "bfloat16"],
     "defaults": None,
 }
+# The variants above measured before --precision existed trained in float32; they keep it.
+for _name, _flags in VARIANTS.items():
+    if _flags is not None and "--precision" not in _flags:
+        _flags += ["--precision", "float32"]
 
 
 def train_job(args: argparse.Namespace, name: str) -> tuple[list[str], Path]:

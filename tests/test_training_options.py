@@ -344,3 +344,43 @@ def test_a_run_without_a_recipe_gets_the_recipes_settings(recipe, task):
 
     plain = {"data": "d", "time_budget": raw["time_budget"]}
     assert settings(plain) == settings({"data": "d", **raw})
+
+
+# --- the arithmetic of the training step ----------------------------------------------------
+
+
+def test_precision_modes_on_the_cpu(monkeypatch):
+    from attn.model.training import precision
+
+    cpu = torch.device("cpu")
+    assert precision.Precision(cpu, "float32").dtype is None
+    assert precision.Precision(cpu, "bfloat16").dtype is torch.bfloat16
+    for native, name in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(precision, "cpu_has_bf16", lambda native=native: native)
+        auto = precision.Precision(cpu, "auto")
+        assert auto.name == name and auto.scaler is None
+    with pytest.raises(precision.PrecisionError, match="not supported on meta"):
+        precision.Precision(torch.device("meta"), "bfloat16")
+    with pytest.raises(TrainError, match="precision must be one of auto, float32, bfloat16"):
+        resolve_settings({"data": "d", "precision": "float16"})
+
+
+def test_bfloat16_training_tracks_float32_and_keeps_float32_weights(tmp_path):
+    data = slice_translate(tmp_path)
+    logs: dict[str, list[dict]] = {}
+    for mode in ("float32", "bfloat16"):
+        events: list[dict] = []
+        train("translate", tmp_path / mode, quick(data, precision=mode, max_steps=100),
+              threads=1, device="cpu", on_event=events.append)  # fmt: skip
+        start = next(e for e in events if e["event"] == "start")
+        assert start["precision"] == mode
+        weights = load_file(str(tmp_path / mode / "model.safetensors"))
+        assert {w.dtype for w in weights.values()} == {torch.float32}
+        logs[mode] = [e for e in events if e["event"] in ("log", "validation")]
+    f32, b16 = ([e.get("loss", e.get("val_loss")) for e in logs[m]] for m in logs)
+    assert len(f32) == len(b16) == 3  # the loss at steps 50 and 100, the val loss at 100
+    # Both learn, and by about as much: the lower-precision products change little ...
+    assert b16[1] < 0.8 * b16[0] and f32[1] < 0.8 * f32[0]
+    assert abs(b16[1] - f32[1]) < 0.05 * f32[1] and abs(b16[2] - f32[2]) < 0.05 * f32[2]
+    # ... but they do change something: autocast was on.
+    assert b16 != f32

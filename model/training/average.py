@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,10 @@ from attn.model.storage.checkpoint import (
     save_weights,
 )
 from attn.model.storage.layout import CONFIG, ModelDir
+
+if TYPE_CHECKING:  # (the checkpointer imports this module)
+    from attn.model.training.checkpointer import Checkpointer
+    from attn.model.training.validation import Validator
 
 
 @dataclass
@@ -169,8 +173,8 @@ def average_checkpoints(
 def average_last(
     n: int,
     model: torch.nn.Module,
-    validator: Any,
-    checkpointer: Any,
+    validator: Validator,
+    checkpointer: Checkpointer,
     metric: str,
     emit: Callable[[dict[str, Any]], None],
 ) -> None:

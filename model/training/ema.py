@@ -26,7 +26,7 @@ class WeightAverage:
     def __init__(self, model: nn.Module, decay: float) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay must be between 0 and 1, got {decay}")
-        self.model, self.decay = model, decay
+        self.decay = decay
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.shadow = [p.detach().clone() for p in self.params]
         self.updates = 0

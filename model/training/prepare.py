@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,22 +174,7 @@ class Preparation:
             raise TrainError(f"bad model config: {e}") from None
 
     def _files(self) -> Any:
-        from attn.data.task_files import find_task_files
-
-        s = self.settings
-        return find_task_files(
-            self.task,
-            s.data,
-            src=s.src,
-            tgt=s.tgt,
-            train=[Path(p) for p in s.train] if s.train else None,
-            val=[Path(p) for p in s.val] if s.val else None,
-            text_field=s.text_field,
-            label_field=s.label_field,
-            src_field=s.src_field,
-            tgt_field=s.tgt_field,
-            synthetic=s.synthetic,
-        )
+        return task_files(self.task, vars(self.settings))
 
     def _key(self, files: Any, digests: list[dict[str, Any]]) -> dict[str, Any]:
         """What the prepared data depends on: equal keys, equal data."""
@@ -553,3 +538,21 @@ def _file_entries(files: Any, digests: list[dict[str, Any]]) -> dict[str, Any]:
         "val_files": paths(files.val),
         "synthetic_files": paths(files.synthetic),
     }
+
+
+def task_files(task: str, values: Mapping[str, Any]) -> Any:
+    """The training, validation and synthetic files that settings (or the options given,
+    before defaults) name, found without reading them (`find_task_files`)."""
+    from attn.data.task_files import find_task_files
+
+    def paths(key: str) -> list[Path] | None:
+        return [Path(p) for p in values[key]] if values.get(key) else None
+
+    keys = ("src", "tgt", "text_field", "label_field", "src_field", "tgt_field", "synthetic")
+    return find_task_files(
+        task,
+        values.get("data"),
+        train=paths("train"),
+        val=paths("val"),
+        **{k: values.get(k) for k in keys},
+    )

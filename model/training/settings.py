@@ -43,6 +43,7 @@ DATA_DEFAULTS: dict[str, Any] = {
     "patience": 5,
 }
 STOP_KEYS = ("max_steps", "epochs", "time_budget")
+PRECISIONS = ("auto", "float32", "bfloat16")
 # Fixed by the first run of a model directory: changing them on --resume is refused.
 ARCHITECTURE_KEYS = ("preset", "overrides", "vocab_size", "init")
 # Fixed by the --init model (its tokenizer and its weights' shapes).
@@ -122,6 +123,11 @@ class TrainSettings:
         "the one best segmentation. Validation and inference always use the best one.",
         default=0.0,
     )
+    precision: str = _setting(
+        "Arithmetic of the training step: auto (bfloat16 autocast on GPUs and on CPUs with "
+        "AVX512-BF16 or AMX, else float32), float32, or bfloat16. Weights stay float32.",
+        default="auto",
+    )
     max_steps: int | None = _setting("Stop after this many steps.")
     epochs: float | None = _setting("Stop after this many epochs.")
     time_budget: float | None = _setting(
@@ -170,6 +176,10 @@ class TrainSettings:
         _check_number("subword_alpha", self.subword_alpha, float, low=0.0)
         if self.decay not in DECAYS:
             raise TrainError(f"decay must be one of {', '.join(DECAYS)}, got {self.decay!r}")
+        if self.precision not in PRECISIONS:
+            raise TrainError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if self.label_smoothing >= 1:
             raise TrainError(f"label_smoothing must be below 1, got {self.label_smoothing}")
         for name, kind in (("max_steps", int), ("patience", int)):

@@ -39,9 +39,9 @@ from attn.model.training.metrics_log import MetricsLog, read_metrics, write_plot
 from attn.model.training.model_dir import SavedRun, check_model_dir
 from attn.model.training.objective import Objective
 from attn.model.training.optimizer import build_optimizer
-from attn.model.training.precision import Precision
+from attn.model.training.precision import Precision, PrecisionError
 from attn.model.training.preflight import check_device, check_metrics, check_run
-from attn.model.training.prepare import Preparation, Prepared, write_shortlist
+from attn.model.training.prepare import Preparation, Prepared, task_files, write_shortlist
 from attn.model.training.schedule import lr_at
 from attn.model.training.settings import (
     DATA_DEFAULTS,
@@ -220,18 +220,9 @@ class _Run:
     def _choose_defaults(self, options: Mapping[str, Any]) -> Chosen | None:
         """The defaults for the size of the training text (real data only; None for the
         demo corpus)."""
-        from attn.data.task_files import find_task_files
-
         if options.get("data") is None and not options.get("train"):
             return None
-        keys = ("src", "tgt", "text_field", "label_field", "src_field", "tgt_field")
-        files = find_task_files(
-            self.task,
-            options.get("data"),
-            train=[Path(p) for p in options["train"]] if options.get("train") else None,
-            val=[Path(p) for p in options["val"]] if options.get("val") else None,
-            **{k: options.get(k) for k in keys},
-        )
+        files = task_files(self.task, options)
         size = sum(path.stat().st_size for path in files.train)
         return choose_defaults(self.task, size, options)
 
@@ -244,7 +235,10 @@ class _Run:
         if init is not None:
             init.load_weights(model, self.device)
         optimizer = build_optimizer(model, settings.lr)
-        precision = Precision(self.device)
+        try:
+            precision = Precision(self.device, settings.precision)
+        except PrecisionError as e:
+            raise TrainError(str(e)) from None
         objective = self.dist.wrap(Objective(model, settings.label_smoothing), self.device)
         progress, stopping = Progress(), EarlyStopping(settings.patience)
         average = weight_average(model, settings.ema)
