@@ -50,7 +50,19 @@ VARIANTS: dict[str, list[str] | None] = {
     "linear": ["--ema", "0", "--decay", "linear"],
     "ema+sampling-0.5": ["--ema", "0.995", "--subword-alpha", "0.5"],
     "linear+ema": ["--decay", "linear", "--ema", "0.995"],
+    "bf16": ["--ema", "0", "--precision", "bfloat16"],
     "ema+bf16": ["--ema", "0.995", "--precision", "bfloat16"],
+    "ema+bf16+batch-2048": [
+        "--ema",
+        "0.995",
+        "--precision",
+        "bfloat16",
+        "--batch-tokens",
+        "2048",
+        "--warmup",
+        "600",
+    ],
+    "ema+bf16+dropout-0": ["--ema", "0.995", "--precision", "bfloat16", "--set", "dropout=0"],
     "defaults": None,
 }
 # The variants above measured before --precision existed trained in float32; they keep it.

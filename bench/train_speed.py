@@ -7,6 +7,7 @@ Tokens are real SentencePiece pieces, padding not counted (target: pieces + EOS)
 validation time is counted.
 
     python bench/train_speed.py --threads 2 [--steps 100] [--device cpu]
+        [--precision auto|float32|bfloat16]
 
 Writes bench/results/train_speed.json and prints a table.
 """
@@ -23,6 +24,8 @@ import time
 import warnings
 from pathlib import Path
 
+from peers import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 MULTI30K = ROOT.parent / "shared" / "data" / "translation" / "multi30k"
 
@@ -34,6 +37,7 @@ def measure(args: argparse.Namespace) -> dict:
     from attn.model.training.train import train
 
     logs: list[dict] = []
+    precision: list[str] = []
     step = 0
     # Throughput is only reported every LOG_EVERY steps: measure whole intervals.
     warmup = -(-args.warmup_steps // LOG_EVERY) * LOG_EVERY
@@ -53,6 +57,8 @@ def measure(args: argparse.Namespace) -> dict:
                 torch.cuda.set_sync_debug_mode("default")
         elif event["event"] == "log":
             logs.append(event)
+        elif event["event"] == "start":
+            precision.append(event["precision"])
             print(
                 f"step {event['step']}: {event['tgt_tokens_per_s']:,.0f} tgt tok/s",
                 file=sys.stderr,
@@ -73,6 +79,7 @@ def measure(args: argparse.Namespace) -> dict:
                 "max_steps": total + 1,
                 "val_every": 10**9,
                 "seed": 0,
+                "precision": args.precision,
             },
             device=args.device,
             threads=args.threads,
@@ -91,6 +98,7 @@ def measure(args: argparse.Namespace) -> dict:
         "preset": "small",
         "batch_tokens": args.batch_tokens,
         "device": args.device,
+        "precision": precision[0],
         "threads": torch.get_num_threads(),
         "warmup_steps": warmup,
         "measured_steps": measured[-1]["step"] - warmup,
@@ -112,6 +120,7 @@ def measure(args: argparse.Namespace) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "cpu": cpu_name(),
         "date": time.strftime("%Y-%m-%d"),
     }
 
@@ -123,6 +132,7 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--warmup-steps", type=int, default=50)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train_speed.json")
     args = parser.parse_args()
     if not MULTI30K.is_dir():
