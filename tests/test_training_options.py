@@ -267,7 +267,7 @@ def test_every_option_given_overrides_the_chosen_defaults():
     assert "dropout" not in chosen.values.get("overrides", {})
     s = resolve_settings(options, chosen=chosen.values)
     assert (s.lr, s.preset, s.overrides["dropout"]) == (1e-4, "tiny", 0.3)
-    assert s.warmup == 300 and s.ema == chosen.values["ema"]
+    assert s.warmup == chosen.values["warmup"] == 600 and s.ema == chosen.values["ema"]
     # The chosen model fields lie under the user's own.
     given = {"data": "d", "time_budget": 1620.0, "overrides": {"dropout": 0.2}}
     summarize = choose_defaults("summarize", 4 << 20, given)
@@ -288,7 +288,7 @@ def test_cli_prints_the_chosen_defaults_and_config_records_them(tmp_path):
     assert "small corpus" in line and "preset small" in line and "lr" not in line
     meta = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     assert meta["defaults"]["values"]["preset"] == "small"
-    assert meta["train"]["lr"] == 1e-3 and meta["train"]["warmup"] == 300
+    assert meta["train"]["lr"] == 1e-3 and meta["train"]["warmup"] == 600
     # Resumed: the record stays.
     result = train_cli("translate", "--model-dir", str(model_dir), "--resume", "--max-steps", "3")
     assert result.exit_code == 0, result.output

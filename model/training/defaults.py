@@ -34,9 +34,9 @@ _SMALL_CORPUS: dict[str, dict[str, Any]] = {
     "translate": {
         "preset": "small",
         "vocab_size": 8000,
-        "batch_tokens": 4096,
+        "batch_tokens": 2048,
         "lr": 2.5e-3,
-        "warmup": 300,
+        "warmup": 600,
         "val_every": 300,
         "overrides": {"dropout": 0.1},
     },
