@@ -588,6 +588,7 @@ def test_cli_data_flag_replaces_a_config_files_unfetched_dataset(tmp_path, monke
         (["--set", "colour=red"], "colour"),
         (["--batch-tokens", "0"], "batch_tokens"),
         (["--device", "tpu"], "unknown device"),
+        (["--precision", "half"], "precision must be one of auto, float32, bfloat16"),
     ],
 )
 def test_cli_bad_settings_are_one_line_errors(tmp_path, args, message):
