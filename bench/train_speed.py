@@ -57,12 +57,12 @@ def measure(args: argparse.Namespace) -> dict:
                 torch.cuda.set_sync_debug_mode("default")
         elif event["event"] == "log":
             logs.append(event)
-        elif event["event"] == "start":
-            precision.append(event["precision"])
             print(
                 f"step {event['step']}: {event['tgt_tokens_per_s']:,.0f} tgt tok/s",
                 file=sys.stderr,
             )
+        elif event["event"] == "start":
+            precision.append(event["precision"])
 
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
