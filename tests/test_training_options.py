@@ -359,7 +359,7 @@ def test_precision_modes_on_the_cpu(monkeypatch):
         monkeypatch.setattr(precision, "cpu_has_bf16", lambda native=native: native)
         auto = precision.Precision(cpu, "auto")
         assert auto.name == name and auto.scaler is None
-    with pytest.raises(precision.PrecisionError, match="not supported on meta"):
+    with pytest.raises(TrainError, match="not supported on meta"):
         precision.Precision(torch.device("meta"), "bfloat16")
     with pytest.raises(TrainError, match="precision must be one of auto, float32, bfloat16"):
         resolve_settings({"data": "d", "precision": "float16"})

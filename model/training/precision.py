@@ -13,11 +13,7 @@ import contextlib
 
 import torch
 
-from attn.model.training.settings import PRECISIONS
-
-
-class PrecisionError(ValueError):
-    """The asked precision cannot run on this device."""
+from attn.model.training.settings import PRECISIONS, TrainError
 
 
 def cpu_has_bf16() -> bool:
@@ -28,23 +24,27 @@ def cpu_has_bf16() -> bool:
 
 
 class Precision:
-    """The autocast dtype and gradient scaler of a device for one `--precision` mode."""
+    """The autocast dtype and gradient scaler of a device for one `--precision` mode.
+
+    Raises:
+        TrainError: an unknown mode, or bfloat16 asked of a device without it.
+    """
 
     def __init__(self, device: torch.device, mode: str = "auto") -> None:
         if mode not in PRECISIONS:
-            raise PrecisionError(f"precision must be one of {', '.join(PRECISIONS)}, got {mode!r}")
+            raise TrainError(f"precision must be one of {', '.join(PRECISIONS)}, got {mode!r}")
         self.device = device
         self.dtype: torch.dtype | None = None
         self.scaler: torch.amp.GradScaler | None = None
         if mode == "float32" or device.type not in ("cuda", "cpu"):
             if mode == "bfloat16":
-                raise PrecisionError(f"precision bfloat16 is not supported on {device.type}")
+                raise TrainError(f"precision bfloat16 is not supported on {device.type}")
             return
         if device.type == "cuda":
             if torch.cuda.is_bf16_supported():
                 self.dtype = torch.bfloat16
             elif mode == "bfloat16":
-                raise PrecisionError("this GPU has no bfloat16; use --precision auto (float16)")
+                raise TrainError("this GPU has no bfloat16; use --precision auto (float16)")
             else:
                 self.dtype = torch.float16
                 self.scaler = torch.amp.GradScaler("cuda")

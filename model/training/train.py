@@ -39,7 +39,7 @@ from attn.model.training.metrics_log import MetricsLog, read_metrics, write_plot
 from attn.model.training.model_dir import SavedRun, check_model_dir
 from attn.model.training.objective import Objective
 from attn.model.training.optimizer import build_optimizer
-from attn.model.training.precision import Precision, PrecisionError
+from attn.model.training.precision import Precision
 from attn.model.training.preflight import check_device, check_metrics, check_run
 from attn.model.training.prepare import Preparation, Prepared, task_files, write_shortlist
 from attn.model.training.schedule import lr_at
@@ -189,10 +189,11 @@ class _Run:
         if saved is not None:
             self.defaults = saved.meta.get("defaults")
         # Before minutes of reading and tokenizer training (a machine that only prepares
-        # the data need not train or validate).
+        # the data need not train or validate): the metrics, the device and its precision.
         if not prepare_only:
             check_metrics(self.task)
             check_device(self.device)
+            precision = Precision(self.device, settings.precision)
         random.seed(settings.seed)
         torch.manual_seed(settings.seed)
         prepared = Preparation(
@@ -206,7 +207,7 @@ class _Run:
         ).run()
         if prepare_only:
             return None
-        trainer = self._build(settings, prepared, init)
+        trainer = self._build(settings, prepared, init, precision)
         check_run(trainer, self.emit)
         self._start(trainer, saved)
         if self.dist.main and self.task == "translate" and not (self.dir / SHORTLIST).is_file():
@@ -227,7 +228,11 @@ class _Run:
         return choose_defaults(self.task, size, options)
 
     def _build(
-        self, settings: TrainSettings, prepared: Prepared, init: InitModel | None
+        self,
+        settings: TrainSettings,
+        prepared: Prepared,
+        init: InitModel | None,
+        precision: Precision,
     ) -> Trainer:
         """The model (seeded; --init: its weights) and every part the Trainer uses."""
         torch.manual_seed(settings.seed)
@@ -235,10 +240,6 @@ class _Run:
         if init is not None:
             init.load_weights(model, self.device)
         optimizer = build_optimizer(model, settings.lr)
-        try:
-            precision = Precision(self.device, settings.precision)
-        except PrecisionError as e:
-            raise TrainError(str(e)) from None
         objective = self.dist.wrap(Objective(model, settings.label_smoothing), self.device)
         progress, stopping = Progress(), EarlyStopping(settings.patience)
         average = weight_average(model, settings.ema)
