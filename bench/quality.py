@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from datetime import date
@@ -57,6 +58,8 @@ VARIANTS: dict[str, list[str] | None] = {
         "ema+bf16+batch-2048": "--ema 0.995 --precision bfloat16 --batch-tokens 2048 --warmup 600",
         "ema+bf16+batch-1024": "--ema 0.995 --precision bfloat16 --batch-tokens 1024 --warmup 1200",
         "ema+bf16+dropout-0": "--ema 0.995 --precision bfloat16 --set dropout=0",
+        "ema+bf16+batch-2048+lr-3.5e-3": "--ema 0.995 --precision bfloat16 --batch-tokens 2048"
+        " --warmup 600 --lr 3.5e-3",
         "defaults": None,
     }.items()
 }
@@ -121,6 +124,9 @@ def main() -> None:
     for start in range(0, len(keys), args.parallel):
         run_together({k: jobs[k] for k in keys[start : start + args.parallel]}, args.work)
     rows = []
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     for name in names:
         model = args.work / name
         config = json.loads((model / "config.json").read_text(encoding="utf-8"))
@@ -149,6 +155,7 @@ def main() -> None:
                 "side_by_side": args.parallel,
                 "cpu": cpu_name(),
                 "date": date.today().isoformat(),
+                "commit": commit,
             }
         )
     previous = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.is_file() else []
