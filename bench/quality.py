@@ -60,6 +60,8 @@ VARIANTS: dict[str, list[str] | None] = {
         "ema+bf16+dropout-0": "--ema 0.995 --precision bfloat16 --set dropout=0",
         "ema+bf16+batch-2048+lr-3.5e-3": "--ema 0.995 --precision bfloat16 --batch-tokens 2048"
         " --warmup 600 --lr 3.5e-3",
+        "ema+bf16+batch-2048+cooldown": "--ema 0.995 --precision bfloat16 --batch-tokens 2048"
+        " --warmup 600 --decay cooldown",
         "defaults": None,
     }.items()
 }

@@ -323,6 +323,23 @@ def test_linear_decay_warms_up_then_falls_to_zero_at_the_end_of_the_run(tmp_path
         resolve_settings({"data": "d", "decay": "cosine"})
 
 
+def test_cooldown_decay_follows_inverse_sqrt_then_falls_to_zero_over_the_last_fifth(tmp_path):
+    from attn.model.training.schedule import lr_at
+
+    for step, done in ((5, 0.05), (40, 0.4), (80, 0.8)):  # warmup, then inverse-sqrt
+        expected = lr_at(step, 1e-3, 10, "inverse-sqrt")
+        assert lr_at(step, 1e-3, 10, "cooldown", done) == pytest.approx(expected)
+    assert lr_at(90, 1e-3, 10, "cooldown", done=0.9) == pytest.approx(
+        0.5 * lr_at(90, 1e-3, 10, "inverse-sqrt")
+    )
+    assert lr_at(100, 1e-3, 10, "cooldown", done=1.0) == 0.0
+    data = slice_translate(tmp_path)
+    opts = quick(data, decay="cooldown", lr=1e-3, warmup=5, max_steps=20, val_every=10)
+    train("translate", tmp_path / "m", opts, threads=1, device="cpu")
+    lrs = [r["lr"] for r in read_metrics(tmp_path / "m")]
+    assert lrs == [pytest.approx(1e-3 * (5 / 10) ** 0.5), 0.0]
+
+
 @pytest.mark.parametrize(
     ("recipe", "task"),
     [("multi30k-en-de", "translate"), ("dialogsum", "summarize"), ("imdb", "sentiment")],

@@ -107,8 +107,9 @@ class TrainSettings:
     lr: float = _setting("Peak learning rate.", default=1e-3)
     warmup: int = _setting("Warmup steps.", default=400)
     decay: str = _setting(
-        "Learning rate after warmup: inverse-sqrt, or linear (to zero at the end of the run, "
-        "the first of --max-steps, --epochs and --time-budget).",
+        "Learning rate after warmup: inverse-sqrt; linear (to zero at the end of the run, "
+        "the first of --max-steps, --epochs and --time-budget); or cooldown (inverse-sqrt, "
+        "then linear to zero over the last fifth of the run).",
         default="inverse-sqrt",
     )
     label_smoothing: float = _setting("Label smoothing.", default=0.1)
