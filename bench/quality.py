@@ -62,6 +62,8 @@ VARIANTS: dict[str, list[str] | None] = {
         " --warmup 600 --lr 3.5e-3",
         "ema+bf16+batch-2048+cooldown": "--ema 0.995 --precision bfloat16 --batch-tokens 2048"
         " --warmup 600 --decay cooldown",
+        "ema+bf16+batch-2048+cooldown+vocab-6000": "--ema 0.995 --precision bfloat16"
+        " --batch-tokens 2048 --warmup 600 --decay cooldown --vocab-size 6000",
         "defaults": None,
     }.items()
 }
