@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 from types import SimpleNamespace
@@ -48,6 +48,7 @@ from attn.cli.lines import (
     run,
     worker_processes,
 )
+from attn.model.decoding.defaults import decoding_defaults
 
 NoRepeatNgramOpt = Annotated[
     int, typer.Option(help="Forbid repeating any n-gram of this size; 0 = off.", min=0)
@@ -167,16 +168,12 @@ class Seq2SeqCommand:
     Attributes:
         task: the command's name, and the task of the models it runs.
         help: the command's help text, written as a docstring would be.
-        beam, length_penalty, no_repeat_ngram: the defaults of those options.
         extras: the options of `EXTRAS` this command offers; without one, it is off
             (`--shortlist` stays on: only translation models have a shortlist).
     """
 
     task: str
     help: str
-    beam: int = 4
-    length_penalty: float = 0.6
-    no_repeat_ngram: int = 0
     extras: tuple[str, ...] = ()
 
 
@@ -228,11 +225,8 @@ def seq2seq_command(spec: Seq2SeqCommand) -> Callable[..., None]:
             return
         job.run_lines()
 
-    defaults = {
-        "beam": spec.beam,
-        "length_penalty": spec.length_penalty,
-        "no_repeat_ngram": spec.no_repeat_ngram,
-    }
+    # The defaults of beam, length_penalty and no_repeat_ngram: the task's own.
+    defaults = asdict(decoding_defaults(spec.task))
     signature = inspect.signature(command, eval_str=True)
     command.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[

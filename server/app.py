@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from starlette.exceptions import HTTPException
 
 from attn.data.glossary import guided
+from attn.model.decoding.defaults import Decoding
 from attn.model.inference.attention_maps import attention_maps
 from attn.model.inference.describe import preset_of
 from attn.model.inference.pipeline import (
@@ -118,9 +119,9 @@ class _TextsRequest(BaseModel):
 class GenerateRequest(_TextsRequest):
     """A translate or summarize request; options as in `Translator.translate`."""
 
-    beam: int = Field(4, ge=1, le=MAX_BEAM)
+    beam: int = Field(Decoding.beam, ge=1, le=MAX_BEAM)
     n_best: int = Field(1, ge=1, le=MAX_BEAM)
-    length_penalty: float = Field(0.6, ge=0)
+    length_penalty: float | None = Field(None, ge=0)
     no_repeat_ngram: int | None = Field(None, ge=0)
     max_length: int | None = Field(None, ge=1)
     sample: bool = False
@@ -142,7 +143,8 @@ class GenerateRequest(_TextsRequest):
         return self
 
     def decode_options(self) -> dict[str, Any]:
-        # A no_repeat_ngram of None is the task's own default (summarize: 6).
+        # A length_penalty or no_repeat_ngram of None is the task's own default
+        # (`attn.model.decoding.defaults`).
         return {
             "beam": self.beam,
             "n_best": self.n_best,

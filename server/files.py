@@ -37,6 +37,7 @@ from starlette.exceptions import HTTPException
 
 from attn.data.documents import detect_format
 from attn.data.documents import parse as parse_document
+from attn.model.decoding.defaults import Decoding
 
 # Parts per call to the model, and calls queued at once: small enough for progress every
 # few seconds on a CPU, large enough for full batches.
@@ -54,7 +55,7 @@ class FileRequest(BaseModel):
     filename: str = Field(min_length=1, max_length=255)
     content: str
     format: str | None = None
-    beam: int = Field(4, ge=1, le=16)
+    beam: int = Field(Decoding.beam, ge=1, le=16)
 
     def decode_options(self) -> dict[str, Any]:
         # The alignment places inline markup (tags, emphasis, links) in the translation.

@@ -13,9 +13,7 @@ import typer
 from attn.cli.common import err_console, reported_errors
 from attn.cli.lines import (
     BatchSizeOpt,
-    BeamOpt,
     DeviceOpt,
-    LengthPenaltyOpt,
     ModelOpt,
     ThreadsOpt,
     _progress,
@@ -81,8 +79,23 @@ def evaluate(
     tgt: Annotated[
         str | None, typer.Option(help="Target language of a --data directory (translate).")
     ] = None,
-    beam: BeamOpt = 4,
-    length_penalty: LengthPenaltyOpt = 0.6,
+    beam: Annotated[
+        int | None,
+        typer.Option(
+            help="Beam size; 1 = greedy search. Default: as translate or summarize does (4).",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
+    length_penalty: Annotated[
+        float | None,
+        typer.Option(
+            help="Alpha of the GNMT length penalty; 0 = none. "
+            "Default: as translate or summarize does.",
+            min=0.0,
+            show_default=False,
+        ),
+    ] = None,
     no_repeat_ngram: Annotated[
         int | None,
         typer.Option(

@@ -19,7 +19,6 @@ SUMMARIZE = Seq2SeqCommand(
 
     Example: attn summarize dialogues.jsonl --format jsonl
     """,
-    no_repeat_ngram=6,
     extras=("max_input",),
 )
 

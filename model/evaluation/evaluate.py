@@ -21,6 +21,7 @@ from typing import Any
 
 from attn.data import jsonlines
 from attn.data.checksum import sha256_file
+from attn.model.decoding.defaults import decoding_defaults
 from attn.model.evaluation.metrics import (
     classification_scores,
     confusion_matrix,
@@ -263,8 +264,8 @@ def predict(
     pipeline: Any,
     sources: Sequence[str],
     *,
-    beam: int = 4,
-    length_penalty: float = 0.6,
+    beam: int | None = None,
+    length_penalty: float | None = None,
     no_repeat_ngram: int | None = None,
     batch_size: int | None = None,
     progress: ProgressCallback | None = None,
@@ -275,8 +276,8 @@ def predict(
 
     Args:
         pipeline: a `Translator`, `Summarizer` or `SentimentClassifier`.
-        beam, length_penalty: the search (ignored for sentiment).
-        no_repeat_ngram: n-gram blocking; None = the task's default (translate 0, summarize 6).
+        beam, length_penalty, no_repeat_ngram: the search (ignored for sentiment); None =
+            the task's default (`attn.model.decoding.defaults`).
         shortlist: decode over the model's lexical shortlist (translation models have one).
         to: the target language of a model that translates into several.
         batch_size: texts per batch; None = the pipeline's default.
@@ -355,8 +356,8 @@ def evaluate_model(
     split: str | None = None,
     src: str | None = None,
     tgt: str | None = None,
-    beam: int = 4,
-    length_penalty: float = 0.6,
+    beam: int | None = None,
+    length_penalty: float | None = None,
     no_repeat_ngram: int | None = None,
     shortlist: bool = True,
     to: str | None = None,
@@ -374,9 +375,9 @@ def evaluate_model(
         data, references, split: the test data, as `load_test_set` reads it.
         src, tgt: translation languages of a data directory; None: the direction the model
             was trained in, else guessed.
-        beam, length_penalty, shortlist, to: the search, as translate does it (ignored for
-            sentiment; `to`: a multilingual model's target language).
-        no_repeat_ngram: n-gram blocking; None = the task's default (summarize 6, else 0).
+        beam, length_penalty, no_repeat_ngram, shortlist, to: the search, as translate or
+            summarize does it (ignored for sentiment; None: the task's default; `to`: a
+            multilingual model's target language).
         batch_size: texts per batch; None = the pipeline's default.
         output: also write the outputs here, one per line.
         device, threads: as `load_pipeline` takes them.
@@ -403,12 +404,11 @@ def evaluate_model(
         src=src or trained.get("src"),
         tgt=tgt or trained.get("tgt"),
     )
+    default = decoding_defaults(task)
     decoding: dict[str, Any] = {
-        "beam": beam,
-        "length_penalty": length_penalty,
-        "no_repeat_ngram": (
-            no_repeat_ngram if no_repeat_ngram is not None else 6 if task == "summarize" else 0
-        ),
+        "beam": default.beam if beam is None else beam,
+        "length_penalty": default.length_penalty if length_penalty is None else length_penalty,
+        "no_repeat_ngram": default.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram,
         **({"shortlist": shortlist} if task == "translate" else {}),
         **({"to": to} if to and task == "translate" else {}),
     }

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import torch
 from torch import Tensor
 
+from attn.model.decoding.defaults import decoding_defaults
 from attn.model.decoding.incremental import StepWeights
 from attn.model.decoding.search import GenerationOptions, Hypothesis, generate
 from attn.model.inference.guidance import allow_guide_pieces, text_guides
@@ -135,8 +136,6 @@ class Seq2Seq(_Pipeline):
     # The relative length rule of the task: at most a * source_pieces + b output pieces.
     max_length_a: ClassVar[float]
     max_length_b: ClassVar[int]
-    # The task's `no_repeat_ngram` when the caller gives none.
-    default_no_repeat_ngram: ClassVar[int] = 0
 
     def __init__(self, loaded: LoadedModel, device: torch.device) -> None:
         super().__init__(loaded, device)
@@ -161,9 +160,9 @@ class Seq2Seq(_Pipeline):
         self,
         texts: Iterable[str],
         *,
-        beam: int = 4,
+        beam: int | None = None,
         n_best: int = 1,
-        length_penalty: float = 0.6,
+        length_penalty: float | None = None,
         no_repeat_ngram: int | None = None,
         max_length: int | None = None,
         batch_size: int | None = None,
@@ -188,14 +187,13 @@ class Seq2Seq(_Pipeline):
 
         Args:
             texts: a list or an iterator of texts (read lazily, `chunk_size` at a time).
-            beam: beam size; 1 = greedy search.
+            beam: beam size; 1 = greedy search. None = the task's default (4).
             n_best: hypotheses kept per text (<= beam), in `Generation.n_best`.
             length_penalty: alpha of the GNMT length penalty ((5 + len) / 6) ** alpha.
+                None = the task's default (`attn.model.decoding.defaults`).
             no_repeat_ngram: forbid repeated n-grams of this size in an output, and a piece
                 three times in a row; 0 = off. None = the task's default: 0 to translate,
-                6 pieces to summarize (summaries otherwise tend to loop; 3 pieces would
-                forbid writing a name made of several pieces, like DialogSum's `#Person1#`,
-                twice).
+                6 pieces to summarize (`attn.model.decoding.defaults` says why).
             max_length: cap on output pieces; None = 1.5 * source pieces + 10 to translate,
                 source pieces + 10 to summarize. Both are capped by the model's max_length.
             batch_size: texts per batch (each holds `beam` hypotheses); None = 32 on a
@@ -316,8 +314,8 @@ class Seq2Seq(_Pipeline):
         self,
         text: str,
         *,
-        beam: int = 4,
-        length_penalty: float = 0.6,
+        beam: int | None = None,
+        length_penalty: float | None = None,
         no_repeat_ngram: int | None = None,
         max_length: int | None = None,
         shortlist: bool = True,
@@ -346,19 +344,18 @@ class Seq2Seq(_Pipeline):
 
     def _options(
         self,
-        beam: int,
+        beam: int | None,
         n_best: int,
-        length_penalty: float,
+        length_penalty: float | None,
         no_repeat_ngram: int | None,
         max_length: int | None,
     ) -> GenerationOptions:
-        if no_repeat_ngram is None:
-            no_repeat_ngram = self.default_no_repeat_ngram
+        default = decoding_defaults(self.task)
         return GenerationOptions(
-            beam=beam,
+            beam=default.beam if beam is None else beam,
             n_best=n_best,
-            length_penalty=length_penalty,
-            no_repeat_ngram=no_repeat_ngram,
+            length_penalty=default.length_penalty if length_penalty is None else length_penalty,
+            no_repeat_ngram=default.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram,
             max_length=max_length,
             max_length_a=self.max_length_a,
             max_length_b=self.max_length_b,
@@ -468,7 +465,9 @@ class Translator(Seq2Seq):
             self.config.keep,
             self.language,
         )
-        alpha = options.get("length_penalty", 0.6)
+        alpha = options.get("length_penalty")
+        if alpha is None:
+            alpha = decoding_defaults(self.task).length_penalty
 
         def run(sentences: Iterable[str]) -> Iterator[Generation]:
             return self.generate(sentences, **options)
@@ -494,7 +493,6 @@ class Summarizer(Seq2Seq):
     task = "summarize"
     max_length_a = 1.0
     max_length_b = 10
-    default_no_repeat_ngram = 6
 
     def summarize(
         self, texts: Iterable[str], *, max_input: str = "whole", **options: Any
