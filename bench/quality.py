@@ -118,6 +118,10 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown variant(s): {', '.join(unknown)}")
     args.work.mkdir(parents=True, exist_ok=True)
+    # the code the runs train with (the commit at the start)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     _, recipe, _, val, test, metric = DATASETS[args.dataset]
     splits = [val] + ([test] if args.test and test else [])
     for start in range(0, len(names), args.parallel):
@@ -128,21 +132,17 @@ def main() -> None:
     for start in range(0, len(keys), args.parallel):
         run_together({k: jobs[k] for k in keys[start : start + args.parallel]}, args.work)
     rows = []
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
     for name in names:
         model = args.work / name
         config = json.loads((model / "config.json").read_text(encoding="utf-8"))
         lines = (model / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
         # (`attn evaluate` appends its scores to the same file, without a step.)
         metrics = [r for r in map(json.loads, lines) if "step" in r]
-        scores = {
-            s: json.loads((args.work / f"score-{name}-{s}.json").read_text(encoding="utf-8"))[
-                "scores"
-            ]
+        scored = {
+            s: json.loads((args.work / f"score-{name}-{s}.json").read_text(encoding="utf-8"))
             for s in splits
         }
+        scores = {s: scored[s]["scores"] for s in splits}
         rows.append(
             {
                 "dataset": args.dataset,
@@ -154,6 +154,8 @@ def main() -> None:
                 "best_step": config["best"]["step"],
                 "preset": config["train"]["preset"],
                 "scores": scores,
+                # the search of `attn evaluate` (beam 4, the task's length penalty then)
+                "length_penalty": scored[val].get("length_penalty"),
                 "metric": metric,
                 "threads": args.threads,
                 "side_by_side": args.parallel,
