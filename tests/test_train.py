@@ -178,6 +178,16 @@ def test_the_sst2_recipe_fine_tunes_the_model_of_its_first_half(datasets_fetched
     assert sum(budgets) <= 15 * 60
 
 
+def test_the_back_translation_recipe_trains_as_the_multi30k_recipe_does(datasets_fetched):
+    # recipes/multi30k-bt.toml promises the settings of multi30k-en-de.toml, on more pairs.
+    plain = read_config_file(RECIPES / "multi30k-en-de.toml")
+    tagged = read_config_file(RECIPES / "multi30k-bt.toml")
+    own = {"model_dir", "synthetic"}
+    assert {k: v for k, v in tagged.items() if k not in own} == {
+        k: v for k, v in plain.items() if k not in own
+    }
+
+
 # --- learning: the demo corpora, through the session fixtures (the `attn train` CLI) -------
 
 
