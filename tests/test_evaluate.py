@@ -307,7 +307,7 @@ def test_evaluate_model_from_python(translate_model, tmp_path):
         "model": str(model),
         "data": [str(src), str(ref)],
         "beam": 1,
-        "length_penalty": 0.6,
+        "length_penalty": 1.0,  # translate's default (attn.model.decoding.defaults)
         "no_repeat_ngram": 0,
         "shortlist": True,
         "truncated": 0,
