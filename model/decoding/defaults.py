@@ -7,7 +7,7 @@ here when the caller gives none. No torch import: the CLI reads it as it starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,20 @@ class Decoding:
     beam: int = 4
     length_penalty: float = 0.6
     no_repeat_ngram: int = 0
+
+    def given(
+        self,
+        beam: int | None = None,
+        length_penalty: float | None = None,
+        no_repeat_ngram: int | None = None,
+    ) -> Decoding:
+        """These defaults with what a caller gave in their place (None: not given)."""
+        values = {
+            "beam": beam,
+            "length_penalty": length_penalty,
+            "no_repeat_ngram": no_repeat_ngram,
+        }
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
 
 
 DECODING: dict[str, Decoding] = {

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -404,11 +404,9 @@ def evaluate_model(
         src=src or trained.get("src"),
         tgt=tgt or trained.get("tgt"),
     )
-    default = decoding_defaults(task)
+    chosen = decoding_defaults(task).given(beam, length_penalty, no_repeat_ngram)
     decoding: dict[str, Any] = {
-        "beam": default.beam if beam is None else beam,
-        "length_penalty": default.length_penalty if length_penalty is None else length_penalty,
-        "no_repeat_ngram": default.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram,
+        **asdict(chosen),
         **({"shortlist": shortlist} if task == "translate" else {}),
         **({"to": to} if to and task == "translate" else {}),
     }

@@ -350,12 +350,12 @@ class Seq2Seq(_Pipeline):
         no_repeat_ngram: int | None,
         max_length: int | None,
     ) -> GenerationOptions:
-        default = decoding_defaults(self.task)
+        chosen = decoding_defaults(self.task).given(beam, length_penalty, no_repeat_ngram)
         return GenerationOptions(
-            beam=default.beam if beam is None else beam,
+            beam=chosen.beam,
             n_best=n_best,
-            length_penalty=default.length_penalty if length_penalty is None else length_penalty,
-            no_repeat_ngram=default.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram,
+            length_penalty=chosen.length_penalty,
+            no_repeat_ngram=chosen.no_repeat_ngram,
             max_length=max_length,
             max_length_a=self.max_length_a,
             max_length_b=self.max_length_b,
@@ -465,9 +465,11 @@ class Translator(Seq2Seq):
             self.config.keep,
             self.language,
         )
-        alpha = options.get("length_penalty")
-        if alpha is None:
-            alpha = decoding_defaults(self.task).length_penalty
+        alpha = (
+            decoding_defaults(self.task)
+            .given(length_penalty=options.get("length_penalty"))
+            .length_penalty
+        )
 
         def run(sentences: Iterable[str]) -> Iterator[Generation]:
             return self.generate(sentences, **options)
