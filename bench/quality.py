@@ -64,6 +64,16 @@ VARIANTS: dict[str, list[str] | None] = {
         " --warmup 600 --decay cooldown",
         "ema+bf16+batch-2048+cooldown+vocab-6000": "--ema 0.995 --precision bfloat16"
         " --batch-tokens 2048 --warmup 600 --decay cooldown --vocab-size 6000",
+        "ema+bf16+batch-2048+vocab-10000": "--ema 0.995 --precision bfloat16"
+        " --batch-tokens 2048 --warmup 600 --vocab-size 10000",
+        "ema+bf16+batch-2048+layers-4-2": "--ema 0.995 --precision bfloat16"
+        " --batch-tokens 2048 --warmup 600 --set n_encoder_layers=4 --set n_decoder_layers=2",
+        "ema+bf16+batch-2048+post-norm": "--ema 0.995 --precision bfloat16"
+        " --batch-tokens 2048 --warmup 600 --set norm=post",
+        "ema+bf16+batch-2048+dropout-0.2": "--ema 0.995 --precision bfloat16"
+        " --batch-tokens 2048 --warmup 600 --set dropout=0.2",
+        "ema-0.998+bf16+batch-2048": "--ema 0.998 --precision bfloat16"
+        " --batch-tokens 2048 --warmup 600",
         "defaults": None,
     }.items()
 }
