@@ -65,6 +65,15 @@ class NgramBag(nn.EmbeddingBag):
         self.order = order
 
     def forward(self, src: Tensor, src_mask: Tensor) -> Tensor:  # type: ignore[override]
+        features, weights = self.features(src, src_mask)
+        return super().forward(features, per_sample_weights=weights)  # (B, C)
+
+    def features(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The buckets of each input's features and their weights: 1 / sqrt(number of
+        distinct features) on the first of each distinct feature, 0 on repeats and padding.
+
+        Shape: src, src_mask (B, S) -> (B, F) bucket ids and (B, F) weights.
+        """
         span = self.num_embeddings - self.vocab_size
         features = [src.masked_fill(~src_mask, 0)]
         hashed, valid = src, src_mask  # (B, S - n + 1) at n = 1
@@ -78,8 +87,7 @@ class NgramBag(nn.EmbeddingBag):
         fresh = torch.ones_like(features, dtype=torch.bool)
         fresh[:, 1:] = features[:, 1:] != features[:, :-1]  # first of equal features
         weights = (fresh & (features != 0)).to(self.weight.dtype)  # (B, F)
-        weights = weights / weights.sum(1, keepdim=True).clamp(min=1.0).sqrt()
-        return super().forward(features, per_sample_weights=weights)  # (B, C)
+        return features, weights / weights.sum(1, keepdim=True).clamp(min=1.0).sqrt()
 
 
 class Classifier(Encoder):

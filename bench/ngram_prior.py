@@ -1,0 +1,141 @@
+"""Does a Naive Bayes start help a sentiment model's bag of n-grams? (a benchmark, not a test)
+
+NBSVM (Wang and Manning, 2012) scales each n-gram by its Naive Bayes log-count ratio. Here the
+bag of n-grams of attn's sentiment models (`NgramBag`: pieces, pairs and triples, each
+distinct feature once, weighted 1 / sqrt(features)) is trained alone, outside attn, for one
+epoch as attn trains it (AdamW, peak rate NGRAM_LR, warmup 300, inverse square root, batches
+of 8 inputs), once from zero (attn's start) and once from each scale of the centred Naive
+Bayes log-probabilities of the training inputs' features (add-one smoothing); it prints the
+dev accuracy of Naive Bayes alone and the best of each run.
+
+    python bench/ngram_prior.py MODEL [--data DIR] [--scales 0,0.1,0.3] [--threads 2]
+
+MODEL is a sentiment model directory trained on the data (`attn train sentiment --config
+recipes/imdb.toml`); its tokenizer and its max_length / keep / ngram settings are used.
+Adds its rows to bench/results/ngram_prior.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from datetime import date
+from pathlib import Path
+
+import torch
+from peers import cpu_name
+
+from attn.data.task_files import find_task_files
+from attn.model.nn.config import ModelConfig, load_config
+from attn.model.nn.model import NgramBag
+from attn.model.training.optimizer import BETAS, EPS, NGRAM_LR, WEIGHT_DECAY
+from attn.tokenizer.sentencepiece import Tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "sentiment" / "imdb"
+RESULTS = ROOT / "bench" / "results" / "ngram_prior.json"
+BATCH, WARMUP, EVAL_BATCH = 8, 300, 256
+
+
+def read(
+    data: Path, split: str, tokenizer: Tokenizer, config: ModelConfig
+) -> tuple[list[list[int]], torch.Tensor]:
+    """A split's inputs as piece ids (cut as the model cuts them) and its label ids."""
+    files = find_task_files("sentiment", data)
+    rows = [ex for _, _, ex in files.examples(split)]
+    ids, _ = tokenizer.encode(
+        [ex.src for ex in rows], max_length=config.max_length, keep=config.keep
+    )
+    labels = torch.tensor([config.labels.index(ex.tgt) for ex in rows])
+    return ids, labels
+
+
+def pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
+    for i, row in enumerate(rows):
+        x[i, : len(row)] = torch.tensor(row)
+    return x, x != 0
+
+
+def naive_bayes(bag: NgramBag, ids: list, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Centred log-probabilities of each bucket under each class, (buckets, classes)."""
+    counts = torch.ones(n_classes, bag.num_embeddings)  # add-one smoothing
+    for start in range(0, len(ids), EVAL_BATCH):
+        features, weights = bag.features(*pad(ids[start : start + EVAL_BATCH]))
+        for c in range(n_classes):
+            chosen = (labels[start : start + EVAL_BATCH] == c).unsqueeze(1) & (weights > 0)
+            counts[c].index_add_(0, features[chosen], torch.ones(int(chosen.sum())))
+    logp = (counts / counts.sum(1, keepdim=True)).log()
+    return (logp - logp.mean(0, keepdim=True)).t()
+
+
+@torch.no_grad()
+def accuracy(bag: NgramBag, ids: list, labels: torch.Tensor) -> float:
+    right = 0
+    for start in range(0, len(ids), EVAL_BATCH):
+        scores = bag(*pad(ids[start : start + EVAL_BATCH]))
+        right += int((scores.argmax(1) == labels[start : start + EVAL_BATCH]).sum())
+    return 100 * right / len(ids)
+
+
+def train(bag: NgramBag, train_set: tuple, dev_set: tuple) -> float:
+    """One epoch as attn trains the bag; the best dev accuracy of its evaluations."""
+    ids, labels = train_set
+    optimizer = torch.optim.AdamW(
+        bag.parameters(), lr=NGRAM_LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY
+    )
+    order = list(range(len(ids)))
+    random.Random(0).shuffle(order)
+    steps, best = len(order) // BATCH, 0.0
+    for step in range(1, steps + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = NGRAM_LR * min(step / WARMUP, (WARMUP / step) ** 0.5)
+        chosen = order[(step - 1) * BATCH : step * BATCH]
+        loss = torch.nn.functional.cross_entropy(
+            bag(*pad([ids[i] for i in chosen])), labels[chosen]
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 700 == 0 or step == steps:
+            best = max(best, accuracy(bag, *dev_set))
+            print(f"  step {step}/{steps}: best dev accuracy {best:.2f}%", flush=True)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--scales", default="0,0.1,0.3")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config, _ = load_config(args.model / "config.json")
+    tokenizer = Tokenizer.load(args.model / "tokenizer.model")
+    train_set = read(args.data, "train", tokenizer, config)
+    dev_set = read(args.data, "val", tokenizer, config)
+    bag = NgramBag(config.vocab_size, config.ngram_buckets, config.ngram_order, config.n_classes)
+    prior = naive_bayes(bag, *train_set, config.n_classes)
+    with torch.no_grad():
+        bag.weight.copy_(prior)
+    rows = [{"start": "naive bayes alone", "dev_accuracy": accuracy(bag, *dev_set)}]
+    print(f"Naive Bayes alone: {rows[0]['dev_accuracy']:.2f}%")
+    for scale in map(float, args.scales.split(",")):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            bag.weight.copy_(prior * scale)
+        print(f"start: naive bayes x {scale}" if scale else "start: zero")
+        rows.append(
+            {"start": f"naive bayes x {scale}", "dev_accuracy": train(bag, train_set, dev_set)}
+        )
+    common = {"data": str(args.data.name), "cpu": cpu_name(), "date": str(date.today())}
+    saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    RESULTS.write_text(json.dumps(saved + [common | row for row in rows], indent=1) + "\n")
+    for row in rows:
+        print(f"| {row['start']} | {row['dev_accuracy']:.2f}% |")
+
+
+if __name__ == "__main__":
+    main()
