@@ -30,7 +30,8 @@ from attn.data.task_files import find_task_files
 from attn.model.nn.config import ModelConfig, load_config
 from attn.model.nn.model import NgramBag
 from attn.model.training.optimizer import BETAS, EPS, NGRAM_LR, WEIGHT_DECAY
-from attn.tokenizer.sentencepiece import Tokenizer
+from attn.model.training.schedule import lr_at
+from attn.tokenizer.sentencepiece import PAD_ID, Tokenizer, collate
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sentiment" / "imdb"
@@ -52,10 +53,9 @@ def read(
 
 
 def pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
-    for i, row in enumerate(rows):
-        x[i, : len(row)] = torch.tensor(row)
-    return x, x != 0
+    """Piece ids and mask of one batch, padded as attn pads them."""
+    batch = collate(rows, [False] * len(rows), PAD_ID, None)
+    return batch.ids, batch.mask
 
 
 def naive_bayes(bag: NgramBag, ids: list, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -90,7 +90,7 @@ def train(bag: NgramBag, train_set: tuple, dev_set: tuple) -> float:
     steps, best = len(order) // BATCH, 0.0
     for step in range(1, steps + 1):
         for group in optimizer.param_groups:
-            group["lr"] = NGRAM_LR * min(step / WARMUP, (WARMUP / step) ** 0.5)
+            group["lr"] = lr_at(step, NGRAM_LR, WARMUP)
         chosen = order[(step - 1) * BATCH : step * BATCH]
         loss = torch.nn.functional.cross_entropy(
             bag(*pad([ids[i] for i in chosen])), labels[chosen]
@@ -123,7 +123,6 @@ def main() -> None:
     rows = [{"start": "naive bayes alone", "dev_accuracy": accuracy(bag, *dev_set)}]
     print(f"Naive Bayes alone: {rows[0]['dev_accuracy']:.2f}%")
     for scale in map(float, args.scales.split(",")):
-        torch.manual_seed(0)
         with torch.no_grad():
             bag.weight.copy_(prior * scale)
         print(f"start: naive bayes x {scale}" if scale else "start: zero")
