@@ -1,15 +1,16 @@
 """Training speed: source and target tokens/s of `attn train` (a benchmark, not a test).
 
 Trains the `small` preset on Multi30k en->de with 4096-token batches, the setting of the
-OpenNMT-py peer baseline in shared/peers (about 2,550 target tokens/s on 2 CPU threads).
-Tokens are real SentencePiece pieces, padding not counted (target: pieces + EOS). The first
-`--warmup-steps` are not measured; the run then stops itself (as Ctrl-C would) so no
-validation time is counted.
+OpenNMT-py peer baseline in shared/peers (about 2,550 target tokens/s on 2 CPU threads), or
+with `--corpus dialogsum` the DialogSum recipe's model (summarize, the `tiny` preset,
+dialogues cut at 256 pieces). Tokens are real SentencePiece pieces, padding not counted
+(target: pieces + EOS). The first `--warmup-steps` are not measured; the run then stops
+itself (as Ctrl-C would) so no validation time is counted.
 
     python bench/train_speed.py --threads 2 [--steps 100] [--device cpu]
-        [--precision auto|float32|bfloat16]
+        [--precision auto|float32|bfloat16] [--corpus multi30k|dialogsum]
 
-Writes bench/results/train_speed.json and prints a table.
+Writes bench/results/train_speed.json (train_speed_dialogsum.json) and prints a table.
 """
 
 from __future__ import annotations
@@ -27,7 +28,24 @@ from pathlib import Path
 from peers import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
-MULTI30K = ROOT.parent / "shared" / "data" / "translation" / "multi30k"
+DATA = ROOT.parent / "shared" / "data"
+# corpus -> (task, data directory, preset, options beyond the preset, description)
+CORPORA = {
+    "multi30k": (
+        "translate",
+        "translation/multi30k",
+        "small",
+        {"src": "en", "tgt": "de"},
+        "multi30k en->de train",
+    ),
+    "dialogsum": (
+        "summarize",
+        "summarization/dialogsum",
+        "tiny",
+        {"vocab_size": 8000, "overrides": {"max_length": 256}},
+        "dialogsum train",
+    ),
+}
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -36,6 +54,7 @@ def measure(args: argparse.Namespace) -> dict:
     from attn.model.training.loop import LOG_EVERY
     from attn.model.training.train import train
 
+    task, data, preset, extra, described = CORPORA[args.corpus]
     logs: list[dict] = []
     precision: list[str] = []
     step = 0
@@ -68,13 +87,12 @@ def measure(args: argparse.Namespace) -> dict:
         warnings.simplefilter("always")
         started = time.monotonic()
         train(
-            "translate",
+            task,
             Path(tmp) / "model",
             {
-                "data": str(MULTI30K),
-                "src": "en",
-                "tgt": "de",
-                "preset": "small",
+                "data": str(DATA / data),
+                **extra,
+                "preset": preset,
                 "batch_tokens": args.batch_tokens,
                 "max_steps": total + 1,
                 "val_every": 10**9,
@@ -94,8 +112,8 @@ def measure(args: argparse.Namespace) -> dict:
     src = statistics.mean(e["src_tokens_per_s"] for e in measured)
     return {
         "benchmark": "train_speed",
-        "data": "multi30k en->de train",
-        "preset": "small",
+        "data": described,
+        "preset": preset,
         "batch_tokens": args.batch_tokens,
         "device": args.device,
         "precision": precision[0],
@@ -133,10 +151,13 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=50)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"))
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train_speed.json")
+    parser.add_argument("--corpus", default="multi30k", choices=sorted(CORPORA))
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    if not MULTI30K.is_dir():
-        sys.exit(f"Multi30k not found at {MULTI30K}")
+    suffix = "" if args.corpus == "multi30k" else f"_{args.corpus}"
+    args.out = args.out or ROOT / "bench" / "results" / f"train_speed{suffix}.json"
+    if not (DATA / CORPORA[args.corpus][1]).is_dir():
+        sys.exit(f"{args.corpus} not found at {DATA / CORPORA[args.corpus][1]}")
     result = measure(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

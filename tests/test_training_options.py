@@ -376,6 +376,23 @@ def test_precision_modes_on_the_cpu(monkeypatch):
         monkeypatch.setattr(precision, "cpu_has_bf16", lambda native=native: native)
         auto = precision.Precision(cpu, "auto")
         assert auto.name == name and auto.scaler is None
+    # With AMX, auto keeps a model narrower than `small` in float32; bfloat16 when asked.
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    for amx, width, name in (
+        (True, 128, "float32"),
+        (True, 256, "bfloat16"),
+        (True, None, "bfloat16"),
+        (False, 128, "bfloat16"),
+    ):
+        monkeypatch.setattr(precision, "cpu_has_amx", lambda amx=amx: amx)
+        assert precision.Precision(cpu, "auto", width).name == name, (amx, width)
+        assert precision.Precision(cpu, "bfloat16", width).name == "bfloat16"
+    widths = {"tiny": 128, "small": 256, "base": 512}
+    for preset, width in widths.items():
+        assert precision.model_width(resolve_settings({"data": "d", "preset": preset})) == width
+    wider = resolve_settings({"data": "d", "preset": "tiny", "overrides": {"d_model": 384}})
+    assert precision.model_width(wider) == 384
+    assert precision.model_width(resolve_settings({"data": "d", "init": "m"})) is None
     with pytest.raises(TrainError, match="not supported on meta"):
         precision.Precision(torch.device("meta"), "bfloat16")
     with pytest.raises(TrainError, match="precision must be one of auto, float32, bfloat16"):

@@ -5,6 +5,12 @@ bfloat16 natively: CUDA GPUs that support it (else fp16 with a gradient scaler),
 with AVX512-BF16 or AMX, where oneDNN runs the products about 1.4x (AVX512-BF16) or more
 (AMX) faster than float32. Elsewhere (AVX2-only CPUs, MPS) it trains in float32. The weights,
 the optimizer and the loss stay float32 in every case; autocast only lowers the products.
+
+One exception: a model narrower than the `small` preset (the `tiny` one, d_model 128) trains
+in float32 on a CPU with AMX. Its products are too small for the tiles to win back the casts
+and oneDNN's kernel for each new batch shape: on a 2-core Intel Xeon with AMX a DialogSum step
+of the tiny model took 0.352 s in bfloat16 and 0.257 s in float32, while the small model's
+Multi30k step ran 1.53x faster in bfloat16 (`bench/train_speed.py`, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import contextlib
 
 import torch
 
-from attn.model.training.settings import PRECISIONS, TrainError
+from attn.model.nn.config import PRESETS
+from attn.model.training.settings import PRECISIONS, TrainError, TrainSettings
 
 
 def cpu_has_bf16() -> bool:
@@ -23,14 +30,34 @@ def cpu_has_bf16() -> bool:
     return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Xeon from Sapphire Rapids on)."""
+    return getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+
+
+# On a CPU with AMX, `auto` takes bfloat16 for models at least this wide (d_model).
+AMX_MIN_WIDTH = 256
+
+
+def model_width(settings: TrainSettings) -> int | None:
+    """The d_model a run's settings give; None where it comes from `--init`'s model."""
+    if settings.init:
+        return None
+    width = settings.overrides.get("d_model", PRESETS.get(settings.preset, {}).get("d_model"))
+    return width if isinstance(width, int) else None
+
+
 class Precision:
     """The autocast dtype and gradient scaler of a device for one `--precision` mode.
+
+    `width` is the model's d_model where known (None: a model to be loaded, taken as wide);
+    `auto` keeps a narrower model in float32 on a CPU with AMX (the module's docstring).
 
     Raises:
         TrainError: an unknown mode, or bfloat16 asked of a device without it.
     """
 
-    def __init__(self, device: torch.device, mode: str = "auto") -> None:
+    def __init__(self, device: torch.device, mode: str = "auto", width: int | None = None) -> None:
         if mode not in PRECISIONS:
             raise TrainError(f"precision must be one of {', '.join(PRECISIONS)}, got {mode!r}")
         self.device = device
@@ -48,7 +75,7 @@ class Precision:
             else:
                 self.dtype = torch.float16
                 self.scaler = torch.amp.GradScaler("cuda")
-        elif mode == "bfloat16" or cpu_has_bf16():
+        elif mode == "bfloat16" or (cpu_has_bf16() and not _narrow_on_amx(width)):
             self.dtype = torch.bfloat16
 
     @property
@@ -60,3 +87,7 @@ class Precision:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
+
+
+def _narrow_on_amx(width: int | None) -> bool:
+    return width is not None and width < AMX_MIN_WIDTH and cpu_has_amx()

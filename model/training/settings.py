@@ -126,7 +126,8 @@ class TrainSettings:
     )
     precision: str = _setting(
         "Arithmetic of the training step: auto (bfloat16 autocast on GPUs and on CPUs with "
-        "AVX512-BF16 or AMX, else float32), float32, or bfloat16. Weights stay float32.",
+        "AVX512-BF16 or AMX, except the tiny model on AMX; else float32), float32, or "
+        "bfloat16. Weights stay float32.",
         default="auto",
     )
     max_steps: int | None = _setting("Stop after this many steps.")

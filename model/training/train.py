@@ -39,7 +39,7 @@ from attn.model.training.metrics_log import MetricsLog, read_metrics, write_plot
 from attn.model.training.model_dir import SavedRun, check_model_dir
 from attn.model.training.objective import Objective
 from attn.model.training.optimizer import build_optimizer
-from attn.model.training.precision import Precision
+from attn.model.training.precision import Precision, model_width
 from attn.model.training.preflight import check_device, check_metrics, check_run
 from attn.model.training.prepare import Preparation, Prepared, task_files, write_shortlist
 from attn.model.training.schedule import lr_at
@@ -193,7 +193,7 @@ class _Run:
         if not prepare_only:
             check_metrics(self.task)
             check_device(self.device)
-            precision = Precision(self.device, settings.precision)
+            precision = Precision(self.device, settings.precision, model_width(settings))
         random.seed(settings.seed)
         torch.manual_seed(settings.seed)
         prepared = Preparation(
