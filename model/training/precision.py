@@ -6,11 +6,13 @@ with AVX512-BF16 or AMX, where oneDNN runs the products about 1.4x (AVX512-BF16)
 (AMX) faster than float32. Elsewhere (AVX2-only CPUs, MPS) it trains in float32. The weights,
 the optimizer and the loss stay float32 in every case; autocast only lowers the products.
 
-One exception: a model narrower than the `small` preset (the `tiny` one, d_model 128) trains
-in float32 on a CPU with AMX. Its products are too small for the tiles to win back the casts
-and oneDNN's kernel for each new batch shape: on a 2-core Intel Xeon with AMX a DialogSum step
-of the tiny model took 0.352 s in bfloat16 and 0.257 s in float32, while the small model's
-Multi30k step ran 1.53x faster in bfloat16 (`bench/train_speed.py`, docs/performance.md).
+One exception: an encoder-decoder narrower than the `small` preset (the `tiny` one, d_model
+128) trains in float32 on a CPU with AMX (train.py passes no width for the sentiment
+classifier, whose tiny IMDB step runs 1.15x faster in bfloat16 there). Its products are too
+small for the tiles to win back the casts and oneDNN's kernel for each new batch shape: on a
+2-core Intel Xeon with AMX a DialogSum step of the tiny model took 0.352 s in bfloat16 and
+0.257 s in float32, while the small model's Multi30k step ran 1.53x faster in bfloat16
+(`bench/train_speed.py`, docs/performance.md).
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ class TrainSettings:
     )
     precision: str = _setting(
         "Arithmetic of the training step: auto (bfloat16 autocast on GPUs and on CPUs with "
-        "AVX512-BF16 or AMX, except the tiny model on AMX; else float32), float32, or "
+        "AVX512-BF16 or AMX, except a tiny encoder-decoder on AMX; else float32), float32, or "
         "bfloat16. Weights stay float32.",
         default="auto",
     )
