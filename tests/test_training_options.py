@@ -389,10 +389,12 @@ def test_precision_modes_on_the_cpu(monkeypatch):
         assert precision.Precision(cpu, "bfloat16", width).name == "bfloat16"
     widths = {"tiny": 128, "small": 256, "base": 512}
     for preset, width in widths.items():
-        assert precision.model_width(resolve_settings({"data": "d", "preset": preset})) == width
+        chosen = resolve_settings({"data": "d", "preset": preset})
+        assert precision.model_width("summarize", chosen) == width
+        assert precision.model_width("sentiment", chosen) is None
     wider = resolve_settings({"data": "d", "preset": "tiny", "overrides": {"d_model": 384}})
-    assert precision.model_width(wider) == 384
-    assert precision.model_width(resolve_settings({"data": "d", "init": "m"})) is None
+    assert precision.model_width("translate", wider) == 384
+    assert precision.model_width("translate", resolve_settings({"data": "d", "init": "m"})) is None
     with pytest.raises(TrainError, match="not supported on meta"):
         precision.Precision(torch.device("meta"), "bfloat16")
     with pytest.raises(TrainError, match="precision must be one of auto, float32, bfloat16"):

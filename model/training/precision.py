@@ -7,11 +7,11 @@ with AVX512-BF16 or AMX, where oneDNN runs the products about 1.4x (AVX512-BF16)
 the optimizer and the loss stay float32 in every case; autocast only lowers the products.
 
 One exception: an encoder-decoder narrower than the `small` preset (the `tiny` one, d_model
-128) trains in float32 on a CPU with AMX (train.py passes no width for the sentiment
-classifier, whose tiny IMDB step runs 1.15x faster in bfloat16 there). Its products are too
-small for the tiles to win back the casts and oneDNN's kernel for each new batch shape: on a
-2-core Intel Xeon with AMX a DialogSum step of the tiny model took 0.352 s in bfloat16 and
-0.257 s in float32, while the small model's Multi30k step ran 1.53x faster in bfloat16
+128) trains in float32 on a CPU with AMX (not the sentiment classifier, whose tiny IMDB step
+runs 1.15x faster in bfloat16 there: `model_width`). Its products are too small for the
+tiles to win back the casts and oneDNN's kernel for each new batch shape: on a 2-core Intel
+Xeon with AMX a DialogSum step of the tiny model took 0.352 s in bfloat16 and 0.257 s in
+float32, while the small model's Multi30k step ran 1.53x faster in bfloat16
 (`bench/train_speed.py`, docs/performance.md).
 """
 
@@ -21,31 +21,36 @@ import contextlib
 
 import torch
 
-from attn.model.nn.config import PRESETS
+from attn.model.nn.config import preset
 from attn.model.training.settings import PRECISIONS, TrainError, TrainSettings
+
+
+def _cpu_supports(check: str) -> bool:
+    """torch.cpu's `check` (absent from older torch builds: False)."""
+    return getattr(torch.cpu, check, lambda: False)()
 
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX tiles)."""
-    cpu = torch.cpu
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(cpu, name, lambda: False)() for name in checks)
+    return _cpu_supports("_is_avx512_bf16_supported") or cpu_has_amx()
 
 
 def cpu_has_amx() -> bool:
     """Whether this CPU has AMX tiles (Intel Xeon from Sapphire Rapids on)."""
-    return getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return _cpu_supports("_is_amx_tile_supported")
 
 
 # On a CPU with AMX, `auto` takes bfloat16 for models at least this wide (d_model).
 AMX_MIN_WIDTH = 256
 
 
-def model_width(settings: TrainSettings) -> int | None:
-    """The d_model a run's settings give; None where it comes from `--init`'s model."""
-    if settings.init:
+def model_width(task: str, settings: TrainSettings) -> int | None:
+    """The d_model that `auto` weighs on AMX: the preset's under the overrides. None for the
+    sentiment classifier (an encoder alone, 1.15x faster in bfloat16 there even when tiny)
+    and for a model from `--init` (taken as wide)."""
+    if task == "sentiment" or settings.init:
         return None
-    width = settings.overrides.get("d_model", PRESETS.get(settings.preset, {}).get("d_model"))
+    width = {**preset(settings.preset), **settings.overrides}.get("d_model")
     return width if isinstance(width, int) else None
 
 

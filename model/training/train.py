@@ -193,9 +193,7 @@ class _Run:
         if not prepare_only:
             check_metrics(self.task)
             check_device(self.device)
-            # The sentiment classifier (an encoder alone) keeps bfloat16 on AMX: 1.15x float32
-            # for the tiny one on IMDB, where the tiny summarizer runs 1.3x slower in it.
-            width = model_width(settings) if self.task != "sentiment" else None
+            width = model_width(self.task, settings)
             precision = Precision(self.device, settings.precision, width)
         random.seed(settings.seed)
         torch.manual_seed(settings.seed)
