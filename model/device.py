@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 from collections.abc import Callable
 
@@ -70,11 +71,32 @@ def keep_freed_memory() -> None:
     mallopt(m_top_pad, 16 << 20)
 
 
-def apply_process_settings(device: str = "auto", threads: int | None = None) -> None:
+# oneDNN's kernel cache for a training process (its default holds 1,024 kernels).
+TRAINING_KERNEL_CACHE = 16384
+
+
+def hold_training_kernels() -> None:
+    """Let oneDNN keep up to `TRAINING_KERNEL_CACHE` kernels (unless the user's
+    ONEDNN_PRIMITIVE_CACHE_CAPACITY says otherwise); to be called before the process runs
+    its first product.
+
+    oneDNN builds a kernel for every shape of a bfloat16 product and keeps the last 1,024.
+    A training run's batches of varied lengths come near that, and each validation's greedy
+    decoding (a new shape at every step) pushed them out for good: on the Multi30k recipe's
+    small model the step slowed after every validation, from 5,650 to about 4,000 target
+    tokens/s by the end of 25 minutes. With room for 16,384 it stays at 5,600-5,800; the
+    process's peak memory grows by a few percent (docs/performance.md).
+    """
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(TRAINING_KERNEL_CACHE))
+
+
+def apply_process_settings(
+    device: str = "auto", threads: int | None = None, training: bool = False
+) -> None:
     """The process-wide settings of a run, for an application (the CLI) to apply once before
     it loads or trains: torch's intra-op thread count (None keeps torch's choice) and, when
-    `device` resolves to the CPU, `keep_freed_memory`. Library calls (`Translator.load`,
-    `train`) leave both alone.
+    `device` resolves to the CPU, `keep_freed_memory` and, for `training`,
+    `hold_training_kernels`. Library calls (`Translator.load`, `train`) leave them alone.
 
     Raises:
         ValueError: threads below 1, or a device that is unknown or unavailable.
@@ -85,6 +107,8 @@ def apply_process_settings(device: str = "auto", threads: int | None = None) -> 
         torch.set_num_threads(threads)
     if resolve_device(device).type == "cpu":
         keep_freed_memory()
+        if training:
+            hold_training_kernels()
 
 
 def column_major(weight: torch.Tensor) -> torch.Tensor:

@@ -401,6 +401,40 @@ def test_precision_modes_on_the_cpu(monkeypatch):
         resolve_settings({"data": "d", "precision": "float16"})
 
 
+# A bfloat16 product over 1,100 shapes, then the first shape again: oneDNN's verbose log
+# says whether it still had that kernel (`cache_hit`) or built it anew (`cache_miss`).
+KERNEL_CACHE_PROBE = """
+import sys, torch
+from attn.model.device import apply_process_settings
+apply_process_settings("cpu", 1, training=sys.argv[1] == "train")
+w = torch.randn(32, 16, dtype=torch.bfloat16)
+for rows in [*range(16, 1116), 16]:
+    torch.randn(rows, 32, dtype=torch.bfloat16) @ w
+"""
+
+
+@pytest.mark.parametrize("run", ["train", "translate"])
+def test_a_training_process_keeps_more_than_onednns_1024_kernels(run, tmp_path):
+    """Validation's decoding used to push the training step's kernels out of oneDNN's
+    cache (1,024 by default) and slow every later step; training processes keep 16,384."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONEDNN_")}
+    env["ONEDNN_VERBOSE"] = "profile_create"
+    out = subprocess.run(
+        [sys.executable, "-c", KERNEL_CACHE_PROBE, run],
+        capture_output=True, text=True, env=env, check=True, cwd=tmp_path,
+    ).stdout  # fmt: skip
+    created = [line for line in out.splitlines() if ",create:cache_" in line]
+    if len(created) < 1101:
+        pytest.skip("this CPU runs bfloat16 products outside oneDNN")
+    assert ",create:cache_miss," in created[0]
+    last = "hit" if run == "train" else "miss"
+    assert f",create:cache_{last}," in created[-1], created[-1]
+
+
 def test_bfloat16_training_tracks_float32_and_keeps_float32_weights(tmp_path):
     data = slice_translate(tmp_path)
     logs: dict[str, list[dict]] = {}

@@ -325,7 +325,7 @@ def _run(task: str, options: dict[str, Any]) -> None:
     stop = _StopFlag()
     previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        apply_process_settings(run.get("device", "auto"), run.get("threads"))
+        apply_process_settings(run.get("device", "auto"), run.get("threads"), training=True)
         result = train_model(
             task,
             model_dir,
