@@ -71,6 +71,8 @@ VARIANTS: dict[str, list[str] | None] = {
         "ema+bf16+batch-2048+dropout-0.2": f"{_BATCH_2048} --set dropout=0.2",
         "ema-0.998+bf16+batch-2048": _BATCH_2048.replace("--ema 0.995", "--ema 0.998"),
         "ema+bf16+batch-2048+smoothing-0.2": f"{_BATCH_2048} --label-smoothing 0.2",
+        "ema-0.998+bf16+batch-2048+dropout-0.2": _BATCH_2048.replace("--ema 0.995", "--ema 0.998")
+        + " --set dropout=0.2",
         "defaults": None,
     }.items()
 }

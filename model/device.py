@@ -80,12 +80,12 @@ def hold_training_kernels() -> None:
     ONEDNN_PRIMITIVE_CACHE_CAPACITY says otherwise); to be called before the process runs
     its first product.
 
-    oneDNN builds a kernel for every shape of a bfloat16 product and keeps the last 1,024.
-    A training run's batches of varied lengths come near that, and each validation's greedy
-    decoding (a new shape at every step) pushed them out for good: on the Multi30k recipe's
-    small model the step slowed after every validation, from 5,650 to about 4,000 target
-    tokens/s by the end of 25 minutes. With room for 16,384 it stays at 5,600-5,800; the
-    process's peak memory grows by a few percent (docs/performance.md).
+    oneDNN builds a kernel for every shape of a bfloat16 product and keeps the last 1,024;
+    a miss builds it again. A training run's batches of varied lengths and its validations'
+    greedy decoding (a new shape at every step) outgrow that: on the Multi30k recipe's small
+    model the step ran slower after every validation, for the rest of the run, from 5,650 to
+    about 4,000 target tokens/s by the end of 25 minutes. With room for 16,384 it stays at
+    5,600-5,800; the process's peak memory grows by a few percent (docs/performance.md).
     """
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(TRAINING_KERNEL_CACHE))
 

@@ -415,8 +415,8 @@ for rows in [*range(16, 1116), 16]:
 
 @pytest.mark.parametrize("run", ["train", "translate"])
 def test_a_training_process_keeps_more_than_onednns_1024_kernels(run, tmp_path):
-    """Validation's decoding used to push the training step's kernels out of oneDNN's
-    cache (1,024 by default) and slow every later step; training processes keep 16,384."""
+    """The training batches' shapes and validation's decoding outgrew oneDNN's cache (1,024
+    kernels by default), which slowed every step after a validation; training keeps 16,384."""
     import os
     import subprocess
     import sys
