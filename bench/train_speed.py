@@ -51,9 +51,12 @@ CORPORA = {
 def measure(args: argparse.Namespace) -> dict:
     import torch
 
+    from attn.model.device import apply_process_settings
     from attn.model.training.loop import LOG_EVERY
     from attn.model.training.train import train
 
+    # The process settings `attn train` applies (malloc thresholds, oneDNN's kernel cache).
+    apply_process_settings(args.device, args.threads, training=True)
     task, data, preset, extra, described = CORPORA[args.corpus]
     logs: list[dict] = []
     precision: list[str] = []
