@@ -238,6 +238,65 @@ def test_average_last_settings():
         resolve_settings({"data": "d", "ema": 1.0})
 
 
+# --- R-Drop ----------------------------------------------------------------------------------
+
+
+def _r_drop_cases():
+    """A tiny translation model with a batch, and a tiny sentiment model with its bag."""
+    from attn.model.nn.model import build_model
+
+    torch.manual_seed(0)
+    small = {"vocab_size": 40, "d_model": 16, "n_heads": 2, "d_ff": 32, "dropout": 0.3}
+    mt = build_model(ModelConfig(n_encoder_layers=1, n_decoder_layers=1, **small))
+    src = torch.randint(4, 40, (3, 7))
+    tgt = torch.randint(4, 40, (3, 6))
+    tgt[0, 4:] = 0  # padding, which the loss skips
+    sa = build_model(ModelConfig(task="sentiment", n_encoder_layers=1, ngram_buckets=128,
+                                 labels=("neg", "pos"), **small))  # fmt: skip
+    return [(mt, (src, tgt, tgt.roll(-1, 1))), (sa, (src, torch.zeros(0), torch.tensor([0, 1, 1])))]
+
+
+@pytest.mark.parametrize("case", [0, 1], ids=["translate", "sentiment"])
+def test_r_drop_without_dropout_is_the_plain_loss(case):
+    from attn.model.training.objective import Objective
+
+    model, batch = _r_drop_cases()[case]
+    model.eval()  # no dropout: the two passes agree, their divergence is 0
+    plain = Objective(model, 0.1)(*batch)
+    torch.testing.assert_close(Objective(model, 0.1, r_drop=5.0)(*batch), plain)
+
+
+@pytest.mark.parametrize("case", [0, 1], ids=["translate", "sentiment"])
+def test_r_drop_adds_the_weighted_divergence_of_two_dropout_passes(case):
+    from attn.model.training.objective import Objective
+
+    model, batch = _r_drop_cases()[case]
+    model.train()
+
+    def loss(weight: float) -> torch.Tensor:
+        torch.manual_seed(1)  # the same dropout masks for every weight
+        return Objective(model, 0.1, r_drop=weight)(*batch)
+
+    one, two, three = loss(1.0), loss(2.0), loss(3.0)
+    assert two > one  # two dropout masks disagree: a positive divergence
+    torch.testing.assert_close(three - one, 2 * (two - one))
+    two.backward()  # and it trains: every weight the batch reaches gets a gradient
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for n, p in model.named_parameters() if "embed" not in n)  # fmt: skip
+
+
+def test_r_drop_trains_a_sentiment_model_that_learns(tmp_path):
+    result = train_cli("sentiment", "--model-dir", str(tmp_path / "m"), "--r-drop", "1",
+                       "--threads", "2")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["train"]["r_drop"] == 1.0
+    final = read_metrics(tmp_path / "m")[-1]
+    assert final["accuracy"] >= 95, final
+    with pytest.raises(TrainError, match="r_drop"):
+        resolve_settings({"data": "d", "r_drop": -1.0})
+
+
 # --- defaults that fit the data -------------------------------------------------------------
 
 

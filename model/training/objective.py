@@ -1,7 +1,9 @@
-"""The training loss: the forward pass of a batch and its summed, label-smoothed loss."""
+"""The training loss: the forward pass of a batch and its summed, label-smoothed loss, and
+with R-Drop the divergence between two passes of the same batch."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -15,15 +17,25 @@ class Objective(nn.Module):
 
     Returns the summed loss of the batch: cross-entropy with label smoothing over the
     target pieces (padding ignored), or over the examples for sentiment.
+
+    With `r_drop` above 0 (R-Drop, Liang et al. 2021), the batch goes through the model
+    twice in one pass (stacked, so each copy draws its own dropout masks), and the loss is
+    the mean of the two cross-entropies plus `r_drop` / 4 times the symmetric KL divergence
+    between the two predictions of each target piece (of each example, for sentiment): the
+    paper's loss `CE1 + CE2 + alpha/2 (KL(p1|p2) + KL(p2|p1))`, halved so that the
+    cross-entropy keeps the scale of a plain step and the learning rate its meaning.
     """
 
-    def __init__(self, model: Transformer, label_smoothing: float) -> None:
+    def __init__(self, model: Transformer, label_smoothing: float, r_drop: float = 0.0) -> None:
         super().__init__()
         self.model = model
         self.label_smoothing = label_smoothing
+        self.r_drop = r_drop
 
     def forward(self, src: Tensor, tgt_in: Tensor, target: Tensor) -> Tensor:
         c = self.model.config
+        if self.r_drop:
+            return self._r_drop(src, tgt_in, target)
         if c.task == "sentiment":
             logits, bag = self.model.class_logits(src, src != c.pad_id)  # (B, C)
             loss = self._cross_entropy(logits, target, self.label_smoothing)
@@ -44,6 +56,33 @@ class Objective(nn.Module):
                 return projected_cross_entropy(states, weight, target, self.label_smoothing)
         logits = self.model.project(states).flatten(0, -2)  # (N, V)
         return self._cross_entropy(logits, target.flatten(), self.label_smoothing)
+
+    def _r_drop(self, src: Tensor, tgt_in: Tensor, target: Tensor) -> Tensor:
+        """The mean loss of two passes of the batch plus the weighted divergence between
+        them (see the class docstring)."""
+        c = self.model.config
+        twice = torch.cat([src, src])
+        bag_loss = 0.0
+        if c.task == "sentiment":
+            logits, bag = self.model.class_logits(twice, twice != c.pad_id)  # (2B, C)
+            if bag is not None:  # the bag has no dropout: its two halves are the same
+                bag_loss = self._cross_entropy(bag[: len(src)], target, 0.0)
+        else:
+            states = self.model(twice, torch.cat([tgt_in, tgt_in]), hidden=True)
+            keep = target != c.pad_id  # (B, T)
+            # (2N, d_model): the first copy's N kept positions, then the second copy's
+            logits = self.model.project(states[torch.cat([keep, keep])])  # (2N, V)
+            target = target[keep]  # (N,)
+        # One log-softmax serves both: the label-smoothed cross-entropy (as F.cross_entropy
+        # computes it) and the divergence.
+        logp = logits.float().log_softmax(dim=-1)  # (2N, V)
+        eps = self.label_smoothing
+        nll = -logp.gather(1, torch.cat([target, target]).unsqueeze(1)).sum()
+        loss = (1 - eps) * nll - eps * logp.mean(dim=1).sum() if eps else nll
+        first, second = logp.chunk(2)
+        # KL(p1|p2) + KL(p2|p1) = sum (p1 - p2)(log p1 - log p2)
+        divergence = ((first.exp() - second.exp()) * (first - second)).sum()
+        return loss / 2 + bag_loss + self.r_drop / 4 * divergence
 
     def _cross_entropy(self, logits: Tensor, target: Tensor, smoothing: float) -> Tensor:
         return F.cross_entropy(

@@ -97,7 +97,8 @@ def _forward_backward(trainer: Trainer) -> None:
     model.eval()
     try:
         with trainer.precision.autocast():
-            loss = Objective(model, trainer.settings.label_smoothing)(*batch[:3])
+            settings = trainer.settings
+            loss = Objective(model, settings.label_smoothing, settings.r_drop)(*batch[:3])
         loss.backward()
         if not torch.isfinite(loss):
             raise ValueError(f"the loss of an untrained model is {loss.item()}")

@@ -241,7 +241,8 @@ class _Run:
         if init is not None:
             init.load_weights(model, self.device)
         optimizer = build_optimizer(model, settings.lr)
-        objective = self.dist.wrap(Objective(model, settings.label_smoothing), self.device)
+        objective = Objective(model, settings.label_smoothing, settings.r_drop)
+        objective = self.dist.wrap(objective, self.device)
         progress, stopping = Progress(), EarlyStopping(settings.patience)
         average = weight_average(model, settings.ema)
         validator = Validator(
