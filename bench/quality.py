@@ -74,11 +74,10 @@ VARIANTS: dict[str, list[str] | None] = {
         "ema-0.998+bf16+batch-2048+dropout-0.2": _BATCH_2048.replace("--ema 0.995", "--ema 0.998")
         + " --set dropout=0.2",
         "ema+bf16+batch-2048+sampling-0.5": f"{_BATCH_2048} --subword-alpha 0.5",
-        "ema+bf16+batch-2048+r-drop-1": f"{_BATCH_2048} --r-drop 1",
-        "ema+bf16+batch-2048+r-drop-1+dropout-0.2": f"{_BATCH_2048} --r-drop 1 --set dropout=0.2",
+        "ema+bf16+batch-2048+r-drop-5": f"{_BATCH_2048} --r-drop 5",
         # sentiment (IMDB): the recipe's settings in bfloat16, as `--precision auto` trains
         # it on a CPU with AVX512-BF16 or AMX
-        "bf16+r-drop-1": "--ema 0 --precision bfloat16 --r-drop 1",
+        "bf16+r-drop-5": "--ema 0 --precision bfloat16 --r-drop 5",
         "defaults": None,
     }.items()
 }
