@@ -75,7 +75,7 @@ class Objective(nn.Module):
             target = target[keep]  # (N,)
         # One log-softmax serves both: the label-smoothed cross-entropy (as F.cross_entropy
         # computes it) and the divergence.
-        logp = logits.float().log_softmax(dim=-1)  # (2N, V)
+        logp = logits.log_softmax(dim=-1, dtype=torch.float32)  # (2N, V)
         eps = self.label_smoothing
         nll = -logp.gather(1, torch.cat([target, target]).unsqueeze(1)).sum()
         loss = (1 - eps) * nll - eps * logp.mean(dim=1).sum() if eps else nll
