@@ -476,11 +476,16 @@ def _summary(prepared: Any) -> dict[str, Any]:
 
 
 def build_shortlist(
-    path: Path, train: Split, config: ModelConfig, emit: Callable[[Event], None]
+    path: Path,
+    train: Split,
+    config: ModelConfig,
+    emit: Callable[[Event], None],
+    **sizes: int,
 ) -> None:
     """The lexical shortlist decoding uses (attn.model.decoding.shortlist), counted over
     the training pairs in order, streaming: it depends on the tokenizer and the pairs only,
-    so it is built once, with the prepared data."""
+    so it is built once, with the prepared data. `sizes`: `frequent` and `per_source`, where
+    not the shortlist's own (bench/shortlist_size.py)."""
     from attn.data.progress import StageProgress
 
     src, tgt = train.src, train.tgt
@@ -507,7 +512,11 @@ def build_shortlist(
             start = end
 
     shortlist = Shortlist.build(
-        batches(), config.vocab_size, eos_id=config.eos_id, skip=(config.pad_id, config.bos_id)
+        batches(),
+        config.vocab_size,
+        eos_id=config.eos_id,
+        skip=(config.pad_id, config.bos_id),
+        **sizes,
     )
     shortlist.save(path)
     progress.finish()
