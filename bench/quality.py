@@ -75,6 +75,7 @@ VARIANTS: dict[str, list[str] | None] = {
         + " --set dropout=0.2",
         "ema+bf16+batch-2048+sampling-0.5": f"{_BATCH_2048} --subword-alpha 0.5",
         "ema+bf16+batch-2048+r-drop-5": f"{_BATCH_2048} --r-drop 5",
+        "ema+bf16+batch-2048+average-5": f"{_BATCH_2048} --average-last 5",
         "ema+bf16+batch-2048+ff-2048+dropout-0.2": f"{_BATCH_2048} --set d_ff=2048"
         " --set dropout=0.2",
         # sentiment (IMDB): the recipe's settings in bfloat16, as `--precision auto` trains

@@ -456,8 +456,12 @@ def test_precision_modes_on_the_cpu(monkeypatch):
     assert precision.model_width("translate", resolve_settings({"data": "d", "init": "m"})) is None
     with pytest.raises(TrainError, match="not supported on meta"):
         precision.Precision(torch.device("meta"), "bfloat16")
-    with pytest.raises(TrainError, match="precision must be one of auto, float32, bfloat16"):
-        resolve_settings({"data": "d", "precision": "float16"})
+    for unknown in (
+        lambda: resolve_settings({"data": "d", "precision": "float16"}),
+        lambda: precision.Precision(cpu, "float16"),
+    ):
+        with pytest.raises(TrainError, match="precision must be one of auto, float32, bfloat16"):
+            unknown()
 
 
 # A bfloat16 product over 1,100 shapes, then the first shape again: oneDNN's verbose log

@@ -22,7 +22,7 @@ import contextlib
 import torch
 
 from attn.model.nn.config import preset
-from attn.model.training.settings import PRECISIONS, TrainError, TrainSettings
+from attn.model.training.settings import TrainError, TrainSettings, check_precision
 
 
 def _cpu_supports(check: str) -> bool:
@@ -65,8 +65,7 @@ class Precision:
     """
 
     def __init__(self, device: torch.device, mode: str = "auto", width: int | None = None) -> None:
-        if mode not in PRECISIONS:
-            raise TrainError(f"precision must be one of {', '.join(PRECISIONS)}, got {mode!r}")
+        check_precision(mode)
         self.device = device
         self.dtype: torch.dtype | None = None
         self.scaler: torch.amp.GradScaler | None = None

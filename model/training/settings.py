@@ -185,10 +185,7 @@ class TrainSettings:
         _check_number("r_drop", self.r_drop, float, low=0.0)
         if self.decay not in DECAYS:
             raise TrainError(f"decay must be one of {', '.join(DECAYS)}, got {self.decay!r}")
-        if self.precision not in PRECISIONS:
-            raise TrainError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
-            )
+        check_precision(self.precision)
         if self.label_smoothing >= 1:
             raise TrainError(f"label_smoothing must be below 1, got {self.label_smoothing}")
         for name, kind in (("max_steps", int), ("patience", int)):
@@ -226,6 +223,12 @@ class TrainSettings:
         data = dataclasses.asdict(self)
         data["train"], data["val"] = list(self.train), list(self.val)
         return data
+
+
+def check_precision(mode: str) -> None:
+    """Raises TrainError unless `mode` is one of PRECISIONS."""
+    if mode not in PRECISIONS:
+        raise TrainError(f"precision must be one of {', '.join(PRECISIONS)}, got {mode!r}")
 
 
 def _check_number(name: str, value: Any, kind: type, *, low: float, open_low: bool = False) -> None:
