@@ -211,3 +211,24 @@ def test_evaluate_says_whether_it_used_the_shortlist(translate_model, tmp_path):
     assert reports["--no-shortlist"]["shortlist"] is False
     assert reports["--shortlist"]["scores"]["bleu"] > 80
     assert reports["--no-shortlist"]["scores"]["bleu"] > 80
+
+
+def test_the_shortlist_of_prepared_pairs_takes_its_sizes(tmp_path):
+    import numpy as np
+
+    from attn.model.nn.config import ModelConfig
+    from attn.model.training.corpus import Sequences, Split
+    from attn.model.training.prepare import build_shortlist
+
+    src = Sequences.from_lists(iter([[s for s, _ in PAIRS]]))
+    tgt = Sequences.from_lists(iter([[t for _, t in PAIRS]]))
+    train = Split(src, np.maximum(src.lengths, tgt.lengths), tgt=tgt)
+    config = ModelConfig(vocab_size=V, pad_id=PAD, bos_id=BOS, eos_id=EOS)
+    path = tmp_path / SHORTLIST
+    build_shortlist(path, train, config, lambda _: None, frequent=1, per_source=2)
+    built = Shortlist.load(path, V)
+    expected = _build(frequent=1, per_source=2)
+    assert torch.equal(built.frequent, expected.frequent)
+    assert torch.equal(built.by_source, expected.by_source)
+    build_shortlist(path, train, config, lambda _: None)  # the shortlist's own sizes
+    assert Shortlist.load(path, V).by_source.shape == (V, shortlist_module.PER_SOURCE)
