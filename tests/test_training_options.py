@@ -285,6 +285,23 @@ def test_r_drop_adds_the_weighted_divergence_of_two_dropout_passes(case):
                for n, p in model.named_parameters() if "embed" not in n)  # fmt: skip
 
 
+def test_r_drop_projecting_the_padding_too_gives_the_same_loss(monkeypatch):
+    # On a GPU the loss projects every position and weights the padding out (no boolean
+    # index, which would wait for the host); on the CPU it projects only the kept ones.
+    from attn.model.training import objective
+
+    model, batch = _r_drop_cases()[0]
+    model.train()
+
+    def loss() -> torch.Tensor:
+        torch.manual_seed(1)  # the same dropout masks
+        return objective.Objective(model, 0.1, r_drop=2.0)(*batch)
+
+    kept = loss()
+    monkeypatch.setattr(objective, "select_rows", lambda device: False)
+    torch.testing.assert_close(loss(), kept)
+
+
 def test_r_drop_trains_a_sentiment_model_that_learns(tmp_path):
     result = train_cli("sentiment", "--model-dir", str(tmp_path / "m"), "--r-drop", "1",
                        "--threads", "2")  # fmt: skip

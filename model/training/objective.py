@@ -44,10 +44,7 @@ class Objective(nn.Module):
             # 90.2% after an epoch, the bag alone).
             return loss if bag is None else loss + self._cross_entropy(bag, target, 0.0)
         states = self.model(src, tgt_in, hidden=True)  # (B, T, d_model)
-        if states.device.type == "cpu":
-            # Project only the positions that have a target: padding would cost a
-            # (vocab x d_model) product and a softmax over the vocabulary each. (On a
-            # GPU the boolean index would sync with the host, so padding is projected.)
+        if select_rows(states.device):
             keep = target != c.pad_id  # (B, T)
             states, target = states[keep], target[keep]  # (N, d_model), (N,)
             if self.model.output_proj is None and self.model.logits_bias is None:
@@ -62,7 +59,7 @@ class Objective(nn.Module):
         them (see the class docstring)."""
         c = self.model.config
         twice = torch.cat([src, src])
-        bag_loss = 0.0
+        bag_loss, weight = 0.0, None
         if c.task == "sentiment":
             logits, bag = self.model.class_logits(twice, twice != c.pad_id)  # (2B, C)
             if bag is not None:  # the bag has no dropout: its two halves are the same
@@ -70,19 +67,26 @@ class Objective(nn.Module):
         else:
             states = self.model(twice, torch.cat([tgt_in, tgt_in]), hidden=True)
             keep = target != c.pad_id  # (B, T)
-            # (2N, d_model): the first copy's N kept positions, then the second copy's
-            logits = self.model.project(states[torch.cat([keep, keep])])  # (2N, V)
-            target = target[keep]  # (N,)
+            if select_rows(states.device):
+                # (2N, d_model): the first copy's N kept positions, then the second copy's
+                states, target = states[torch.cat([keep, keep])], target[keep]  # (N,)
+            else:  # every position (2BT rows), the padding's weighted out below
+                states, target = states.flatten(0, 1), target.flatten()  # (BT,)
+                weight = keep.flatten().float()  # (BT,)
+            logits = self.model.project(states)  # (2N, V)
         # One log-softmax serves both: the label-smoothed cross-entropy (as F.cross_entropy
         # computes it) and the divergence.
         logp = logits.log_softmax(dim=-1, dtype=torch.float32)  # (2N, V)
         eps = self.label_smoothing
-        nll = -logp.gather(1, torch.cat([target, target]).unsqueeze(1)).sum()
-        loss = (1 - eps) * nll - eps * logp.mean(dim=1).sum() if eps else nll
+        loss = -logp.gather(1, torch.cat([target, target]).unsqueeze(1)).squeeze(1)  # (2N,)
+        if eps:
+            loss = (1 - eps) * loss - eps * logp.mean(dim=1)
         first, second = logp.chunk(2)
         # KL(p1|p2) + KL(p2|p1) = sum (p1 - p2)(log p1 - log p2)
-        divergence = ((first.exp() - second.exp()) * (first - second)).sum()
-        return loss / 2 + bag_loss + self.r_drop / 4 * divergence
+        divergence = ((first.exp() - second.exp()) * (first - second)).sum(dim=1)  # (N,)
+        if weight is not None:
+            loss, divergence = loss * torch.cat([weight, weight]), divergence * weight
+        return loss.sum() / 2 + bag_loss + self.r_drop / 4 * divergence.sum()
 
     def _cross_entropy(self, logits: Tensor, target: Tensor, smoothing: float) -> Tensor:
         return F.cross_entropy(
@@ -92,6 +96,14 @@ class Objective(nn.Module):
             label_smoothing=smoothing,
             reduction="sum",
         )
+
+
+def select_rows(device: torch.device) -> bool:
+    """Whether the loss projects only the positions that have a target: on the CPU, where
+    padding would cost a (vocab x d_model) product and a softmax over the vocabulary each;
+    not on a GPU, where the boolean index would make it wait for the host, so padding is
+    projected and left out of the sum."""
+    return device.type == "cpu"
 
 
 def ignored_target(config: ModelConfig) -> int:
