@@ -413,3 +413,21 @@ def test_onnx_classifier_equals_attn(sentiment_model, tmp_path) -> None:
     for got, want in zip(onnx_probs, attn_results, strict=True):
         assert max(got, key=got.get) == want.label
         np.testing.assert_allclose(list(got.values()), list(want.probs.values()), atol=1e-4)
+
+
+def test_ctranslate2_spec_names_the_tokenizers_own_unknown_piece(random_models) -> None:
+    """attn's tokenizer keeps `<unk>` at id 1; an imported one (Marian's) says where its is."""
+    from attn.model.export.ctranslate2_model import build_spec
+    from attn.model.storage.checkpoint import load_model
+
+    loaded = load_model(random_models["translate"])
+    assert build_spec(loaded).config.unk_token == loaded.tokenizer.id_to_piece(1) == "<unk>"
+
+    class Moved:  # an imported vocabulary whose unknown piece sits elsewhere
+        unk_id = 5
+
+        def id_to_piece(self, i: int) -> str:
+            return "<unk>" if i == 5 else f"p{i}"
+
+    loaded.tokenizer = Moved()
+    assert build_spec(loaded).config.unk_token == "<unk>"

@@ -65,7 +65,8 @@ def build_spec(loaded: LoadedModel) -> Any:
     )
     tokenizer = loaded.tokenizer
     pieces = [tokenizer.id_to_piece(i) for i in range(c.vocab_size)]
-    spec.config.unk_token = pieces[UNK_ID]
+    # attn's own tokenizer has no unk_id attribute: its unknown piece is always UNK_ID.
+    spec.config.unk_token = pieces[getattr(tokenizer, "unk_id", UNK_ID)]
     spec.config.bos_token = pieces[c.bos_id]
     spec.config.eos_token = pieces[c.eos_id]
     spec.config.decoder_start_token = pieces[c.start_id]
