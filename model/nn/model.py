@@ -147,6 +147,15 @@ class Classifier(Encoder):
         Shape: src, src_mask (B, S) -> (B, n_classes) each.
         """
         bag = None if self.ngrams is None else self.ngrams(src, src_mask)
+        return self.encoder_logits(src, src_mask, attn), bag
+
+    def encoder_logits(
+        self, src: Tensor, src_mask: Tensor, attn: list[AttentionRecord] | None = None
+    ) -> Tensor:
+        """The logits of the pooled encoder output alone, without the bag.
+
+        Shape: src, src_mask (B, S) -> (B, n_classes).
+        """
         memory = self.encode(src, src_mask, attn)  # (B, S, d_model)
         pooled = masked_pool(memory, src_mask, self.config.pooling)  # (B, d_model or 2 d_model)
-        return self.classifier(self.dropout(pooled)), bag
+        return self.classifier(self.dropout(pooled))

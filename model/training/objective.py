@@ -61,9 +61,10 @@ class Objective(nn.Module):
         twice = torch.cat([src, src])
         bag_loss, weight = 0.0, None
         if c.task == "sentiment":
-            logits, bag = self.model.class_logits(twice, twice != c.pad_id)  # (2B, C)
-            if bag is not None:  # the bag has no dropout: its two halves are the same
-                bag_loss = self._cross_entropy(bag[: len(src)], target, 0.0)
+            logits = self.model.encoder_logits(twice, twice != c.pad_id)  # (2B, C)
+            if self.model.ngrams is not None:  # no dropout in the bag: it runs once
+                bag = self.model.ngrams(src, src != c.pad_id)  # (B, C)
+                bag_loss = self._cross_entropy(bag, target, 0.0)
         else:
             states = self.model(twice, torch.cat([tgt_in, tgt_in]), hidden=True)
             keep = target != c.pad_id  # (B, T)
