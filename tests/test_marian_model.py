@@ -333,6 +333,7 @@ class _Pieces:
         vocab = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
         self.pieces = sorted(vocab, key=vocab.get)
         self.vocab_size = len(self.pieces)
+        self.unk_id = vocab["<unk>"]
 
     def id_to_piece(self, i: int) -> str:
         return self.pieces[i]

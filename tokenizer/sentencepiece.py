@@ -144,7 +144,7 @@ class Tokenizer(BatchEncoder):
     Create one with :meth:`train` or :meth:`load`.
     """
 
-    pad_id = PAD_ID
+    pad_id, unk_id = PAD_ID, UNK_ID
 
     def __init__(self, model_proto: bytes, *, source: str = "<memory>") -> None:
         """Wrap a serialized SentencePiece model.

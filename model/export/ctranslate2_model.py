@@ -28,7 +28,6 @@ from attn.model.export.metadata import write_export_info
 from attn.model.nn.transformer import Transformer, sinusoidal_positions
 from attn.model.storage.checkpoint import LoadedModel
 from attn.model.storage.layout import ModelDir
-from attn.tokenizer import UNK_ID
 
 # Weight types `attn export --quantization` offers (CTranslate2 names); None = float32.
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "float16", "float32")
@@ -65,8 +64,7 @@ def build_spec(loaded: LoadedModel) -> Any:
     )
     tokenizer = loaded.tokenizer
     pieces = [tokenizer.id_to_piece(i) for i in range(c.vocab_size)]
-    # attn's own tokenizer has no unk_id attribute: its unknown piece is always UNK_ID.
-    spec.config.unk_token = pieces[getattr(tokenizer, "unk_id", UNK_ID)]
+    spec.config.unk_token = pieces[tokenizer.unk_id]
     spec.config.bos_token = pieces[c.bos_id]
     spec.config.eos_token = pieces[c.eos_id]
     spec.config.decoder_start_token = pieces[c.start_id]
