@@ -674,6 +674,7 @@ def test_sentiment_loss_smooths_the_transformer_but_not_the_bag_of_ngrams():
     model = _tiny_sentiment_model(ngram_buckets=1000).eval()
     with torch.no_grad():
         model.ngrams.weight.normal_()
+        model.ngrams.ratios.normal_()  # (zero until counted from training data)
     src = torch.tensor([[5, 6, 3], [7, 3, 0]])
     target = torch.tensor([0, 1])
     logits, bag = model.class_logits(src, src != model.config.pad_id)
@@ -727,6 +728,10 @@ def test_sentiment_learns_with_a_bag_of_ngrams_beside_the_transformer(tmp_path):
     # Each classifier learned on its own loss: the bag alone also does better than chance
     # (50%) on the validation set, whose reviews turn on negations a bag of pairs half sees.
     loaded = load_model(tmp_path / "m", task="sentiment")
+    # The bag's features are scaled by their ratios between the classes, counted before
+    # training from the training data and saved with the model.
+    assert loaded.config.ngram_scale == "ratio"
+    assert int((loaded.model.ngrams.ratios != 0).sum()) > 500  # measured: 872
     rows = [
         line.split("\t")
         for line in (demo_dir("sentiment") / "val.tsv").read_text(encoding="utf-8").splitlines()[1:]
@@ -736,4 +741,4 @@ def test_sentiment_learns_with_a_bag_of_ngrams_beside_the_transformer(tmp_path):
         _, bag = loaded.model.class_logits(batch.ids, batch.mask)
     labels = [loaded.config.labels[i] for i in bag.argmax(-1).tolist()]
     accuracy = sum(p == gold for p, (_, gold) in zip(labels, rows, strict=True)) / len(rows)
-    assert accuracy >= 0.6, accuracy  # measured: 68.3%
+    assert accuracy >= 0.6, accuracy  # measured: 71.7% (68.3% without the ratios)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import pytest
 import torch
@@ -95,8 +96,8 @@ def test_pooling_reads_only_real_pieces(pooling):
     torch.testing.assert_close(logits[:1], alone, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("order", [2, 3])
-def test_bag_of_ngrams_counts_each_distinct_piece_and_run_once(order):
+@pytest.mark.parametrize(("order", "scale"), [(2, "none"), (3, "none"), (3, "ratio")])
+def test_bag_of_ngrams_counts_each_distinct_piece_and_run_once(order, scale):
     buckets = 4 * V
     model = _model(
         task="sentiment",
@@ -104,11 +105,15 @@ def test_bag_of_ngrams_counts_each_distinct_piece_and_run_once(order):
         n_decoder_layers=0,
         ngram_buckets=buckets,
         ngram_order=order,
+        ngram_scale=scale,
     )
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        model.ngrams.weight.copy_(
-            torch.randn(buckets, 2, generator=torch.Generator().manual_seed(0))
-        )
+        model.ngrams.weight.copy_(torch.randn(buckets, 2, generator=generator))
+        if scale == "ratio":
+            model.ngrams.ratios.copy_(torch.randn(buckets, 2, generator=generator))
+    # The classifier's weight: with ratios, the weight scaled by them.
+    weight = model.ngrams.weight * (1 if scale == "none" else model.ngrams.ratios)
     rows = [[5, 6, 5, 6, 7, EOS], [8, 9, EOS]]
     src = _ids(rows[0], rows[1] + [PAD] * 3)  # (2, 6)
     mask = src != PAD
@@ -122,13 +127,50 @@ def test_bag_of_ngrams_counts_each_distinct_piece_and_run_once(order):
         features = set(row) | pairs | (triples if order == 3 else set())
         if row is rows[0]:
             assert len(features) == 4 * order
-        expected = model.ngrams.weight[sorted(features)].sum(0) / len(features) ** 0.5
+        expected = weight[sorted(features)].sum(0) / len(features) ** 0.5
         torch.testing.assert_close(logits, expected)
     # The answer is the mean of the two classifiers' log-probabilities.
     logits, bag = model.class_logits(src, mask)
     combined = model.classify(src, mask)
     torch.testing.assert_close(combined, (logits.log_softmax(-1) + bag.log_softmax(-1)) / 2)
     torch.testing.assert_close(combined[1:], model.classify(src[1:, :3], mask[1:, :3]))
+
+
+def test_the_ratios_of_a_bag_of_ngrams_are_the_log_count_ratios_of_each_class():
+    buckets = 4 * V
+    model = _model(
+        task="sentiment", labels=("neg", "pos"), n_decoder_layers=0, ngram_buckets=buckets
+    )
+    bag = model.ngrams
+    assert bag.ratios is not None and not bag.ratios.any()  # the default scale: "ratio"
+    # Piece 5 in both negative inputs (twice in one: counted once), 6 in the positive one.
+    src = _ids([5, 5, 7, EOS], [5, 8, EOS, PAD], [6, 7, EOS, PAD])  # (3, 4)
+    labels = torch.tensor([0, 0, 1])
+    halves = [(src[:2], labels[:2]), (src[2:], labels[2:])]  # batches add up
+    bag.fit_ratios((s, s != PAD, y) for s, y in halves)
+    # The ratio of piece 5 by hand, from the number of distinct features of each class.
+    features, weights = bag.features(src, src != PAD)
+    per_class = [int((weights[labels == c] > 0).sum()) for c in (0, 1)]
+    neg = (2 + 1) / (per_class[0] + buckets)  # smoothing 1 in every bucket
+    pos = (0 + 1) / (per_class[1] + buckets)
+    assert bag.ratios[5, 0].item() == pytest.approx(math.log(neg / pos), rel=1e-5)
+    assert bag.ratios[5, 1].item() == pytest.approx(math.log(pos / neg), rel=1e-5)
+    assert bag.ratios[6, 1] > 0 > bag.ratios[6, 0]  # only in the positive input
+    assert bag.ratios[9].tolist() == [0.0, 0.0]  # never seen: no weight at all
+    # The bag reads the ratios: a positive-only piece leans positive once it has a weight.
+    with torch.no_grad():
+        bag.weight.fill_(1.0)
+    scores = bag(_ids([6, EOS]), _ids([6, EOS]) != PAD)
+    assert scores[0, 1] > scores[0, 0]
+
+
+def test_a_config_written_before_the_ratio_scale_keeps_the_bag_unscaled():
+    legacy = ModelConfig(task="sentiment", labels=("a", "b"), ngram_buckets=1 << 16).to_dict()
+    del legacy["ngram_scale"]
+    config = ModelConfig.from_dict(legacy)
+    assert config.ngram_scale == "none"
+    assert "ngrams.ratios" not in build_model(config).state_dict()
+    assert ModelConfig(task="sentiment", labels=("a", "b")).ngram_scale == "ratio"
 
 
 def test_attention_records_cover_every_layer_and_kind():

@@ -15,6 +15,9 @@ NORMS = ("pre", "post")
 POSITIONS = ("interleaved", "split")
 POOLINGS = ("mean", "max", "mean+max")
 KEEPS = ("head", "head+tail")
+NGRAM_SCALES = ("ratio", "none")
+# Fields added after configs were first written, and the value a config without one meant.
+_LEGACY = {"ngram_scale": "none"}
 # config.json files written by this format version (or older) load; newer ones are refused.
 FORMAT_VERSION = 1
 
@@ -48,6 +51,9 @@ class ModelConfig:
             mean of the two log-probabilities. Must exceed twice the vocabulary.
         ngram_order: the longest run of pieces in that bag: 2 (pieces and pairs) or 3 (and
             triples).
+        ngram_scale: "ratio": the bag weighs each feature by its log-count ratio between the
+            classes in the training data (NBSVM's scaling, Wang and Manning 2012), counted
+            before training; "none": every feature alike (models trained before the ratio).
         pad_id / bos_id / eos_id: special ids of the tokenizer.
         norm: "pre" (LayerNorm before each sublayer, a final LayerNorm after each stack) or
             "post" (LayerNorm after each residual add, no final one: Marian's layers).
@@ -74,6 +80,7 @@ class ModelConfig:
     keep: str = "head"
     ngram_buckets: int = 0
     ngram_order: int = 2
+    ngram_scale: str = "ratio"
     pad_id: int = 0
     bos_id: int = 2
     eos_id: int = 3
@@ -114,6 +121,7 @@ class ModelConfig:
         _check_choice("keep", self.keep, KEEPS)
         _check_choice("norm", self.norm, NORMS)
         _check_choice("positions", self.positions, POSITIONS)
+        _check_choice("ngram_scale", self.ngram_scale, NGRAM_SCALES)
         for name in ("scale_embeddings", "logits_bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -177,7 +185,7 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(sorted(unknown))}")
         try:
-            return cls(**data)
+            return cls(**{**_LEGACY, **data})
         except TypeError as e:
             raise ConfigError(str(e)) from None
 

@@ -8,7 +8,10 @@ the answer is then the mean of the two classifiers' log-probabilities.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attn.model.nn.config import ModelConfig
@@ -50,23 +53,62 @@ class NgramBag(nn.EmbeddingBag):
     distinct feature counts once, weighted 1 / sqrt(number of features), so long and short
     inputs score on one scale. The weight, (buckets, n_classes), is the classifier.
 
+    With `scale` "ratio", the classifier's weight is `weight * ratios`: per feature and class,
+    the log-count ratio of the feature between the training inputs of that class and the
+    rest (`fit_ratios`, before training), as NBSVM scales its features (Wang and Manning
+    2012). A feature that tells the classes apart then learns fast, and one the training
+    data never showed stays at 0.
+
     Args:
         vocab_size: pieces in the vocabulary (the first buckets).
         buckets: all buckets (config.ngram_buckets, at least twice vocab_size).
         order: the longest run: 2 or 3.
         n_classes: classes scored.
+        scale: "ratio" or "none" (config.ngram_scale).
 
     Shape: src, src_mask (B, S) -> (B, n_classes).
     """
 
-    def __init__(self, vocab_size: int, buckets: int, order: int, n_classes: int) -> None:
+    def __init__(
+        self, vocab_size: int, buckets: int, order: int, n_classes: int, scale: str = "none"
+    ) -> None:
         super().__init__(buckets, n_classes, mode="sum")
         self.vocab_size = vocab_size
         self.order = order
+        self.ratios: Tensor | None
+        if scale == "ratio":
+            self.register_buffer("ratios", torch.zeros(buckets, n_classes))
+        else:
+            self.ratios = None
 
     def forward(self, src: Tensor, src_mask: Tensor) -> Tensor:  # type: ignore[override]
         features, weights = self.features(src, src_mask)
-        return super().forward(features, per_sample_weights=weights)  # (B, C)
+        if self.ratios is None:
+            return super().forward(features, per_sample_weights=weights)  # (B, C)
+        # Only the rows of the features present: (B, F, C) rather than all the buckets.
+        scaled = F.embedding(features, self.weight) * F.embedding(features, self.ratios)
+        return (scaled * weights.unsqueeze(-1)).sum(1)  # (B, C)
+
+    @torch.no_grad()
+    def fit_ratios(
+        self, batches: Iterable[tuple[Tensor, Tensor, Tensor]], smoothing: float = 1.0
+    ) -> None:
+        """Count `ratios` from labelled inputs: for each class c and feature, log(p_c / |p_c|)
+        - log(q_c / |q_c|), where p_c counts the inputs of class c holding the feature and
+        q_c those of the other classes, each plus `smoothing`; 0 for features never seen.
+
+        Shape: each batch: src, src_mask (B, S) and labels (B,) class ids.
+        """
+        assert self.ratios is not None, "fit_ratios needs scale='ratio'"
+        counts = torch.zeros(self.ratios.shape, dtype=torch.float64, device=self.ratios.device)
+        for src, src_mask, labels in batches:
+            features, weights = self.features(src, src_mask)  # (B, F)
+            rows = labels.unsqueeze(1).expand_as(features)  # (B, F)
+            counts.index_put_((features, rows), (weights > 0).to(counts.dtype), accumulate=True)
+        rest = counts.sum(1, keepdim=True) - counts  # (buckets, C)
+        own, other = counts + smoothing, rest + smoothing
+        ratios = (own / own.sum(0)).log() - (other / other.sum(0)).log()
+        self.ratios.copy_(ratios * (counts.sum(1, keepdim=True) > 0))
 
     def features(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor]:
         """The buckets of each input's features and their weights: 1 / sqrt(number of
@@ -109,7 +151,7 @@ class Classifier(Encoder):
         self.dropout = Dropout(c.dropout)
         self.classifier = nn.Linear(pooled, c.n_classes)
         self.ngrams = (
-            NgramBag(c.vocab_size, c.ngram_buckets, c.ngram_order, c.n_classes)
+            NgramBag(c.vocab_size, c.ngram_buckets, c.ngram_order, c.n_classes, c.ngram_scale)
             if c.ngram_buckets
             else None
         )

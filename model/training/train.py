@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from attn.model.evaluation.metrics import PRIMARY_METRIC
-from attn.model.nn.model import build_model
+from attn.model.nn.model import Classifier, build_model
 from attn.model.nn.transformer import count_parameters
 from attn.model.storage.layout import PLOT, SHORTLIST
 from attn.model.training.checkpointer import Checkpointer
@@ -208,7 +208,7 @@ class _Run:
         ).run()
         if prepare_only:
             return None
-        trainer = self._build(settings, prepared, init, precision)
+        trainer = self._build(settings, prepared, init, precision, fresh=saved is None)
         check_run(trainer, self.emit)
         self._start(trainer, saved)
         if self.dist.main and self.task == "translate" and not (self.dir / SHORTLIST).is_file():
@@ -234,12 +234,18 @@ class _Run:
         prepared: Prepared,
         init: InitModel | None,
         precision: Precision,
+        fresh: bool,
     ) -> Trainer:
-        """The model (seeded; --init: its weights) and every part the Trainer uses."""
+        """The model (seeded; --init: its weights; a new run's bag of n-grams: the ratios
+        of its features in the training data) and every part the Trainer uses."""
         torch.manual_seed(settings.seed)
         model = build_model(prepared.config).to(self.device)
         if init is not None:
             init.load_weights(model, self.device)
+        elif fresh and isinstance(model, Classifier) and model.ngrams is not None:
+            if model.ngrams.ratios is not None:
+                self.emit({"event": "stage", "message": "counting the n-grams of each class"})
+                model.ngrams.fit_ratios(prepared.train.labelled(prepared.config, self.device))
         optimizer = build_optimizer(model, settings.lr)
         objective = Objective(model, settings.label_smoothing, settings.r_drop)
         objective = self.dist.wrap(objective, self.device)
