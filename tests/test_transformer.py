@@ -149,7 +149,7 @@ def test_the_ratios_of_a_bag_of_ngrams_are_the_log_count_ratios_of_each_class():
     halves = [(src[:2], labels[:2]), (src[2:], labels[2:])]  # batches add up
     bag.fit_ratios((s, s != PAD, y) for s, y in halves)
     # The ratio of piece 5 by hand, from the number of distinct features of each class.
-    features, weights = bag.features(src, src != PAD)
+    _, weights = bag.features(src, src != PAD)
     per_class = [int((weights[labels == c] > 0).sum()) for c in (0, 1)]
     neg = (2 + 1) / (per_class[0] + buckets)  # smoothing 1 in every bucket
     pos = (0 + 1) / (per_class[1] + buckets)

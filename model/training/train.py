@@ -240,12 +240,12 @@ class _Run:
         of its features in the training data) and every part the Trainer uses."""
         torch.manual_seed(settings.seed)
         model = build_model(prepared.config).to(self.device)
+        bag = model.ngrams if isinstance(model, Classifier) else None
         if init is not None:
             init.load_weights(model, self.device)
-        elif fresh and isinstance(model, Classifier) and model.ngrams is not None:
-            if model.ngrams.ratios is not None:
-                self.emit({"event": "stage", "message": "counting the n-grams of each class"})
-                model.ngrams.fit_ratios(prepared.train.labelled(prepared.config, self.device))
+        elif fresh and bag is not None and bag.ratios is not None:
+            self.emit({"event": "stage", "message": "counting the n-grams of each class"})
+            bag.fit_ratios(prepared.train.labelled(prepared.config, self.device))
         optimizer = build_optimizer(model, settings.lr)
         objective = Objective(model, settings.label_smoothing, settings.r_drop)
         objective = self.dist.wrap(objective, self.device)
