@@ -1,14 +1,17 @@
-"""Does a Naive Bayes start help a sentiment model's bag of n-grams? (a benchmark, not a test)
+"""Does Naive Bayes help a sentiment model's bag of n-grams? (a benchmark, not a test)
 
 NBSVM (Wang and Manning, 2012) scales each n-gram by its Naive Bayes log-count ratio. Here the
 bag of n-grams of attn's sentiment models (`NgramBag`: pieces, pairs and triples, each
-distinct feature once, weighted 1 / sqrt(features)) is trained alone, outside attn, for one
-epoch as attn trains it (AdamW, peak rate NGRAM_LR, warmup 300, inverse square root, batches
-of 8 inputs), once from zero (attn's start) and once from each scale of the centred Naive
-Bayes log-probabilities of the training inputs' features (add-one smoothing); it prints the
-dev accuracy of Naive Bayes alone and the best of each run.
+distinct feature once, weighted 1 / sqrt(features)) is trained alone, outside attn, for
+`--epochs` as attn trains it (AdamW, peak rate NGRAM_LR, warmup 300, inverse square root,
+batches of 8 inputs): unscaled (`ngram_scale = "none"`) once from zero and once from each
+scale of the centred Naive Bayes log-probabilities of the training inputs' features (add-one
+smoothing), then from zero with each feature scaled by its log-count ratio (`ngram_scale =
+"ratio"`, attn's bag since 2026-12-07); it prints the dev accuracy of Naive Bayes alone and
+the best of each run.
 
-    python bench/ngram_prior.py MODEL [--data DIR] [--scales 0,0.1,0.3] [--threads 2]
+    python bench/ngram_prior.py MODEL [--data DIR] [--scales 0,0.1,0.3] [--epochs 1]
+        [--threads 2]
 
 MODEL is a sentiment model directory trained on the data (`attn train sentiment --config
 recipes/imdb.toml`); its tokenizer and its max_length / keep / ngram settings are used.
@@ -79,15 +82,19 @@ def accuracy(bag: NgramBag, ids: list, labels: torch.Tensor) -> float:
     return 100 * right / len(ids)
 
 
-def train(bag: NgramBag, train_set: tuple, dev_set: tuple) -> float:
-    """One epoch as attn trains the bag; the best dev accuracy of its evaluations."""
+def train(bag: NgramBag, train_set: tuple, dev_set: tuple, epochs: int) -> float:
+    """`epochs` as attn trains the bag; the best dev accuracy of its evaluations."""
     ids, labels = train_set
     optimizer = torch.optim.AdamW(
         bag.parameters(), lr=NGRAM_LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY
     )
-    order = list(range(len(ids)))
-    random.Random(0).shuffle(order)
-    steps, best = len(order) // BATCH, 0.0
+    per_epoch = len(ids) // BATCH
+    order: list[int] = []
+    for epoch in range(epochs):
+        shuffled = list(range(len(ids)))
+        random.Random(epoch).shuffle(shuffled)
+        order += shuffled[: per_epoch * BATCH]
+    steps, best = per_epoch * epochs, 0.0
     for step in range(1, steps + 1):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, NGRAM_LR, WARMUP)
@@ -109,6 +116,7 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--scales", default="0,0.1,0.3")
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -116,7 +124,8 @@ def main() -> None:
     tokenizer = Tokenizer.load(args.model / "tokenizer.model")
     train_set = read(args.data, "train", tokenizer, config)
     dev_set = read(args.data, "val", tokenizer, config)
-    bag = NgramBag(config.vocab_size, config.ngram_buckets, config.ngram_order, config.n_classes)
+    shape = (config.vocab_size, config.ngram_buckets, config.ngram_order, config.n_classes)
+    bag = NgramBag(*shape)
     prior = naive_bayes(bag, *train_set, config.n_classes)
     with torch.no_grad():
         bag.weight.copy_(prior)
@@ -126,10 +135,24 @@ def main() -> None:
         with torch.no_grad():
             bag.weight.copy_(prior * scale)
         print(f"start: naive bayes x {scale}" if scale else "start: zero")
-        rows.append(
-            {"start": f"naive bayes x {scale}", "dev_accuracy": train(bag, train_set, dev_set)}
-        )
-    common = {"data": str(args.data.name), "cpu": cpu_name(), "date": str(date.today())}
+        best = train(bag, train_set, dev_set, args.epochs)
+        rows.append({"start": f"naive bayes x {scale}", "dev_accuracy": best})
+    scaled = NgramBag(*shape, scale="ratio")
+    scaled.fit_ratios(
+        (*pad(train_set[0][i : i + EVAL_BATCH]), train_set[1][i : i + EVAL_BATCH])
+        for i in range(0, len(train_set[0]), EVAL_BATCH)
+    )
+    with torch.no_grad():
+        scaled.weight.zero_()
+    print("start: zero, features scaled by their log-count ratios")
+    best = train(scaled, train_set, dev_set, args.epochs)
+    rows.append({"start": "zero, log-count ratio scaling", "dev_accuracy": best})
+    common = {
+        "data": str(args.data.name),
+        "epochs": args.epochs,
+        "cpu": cpu_name(),
+        "date": str(date.today()),
+    }
     saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     RESULTS.write_text(json.dumps(saved + [common | row for row in rows], indent=1) + "\n")
     for row in rows:
