@@ -253,6 +253,8 @@ def _r_drop_cases():
     tgt[0, 4:] = 0  # padding, which the loss skips
     sa = build_model(ModelConfig(task="sentiment", n_encoder_layers=1, ngram_buckets=128,
                                  labels=("neg", "pos"), **small))  # fmt: skip
+    with torch.no_grad():
+        sa.ngrams.ratios.normal_()  # as if counted from training data (zero: no gradient)
     return [(mt, (src, tgt, tgt.roll(-1, 1))), (sa, (src, torch.zeros(0), torch.tensor([0, 1, 1])))]
 
 
