@@ -431,3 +431,41 @@ def test_ctranslate2_spec_names_the_tokenizers_own_unknown_piece(random_models) 
 
     loaded.tokenizer = Moved()
     assert build_spec(loaded).config.unk_token == "<unk>"
+
+
+def test_onnx_classifier_with_a_scaled_bag_of_ngrams_equals_attn(tmp_path) -> None:
+    """A sentiment model whose bag of n-grams scales its features by their log-count ratios
+    exports with the ratios: the same probabilities as attn's."""
+    from attn import SentimentClassifier
+    from attn.model.export.onnx_run import OnnxClassifier
+    from attn.model.nn.model import build_model
+
+    directory = tmp_path / "m"
+    directory.mkdir()
+    tokenizer = Tokenizer.train(_texts("translate", "train", 2000), directory / TOKENIZER, 400)
+    torch.manual_seed(0)
+    config = ModelConfig(
+        task="sentiment", vocab_size=tokenizer.vocab_size, d_model=32, n_heads=4,
+        n_encoder_layers=2, n_decoder_layers=0, d_ff=64, max_length=64,
+        labels=("negative", "positive"), ngram_buckets=4096, ngram_order=3,
+    )  # fmt: skip
+    model = build_model(config)
+    with torch.no_grad():  # as if trained: a weight and a ratio for every bucket
+        model.ngrams.weight.normal_()
+        model.ngrams.ratios.normal_()
+    save_weights(model, directory / WEIGHTS)
+    save_model_config(directory, config)
+    export_model(directory, "onnx", tmp_path / "onnx")
+    texts = _texts("translate", "val", 32)
+    onnx_probs = OnnxClassifier(tmp_path / "onnx").classify(texts)
+    attn_results = SentimentClassifier.load(directory, device="cpu").classify(texts)
+    labels = {max(got, key=got.get) for got in onnx_probs}
+    assert labels == {"negative", "positive"}  # the bag's scores decide, both ways
+    for got, want in zip(onnx_probs, attn_results, strict=True):
+        np.testing.assert_allclose(list(got.values()), list(want.probs.values()), atol=1e-4)
+    # Without its ratios the same weights would score otherwise: the export carries them.
+    with torch.no_grad():
+        model.ngrams.ratios.fill_(1.0)
+        src = torch.tensor([tokenizer.encode([texts[0]], max_length=64)[0][0]])
+        unscaled = model.classify(src, src != config.pad_id).softmax(-1)[0]
+    assert abs(unscaled[1].item() - onnx_probs[0]["positive"]) > 1e-3
