@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -61,16 +62,17 @@ def pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch.ids, batch.mask
 
 
-def naive_bayes(bag: NgramBag, ids: list, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Centred log-probabilities of each bucket under each class, (buckets, classes)."""
-    counts = torch.ones(n_classes, bag.num_embeddings)  # add-one smoothing
+def labelled(ids: list, labels: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The inputs as the bag reads them: (ids, mask, labels) batches."""
     for start in range(0, len(ids), EVAL_BATCH):
-        features, weights = bag.features(*pad(ids[start : start + EVAL_BATCH]))
-        for c in range(n_classes):
-            chosen = (labels[start : start + EVAL_BATCH] == c).unsqueeze(1) & (weights > 0)
-            counts[c].index_add_(0, features[chosen], torch.ones(int(chosen.sum())))
-    logp = (counts / counts.sum(1, keepdim=True)).log()
-    return (logp - logp.mean(0, keepdim=True)).t()
+        yield (*pad(ids[start : start + EVAL_BATCH]), labels[start : start + EVAL_BATCH])
+
+
+def naive_bayes(bag: NgramBag, ids: list, labels: torch.Tensor) -> torch.Tensor:
+    """Centred log-probabilities of each bucket under each class, (buckets, classes)."""
+    counts = bag.class_counts(labelled(ids, labels)).float() + 1  # add-one smoothing
+    logp = (counts / counts.sum(0)).log()
+    return logp - logp.mean(1, keepdim=True)
 
 
 @torch.no_grad()
@@ -126,7 +128,7 @@ def main() -> None:
     dev_set = read(args.data, "val", tokenizer, config)
     shape = (config.vocab_size, config.ngram_buckets, config.ngram_order, config.n_classes)
     bag = NgramBag(*shape)
-    prior = naive_bayes(bag, *train_set, config.n_classes)
+    prior = naive_bayes(bag, *train_set)
     with torch.no_grad():
         bag.weight.copy_(prior)
     rows = [{"start": "naive bayes alone", "dev_accuracy": accuracy(bag, *dev_set)}]
@@ -138,10 +140,7 @@ def main() -> None:
         best = train(bag, train_set, dev_set, args.epochs)
         rows.append({"start": f"naive bayes x {scale}", "dev_accuracy": best})
     scaled = NgramBag(*shape, scale="ratio")
-    scaled.fit_ratios(
-        (*pad(train_set[0][i : i + EVAL_BATCH]), train_set[1][i : i + EVAL_BATCH])
-        for i in range(0, len(train_set[0]), EVAL_BATCH)
-    )
+    scaled.fit_ratios(labelled(*train_set))
     with torch.no_grad():
         scaled.weight.zero_()
     print("start: zero, features scaled by their log-count ratios")

@@ -25,7 +25,7 @@ from attn.data import demo_dir
 from attn.model.export import export_model
 from attn.model.export.staging import staged_directory
 from attn.model.nn.config import ModelConfig
-from attn.model.nn.transformer import Transformer
+from attn.model.nn.model import build_model
 from attn.model.storage.checkpoint import save_model_config, save_weights
 from attn.model.storage.layout import TOKENIZER, WEIGHTS
 from attn.tokenizer import Tokenizer
@@ -45,7 +45,8 @@ def _texts(task: str, split: str, n: int | None = None) -> list[str]:
 
 
 def _random_model(directory: Path, task: str, activation: str, **fields) -> Path:
-    """A tiny model with random weights and a tokenizer trained on demo sentences."""
+    """A tiny model with random weights (a sentiment model's bag of n-grams too, with its
+    ratios) and a tokenizer trained on demo sentences."""
     directory.mkdir(parents=True)
     tokenizer = Tokenizer.train(_texts("translate", "train", 2000), directory / TOKENIZER, 400)
     torch.manual_seed(0)
@@ -61,7 +62,12 @@ def _random_model(directory: Path, task: str, activation: str, **fields) -> Path
         max_length=64,
         **fields,
     )
-    save_weights(Transformer(config), directory / WEIGHTS)
+    model = build_model(config)
+    if getattr(model, "ngrams", None) is not None:
+        with torch.no_grad():  # as if trained: a weight and a ratio for every bucket
+            for tensor in (model.ngrams.weight, model.ngrams.ratios):
+                tensor.normal_()
+    save_weights(model, directory / WEIGHTS)
     save_model_config(directory, config)
     return directory
 
@@ -438,34 +444,22 @@ def test_onnx_classifier_with_a_scaled_bag_of_ngrams_equals_attn(tmp_path) -> No
     exports with the ratios: the same probabilities as attn's."""
     from attn import SentimentClassifier
     from attn.model.export.onnx_run import OnnxClassifier
-    from attn.model.nn.model import build_model
+    from attn.model.storage.checkpoint import load_model
 
-    directory = tmp_path / "m"
-    directory.mkdir()
-    tokenizer = Tokenizer.train(_texts("translate", "train", 2000), directory / TOKENIZER, 400)
-    torch.manual_seed(0)
-    config = ModelConfig(
-        task="sentiment", vocab_size=tokenizer.vocab_size, d_model=32, n_heads=4,
-        n_encoder_layers=2, n_decoder_layers=0, d_ff=64, max_length=64,
-        labels=("negative", "positive"), ngram_buckets=4096, ngram_order=3,
-    )  # fmt: skip
-    model = build_model(config)
-    with torch.no_grad():  # as if trained: a weight and a ratio for every bucket
-        model.ngrams.weight.normal_()
-        model.ngrams.ratios.normal_()
-    save_weights(model, directory / WEIGHTS)
-    save_model_config(directory, config)
+    labels = ("negative", "positive")
+    directory = _random_model(tmp_path / "m", "sentiment", "relu", labels=labels,
+                              ngram_buckets=4096, ngram_order=3)  # fmt: skip
     export_model(directory, "onnx", tmp_path / "onnx")
     texts = _texts("translate", "val", 32)
     onnx_probs = OnnxClassifier(tmp_path / "onnx").classify(texts)
     attn_results = SentimentClassifier.load(directory, device="cpu").classify(texts)
-    labels = {max(got, key=got.get) for got in onnx_probs}
-    assert labels == {"negative", "positive"}  # the bag's scores decide, both ways
+    assert {max(got, key=got.get) for got in onnx_probs} == set(labels)  # both, as the bag says
     for got, want in zip(onnx_probs, attn_results, strict=True):
         np.testing.assert_allclose(list(got.values()), list(want.probs.values()), atol=1e-4)
     # Without its ratios the same weights would score otherwise: the export carries them.
+    loaded = load_model(directory)
     with torch.no_grad():
-        model.ngrams.ratios.fill_(1.0)
-        src = torch.tensor([tokenizer.encode([texts[0]], max_length=64)[0][0]])
-        unscaled = model.classify(src, src != config.pad_id).softmax(-1)[0]
+        loaded.model.ngrams.ratios.fill_(1.0)
+        batch = loaded.tokenizer.encode_batch(texts[:1])
+        unscaled = loaded.model.classify(batch.ids, batch.mask).softmax(-1)[0]
     assert abs(unscaled[1].item() - onnx_probs[0]["positive"]) > 1e-3

@@ -90,6 +90,20 @@ class NgramBag(nn.EmbeddingBag):
         return (scaled * weights.unsqueeze(-1)).sum(1)  # (B, C)
 
     @torch.no_grad()
+    def class_counts(self, batches: Iterable[tuple[Tensor, Tensor, Tensor]]) -> Tensor:
+        """How many inputs of each class hold each feature (a feature counts once an input).
+
+        Shape: each batch: src, src_mask (B, S) and labels (B,) class ids -> (buckets, C)
+        float64.
+        """
+        counts = torch.zeros(self.weight.shape, dtype=torch.float64, device=self.weight.device)
+        for src, src_mask, labels in batches:
+            features, weights = self.features(src, src_mask)  # (B, F)
+            rows = labels.unsqueeze(1).expand_as(features)  # (B, F)
+            counts.index_put_((features, rows), (weights > 0).to(counts.dtype), accumulate=True)
+        return counts
+
+    @torch.no_grad()
     def fit_ratios(
         self, batches: Iterable[tuple[Tensor, Tensor, Tensor]], smoothing: float = 1.0
     ) -> None:
@@ -100,11 +114,7 @@ class NgramBag(nn.EmbeddingBag):
         Shape: each batch: src, src_mask (B, S) and labels (B,) class ids.
         """
         assert self.ratios is not None, "fit_ratios needs scale='ratio'"
-        counts = torch.zeros(self.ratios.shape, dtype=torch.float64, device=self.ratios.device)
-        for src, src_mask, labels in batches:
-            features, weights = self.features(src, src_mask)  # (B, F)
-            rows = labels.unsqueeze(1).expand_as(features)  # (B, F)
-            counts.index_put_((features, rows), (weights > 0).to(counts.dtype), accumulate=True)
+        counts = self.class_counts(batches)  # (buckets, C)
         rest = counts.sum(1, keepdim=True) - counts  # (buckets, C)
         own, other = counts + smoothing, rest + smoothing
         ratios = (own / own.sum(0)).log() - (other / other.sum(0)).log()

@@ -177,14 +177,12 @@ class Split:
     def labelled(
         self, config: ModelConfig, device: torch.device, rows: int = 256
     ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """Every example of a sentiment split in order, `rows` at a time, as it was encoded
-        (no sampling). Shape: src, src_mask (B, S), class ids (B,)."""
+        """Every example of a sentiment split in order, `rows` at a time, as `batch` gives
+        them. Shape: src, src_mask (B, S), class ids (B,)."""
         assert self.labels is not None, "a sentiment split has labels"
         for start in range(0, len(self.src), rows):
-            idx = np.arange(start, min(start + rows, len(self.src)))
-            src = self.src.batch(idx, config.pad_id).to(device)  # (B, S)
-            labels = torch.from_numpy(self.labels[idx].astype(np.int64)).to(device)  # (B,)
-            yield src, src != config.pad_id, labels
+            batch = self.batch(range(start, min(start + rows, len(self.src))), config, device)
+            yield batch.src, batch.src != config.pad_id, batch.target
 
     def batch(
         self, index: Sequence[int], config: ModelConfig, device: torch.device, draw: int = 0
