@@ -8,10 +8,12 @@ batches of 8 inputs): unscaled (`ngram_scale = "none"`) once from zero and once 
 scale of the centred Naive Bayes log-probabilities of the training inputs' features (add-one
 smoothing), then from zero with each feature scaled by its log-count ratio (`ngram_scale =
 "ratio"`, attn's bag since 2026-12-07); it prints the dev accuracy of Naive Bayes alone and
-the best of each run.
+the best of each run. `--scales ""` runs the scaled bag alone; `--buckets`, `--max-length`
+and `--feature-dropout` (the share of an input's features dropped at random in each training
+step, the rest scaled up to match) change the scaled bag's features from the model's.
 
     python bench/ngram_prior.py MODEL [--data DIR] [--scales 0,0.1,0.3] [--epochs 1]
-        [--threads 2]
+        [--buckets N] [--max-length N] [--feature-dropout P] [--threads 2]
 
 MODEL is a sentiment model directory trained on the data (`attn train sentiment --config
 recipes/imdb.toml`); its tokenizer and its max_length / keep / ngram settings are used.
@@ -21,6 +23,7 @@ Adds its rows to bench/results/ngram_prior.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 from collections.abc import Iterator
@@ -41,6 +44,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sentiment" / "imdb"
 RESULTS = ROOT / "bench" / "results" / "ngram_prior.json"
 BATCH, WARMUP, EVAL_BATCH = 8, 300, 256
+
+
+class DroppingBag(NgramBag):
+    """attn's bag whose training steps drop each feature with probability `p` (the kept ones
+    weigh 1 / (1 - p) more); evaluation sees every feature."""
+
+    def __init__(self, *args, p: float = 0.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.p = p
+
+    def features(self, src: torch.Tensor, src_mask: torch.Tensor) -> tuple:
+        features, weights = super().features(src, src_mask)
+        if self.training and self.p:
+            weights = weights * (torch.rand_like(weights) >= self.p) / (1 - self.p)
+        return features, weights
 
 
 def read(
@@ -77,10 +95,12 @@ def naive_bayes(bag: NgramBag, ids: list, labels: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def accuracy(bag: NgramBag, ids: list, labels: torch.Tensor) -> float:
+    bag.eval()
     right = 0
     for start in range(0, len(ids), EVAL_BATCH):
         scores = bag(*pad(ids[start : start + EVAL_BATCH]))
         right += int((scores.argmax(1) == labels[start : start + EVAL_BATCH]).sum())
+    bag.train()
     return 100 * right / len(ids)
 
 
@@ -119,10 +139,15 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--scales", default="0,0.1,0.3")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--buckets", type=int, help="the scaled bag's (default: the model's)")
+    parser.add_argument("--max-length", type=int, help="pieces the bag reads of an input")
+    parser.add_argument("--feature-dropout", type=float, default=0.0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config, _ = load_config(args.model / "config.json")
+    if args.max_length:
+        config = dataclasses.replace(config, max_length=args.max_length)
     tokenizer = Tokenizer.load(args.model / "tokenizer.model")
     train_set = read(args.data, "train", tokenizer, config)
     dev_set = read(args.data, "val", tokenizer, config)
@@ -133,13 +158,14 @@ def main() -> None:
         bag.weight.copy_(prior)
     rows = [{"start": "naive bayes alone", "dev_accuracy": accuracy(bag, *dev_set)}]
     print(f"Naive Bayes alone: {rows[0]['dev_accuracy']:.2f}%")
-    for scale in map(float, args.scales.split(",")):
+    for scale in [float(x) for x in args.scales.split(",") if x]:
         with torch.no_grad():
             bag.weight.copy_(prior * scale)
         print(f"start: naive bayes x {scale}" if scale else "start: zero")
         best = train(bag, train_set, dev_set, args.epochs)
         rows.append({"start": f"naive bayes x {scale}", "dev_accuracy": best})
-    scaled = NgramBag(*shape, scale="ratio")
+    buckets = args.buckets or config.ngram_buckets
+    scaled = DroppingBag(*shape[:1], buckets, *shape[2:], scale="ratio", p=args.feature_dropout)
     scaled.fit_ratios(labelled(*train_set))
     with torch.no_grad():
         scaled.weight.zero_()
@@ -149,6 +175,9 @@ def main() -> None:
     common = {
         "data": str(args.data.name),
         "epochs": args.epochs,
+        "max_length": config.max_length,
+        "buckets": buckets,
+        "feature_dropout": args.feature_dropout,
         "cpu": cpu_name(),
         "date": str(date.today()),
     }

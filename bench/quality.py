@@ -81,6 +81,10 @@ VARIANTS: dict[str, list[str] | None] = {
         # sentiment (IMDB): the recipe's settings in bfloat16, as `--precision auto` trains
         # it on a CPU with AVX512-BF16 or AMX
         "bf16+r-drop-5": "--ema 0 --precision bfloat16 --r-drop 5",
+        "bf16+ema": "--ema 0.995 --precision bfloat16",
+        # summarization (DialogSum): the recipe in float32 (`--precision auto` for its tiny
+        # model on a CPU with AMX) without dropout
+        "dropout-0": "--set dropout=0",
         "defaults": None,
     }.items()
 }
