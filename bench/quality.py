@@ -85,6 +85,8 @@ VARIANTS: dict[str, list[str] | None] = {
         # summarization (DialogSum): the recipe in float32 (`--precision auto` for its tiny
         # model on a CPU with AMX) without dropout
         "dropout-0": "--set dropout=0",
+        # the small preset, in bfloat16 as `--precision auto` trains it on such a CPU
+        "small": "--preset small --precision bfloat16",
         "defaults": None,
     }.items()
 }
