@@ -8,9 +8,10 @@ batches of 8 inputs): unscaled (`ngram_scale = "none"`) once from zero and once 
 scale of the centred Naive Bayes log-probabilities of the training inputs' features (add-one
 smoothing), then from zero with each feature scaled by its log-count ratio (`ngram_scale =
 "ratio"`, attn's bag since 2026-12-07); it prints the dev accuracy of Naive Bayes alone and
-the best of each run. `--scales ""` runs the scaled bag alone; `--buckets`, `--max-length`
-and `--feature-dropout` (the share of an input's features dropped at random in each training
-step, the rest scaled up to match) change the scaled bag's features from the model's.
+the best of each run. `--scales ""` runs the scaled bag alone. `--buckets` and `--max-length`
+change every bag's features from the model's; `--feature-dropout` (the share of an input's
+features dropped at random in each training step, the rest scaled up to match) the scaled
+bag's.
 
     python bench/ngram_prior.py MODEL [--data DIR] [--scales 0,0.1,0.3] [--epochs 1]
         [--buckets N] [--max-length N] [--feature-dropout P] [--threads 2]
@@ -139,7 +140,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--scales", default="0,0.1,0.3")
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--buckets", type=int, help="the scaled bag's (default: the model's)")
+    parser.add_argument("--buckets", type=int, help="the bag's (default: the model's)")
     parser.add_argument("--max-length", type=int, help="pieces the bag reads of an input")
     parser.add_argument("--feature-dropout", type=float, default=0.0)
     parser.add_argument("--threads", type=int, default=2)
@@ -151,7 +152,8 @@ def main() -> None:
     tokenizer = Tokenizer.load(args.model / "tokenizer.model")
     train_set = read(args.data, "train", tokenizer, config)
     dev_set = read(args.data, "val", tokenizer, config)
-    shape = (config.vocab_size, config.ngram_buckets, config.ngram_order, config.n_classes)
+    buckets = args.buckets or config.ngram_buckets
+    shape = (config.vocab_size, buckets, config.ngram_order, config.n_classes)
     bag = NgramBag(*shape)
     prior = naive_bayes(bag, *train_set)
     with torch.no_grad():
@@ -164,8 +166,7 @@ def main() -> None:
         print(f"start: naive bayes x {scale}" if scale else "start: zero")
         best = train(bag, train_set, dev_set, args.epochs)
         rows.append({"start": f"naive bayes x {scale}", "dev_accuracy": best})
-    buckets = args.buckets or config.ngram_buckets
-    scaled = DroppingBag(*shape[:1], buckets, *shape[2:], scale="ratio", p=args.feature_dropout)
+    scaled = DroppingBag(*shape, scale="ratio", p=args.feature_dropout)
     scaled.fit_ratios(labelled(*train_set))
     with torch.no_grad():
         scaled.weight.zero_()
