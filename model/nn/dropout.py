@@ -28,10 +28,17 @@ def random_bytes(shape: torch.Size, device: torch.device) -> Tensor:
 
 
 def _keep(ctx, x: Tensor, threshold: int) -> Tensor:
-    """The byte mask of `x` (True = kept: a random byte at or above `threshold`); records the
-    scale of the kept values on `ctx`."""
+    """The byte mask of `x` as uint8 0/1 (1 = kept: a random byte at or above `threshold`);
+    records the scale of the kept values on `ctx`."""
     ctx.scale = 256.0 / (256 - threshold)
-    return random_bytes(x.shape, x.device) >= threshold
+    return _bytes(random_bytes(x.shape, x.device) >= threshold)
+
+
+def _bytes(mask: Tensor) -> Tensor:
+    """A boolean mask viewed as uint8 0/1, no copy. A product with a uint8 tensor gives the
+    same values as with the bool one at 2-3x the speed on the CPU: the bool operand is
+    converted element by element first, the uint8 one is read in the product's own loop."""
+    return mask.view(torch.uint8)
 
 
 class _ByteDropout(torch.autograd.Function):
@@ -67,7 +74,7 @@ class _ByteDropoutReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (out,) = ctx.saved_tensors
-        return grad.mul(out > 0).mul_(ctx.scale), None
+        return grad.mul(_bytes(out > 0)).mul_(ctx.scale), None
 
 
 def _threshold(x: Tensor, p: float, training: bool) -> int | None:
