@@ -90,7 +90,7 @@ def scaled_dot_product_attention(
         if sdpa_causal and t_q > 1:
             mask = causal_mask(t_q, t_k, q.device)  # (A causal mask hides nothing from one query.)
         if mask is not None:
-            scores.add_(_mask_bias(mask, scores.dtype))
+            scores.add_(mask_bias(mask, scores.dtype))
         out = dropout(scores.softmax(dim=-1), dropout_p, training=True) @ v  # (B, h, T_q, d_v)
     else:
         out = F.scaled_dot_product_attention(
@@ -172,8 +172,9 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(out), weights
 
 
-def _mask_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """0 where `mask` lets a query attend, the dtype's lowest value where it hides the key."""
+def mask_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """A boolean attention mask (True = may attend) as an additive bias of the scores: 0
+    where it lets a query attend, the dtype's lowest value where it hides the key."""
     bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
     return bias.masked_fill_(~mask, torch.finfo(dtype).min)
 
