@@ -83,14 +83,11 @@ def scaled_dot_product_attention(
         # step): its kernel costs ~0.4 ms a call in set-up, ten times the products. Dropout
         # (training): its fused kernel refuses dropout, and its fallback draws the mask with
         # `bernoulli_`; the byte mask of `dropout` is several times cheaper.
-        # The scale goes on the queries and the mask is added as a bias, in place: each is a
-        # pass over (B, h, T_q, d_k) or the mask's own size rather than over the scores, and
-        # the addition's backward pass is the identity (a masked fill's is another pass).
-        scores = (q * (q.size(-1) ** -0.5)) @ k.transpose(-2, -1)  # (B, h, T_q, T_k)
+        scores = q @ k.transpose(-2, -1) * (q.size(-1) ** -0.5)  # (B, h, T_q, T_k)
         if sdpa_causal and t_q > 1:
             mask = causal_mask(t_q, t_k, q.device)  # (A causal mask hides nothing from one query.)
         if mask is not None:
-            scores.add_(mask_bias(mask, scores.dtype))
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         out = dropout(scores.softmax(dim=-1), dropout_p, training=True) @ v  # (B, h, T_q, d_v)
     else:
         out = F.scaled_dot_product_attention(
