@@ -160,8 +160,7 @@ def test_attention_dropout_on_cpu_drops_weights_with_the_byte_mask(causal: bool)
     torch.manual_seed(7)
     out, _ = scaled_dot_product_attention(q, k, v, mask, causal=causal, dropout_p=0.25)
     torch.testing.assert_close(out, expected)
-    # The gradients too (the queries scaled before the product, the mask added as a bias in
-    # place): those of the reference's weights under the same mask.
+    # The gradients too: those of the reference's weights under the same mask and dropout.
     grad = torch.randn_like(out)
     want = torch.autograd.grad(expected, (q, k, v), grad)
     got = torch.autograd.grad(out, (q, k, v), grad)

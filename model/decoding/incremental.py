@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attn.model.device import column_major, packed_linear
-from attn.model.nn.attention import mask_bias
 from attn.model.nn.transformer import Transformer, embed_scale, norm_in, norm_out
 
 # Below this many rows an int8 step runs its products in float32: the int8 kernel (which
@@ -272,7 +271,9 @@ def score_bias(src_mask: Tensor, heads: int, dtype: torch.dtype) -> Tensor:
     Shape: src_mask (B, S) True = real piece -> (B, h, 1, S).
     """
     b, s = src_mask.shape
-    return mask_bias(src_mask[:, None, None, :], dtype).expand(b, heads, 1, s).contiguous()
+    bias = torch.zeros(b, 1, 1, s, device=src_mask.device, dtype=dtype)
+    bias = bias.masked_fill(~src_mask[:, None, None, :], torch.finfo(dtype).min)
+    return bias.expand(b, heads, 1, s).contiguous()
 
 
 def self_attention(q: Tensor, keys: Tensor, values: Tensor, cpu: bool = False) -> Tensor:

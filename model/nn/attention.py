@@ -169,13 +169,6 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(out), weights
 
 
-def mask_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """A boolean attention mask (True = may attend) as an additive bias of the scores: 0
-    where it lets a query attend, the dtype's lowest value where it hides the key."""
-    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
-    return bias.masked_fill_(~mask, torch.finfo(dtype).min)
-
-
 def _fold_groups(x: Tensor, groups: int) -> Tensor:
     """Stack the queries of each run of `groups` batch rows.
 
