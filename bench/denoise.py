@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import tempfile
 from datetime import date
@@ -42,7 +43,7 @@ SECOND = "--batch-tokens 4096 --lr 2e-3 --warmup 300 --label-smoothing 0.1 --val
 
 def _poisson(rng: random.Random, mean: float) -> int:
     """A Poisson draw (Knuth's method; small means only)."""
-    limit, k, p = pow(2.718281828459045, -mean), 0, 1.0
+    limit, k, p = math.exp(-mean), 0, 1.0
     while True:
         p *= rng.random()
         if p < limit:

@@ -21,11 +21,10 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from ngram_prior import pad, read
 from peers import cpu_name
 
-from attn.data.task_files import find_task_files
 from attn.model.storage.checkpoint import load_model
-from attn.tokenizer.sentencepiece import PAD_ID, collate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "sentiment_mix.json"
@@ -40,16 +39,10 @@ def halves(model_dir: Path, data: Path, split: str) -> tuple[torch.Tensor, ...]:
     model, config = loaded.model, loaded.config
     if model.ngrams is None:
         raise SystemExit(f"{model_dir} has no bag of n-grams")
-    rows = [ex for _, _, ex in find_task_files("sentiment", data).examples(split)]
-    ids, _ = loaded.tokenizer.encode(
-        [ex.src for ex in rows], max_length=config.max_length, keep=config.keep
-    )
-    gold = torch.tensor([config.labels.index(ex.tgt) for ex in rows])
+    ids, gold = read(data, split, loaded.tokenizer, config)  # cut as the model was trained
     transformer, bag = [], []
     for start in range(0, len(ids), BATCH):
-        chunk = ids[start : start + BATCH]
-        batch = collate(chunk, [False] * len(chunk), PAD_ID, None)
-        t, b = model.class_logits(batch.ids, batch.mask)
+        t, b = model.class_logits(*pad(ids[start : start + BATCH]))
         transformer.append(t.float().log_softmax(-1))
         bag.append(b.float().log_softmax(-1))
     return torch.cat(transformer), torch.cat(bag), gold
